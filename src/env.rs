@@ -1,0 +1,64 @@
+//! Every environment variable imagepipe reads, in one place.
+//!
+//! Each step flag has an `IMAGEPIPE_*` fallback so that a GitHub composite action or a Jenkins
+//! `withEnv` block can drive the step without building a command line. Secrets are only ever read
+//! from the environment (or from files named here), never from flags.
+
+/// Path of `imagepipe.toml`; otherwise it is searched for upwards from the working directory.
+pub const CONFIG: &str = "IMAGEPIPE_CONFIG";
+/// Image name, e.g. `global/debian-12`.
+pub const IMAGE: &str = "IMAGEPIPE_IMAGE";
+/// Image version (semver, no leading `v`).
+pub const VERSION: &str = "IMAGEPIPE_VERSION";
+/// A git tag naming an image version, e.g. `global/debian-12/v1.4.0`.
+pub const TAG: &str = "IMAGEPIPE_TAG";
+/// Parent pin, `<image>@<version>`.
+pub const PARENT: &str = "IMAGEPIPE_PARENT";
+/// Path of a parent record to build on instead of resolving the parent from the store.
+pub const PARENT_RECORD: &str = "IMAGEPIPE_PARENT_RECORD";
+/// Directory Packer writes the artifacts to.
+pub const OUTPUT_DIR: &str = "IMAGEPIPE_OUTPUT_DIR";
+/// Path the image record is written to (or read from).
+pub const RECORD: &str = "IMAGEPIPE_RECORD";
+/// Machine output on stdout when `true`.
+pub const JSON: &str = "IMAGEPIPE_JSON";
+/// `auto`, `bar`, `lines` or `none`.
+pub const PROGRESS: &str = "IMAGEPIPE_PROGRESS";
+/// Print the plan and change nothing, when `true`.
+pub const DRY_RUN: &str = "IMAGEPIPE_DRY_RUN";
+/// Replace an existing output directory, when `true`.
+pub const FORCE: &str = "IMAGEPIPE_FORCE";
+/// Overrides the build timeout from `imagepipe.toml` (`90m`, `2h`).
+pub const BUILD_TIMEOUT: &str = "IMAGEPIPE_BUILD_TIMEOUT";
+/// The `packer` executable to run.
+pub const PACKER: &str = "IMAGEPIPE_PACKER";
+/// Git commit to record instead of asking git (CI systems that build from a tarball).
+pub const GIT_COMMIT: &str = "IMAGEPIPE_GIT_COMMIT";
+
+/// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
+pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
+
+/// Set by GitHub Actions on every runner.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// File that receives step outputs on GitHub Actions.
+pub const GITHUB_OUTPUT: &str = "GITHUB_OUTPUT";
+/// File that receives the Markdown step summary on GitHub Actions.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// Commit GitHub Actions checked out.
+pub const GITHUB_SHA: &str = "GITHUB_SHA";
+/// Set by Jenkins on every build.
+pub const JENKINS_URL: &str = "JENKINS_URL";
+/// Commit Jenkins' git plugin checked out.
+pub const GIT_COMMIT_JENKINS: &str = "GIT_COMMIT";
+/// Set by most CI systems; selects plain progress lines.
+pub const CI: &str = "CI";
+
+/// Reads a variable, treating an empty value as unset (composite actions pass empty inputs).
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// True when the variable is set to a truthy value (`true`, `1`, `yes`).
+pub fn flag(name: &str) -> bool {
+    var(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}

@@ -1,0 +1,20 @@
+//! The shared library of the imagepipe steps.
+//!
+//! Organised by domain: the pipeline definition ([`config`]), images and tags ([`image`]), the
+//! image record ([`record`]), artifact stores ([`store`]), Packer ([`packer`]) and building with
+//! it ([`build`]), and the contract every step binary follows ([`step`], [`env`], [`http`],
+//! [`secret`]).
+
+pub mod build;
+pub mod config;
+pub mod env;
+pub mod fsutil;
+pub mod git;
+pub mod hash;
+pub mod http;
+pub mod image;
+pub mod packer;
+pub mod record;
+pub mod secret;
+pub mod step;
+pub mod store;

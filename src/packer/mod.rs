@@ -1,0 +1,326 @@
+//! Running Packer: `init`, `validate` and `build -machine-readable`, with signals forwarded and
+//! a timeout enforced.
+
+pub mod machine;
+pub mod manifest;
+pub mod template;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use machine::{Event, UiLevel};
+pub use manifest::{Manifest, ManifestBuild};
+pub use template::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackerError {
+    #[error(
+        "cannot run Packer (`{program}`): {source}; install it (Debian: `apt-get install packer`) \
+         or point `pipeline.packer` / IMAGEPIPE_PACKER at it"
+    )]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}):\n{output}")]
+    Failed {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("Packer build failed:\n{0}")]
+    BuildFailed(String),
+    #[error("the build was interrupted by {0}; Packer was asked to clean up and has exited")]
+    Interrupted(&'static str),
+    #[error(
+        "the build did not finish within {0}; Packer was interrupted and has exited \
+         (raise `build_timeout` in imagepipe.toml or IMAGEPIPE_BUILD_TIMEOUT)"
+    )]
+    TimedOut(String),
+    #[error("cannot read Packer's output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One Packer command line, printable exactly as it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+impl fmt::Display for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_quote(&self.program.display().to_string()))?;
+        for a in &self.args {
+            write!(f, " {}", shell_quote(a))?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes for a POSIX shell only when needed, so printed commands can be pasted.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl Invocation {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            // Packer must not see the terminal's Ctrl-C directly: it gets exactly one, from us.
+            .process_group(0)
+            // Packer checks for updates and sends telemetry unless told not to.
+            .env("CHECKPOINT_DISABLE", "1")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn_error(&self) -> impl FnOnce(std::io::Error) -> PackerError + '_ {
+        move |source| PackerError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        }
+    }
+
+    /// Runs a short command (version, init, validate) and returns its combined output.
+    pub async fn output(&self) -> Result<String, PackerError> {
+        let out = self.command().output().await.map_err(self.spawn_error())?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(PackerError::Failed {
+                command: self.to_string(),
+                status: out.status.to_string(),
+                output: text.trim_end().to_string(),
+            });
+        }
+        Ok(text)
+    }
+}
+
+/// The Packer executable.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    pub program: PathBuf,
+    pub cwd: PathBuf,
+}
+
+impl Packer {
+    pub fn invocation(&self, args: impl IntoIterator<Item = String>) -> Invocation {
+        Invocation {
+            program: self.program.clone(),
+            args: args.into_iter().collect(),
+            cwd: self.cwd.clone(),
+        }
+    }
+
+    /// Packer's version, from `packer -machine-readable version`.
+    pub async fn version(&self) -> Result<String, PackerError> {
+        let inv = self.invocation(["-machine-readable".into(), "version".into()]);
+        let out = inv.output().await?;
+        out.lines()
+            .find_map(|l| match machine::parse_line(l) {
+                Event::Version(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(|| PackerError::Failed {
+                command: inv.to_string(),
+                status: "no version line".into(),
+                output: out.trim_end().to_string(),
+            })
+    }
+}
+
+/// How a build run is supervised.
+#[derive(Debug, Clone, Copy)]
+pub struct Supervision {
+    pub timeout: Duration,
+    /// After an interrupt, how long Packer gets to clean up before its process group is killed.
+    pub grace: Duration,
+}
+
+/// What a successful `packer build -machine-readable` told us.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOutput {
+    pub artifacts: Vec<Event>,
+}
+
+/// Lines kept for the failure report.
+const TAIL: usize = 40;
+
+/// Runs `packer build -machine-readable`, passing each event to `on_event` as it arrives.
+/// SIGINT and SIGTERM are forwarded to Packer, and the timeout interrupts it; either way the
+/// run ends only when Packer has exited, so its cleanup is never cut short by us.
+pub async fn run_build(
+    inv: &Invocation,
+    supervision: Supervision,
+    mut on_event: impl FnMut(&Event),
+) -> Result<BuildOutput, PackerError> {
+    let mut child = inv
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(inv.spawn_error())?;
+    let pid = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut stdout = BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?,
+    )
+    .lines();
+    let mut stderr = BufReader::new(
+        child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr"))?,
+    )
+    .lines();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+
+    let deadline = tokio::time::sleep(supervision.timeout);
+    tokio::pin!(deadline);
+    let kill_at = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(kill_at);
+
+    let mut interrupted: Option<&'static str> = None;
+    let mut timed_out = false;
+    let mut out = BuildOutput::default();
+    let mut errors: Vec<String> = Vec::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let (mut stdout_open, mut stderr_open) = (true, true);
+
+    let forward = |sig: Signal| {
+        if let Some(pid) = pid {
+            let _ = kill(pid, sig);
+        }
+    };
+    let mut note = |event: Event, errors: &mut Vec<String>, tail: &mut VecDeque<String>| {
+        match &event {
+            Event::Ui {
+                level: UiLevel::Error,
+                text,
+            } => errors.push(text.trim().to_string()),
+            Event::BuildError { target, text } => errors.push(format!("{target}: {text}")),
+            Event::Raw(text) if !text.trim().is_empty() => {
+                tail.push_back(text.clone());
+                if tail.len() > TAIL {
+                    tail.pop_front();
+                }
+            }
+            Event::Artifact { .. } => out.artifacts.push(event.clone()),
+            _ => {}
+        }
+        if let Event::Ui { text, .. } = &event {
+            tail.push_back(text.clone());
+            if tail.len() > TAIL {
+                tail.pop_front();
+            }
+        }
+        on_event(&event);
+    };
+
+    let status = loop {
+        tokio::select! {
+            line = stdout.next_line(), if stdout_open => match line? {
+                Some(l) => note(machine::parse_line(&l), &mut errors, &mut tail),
+                None => stdout_open = false,
+            },
+            line = stderr.next_line(), if stderr_open => match line? {
+                Some(l) => note(Event::Raw(l), &mut errors, &mut tail),
+                None => stderr_open = false,
+            },
+            _ = sigint.recv() => {
+                interrupted = Some("SIGINT");
+                forward(Signal::SIGINT);
+                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+            }
+            _ = sigterm.recv() => {
+                interrupted = Some("SIGTERM");
+                forward(Signal::SIGTERM);
+                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+            }
+            _ = &mut deadline, if !timed_out => {
+                timed_out = true;
+                forward(Signal::SIGINT);
+                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+            }
+            _ = &mut kill_at => {
+                // Packer did not finish cleaning up in time: stop it and whatever it started.
+                if let Some(pid) = pid {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                }
+                kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
+            }
+            status = child.wait(), if !stdout_open && !stderr_open => break status?,
+        }
+    };
+
+    if let Some(sig) = interrupted {
+        return Err(PackerError::Interrupted(sig));
+    }
+    if timed_out {
+        return Err(PackerError::TimedOut(
+            humantime::format_duration(supervision.timeout).to_string(),
+        ));
+    }
+    if !status.success() {
+        let detail = if errors.is_empty() {
+            format!(
+                "packer exited with {status}; its last lines were:\n{}",
+                Vec::from(tail).join("\n")
+            )
+        } else {
+            let mut seen = Vec::new();
+            for e in errors {
+                if !seen.contains(&e) {
+                    seen.push(e);
+                }
+            }
+            seen.join("\n")
+        };
+        return Err(PackerError::BuildFailed(detail));
+    }
+    Ok(out)
+}
+
+/// Whether a path's directory exists and holds anything.
+pub fn dir_has_entries(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_quote("-var-file=/a/b.pkrvars.hcl"),
+            "-var-file=/a/b.pkrvars.hcl"
+        );
+        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

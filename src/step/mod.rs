@@ -1,0 +1,102 @@
+//! The step contract every imagepipe binary follows.
+//!
+//! - Input: flags, each with an `IMAGEPIPE_*` fallback (names in [`crate::env`]).
+//! - Output: human text on stderr, `--json` on stdout, GitHub outputs, summary and annotations.
+//! - Exit codes: [`EXIT_DONE`], [`EXIT_CHECK_FAILED`], [`EXIT_ERROR`].
+//!
+//! A step's `main` parses its flags with clap and hands an async body to [`run`]; the body returns
+//! an [`Outcome`] for a step that ran, or an error for one that could not.
+
+mod github;
+mod progress;
+mod ui;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use github::{escape_data, escape_property};
+pub use progress::{Progress, ProgressMode};
+pub use ui::Ui;
+
+use crate::env;
+
+/// The step did what it was asked.
+pub const EXIT_DONE: u8 = 0;
+/// The step ran and its check or gate failed (policy breach, missing replica, review missing).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Usage, configuration or infrastructure error: the step could not do its job. Clap uses 2 for
+/// usage errors too, so the code means the same thing however the step stopped.
+pub const EXIT_ERROR: u8 = 2;
+
+/// How a step that ran to its end came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The step's check failed; each reason is shown and annotated.
+    CheckFailed(Vec<String>),
+}
+
+/// Flags every step takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Pipeline definition; default: imagepipe.toml in the working directory or a parent.
+    #[arg(long, env = env::CONFIG, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Print the result as JSON on stdout (human output stays on stderr).
+    #[arg(long, env = env::JSON, global = true)]
+    pub json: bool,
+
+    /// Progress display: a live bar on a terminal, periodic lines in CI logs.
+    #[arg(long, env = env::PROGRESS, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE", global = true)]
+    pub progress: ProgressMode,
+}
+
+/// Runs a step body on a Tokio runtime and turns its result into the contract's exit code.
+pub fn run<F, Fut>(step: &'static str, common: &CommonArgs, body: F) -> ExitCode
+where
+    F: FnOnce(Ui) -> Fut,
+    Fut: Future<Output = anyhow::Result<Outcome>>,
+{
+    let ui = Ui::new(step, common.json, common.progress);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            ui.error(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let result = runtime.block_on(body(ui.clone()));
+    ExitCode::from(match result {
+        Ok(Outcome::Done) => EXIT_DONE,
+        Ok(Outcome::CheckFailed(reasons)) => {
+            for r in &reasons {
+                ui.error(r);
+            }
+            EXIT_CHECK_FAILED
+        }
+        Err(err) => {
+            ui.error(&render_error(&err));
+            EXIT_ERROR
+        }
+    })
+}
+
+/// The error and its causes, one per line, without repeating text a cause already gave.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    let mut last = out.clone();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
+}

@@ -1,0 +1,177 @@
+//! Where a step's words go: stderr for people, stdout for `--json`, and GitHub's files and
+//! workflow commands when running there.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::github;
+use super::progress::{Progress, ProgressMode};
+use crate::env;
+
+#[derive(Debug)]
+struct Inner {
+    step: &'static str,
+    json: bool,
+    github: bool,
+    progress: ProgressMode,
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+    /// Secrets read so far; scrubbed from every line printed, also outside GitHub.
+    masks: Mutex<Vec<String>>,
+    /// A live progress bar, if one is drawn: lines are printed above it.
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+/// The step's output channels. Cheap to clone; clones share state.
+#[derive(Debug, Clone)]
+pub struct Ui(Arc<Inner>);
+
+impl Ui {
+    pub fn new(step: &'static str, json: bool, progress: ProgressMode) -> Self {
+        let github = env::var(env::GITHUB_ACTIONS).as_deref() == Some("true");
+        let terminal = std::io::stderr().is_terminal();
+        let ci = github || env::var(env::CI).is_some() || env::var(env::JENKINS_URL).is_some();
+        let progress = progress.resolve(terminal, ci);
+        Self(Arc::new(Inner {
+            step,
+            json,
+            github,
+            progress,
+            output_file: github
+                .then(|| env::var(env::GITHUB_OUTPUT))
+                .flatten()
+                .map(PathBuf::from),
+            summary_file: github
+                .then(|| env::var(env::GITHUB_STEP_SUMMARY))
+                .flatten()
+                .map(PathBuf::from),
+            masks: Mutex::new(Vec::new()),
+            bar: Mutex::new(None),
+        }))
+    }
+
+    pub fn step(&self) -> &'static str {
+        self.0.step
+    }
+
+    pub fn json_mode(&self) -> bool {
+        self.0.json
+    }
+
+    pub fn progress_mode(&self) -> ProgressMode {
+        self.0.progress
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let masks = self.0.masks.lock().unwrap_or_else(|p| p.into_inner());
+        masks
+            .iter()
+            .fold(text.to_string(), |t, m| t.replace(m.as_str(), "***"))
+    }
+
+    /// Prints one line of human output on stderr, above a progress bar if one is drawn.
+    pub fn line(&self, text: &str) {
+        let text = self.scrub(text);
+        let bar = self.0.bar.lock().unwrap_or_else(|p| p.into_inner());
+        match bar.as_ref() {
+            Some(pb) if !pb.is_finished() => pb.println(text),
+            _ => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    pub fn info(&self, text: &str) {
+        self.line(text);
+    }
+
+    pub fn warn(&self, text: &str) {
+        self.line(&format!("warning: {text}"));
+        self.command("warning", text);
+    }
+
+    pub fn error(&self, text: &str) {
+        self.line(&format!("error: {text}"));
+        self.command("error", text);
+    }
+
+    fn command(&self, kind: &str, text: &str) {
+        if self.0.github {
+            let title = github::escape_property(self.0.step);
+            let msg = github::escape_data(&self.scrub(text));
+            let _ = writeln!(std::io::stderr().lock(), "::{kind} title={title}::{msg}");
+        }
+    }
+
+    /// Registers a secret: GitHub masks it in the job log, and this step never prints it.
+    pub fn mask(&self, secret: &str) {
+        // Masking very short values would turn ordinary words into `***`.
+        if secret.len() < 4 {
+            return;
+        }
+        if self.0.github {
+            for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "::add-mask::{}",
+                    github::escape_data(line)
+                );
+            }
+        }
+        self.0
+            .masks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(secret.to_string());
+    }
+
+    /// Sets a step output (`$GITHUB_OUTPUT` on GitHub; nothing elsewhere).
+    pub fn output(&self, name: &str, value: &str) -> std::io::Result<()> {
+        match &self.0.output_file {
+            Some(f) => github::append_output(f, name, &self.scrub(value)),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends Markdown to the step summary (`$GITHUB_STEP_SUMMARY` on GitHub).
+    pub fn summary(&self, markdown: &str) -> std::io::Result<()> {
+        match &self.0.summary_file {
+            Some(f) => github::append_text(f, &self.scrub(markdown)),
+            None => Ok(()),
+        }
+    }
+
+    /// Prints the machine result on stdout when `--json` is set.
+    pub fn json(&self, value: &serde_json::Value) {
+        if self.0.json {
+            let text = serde_json::to_string_pretty(value).unwrap_or_default();
+            let _ = writeln!(std::io::stdout().lock(), "{}", self.scrub(&text));
+        }
+    }
+
+    pub fn group_start(&self, title: &str) {
+        if self.0.github {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "::group::{}",
+                github::escape_data(title)
+            );
+        }
+    }
+
+    pub fn group_end(&self) {
+        if self.0.github {
+            let _ = writeln!(std::io::stderr().lock(), "::endgroup::");
+        }
+    }
+
+    /// Starts a progress display of `total` bytes (or an open-ended activity when `None`).
+    pub fn progress(&self, label: &str, total: Option<u64>) -> Progress {
+        let p = Progress::new(self.clone(), self.0.progress, label, total);
+        if let Some(bar) = p.bar() {
+            *self.0.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
+        }
+        p
+    }
+}

@@ -1,0 +1,356 @@
+//! The local directory store (`file:PATH`), the embedded default.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use sha2::{Digest, Sha256};
+
+use super::{PutOutcome, Store, StoreError, stored_file_name};
+use crate::hash::{Sha256Hex, hash_file};
+use crate::image::{ImageName, ImageRef};
+use crate::record::{self, FileArtifact, LoadedRecord, Record};
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn version_dir(&self, image: &ImageRef) -> PathBuf {
+        self.root
+            .join(image.name.as_str())
+            .join(image.version.to_string())
+    }
+
+    fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+        let (store, path) = (self.location(), path.to_path_buf());
+        move |source| StoreError::Io {
+            store,
+            path,
+            source,
+        }
+    }
+
+    /// Copies `source` into a temporary file beside `dest` while hashing it, checks the digest,
+    /// then renames: a reader never sees a partial or wrong file under the final name.
+    fn copy_verified(
+        &self,
+        source: &Path,
+        dest: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
+        let dir = crate::fsutil::parent_dir(dest);
+        std::fs::create_dir_all(dir).map_err(self.io(dir))?;
+        let mut input = File::open(source).map_err(self.io(source))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".imagepipe-")
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(self.io(dir))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(source)(e)),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(self.io(dest))?;
+            progress(n as u64);
+        }
+        let actual = Sha256Hex::from_hasher(hasher);
+        if &actual != expected {
+            // The temp file is removed on drop.
+            return Err(StoreError::Integrity {
+                store: self.location(),
+                path: source.to_path_buf(),
+                expected: *expected,
+                actual,
+            });
+        }
+        tmp.as_file().sync_all().map_err(self.io(dest))?;
+        tmp.persist(dest).map_err(|e| self.io(dest)(e.error))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for LocalStore {
+    fn location(&self) -> String {
+        format!("file:{}", self.root.display())
+    }
+
+    async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError> {
+        let dir = self.root.join(image.as_str());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(&dir)(e)),
+        };
+        let mut versions = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(self.io(&dir))?;
+            let Some(v) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Version::parse(n).ok())
+            else {
+                continue;
+            };
+            // Only versions whose record landed are published.
+            if entry.path().join(record::FILE_NAME).is_file() {
+                versions.push(v);
+            }
+        }
+        Ok(versions)
+    }
+
+    async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {
+        let path = self.version_dir(image).join(record::FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::VersionNotFound {
+                    image: image.clone(),
+                    store: self.location(),
+                });
+            }
+            Err(e) => return Err(self.io(&path)(e)),
+        };
+        let record = Record::from_slice(&bytes, &path.display().to_string())?;
+        if record.id() != *image {
+            return Err(StoreError::WrongRecord {
+                store: self.location(),
+                image: image.clone(),
+                record_image: record.id(),
+            });
+        }
+        Ok(LoadedRecord {
+            record,
+            sha256: Sha256Hex::digest(&bytes),
+        })
+    }
+
+    fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
+        let name = Path::new(&artifact.path)
+            .file_name()
+            .map_or_else(|| artifact.path.clone().into(), |n| n.to_os_string());
+        self.version_dir(image).join(name).display().to_string()
+    }
+
+    async fn put_artifact(
+        &self,
+        image: &ImageRef,
+        source: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PutOutcome, StoreError> {
+        let name = stored_file_name(&self.location(), source)?;
+        let dest = self.version_dir(image).join(name);
+        if dest.exists() {
+            let existing = hash_file(&dest, &|_| {}).map_err(self.io(&dest))?.sha256;
+            if &existing == expected {
+                return Ok(PutOutcome::AlreadyPresent);
+            }
+            return Err(StoreError::Conflict {
+                store: self.location(),
+                path: dest,
+                existing,
+                new: *expected,
+            });
+        }
+        tokio::task::block_in_place(|| self.copy_verified(source, &dest, expected, progress))?;
+        Ok(PutOutcome::Stored)
+    }
+
+    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError> {
+        let dest = self.version_dir(image).join(record::FILE_NAME);
+        if let Ok(existing) = std::fs::read(&dest) {
+            if existing == bytes {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict {
+                store: self.location(),
+                path: dest,
+                existing: Sha256Hex::digest(&existing),
+                new: Sha256Hex::digest(bytes),
+            });
+        }
+        crate::fsutil::write_atomic(&dest, bytes).map_err(self.io(&dest))
+    }
+
+    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
+        let files: Vec<(PathBuf, &FileArtifact)> = record
+            .record
+            .artifacts
+            .iter()
+            .filter_map(|a| a.file())
+            .map(|f| (PathBuf::from(self.artifact_location(image, f)), f))
+            .collect();
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+        let digests = tokio::task::block_in_place(|| {
+            crate::hash::hash_files(&paths, crate::hash::default_workers(), &|_| {})
+        });
+        for ((path, want), got) in files.into_iter().zip(digests) {
+            let got = got.map_err(self.io(&path))?;
+            if got.sha256 != want.sha256 || got.size != want.size {
+                return Err(StoreError::Integrity {
+                    store: self.location(),
+                    path,
+                    expected: want.sha256,
+                    actual: got.sha256,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Artifact, ArtifactKind, Format};
+    use crate::store::resolve;
+    use semver::VersionReq;
+
+    async fn publish(
+        store: &LocalStore,
+        src: &Path,
+        name: &str,
+        version: &str,
+        content: &[u8],
+    ) -> LoadedRecord {
+        let image: ImageRef = format!("{name}@{version}").parse().unwrap();
+        let file = src.join(format!("{}-{version}.raw", image.name.flat()));
+        std::fs::write(&file, content).unwrap();
+        let digest = Sha256Hex::digest(content);
+        assert_eq!(
+            store
+                .put_artifact(&image, &file, &digest, &|_| {})
+                .await
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        let mut record = crate::record::tests::sample();
+        record.image.name = image.name.clone();
+        record.image.version = image.version.clone();
+        record.parent = None;
+        record.artifacts = vec![Artifact {
+            name: "disk".into(),
+            build: "file.disk".into(),
+            kind: ArtifactKind::File(FileArtifact {
+                path: file.file_name().unwrap().to_str().unwrap().into(),
+                size: content.len() as u64,
+                sha256: digest,
+                format: Format::Raw,
+            }),
+        }];
+        store.put_record(&image, &record.to_bytes()).await.unwrap();
+        store.fetch_record(&image).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn publish_list_resolve_verify() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().to_path_buf());
+        let name: ImageName = "vendor/debian-12".parse().unwrap();
+        assert!(store.list_versions(&name).await.unwrap().is_empty());
+        for v in ["1.0.0", "1.2.0", "1.10.0", "2.0.0", "2.1.0-rc.1"] {
+            publish(&store, src.path(), name.as_str(), v, v.as_bytes()).await;
+        }
+        // A version directory without a record is not published.
+        std::fs::create_dir_all(root.path().join("vendor/debian-12/3.0.0")).unwrap();
+        let mut versions = store.list_versions(&name).await.unwrap();
+        versions.sort();
+        assert_eq!(versions.len(), 5);
+        let newest = |req: &str| {
+            let req = VersionReq::parse(req).unwrap();
+            let store = &store;
+            let name = &name;
+            async move {
+                resolve(store, name, &req)
+                    .await
+                    .unwrap()
+                    .map(|v| v.to_string())
+            }
+        };
+        assert_eq!(newest("^1").await.as_deref(), Some("1.10.0"));
+        assert_eq!(newest("*").await.as_deref(), Some("2.0.0"));
+        assert_eq!(newest(">=2.1.0-rc.0").await.as_deref(), Some("2.1.0-rc.1"));
+        assert_eq!(newest("^3").await, None);
+
+        let image: ImageRef = "vendor/debian-12@1.2.0".parse().unwrap();
+        let rec = store.fetch_record(&image).await.unwrap();
+        store.verify(&image, &rec).await.unwrap();
+        // Corrupt the stored copy: verification names the file.
+        let stored = store.version_dir(&image).join("vendor-debian-12-1.2.0.raw");
+        std::fs::write(&stored, b"tampered").unwrap();
+        let err = store.verify(&image, &rec).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Integrity { ref path, .. } if path == &stored),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn puts_are_idempotent_and_never_overwrite() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().to_path_buf());
+        let image: ImageRef = "a@1.0.0".parse().unwrap();
+        let file = src.path().join("disk.raw");
+        std::fs::write(&file, b"one").unwrap();
+        let d1 = Sha256Hex::digest(b"one");
+        assert_eq!(
+            store
+                .put_artifact(&image, &file, &d1, &|_| {})
+                .await
+                .unwrap(),
+            PutOutcome::Stored
+        );
+        assert_eq!(
+            store
+                .put_artifact(&image, &file, &d1, &|_| {})
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyPresent
+        );
+        std::fs::write(&file, b"two").unwrap();
+        let d2 = Sha256Hex::digest(b"two");
+        assert!(matches!(
+            store.put_artifact(&image, &file, &d2, &|_| {}).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        // A source whose bytes do not match the digest leaves nothing behind.
+        let other: ImageRef = "a@1.0.1".parse().unwrap();
+        assert!(matches!(
+            store.put_artifact(&other, &file, &d1, &|_| {}).await,
+            Err(StoreError::Integrity { .. })
+        ));
+        let left: Vec<_> = std::fs::read_dir(store.version_dir(&other))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty());
+        // The record name is reserved.
+        let rec = src.path().join(record::FILE_NAME);
+        std::fs::write(&rec, b"x").unwrap();
+        assert!(matches!(
+            store.put_artifact(&image, &rec, &d1, &|_| {}).await,
+            Err(StoreError::BadName { .. })
+        ));
+        assert!(matches!(
+            store.fetch_record(&other).await,
+            Err(StoreError::VersionNotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,302 @@
+//! Artifact stores: where published image versions live.
+//!
+//! Every backend lays an image version out the same way, `<image>/<version>/<file>` plus the
+//! record, and writes the record last: a version is visible exactly when its record is, so a
+//! reader that finds a record finds every artifact it names.
+
+mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use semver::{Version, VersionReq};
+
+pub use local::LocalStore;
+
+use crate::config::StoreSpec;
+use crate::hash::Sha256Hex;
+use crate::image::{ImageName, ImageRef};
+use crate::record::{FileArtifact, LoadedRecord, RecordError};
+
+/// A store's address, as written in `imagepipe.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `file:PATH`: a local or mounted directory; the embedded default.
+    Local(PathBuf),
+    /// `artifactory+https://HOST/artifactory/REPO[/PREFIX]`: a generic repository.
+    Artifactory {
+        base: String,
+        repo: String,
+        prefix: String,
+    },
+    /// `oci://HOST[:PORT]/NAMESPACE` (`oci+http://` for a plain-HTTP registry).
+    Oci {
+        registry: String,
+        namespace: String,
+        plain_http: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "`{url}` is not a store URL: {reason}; use file:PATH, artifactory+https://HOST/artifactory/REPO or oci://HOST/NAMESPACE"
+)]
+pub struct StoreUrlError {
+    url: String,
+    reason: &'static str,
+}
+
+impl StoreUrl {
+    /// Parses a store URL; relative `file:` paths are taken from `base`.
+    pub fn parse(url: &str, base: &Path) -> Result<Self, StoreUrlError> {
+        let err = |reason| StoreUrlError {
+            url: url.to_string(),
+            reason,
+        };
+        if let Some(path) = url
+            .strip_prefix("file://")
+            .or_else(|| url.strip_prefix("file:"))
+        {
+            if path.is_empty() {
+                return Err(err("the path is empty"));
+            }
+            return Ok(Self::Local(base.join(path)));
+        }
+        if let Some(rest) = url.strip_prefix("artifactory+") {
+            let (scheme, after) = rest
+                .split_once("://")
+                .ok_or_else(|| err("missing https://"))?;
+            if scheme != "https" && scheme != "http" {
+                return Err(err("Artifactory is reached over https"));
+            }
+            let after = after.trim_end_matches('/');
+            let idx = after
+                .find("/artifactory/")
+                .ok_or_else(|| err("the path must contain /artifactory/<repo>"))?;
+            let (host_part, repo_path) = (&after[..idx], &after[idx + "/artifactory/".len()..]);
+            let (repo, prefix) = repo_path.split_once('/').unwrap_or((repo_path, ""));
+            if host_part.is_empty() || repo.is_empty() {
+                return Err(err("the host or the repository is missing"));
+            }
+            return Ok(Self::Artifactory {
+                base: format!("{scheme}://{host_part}/artifactory"),
+                repo: repo.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        for (scheme, plain_http) in [("oci://", false), ("oci+http://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                let (registry, namespace) = rest
+                    .trim_end_matches('/')
+                    .split_once('/')
+                    .unwrap_or((rest, ""));
+                if registry.is_empty() {
+                    return Err(err("the registry host is missing"));
+                }
+                return Ok(Self::Oci {
+                    registry: registry.into(),
+                    namespace: namespace.into(),
+                    plain_http,
+                });
+            }
+        }
+        Err(err("unknown scheme"))
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "file:{}", p.display()),
+            Self::Artifactory { base, repo, prefix } if prefix.is_empty() => {
+                write!(f, "artifactory+{base}/{repo}")
+            }
+            Self::Artifactory { base, repo, prefix } => {
+                write!(f, "artifactory+{base}/{repo}/{prefix}")
+            }
+            Self::Oci {
+                registry,
+                namespace,
+                plain_http,
+            } => {
+                let scheme = if *plain_http { "oci+http" } else { "oci" };
+                write!(f, "{scheme}://{registry}/{namespace}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{image} is not in store {store}")]
+    VersionNotFound { image: ImageRef, store: String },
+    #[error("{store}: {path}: {source}")]
+    Io {
+        store: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{store}: {path} does not have the expected content (sha256 {actual}, expected {expected}); \
+         the store copy is corrupt or was changed after publishing"
+    )]
+    Integrity {
+        store: String,
+        path: PathBuf,
+        expected: Sha256Hex,
+        actual: Sha256Hex,
+    },
+    #[error(
+        "{store}: {path} already holds different bytes (sha256 {existing}, publishing {new}); \
+         a published version is never overwritten: publish a new version"
+    )]
+    Conflict {
+        store: String,
+        path: PathBuf,
+        existing: Sha256Hex,
+        new: Sha256Hex,
+    },
+    #[error("{store}: the record of {image} names {record_image}")]
+    WrongRecord {
+        store: String,
+        image: ImageRef,
+        record_image: ImageRef,
+    },
+    #[error("{store}: `{name}` cannot be stored: {reason}")]
+    BadName {
+        store: String,
+        name: String,
+        reason: &'static str,
+    },
+    #[error(
+        "store {0} is not supported by this imagepipe release; the local directory store \
+         (file:PATH) is"
+    )]
+    Unsupported(String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// Whether a put transferred bytes or found them already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Stored,
+    AlreadyPresent,
+}
+
+/// The operations every backend offers. Methods take image references so that backends decide
+/// their own layout and addressing.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The store's address without credentials, for messages and records.
+    fn location(&self) -> String;
+
+    /// Published versions of an image (those whose record is present), in no particular order.
+    async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError>;
+
+    /// The record of a published version, with the digest of its stored bytes.
+    async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError>;
+
+    /// Where a build reads an artifact of a published version: a local path or a URL.
+    fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String;
+
+    /// Stores one artifact file, checking its digest on the way in.
+    async fn put_artifact(
+        &self,
+        image: &ImageRef,
+        source: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PutOutcome, StoreError>;
+
+    /// Stores the record; call it after every artifact is stored.
+    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Checks that every file artifact of the record is present with its recorded digest.
+    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError>;
+}
+
+/// The newest published version that satisfies `req`. Pre-releases are only chosen when the
+/// requirement names one, following semver's own matching rules.
+pub async fn resolve(
+    store: &dyn Store,
+    image: &ImageName,
+    req: &VersionReq,
+) -> Result<Option<Version>, StoreError> {
+    let versions = store.list_versions(image).await?;
+    Ok(versions.into_iter().filter(|v| req.matches(v)).max())
+}
+
+/// Opens the store a spec names.
+pub fn open(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
+    match &spec.url {
+        StoreUrl::Local(root) => Ok(Box::new(LocalStore::new(root.clone()))),
+        other => Err(StoreError::Unsupported(other.to_string())),
+    }
+}
+
+/// The file name an artifact gets in a store: its base name, which must be a plain file name.
+pub fn stored_file_name(store: &str, source: &Path) -> Result<String, StoreError> {
+    let bad = |reason| StoreError::BadName {
+        store: store.to_string(),
+        name: source.display().to_string(),
+        reason,
+    };
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| bad("the file name is not UTF-8"))?;
+    if name == crate::record::FILE_NAME {
+        return Err(bad("the name is reserved for the image record"));
+    }
+    if name.starts_with('.') {
+        return Err(bad("hidden files are not stored"));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        let base = Path::new("/repo");
+        assert_eq!(
+            StoreUrl::parse("file:.imagepipe/store", base).unwrap(),
+            StoreUrl::Local("/repo/.imagepipe/store".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("file:///srv/images", base).unwrap(),
+            StoreUrl::Local("/srv/images".into())
+        );
+        let a = StoreUrl::parse(
+            "artifactory+https://art.example/artifactory/os-images/prod/",
+            base,
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            StoreUrl::Artifactory {
+                base: "https://art.example/artifactory".into(),
+                repo: "os-images".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(
+            a.to_string(),
+            "artifactory+https://art.example/artifactory/os-images/prod"
+        );
+        let o = StoreUrl::parse("oci://registry.example:5000/images", base).unwrap();
+        assert_eq!(o.to_string(), "oci://registry.example:5000/images");
+        for bad in [
+            "s3://b",
+            "file:",
+            "artifactory+ftp://x/artifactory/r",
+            "artifactory+https://x/r",
+            "oci:///x",
+        ] {
+            assert!(StoreUrl::parse(bad, base).is_err(), "{bad}");
+        }
+    }
+}

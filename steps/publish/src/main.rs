@@ -1,0 +1,26 @@
+//! `imagepipe-publish`: Put an image's artifacts and record into the artifact store.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagepipe::step::{self, CommonArgs};
+
+/// Put an image's artifacts and record into the artifact store.
+///
+/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
+/// laid out now. It exits 2 without doing anything.
+#[derive(Debug, Parser)]
+#[command(name = "imagepipe-publish", version, max_term_width = 100)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    step::run("imagepipe-publish", &args.common, |_ui| async {
+        anyhow::bail!(
+            "imagepipe-publish is not implemented in this release; see the project's open issues"
+        )
+    })
+}

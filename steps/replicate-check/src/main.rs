@@ -1,0 +1,26 @@
+//! `imagepipe-replicate-check`: Prove every site's store holds the image with the same bytes, in time.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagepipe::step::{self, CommonArgs};
+
+/// Prove every site's store holds the image with the same bytes, in time.
+///
+/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
+/// laid out now. It exits 2 without doing anything.
+#[derive(Debug, Parser)]
+#[command(name = "imagepipe-replicate-check", version, max_term_width = 100)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    step::run("imagepipe-replicate-check", &args.common, |_ui| async {
+        anyhow::bail!(
+            "imagepipe-replicate-check is not implemented in this release; see the project's open issues"
+        )
+    })
+}

@@ -1,0 +1,26 @@
+//! `imagepipe-tag`: Compute the next versions and create <image>/v<semver> tags behind a review gate.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagepipe::step::{self, CommonArgs};
+
+/// Compute the next versions and create <image>/v<semver> tags behind a review gate.
+///
+/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
+/// laid out now. It exits 2 without doing anything.
+#[derive(Debug, Parser)]
+#[command(name = "imagepipe-tag", version, max_term_width = 100)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    step::run("imagepipe-tag", &args.common, |_ui| async {
+        anyhow::bail!(
+            "imagepipe-tag is not implemented in this release; see the project's open issues"
+        )
+    })
+}
