@@ -291,7 +291,10 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
         Some(r) => std::path::absolute(r).unwrap_or_else(|_| r.clone()),
         None => output_dir.join(record::FILE_NAME),
     };
-    let manifest_path = output_dir.join("packer-manifest.json");
+    let manifest_path = image
+        .manifest
+        .clone()
+        .unwrap_or_else(|| output_dir.join("packer-manifest.json"));
     let var_file = output_dir.join("imagepipe.pkrvars.hcl");
 
     let source = match &req.git_commit {
@@ -431,6 +434,8 @@ async fn resolve_parent(
         }
     };
     if let ParentChoice::RecordFile(path) = choice {
+        // Packer runs in the config's directory, so every path handed to it must be absolute.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.clone());
         let loaded = Record::read(path)?;
         let found = loaded.record.id();
         if found.name != spec.name {

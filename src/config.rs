@@ -204,6 +204,7 @@ struct RawImage {
     paths: Option<Vec<String>>,
     #[serde(default)]
     only: Vec<String>,
+    manifest: Option<PathBuf>,
     build_timeout: Option<HumanDuration>,
     #[serde(default)]
     scan: ScanSpec,
@@ -223,6 +224,8 @@ pub struct Image {
     pub paths: Vec<String>,
     /// Packer `-only` filters.
     pub only: Vec<String>,
+    /// Where the template's manifest post-processor writes, when not `var.imagepipe_manifest`.
+    pub manifest: Option<PathBuf>,
     pub build_timeout: Option<Duration>,
     pub scan: ScanSpec,
 }
@@ -720,6 +723,7 @@ impl Resolver<'_> {
                 variables: img.variables,
                 parent,
                 only: img.only,
+                manifest: img.manifest.as_deref().map(|p| self.abs(p)),
                 build_timeout: img.build_timeout.map(|d| d.0),
                 scan: ScanSpec {
                     policy: img.scan.policy.iter().map(|p| self.abs(p)).collect(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -211,9 +211,11 @@ pub async fn run_build(
     let mut tail: VecDeque<String> = VecDeque::new();
     let (mut stdout_open, mut stderr_open) = (true, true);
 
+    // Signal the whole group, as a terminal's Ctrl-C would: `packer` re-executes itself under
+    // panicwrap, and the outer process does not pass signals on to the real one.
     let forward = |sig: Signal| {
         if let Some(pid) = pid {
-            let _ = kill(pid, sig);
+            let _ = killpg(pid, sig);
         }
     };
     let mut note = |event: Event, errors: &mut Vec<String>, tail: &mut VecDeque<String>| {

@@ -37,9 +37,14 @@ pub enum Outcome {
     CheckFailed(Vec<String>),
 }
 
-/// Flags every step takes.
+/// Flags every step takes. Steps take `--version` for the image version, so the tool's own
+/// version is `-V/--imagepipe-version` (the command must set `disable_version_flag`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
+    /// Print imagepipe's version.
+    #[arg(short = 'V', long = "imagepipe-version", action = clap::ArgAction::Version)]
+    pub imagepipe_version: Option<bool>,
+
     /// Pipeline definition; default: imagepipe.toml in the working directory or a parent.
     #[arg(long, env = env::CONFIG, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,

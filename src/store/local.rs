@@ -49,11 +49,7 @@ impl LocalStore {
         let dir = crate::fsutil::parent_dir(dest);
         std::fs::create_dir_all(dir).map_err(self.io(dir))?;
         let mut input = File::open(source).map_err(self.io(source))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".imagepipe-")
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(self.io(dir))?;
+        let mut tmp = crate::fsutil::temp_beside(dir, ".partial").map_err(self.io(dir))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {

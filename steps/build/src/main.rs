@@ -19,7 +19,12 @@ use imagepipe::step::{self, CommonArgs, Outcome};
 ///
 /// Exit codes: 0 built; 2 usage, configuration, parent or Packer error (no record is written).
 #[derive(Debug, Parser)]
-#[command(name = "imagepipe-build", version, max_term_width = 100)]
+#[command(
+    name = "imagepipe-build",
+    version,
+    disable_version_flag = true,
+    max_term_width = 100
+)]
 struct Args {
     /// Image to build, as named in imagepipe.toml (e.g. global/debian-12).
     #[arg(long, env = env::IMAGE, value_name = "NAME", conflicts_with = "tag")]
@@ -65,9 +70,17 @@ struct Args {
     common: CommonArgs,
 }
 
+#[cfg(test)]
+#[test]
+fn cli_is_well_formed() {
+    use clap::CommandFactory as _;
+    Args::command().debug_assert();
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    step::run("imagepipe-build", &args.common, |ui| async move {
+    let common = args.common.clone();
+    step::run("imagepipe-build", &common, |ui| async move {
         let config = Config::discover(args.common.config.as_deref())?;
         let parent = match (&args.parent, &args.parent_record) {
             (Some(pin), _) => ParentChoice::Pin(pin.parse().context("--parent")?),

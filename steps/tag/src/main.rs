@@ -10,10 +10,22 @@ use imagepipe::step::{self, CommonArgs};
 /// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
 /// laid out now. It exits 2 without doing anything.
 #[derive(Debug, Parser)]
-#[command(name = "imagepipe-tag", version, max_term_width = 100)]
+#[command(
+    name = "imagepipe-tag",
+    version,
+    disable_version_flag = true,
+    max_term_width = 100
+)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[cfg(test)]
+#[test]
+fn cli_is_well_formed() {
+    use clap::CommandFactory as _;
+    Args::command().debug_assert();
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,51 @@
+# The global layer: the vendor disk, hardened in place with debugfs.
+
+variable "imagepipe_output_dir" {
+  type = string
+}
+
+variable "imagepipe_manifest" {
+  type = string
+}
+
+variable "imagepipe_version" {
+  type = string
+}
+
+variable "imagepipe_parent_artifact" {
+  type        = string
+  description = "Path of the vendor layer's disk, resolved by imagepipe from the store."
+}
+
+variable "imagepipe_parent_version" {
+  type = string
+}
+
+locals {
+  disk = "${var.imagepipe_output_dir}/global-debian-12.raw"
+}
+
+source "file" "disk" {
+  source = var.imagepipe_parent_artifact
+  target = local.disk
+}
+
+build {
+  sources = ["source.file.disk"]
+
+  provisioner "shell-local" {
+    inline = [
+      "export PATH=\"$PATH:/usr/sbin:/sbin\"",
+      "debugfs -w -R 'write ${path.root}/files/99-hardening.conf /etc/ssh/sshd_config.d/99-hardening.conf' '${local.disk}'",
+      "debugfs -w -R 'rm /usr/bin/telnetd' '${local.disk}'",
+      "printf 'GLOBAL_VERSION=%s\\nBUILT_ON_VENDOR=%s\\n' '${var.imagepipe_version}' '${var.imagepipe_parent_version}' > '${var.imagepipe_output_dir}/.release'",
+      "debugfs -w -R 'write ${var.imagepipe_output_dir}/.release /etc/global-release' '${local.disk}'",
+      "rm '${var.imagepipe_output_dir}/.release'",
+      "e2fsck -fn '${local.disk}'",
+    ]
+  }
+
+  post-processor "manifest" {
+    output = var.imagepipe_manifest
+  }
+}
