@@ -1,6 +1,8 @@
 //! `imagepipe-build` against real Packer (Debian's 1.6.6: `file` and `null` builders,
 //! `shell-local` provisioners, the `manifest` post-processor), in throwaway repositories.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
