@@ -903,3 +903,73 @@ fn help() {
     assert_exit(&out, 0);
     insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn the_example_pipeline_builds() {
+    // The README's local pipeline, on a copy: vendor disk from a root tree with mke2fs, then
+    // the global layer hardens that disk in place with debugfs.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local-pipeline");
+    let repo = Repo::new("");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(repo.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let _ = std::fs::remove_dir_all(repo.path().join(".imagepipe"));
+    let path = format!(
+        "{}:/usr/sbin:/sbin",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = repo
+        .cmd(&["--image", "vendor/debian-12", "--version", "12.8.0"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let vendor = repo.record("vendor/debian-12", "12.8.0");
+    let out = repo
+        .cmd(&[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--parent-record",
+            vendor.to_str().unwrap(),
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let global = Record::read(&repo.record("global/debian-12", "1.0.0"))
+        .unwrap()
+        .record;
+    assert_eq!(
+        global.parent.unwrap().record_sha256,
+        Record::read(&vendor).unwrap().sha256
+    );
+    let disk = repo
+        .output_dir("global/debian-12", "1.0.0")
+        .join("global-debian-12.raw");
+    let cat = |file: &str| {
+        let out = Command::new("debugfs")
+            .args(["-R", &format!("cat {file}")])
+            .arg(&disk)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        cat("/etc/global-release"),
+        "GLOBAL_VERSION=1.0.0\nBUILT_ON_VENDOR=12.8.0\n"
+    );
+    assert_eq!(cat("/etc/vendor-release"), "VENDOR_VERSION=12.8.0\n");
+    assert!(cat("/etc/ssh/sshd_config.d/99-hardening.conf").contains("PermitRootLogin no"));
+    assert_eq!(
+        cat("/usr/bin/telnetd"),
+        "",
+        "the global layer removed telnetd"
+    );
+}
