@@ -791,6 +791,22 @@ fn github_outputs_summary_and_annotations() {
         let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
         outputs.insert(name.to_string(), value.join("\n"));
     }
+    let action =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let action = &yaml_rust2::YamlLoader::load_from_str(&action).unwrap()[0];
+    let declared: Vec<&str> = action["outputs"]
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let mut declared = declared;
+    declared.sort();
+    assert_eq!(
+        outputs.keys().map(String::as_str).collect::<Vec<_>>(),
+        declared,
+        "action.yml declares what the step writes"
+    );
     assert_eq!(outputs["image"], "vendor/base");
     assert_eq!(outputs["version"], "1.0.0");
     let record = Record::read(Path::new(&outputs["record"])).unwrap();
