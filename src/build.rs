@@ -75,11 +75,10 @@ pub enum BuildError {
         image: ImageName,
         expected: ImageName,
     },
-    #[error("the tag {tag} pins its parent as `{pin}`, which is not valid: {reason}")]
+    #[error("the annotation of tag {tag} has a `parent:` line that is not valid: {source}")]
     BadTagPin {
         tag: String,
-        pin: String,
-        reason: String,
+        source: crate::image::RefError,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -255,10 +254,9 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
         && let Some(tag) = &tag
         && let Some(pin) = crate::git::tag_parent_pin(&config.dir, tag)
     {
-        let pin = pin.map_err(|reason| BuildError::BadTagPin {
+        let pin = pin.map_err(|source| BuildError::BadTagPin {
             tag: tag.clone(),
-            pin: String::new(),
-            reason,
+            source,
         })?;
         ui.info(&format!("the tag {tag} pins the parent to {pin}"));
         choice = ParentChoice::Pin(pin);
@@ -704,13 +702,13 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     let _ = result?;
     let finished_at = Utc::now();
 
-    let artifacts = collect_artifacts(plan, ui)?;
+    let manifest = read_manifest(&plan.manifest_path)?;
+    let artifacts = collect_artifacts(plan, &manifest, ui)?;
     let parent = plan.parent.as_ref().map(|p| ParentId {
         name: p.loaded.record.image.name.clone(),
         version: p.loaded.record.image.version.clone(),
         record_sha256: p.loaded.sha256,
     });
-    let manifest = read_manifest(&plan.manifest_path)?;
     let record = Record {
         schema_version: record::SCHEMA_VERSION,
         image: ImageId {
@@ -761,8 +759,11 @@ fn read_manifest(path: &Path) -> Result<Manifest, BuildError> {
 }
 
 /// Turns this run's manifest builds into record artifacts, hashing every file.
-fn collect_artifacts(plan: &Plan, ui: &Ui) -> Result<Vec<Artifact>, BuildError> {
-    let manifest = read_manifest(&plan.manifest_path)?;
+fn collect_artifacts(
+    plan: &Plan,
+    manifest: &Manifest,
+    ui: &Ui,
+) -> Result<Vec<Artifact>, BuildError> {
     let builds = manifest.last_run().map_err(|e| BuildError::Manifest {
         path: plan.manifest_path.clone(),
         reason: e.to_string(),

@@ -79,8 +79,7 @@ impl fmt::Display for HumanDuration {
 
 /// Credentials are referenced by the name of the environment variable (or file) that holds
 /// them. A secret written inline is refused with a pointer to the right key.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// Variable holding a bearer/access token.
     pub token_env: Option<String>,
@@ -94,13 +93,11 @@ pub struct Credentials {
 
 /// Transport security for one endpoint. Verification is always on; these only widen or narrow
 /// what is trusted.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsSpec {
     /// Extra PEM CA bundle trusted for this endpoint.
     pub ca_bundle: Option<PathBuf>,
     /// SHA-256 fingerprints of certificates to accept (pinning), hex with or without colons.
-    #[serde(default)]
     pub pin_sha256: Vec<String>,
 }
 

@@ -8,10 +8,7 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imagepipe-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let mut tmp = temp_beside(dir, ".tmp")?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -22,11 +19,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// published files are; tempfile's default of 0600 would hide records from other users.
 pub fn temp_beside(dir: &Path, suffix: &str) -> io::Result<tempfile::NamedTempFile> {
     use std::os::unix::fs::PermissionsExt as _;
-    tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".imagepipe-")
         .suffix(suffix)
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
+        .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    Ok(tmp)
 }
 
 /// The directory that holds `path` (`.` for a bare file name).

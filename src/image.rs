@@ -192,8 +192,9 @@ impl TagFormat {
         )
     }
 
-    /// Splits a tag back into image and version. The version must be full semver; the last
-    /// occurrence of the separator is used so that image names may contain it.
+    /// Splits a tag back into image and version. The version must be full semver. Split points
+    /// are tried from the right, so image names may contain the separator; the first one whose
+    /// right side is a version wins.
     pub fn parse_tag(&self, tag: &str) -> Result<ImageRef, TagError> {
         let format_err = || TagError::Format {
             tag: tag.to_string(),
@@ -204,19 +205,28 @@ impl TagFormat {
             .strip_prefix(self.prefix.as_str())
             .and_then(|t| t.strip_suffix(self.suffix.as_str()))
             .ok_or_else(format_err)?;
-        let (name, version) = body
-            .rsplit_once(self.middle.as_str())
-            .ok_or_else(format_err)?;
         let invalid = |reason: String| TagError::Invalid {
             tag: tag.to_string(),
             reason,
         };
-        let name: ImageName = name
-            .parse()
-            .map_err(|e: NameError| invalid(e.to_string()))?;
-        let version = Version::parse(version)
-            .map_err(|e| invalid(format!("`{version}` is not a semver version: {e}")))?;
-        Ok(ImageRef { name, version })
+        let mut last_err = None;
+        for (at, _) in body.rmatch_indices(self.middle.as_str()) {
+            let (name, version) = (&body[..at], &body[at + self.middle.len()..]);
+            match Version::parse(version) {
+                Ok(version) => {
+                    let name: ImageName = name
+                        .parse()
+                        .map_err(|e: NameError| invalid(e.to_string()))?;
+                    return Ok(ImageRef { name, version });
+                }
+                Err(e) => {
+                    last_err.get_or_insert_with(|| {
+                        invalid(format!("`{version}` is not a semver version: {e}"))
+                    });
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(format_err))
     }
 }
 

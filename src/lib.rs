@@ -18,3 +18,4 @@ pub mod record;
 pub mod secret;
 pub mod step;
 pub mod store;
+pub mod versioning;

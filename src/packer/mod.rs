@@ -225,16 +225,12 @@ pub async fn run_build(
                 text,
             } => errors.push(text.trim().to_string()),
             Event::BuildError { target, text } => errors.push(format!("{target}: {text}")),
-            Event::Raw(text) if !text.trim().is_empty() => {
-                tail.push_back(text.clone());
-                if tail.len() > TAIL {
-                    tail.pop_front();
-                }
-            }
             Event::Artifact { .. } => out.artifacts.push(event.clone()),
             _ => {}
         }
-        if let Event::Ui { text, .. } = &event {
+        if let Event::Ui { text, .. } | Event::Raw(text) = &event
+            && !text.trim().is_empty()
+        {
             tail.push_back(text.clone());
             if tail.len() > TAIL {
                 tail.pop_front();

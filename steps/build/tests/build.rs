@@ -759,6 +759,27 @@ fn tag_selects_the_version_and_its_parent_pin() {
     assert_eq!(r.source.commit.as_deref(), Some(head.trim()));
     assert!(!r.source.dirty);
 
+    // A malformed pin in the annotation stops the build rather than being ignored.
+    git(
+        repo.path(),
+        &[
+            "tag",
+            "-a",
+            "global/hardened/v0.4.2",
+            "-m",
+            "rebuild\n\nparent: vendor/base",
+        ],
+    );
+    let out = repo.run(&["--tag", "global/hardened/v0.4.2"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(
+            "the annotation of tag global/hardened/v0.4.2 has a `parent:` line that is not valid"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
     // Tags that are not image tags are refused with the format.
     let out = repo.run(&["--tag", "v1.2.3"]);
     assert_exit(&out, 2);

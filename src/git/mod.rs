@@ -29,7 +29,7 @@ pub fn head(dir: &Path) -> Option<(String, bool)> {
 
 /// The `parent: <image>@<version>` pin in an annotated tag's message, if the tag exists here
 /// and carries one.
-pub fn tag_parent_pin(dir: &Path, tag: &str) -> Option<Result<ImageRef, String>> {
+pub fn tag_parent_pin(dir: &Path, tag: &str) -> Option<Result<ImageRef, crate::image::RefError>> {
     let refname = format!(
         "refs/tags/{}",
         tag.strip_prefix("refs/tags/").unwrap_or(tag)
@@ -39,12 +39,12 @@ pub fn tag_parent_pin(dir: &Path, tag: &str) -> Option<Result<ImageRef, String>>
 }
 
 /// Finds the pin line in a tag message.
-pub fn parse_parent_pin(message: &str) -> Option<Result<ImageRef, String>> {
+pub fn parse_parent_pin(message: &str) -> Option<Result<ImageRef, crate::image::RefError>> {
     let value = message
         .lines()
         .find_map(|l| l.trim().strip_prefix("parent:"))?
         .trim();
-    Some(value.parse::<ImageRef>().map_err(|e| e.to_string()))
+    Some(value.parse::<ImageRef>())
 }
 
 #[cfg(test)]
