@@ -202,6 +202,7 @@ struct RawImage {
     #[serde(default)]
     only: Vec<String>,
     manifest: Option<PathBuf>,
+    first_version: Option<semver::Version>,
     build_timeout: Option<HumanDuration>,
     #[serde(default)]
     scan: ScanSpec,
@@ -223,6 +224,8 @@ pub struct Image {
     pub only: Vec<String>,
     /// Where the template's manifest post-processor writes, when not `var.imagepipe_manifest`.
     pub manifest: Option<PathBuf>,
+    /// Overrides `tag.first_version` for this image (a vendor image may start at 12.0.0).
+    pub first_version: Option<semver::Version>,
     pub build_timeout: Option<Duration>,
     pub scan: ScanSpec,
 }
@@ -242,10 +245,40 @@ struct RawPipeline {
     build_timeout: Option<HumanDuration>,
 }
 
+/// How `imagepipe-tag` versions and tags images, and what review it requires.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagSettings {
+    /// The version of an image's first tag.
+    pub first_version: semver::Version,
+    /// The branch whose merged pull requests may be tagged.
+    pub default_branch: String,
+    /// Approving reviews a pull request needs before its commit is tagged.
+    pub required_approvals: u32,
+    /// The git remote tags are pushed to.
+    pub remote: String,
+    /// `owner/name` on GitHub; default: `GITHUB_REPOSITORY`, then the remote's URL.
+    pub github_repository: Option<String>,
+}
+
+impl Default for TagSettings {
+    fn default() -> Self {
+        Self {
+            first_version: semver::Version::new(0, 1, 0),
+            default_branch: "main".into(),
+            required_approvals: 1,
+            remote: "origin".into(),
+            github_repository: None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     pipeline: Option<RawPipeline>,
+    #[serde(default)]
+    tag: TagSettings,
     store: Option<Spanned<RawEndpoint>>,
     #[serde(default, rename = "image")]
     images: Vec<RawImage>,
@@ -263,6 +296,7 @@ pub struct Config {
     pub output_dir: PathBuf,
     pub packer: PathBuf,
     pub build_timeout: Duration,
+    pub tag: TagSettings,
     pub store: StoreSpec,
     /// Images in the order the file defines them.
     pub images: Vec<Image>,
@@ -487,6 +521,7 @@ impl Resolver<'_> {
             build_timeout: pipeline
                 .build_timeout
                 .map_or(DEFAULT_BUILD_TIMEOUT, |d| d.0),
+            tag: raw.tag,
             store,
             images,
             sites,
@@ -721,6 +756,7 @@ impl Resolver<'_> {
                 parent,
                 only: img.only,
                 manifest: img.manifest.as_deref().map(|p| self.abs(p)),
+                first_version: img.first_version,
                 build_timeout: img.build_timeout.map(|d| d.0),
                 scan: ScanSpec {
                     policy: img.scan.policy.iter().map(|p| self.abs(p)).collect(),

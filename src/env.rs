@@ -35,6 +35,29 @@ pub const PACKER: &str = "IMAGEPIPE_PACKER";
 /// Git commit to record instead of asking git (CI systems that build from a tarball).
 pub const GIT_COMMIT: &str = "IMAGEPIPE_GIT_COMMIT";
 
+/// `imagepipe-tag`: rebuild every descendant of `<image>@<version>`.
+pub const CASCADE_FROM: &str = "IMAGEPIPE_CASCADE_FROM";
+/// `imagepipe-tag`: the commit to tag (default `HEAD`).
+pub const COMMIT: &str = "IMAGEPIPE_COMMIT";
+/// `imagepipe-tag`: `git` (local tags, optionally pushed) or `github` (the REST API).
+pub const TAG_VIA: &str = "IMAGEPIPE_TAG_VIA";
+/// `imagepipe-tag`: push the new tags to the remote, when `true`.
+pub const PUSH: &str = "IMAGEPIPE_PUSH";
+/// `imagepipe-tag`: the remote to push to (overrides `tag.remote`).
+pub const REMOTE: &str = "IMAGEPIPE_REMOTE";
+/// `imagepipe-tag`: skip the review gate (local use; recorded in the tag message).
+pub const NO_REVIEW_GATE: &str = "IMAGEPIPE_NO_REVIEW_GATE";
+/// `imagepipe-tag`: `owner/name` on GitHub (overrides `tag.github_repository`).
+pub const REPOSITORY: &str = "IMAGEPIPE_GITHUB_REPOSITORY";
+/// GitHub token for imagepipe only; wins over `GITHUB_TOKEN`.
+pub const IMAGEPIPE_GITHUB_TOKEN: &str = "IMAGEPIPE_GITHUB_TOKEN";
+/// GitHub token, as workflows and most CI systems provide it.
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+/// GitHub API base URL; set on GitHub Enterprise runners.
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+/// `owner/name` of the repository a workflow runs for.
+pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

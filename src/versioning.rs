@@ -102,17 +102,18 @@ pub fn bump_for(subject: &str, body: &str) -> Bump {
     }
 }
 
+/// The bump that applies to `current`: one step smaller below 1.0.0.
+pub fn effective_bump(current: &Version, bump: Bump) -> Bump {
+    match (current.major, bump) {
+        (0, Bump::Major) => Bump::Minor,
+        (0, _) => Bump::Patch,
+        _ => bump,
+    }
+}
+
 /// Applies a bump to a released version, with the rules below 1.0.0.
 pub fn next_version(current: &Version, bump: Bump) -> Version {
-    let effective = if current.major == 0 {
-        match bump {
-            Bump::Major => Bump::Minor,
-            Bump::Minor | Bump::Patch => Bump::Patch,
-        }
-    } else {
-        bump
-    };
-    match effective {
+    match effective_bump(current, bump) {
         Bump::Major => Version::new(current.major + 1, 0, 0),
         Bump::Minor => Version::new(current.major, current.minor + 1, 0),
         Bump::Patch => Version::new(current.major, current.minor, current.patch + 1),

@@ -1,22 +1,61 @@
-//! The little of git that building needs: which commit, whether the tree is clean, and what an
-//! annotated tag says.
+//! Git, through the `git` command: the same program, configuration and credentials the user's
+//! CI already uses to fetch and push.
 
-use std::path::Path;
+pub mod history;
+pub mod tags;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::image::ImageRef;
 
-/// Runs git in `dir`; `None` when git is missing, `dir` is not a checkout, or the command fails.
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git in {dir}: {source}; install git")]
+    Spawn {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`git {args}` failed in {dir}: {stderr}")]
+    Failed {
+        dir: PathBuf,
+        args: String,
+        stderr: String,
+    },
+}
+
+/// Runs git in `dir` and returns its stdout, or the error with git's own message.
+pub(crate) fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
         .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        .map_err(|source| GitError::Spawn {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Failed {
+            dir: dir.to_path_buf(),
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// [`git_bytes`] as trimmed text.
+pub(crate) fn git_text(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    Ok(String::from_utf8_lossy(&git_bytes(dir, args)?)
+        .trim_end()
+        .to_string())
+}
+
+/// Runs git in `dir`; `None` when git is missing, `dir` is not a checkout, or the command fails.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    git_text(dir, args).ok()
 }
 
 /// The checked-out commit, and whether tracked files have uncommitted changes.

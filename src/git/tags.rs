@@ -17,22 +17,191 @@ pub struct TagRef {
 pub fn list(dir: &Path) -> Result<Vec<TagRef>, GitError> {
     let out = git_bytes(
         dir,
-        &["for-each-ref", "--format=%(refname:strip=2)%00%(objecttype)%00%(objectname)%00%(*objectname)", "refs/tags"],
+        &[
+            "for-each-ref",
+            "--format=%(refname:strip=2)%00%(objecttype)%00%(objectname)%00%(*objectname)",
+            "refs/tags",
+        ],
     )?;
     Ok(String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|line| {
             let mut f = line.split('\0');
-            let (name, kind, object, peeled) = (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
+            let (name, kind, object, peeled) =
+                (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
             let annotated = kind == "tag";
             let commit = if annotated { peeled } else { object };
             // Tags of trees or blobs name no commit and cannot be image versions.
-            (!commit.is_empty()).then(|| TagRef { name: name.to_string(), commit: commit.to_string(), annotated })
+            (!commit.is_empty()).then(|| TagRef {
+                name: name.to_string(),
+                commit: commit.to_string(),
+                annotated,
+            })
         })
         .collect())
 }
 
 /// The full id of a commit-ish.
 pub fn resolve_commit(dir: &Path, rev: &str) -> Result<String, GitError> {
-    git_text(dir, &["rev-parse", "--verify", "--end-of-options", &format!("{rev}^{{commit}}")])
+    git_text(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )
+}
+
+/// The message of an annotated tag (empty for a lightweight one).
+pub fn message(dir: &Path, tag: &str) -> Result<String, GitError> {
+    git_text(
+        dir,
+        &[
+            "for-each-ref",
+            "--format=%(contents)",
+            &format!("refs/tags/{tag}"),
+        ],
+    )
+}
+
+/// Creates an annotated tag on `commit`, with the message exactly as given.
+pub fn create_annotated(
+    dir: &Path,
+    tag: &str,
+    commit: &str,
+    message: &str,
+) -> Result<(), GitError> {
+    let mut file = tempfile::NamedTempFile::new().map_err(|source| GitError::Spawn {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut file, message.as_bytes()).map_err(|source| GitError::Spawn {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let msg = file.path().display().to_string();
+    // CI checkouts often have no identity configured; a tag needs a tagger.
+    let has_identity = git_text(dir, &["config", "user.email"]).is_ok_and(|e| !e.is_empty());
+    let mut args: Vec<&str> = Vec::new();
+    if !has_identity {
+        args.extend([
+            "-c",
+            "user.name=imagepipe",
+            "-c",
+            "user.email=imagepipe@localhost",
+        ]);
+    }
+    args.extend([
+        "tag",
+        "--annotate",
+        "--no-sign",
+        "--cleanup=verbatim",
+        "--file",
+        &msg,
+        "--end-of-options",
+        tag,
+        commit,
+    ]);
+    git_bytes(dir, &args).map(|_| ())
+}
+
+/// Deletes local tags (used only to undo tags this run created).
+pub fn delete(dir: &Path, tags: &[String]) -> Result<(), GitError> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["tag", "--delete"];
+    args.extend(tags.iter().map(String::as_str));
+    git_bytes(dir, &args).map(|_| ())
+}
+
+/// Pushes tags all or nothing.
+pub fn push_atomic(dir: &Path, remote: &str, tags: &[String]) -> Result<(), GitError> {
+    let refs: Vec<String> = tags
+        .iter()
+        .map(|t| format!("refs/tags/{t}:refs/tags/{t}"))
+        .collect();
+    let mut args = vec!["push", "--atomic", "--porcelain", "--no-verify", remote];
+    args.extend(refs.iter().map(String::as_str));
+    git_bytes(dir, &args).map(|_| ())
+}
+
+/// The commits the remote's tags point at (peeled), for the given tag names.
+pub fn remote_commits(
+    dir: &Path,
+    remote: &str,
+    tags: &[String],
+) -> Result<std::collections::HashMap<String, String>, GitError> {
+    let refs: Vec<String> = tags.iter().map(|t| format!("refs/tags/{t}")).collect();
+    let mut args = vec!["ls-remote", "--tags", remote];
+    args.extend(refs.iter().map(String::as_str));
+    let out = git_text(dir, &args)?;
+    let mut map = std::collections::HashMap::new();
+    for line in out.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let name = name.trim_start_matches("refs/tags/");
+        match name.strip_suffix("^{}") {
+            // The peeled line wins over the tag object's.
+            Some(n) => {
+                map.insert(n.to_string(), sha.to_string());
+            }
+            None => {
+                map.entry(name.to_string())
+                    .or_insert_with(|| sha.to_string());
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// The common ancestor of several commits, below which no commit matters to any of them.
+pub fn octopus_base(dir: &Path, commits: &[&str]) -> Option<String> {
+    let mut args = vec!["merge-base", "--octopus"];
+    args.extend(commits);
+    git_text(dir, &args).ok().filter(|s| !s.is_empty())
+}
+
+/// `owner/name` from a GitHub remote URL (https or ssh).
+pub fn github_repository(dir: &Path, remote: &str) -> Option<String> {
+    let url = git_text(dir, &["remote", "get-url", remote]).ok()?;
+    parse_repository(&url)
+}
+
+pub fn parse_repository(url: &str) -> Option<String> {
+    let path = if let Some(rest) = url.strip_prefix("git@") {
+        rest.split_once(':')?.1
+    } else {
+        let after = url.split_once("://")?.1;
+        after.split_once('/')?.1
+    };
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.rsplitn(3, '/');
+    let (repo, owner) = (parts.next()?, parts.next()?);
+    (!repo.is_empty() && !owner.is_empty()).then(|| format!("{owner}/{repo}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_from_urls() {
+        assert_eq!(
+            parse_repository("https://github.com/acme/images.git").as_deref(),
+            Some("acme/images")
+        );
+        assert_eq!(
+            parse_repository("git@github.example.com:acme/images.git").as_deref(),
+            Some("acme/images")
+        );
+        assert_eq!(
+            parse_repository("https://x@ghe.example/acme/images/").as_deref(),
+            Some("acme/images")
+        );
+        assert_eq!(parse_repository("/srv/git/images"), None);
+    }
 }

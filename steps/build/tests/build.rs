@@ -936,7 +936,11 @@ fn human_output_of_a_build() {
 #[test]
 fn help() {
     let repo = Repo::new("");
-    let out = repo.run(&["--help"]);
+    let out = repo
+        .cmd(&["--help"])
+        .env_remove("IMAGEPIPE_PROGRESS")
+        .output()
+        .unwrap();
     assert_exit(&out, 0);
     insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
 }

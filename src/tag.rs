@@ -1,0 +1,571 @@
+//! Which images get which new version, and the tags that say so.
+//!
+//! - Changes (CI after a merge): each image whose watched paths changed since its last release
+//!   tag gets the next version by the conventional-commit rules in [`crate::versioning`].
+//! - Cascade (CD after publishing a parent): every descendant gets a patch release pinned to its
+//!   parent's new version (`parent: <image>@<version>` in the tag message), parents first.
+//!
+//! Release tags are those without a pre-release part. Pre-release tags (`…/v1.3.0-rc.1`, made
+//! by hand) build like any other tag but are ignored here: they never serve as the last version,
+//! and imagepipe-tag never creates them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use semver::Version;
+use serde::Serialize;
+
+use crate::config::{Config, Image};
+use crate::git::{self, GitError, history, tags::TagRef};
+use crate::image::{ImageName, ImageRef};
+use crate::versioning::{Bump, bump_for, effective_bump, next_version};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TagPlanError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("image `{image}`: watched path `{pattern}` is not a valid glob: {reason}")]
+    Glob {
+        image: ImageName,
+        pattern: String,
+        reason: String,
+    },
+    #[error(
+        "tag {tag} already exists on commit {existing}, not on {commit}; a published tag is never moved"
+    )]
+    Moved {
+        tag: String,
+        existing: String,
+        commit: String,
+    },
+    #[error("--cascade-from {0}: the image has no descendants in imagepipe.toml")]
+    NoDescendants(ImageRef),
+}
+
+/// One tag to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub image: ImageName,
+    #[serde(serialize_with = "ser_opt_version")]
+    pub previous: Option<Version>,
+    #[serde(serialize_with = "ser_version")]
+    pub version: Version,
+    pub tag: String,
+    pub commit: String,
+    pub reason: String,
+    /// The commits that made this version, newest first.
+    pub commits: Vec<Change>,
+    #[serde(serialize_with = "ser_opt_ref")]
+    pub parent: Option<ImageRef>,
+    /// The tag exists already on this commit: creating it is a no-op.
+    pub exists: bool,
+}
+
+fn ser_version<S: serde::Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+fn ser_opt_version<S: serde::Serializer>(v: &Option<Version>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+fn ser_opt_ref<S: serde::Serializer>(v: &Option<ImageRef>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// One commit of a changelog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Abbreviated commit id.
+    pub id: String,
+    pub subject: String,
+}
+
+/// An image skipped by a cascade, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub image: ImageName,
+    pub reason: String,
+}
+
+/// The images' release tags, newest last, from the repository's tags. Tags of images not in the
+/// config, and tags that do not parse, are not image versions and are ignored.
+pub fn releases(config: &Config, tags: &[TagRef]) -> HashMap<ImageName, Vec<(Version, TagRef)>> {
+    let mut out: HashMap<ImageName, Vec<(Version, TagRef)>> = HashMap::new();
+    for t in tags {
+        let Ok(r) = config.tag_format.parse_tag(&t.name) else {
+            continue;
+        };
+        if !r.version.pre.is_empty() || config.image(r.name.as_str()).is_err() {
+            continue;
+        }
+        out.entry(r.name).or_default().push((r.version, t.clone()));
+    }
+    for v in out.values_mut() {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    out
+}
+
+fn first_version(config: &Config, image: &Image) -> Version {
+    image
+        .first_version
+        .clone()
+        .unwrap_or_else(|| config.tag.first_version.clone())
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// Plans tags for the images (of `scope`) changed between their last release and `head`.
+pub fn plan_changes(
+    config: &Config,
+    dir: &Path,
+    head: &str,
+    scope: &[&Image],
+) -> Result<Vec<Planned>, TagPlanError> {
+    let all_tags = git::tags::list(dir)?;
+    let releases = releases(config, &all_tags);
+    let last: Vec<Option<&(Version, TagRef)>> = scope
+        .iter()
+        .map(|img| releases.get(&img.name).and_then(|v| v.last()))
+        .collect();
+
+    // One walk covers every image: from HEAD and the last tags, down to where all tags meet.
+    let tag_commits: Vec<&str> = last
+        .iter()
+        .flatten()
+        .map(|(_, t)| t.commit.as_str())
+        .collect();
+    let mut tips = vec![head];
+    tips.extend(tag_commits.iter().copied());
+    tips.sort_unstable();
+    tips.dedup();
+    let exclude = if last.iter().all(Option::is_some) && !tag_commits.is_empty() {
+        git::tags::octopus_base(dir, &tag_commits)
+    } else {
+        None
+    };
+    let exclude: Vec<&str> = exclude.iter().map(String::as_str).collect();
+    let commits = history::walk(dir, &tips, &exclude)?;
+
+    // Bit 0: reachable from HEAD; bit 1 + i: reachable from image i's last tag.
+    let mut starts = vec![head];
+    starts.extend(
+        last.iter()
+            .map(|l| l.map_or("", |(_, t)| t.commit.as_str())),
+    );
+    let reach = history::reachability(&commits, &starts);
+
+    let mut globs = GlobSetBuilder::new();
+    let mut glob_image = Vec::new();
+    for (i, img) in scope.iter().enumerate() {
+        for pattern in &img.paths {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| TagPlanError::Glob {
+                    image: img.name.clone(),
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+            globs.add(glob);
+            glob_image.push(i);
+        }
+    }
+    let globs = globs.build().map_err(|e| TagPlanError::Glob {
+        image: scope[0].name.clone(),
+        pattern: String::new(),
+        reason: e.to_string(),
+    })?;
+
+    let mut changed: Vec<Vec<usize>> = vec![Vec::new(); scope.len()];
+    let mut hits = Vec::new();
+    let mut touched = vec![usize::MAX; scope.len()];
+    for (ci, c) in commits.iter().enumerate() {
+        if !history::has_bit(&reach[ci], 0) {
+            continue;
+        }
+        for f in &c.files {
+            globs.matches_into(f, &mut hits);
+            for &g in &hits {
+                let i = glob_image[g];
+                if touched[i] != ci && (last[i].is_none() || !history::has_bit(&reach[ci], 1 + i)) {
+                    touched[i] = ci;
+                    changed[i].push(ci);
+                }
+            }
+        }
+    }
+
+    let mut planned = Vec::new();
+    for (i, img) in scope.iter().enumerate() {
+        if changed[i].is_empty() {
+            continue;
+        }
+        let bump = changed[i]
+            .iter()
+            .map(|&ci| bump_for(&commits[ci].subject, &commits[ci].body))
+            .max()
+            .unwrap_or(Bump::Patch);
+        let previous = last[i].map(|(v, _)| v.clone());
+        let (version, reason) = match (&previous, last[i]) {
+            (Some(prev), Some((_, t))) => {
+                let effective = effective_bump(prev, bump);
+                let how = if effective == bump {
+                    bump.to_string()
+                } else {
+                    format!("{bump}, a {effective} below 1.0.0")
+                };
+                (
+                    next_version(prev, bump),
+                    format!(
+                        "{} commit(s) changed its paths since {} ({how})",
+                        changed[i].len(),
+                        t.name
+                    ),
+                )
+            }
+            _ => (
+                first_version(config, img),
+                format!(
+                    "first release: {} commit(s) touch its paths",
+                    changed[i].len()
+                ),
+            ),
+        };
+        planned.push(Planned {
+            tag: config.tag_format.render(&img.name, &version),
+            image: img.name.clone(),
+            previous,
+            version,
+            commit: head.to_string(),
+            reason,
+            commits: changed[i]
+                .iter()
+                .map(|&ci| Change {
+                    id: short(&commits[ci].id),
+                    subject: commits[ci].subject.clone(),
+                })
+                .collect(),
+            parent: None,
+            exists: false,
+        });
+    }
+    mark_existing(&all_tags, &mut planned)?;
+    Ok(planned)
+}
+
+/// Plans the patch rebuilds of every descendant of `from`, parents first, each pinned to its
+/// parent's new version. A descendant whose `parent_version` the new parent does not satisfy is
+/// skipped together with its own descendants; one whose last tag already pins the same parent
+/// was cascaded before and is skipped too.
+pub fn plan_cascade(
+    config: &Config,
+    dir: &Path,
+    head: &str,
+    from: &ImageRef,
+    scope: &[&Image],
+) -> Result<(Vec<Planned>, Vec<Skipped>), TagPlanError> {
+    let descendants = config.descendants(&from.name);
+    if descendants.is_empty() {
+        return Err(TagPlanError::NoDescendants(from.clone()));
+    }
+    let all_tags = git::tags::list(dir)?;
+    let releases = releases(config, &all_tags);
+    let mut new_versions: BTreeMap<ImageName, ImageRef> = BTreeMap::new();
+    new_versions.insert(from.name.clone(), from.clone());
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    for img in descendants {
+        let Some(spec) = &img.parent else { continue };
+        let Some(pin) = new_versions.get(&spec.name).cloned() else {
+            skipped.push(Skipped {
+                image: img.name.clone(),
+                reason: format!("its parent {} is not rebuilt in this cascade", spec.name),
+            });
+            continue;
+        };
+        if !spec.requirement.matches(&pin.version) {
+            skipped.push(Skipped {
+                image: img.name.clone(),
+                reason: format!("{pin} does not satisfy its parent_version `{}`; change imagepipe.toml to adopt it", spec.requirement),
+            });
+            continue;
+        }
+        let last = releases.get(&img.name).and_then(|v| v.last());
+        if let Some((v, t)) = last {
+            let already = git::tags::message(dir, &t.name)?;
+            if git::parse_parent_pin(&already)
+                .and_then(Result::ok)
+                .as_ref()
+                == Some(&pin)
+            {
+                // Cascaded before: its descendants follow that version.
+                new_versions.insert(
+                    img.name.clone(),
+                    ImageRef {
+                        name: img.name.clone(),
+                        version: v.clone(),
+                    },
+                );
+                skipped.push(Skipped {
+                    image: img.name.clone(),
+                    reason: format!("{} is already built on {pin}", t.name),
+                });
+                continue;
+            }
+        }
+        let previous = last.map(|(v, _)| v.clone());
+        let version = previous.as_ref().map_or_else(
+            || first_version(config, img),
+            |p| next_version(p, Bump::Patch),
+        );
+        new_versions.insert(
+            img.name.clone(),
+            ImageRef {
+                name: img.name.clone(),
+                version: version.clone(),
+            },
+        );
+        if !scope.iter().any(|s| s.name == img.name) {
+            continue;
+        }
+        planned.push(Planned {
+            tag: config.tag_format.render(&img.name, &version),
+            image: img.name.clone(),
+            previous,
+            version,
+            commit: head.to_string(),
+            reason: format!("rebuild on {pin}"),
+            commits: Vec::new(),
+            parent: Some(pin),
+            exists: false,
+        });
+    }
+    mark_existing(&all_tags, &mut planned)?;
+    Ok((planned, skipped))
+}
+
+/// A planned tag that exists on the same commit is a no-op; on another commit it is an error.
+fn mark_existing(tags: &[TagRef], planned: &mut [Planned]) -> Result<(), TagPlanError> {
+    for p in planned {
+        if let Some(t) = tags.iter().find(|t| t.name == p.tag) {
+            if t.commit != p.commit {
+                return Err(TagPlanError::Moved {
+                    tag: p.tag.clone(),
+                    existing: t.commit.clone(),
+                    commit: p.commit.clone(),
+                });
+            }
+            p.exists = true;
+        }
+    }
+    Ok(())
+}
+
+/// The annotated tag's message: title, reason, changelog, parent pin and review.
+pub fn message(p: &Planned, review: &str) -> String {
+    let mut m = format!("{} v{}\n\n{}\n", p.image, p.version, p.reason);
+    if !p.commits.is_empty() {
+        m.push_str("\nChanges:\n");
+        for c in &p.commits {
+            m.push_str(&format!("- {} ({})\n", c.subject, c.id));
+        }
+    }
+    m.push('\n');
+    if let Some(parent) = &p.parent {
+        m.push_str(&format!("parent: {parent}\n"));
+    }
+    m.push_str(&format!("review: {review}\n"));
+    m
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TagCreateError {
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    GitHub(#[from] crate::github::GitHubError),
+    #[error(
+        "pushing the tags to `{remote}` failed and no tag was pushed; the tags this run made \
+         locally were removed: {source}"
+    )]
+    Push { remote: String, source: GitError },
+    #[error(
+        "tag {tag} was created meanwhile on {existing} by another run (this run wanted {commit}); \
+         the tags this run made were removed"
+    )]
+    Raced {
+        tag: String,
+        existing: String,
+        commit: String,
+    },
+}
+
+/// Creates the planned tags with local git, then pushes them to `push_remote` in one atomic
+/// push. On any failure, the tags this run made are deleted again, so nothing is half-tagged.
+/// A lost race with a run that created identical tags is success.
+pub fn create_with_git(
+    dir: &Path,
+    planned: &[Planned],
+    messages: &[String],
+    push_remote: Option<&str>,
+) -> Result<Vec<String>, TagCreateError> {
+    let mut made = Vec::new();
+    for (p, m) in planned.iter().zip(messages) {
+        if p.exists {
+            continue;
+        }
+        if let Err(e) = git::tags::create_annotated(dir, &p.tag, &p.commit, m) {
+            let _ = git::tags::delete(dir, &made);
+            return Err(e.into());
+        }
+        made.push(p.tag.clone());
+    }
+    let Some(remote) = push_remote else {
+        return Ok(made);
+    };
+    let names: Vec<String> = planned.iter().map(|p| p.tag.clone()).collect();
+    if let Err(source) = git::tags::push_atomic(dir, remote, &names) {
+        let on_remote = git::tags::remote_commits(dir, remote, &names).unwrap_or_default();
+        let conflict = planned
+            .iter()
+            .find(|p| on_remote.get(&p.tag).is_some_and(|c| c != &p.commit));
+        let all_same = planned
+            .iter()
+            .all(|p| on_remote.get(&p.tag) == Some(&p.commit));
+        if all_same {
+            return Ok(made);
+        }
+        let _ = git::tags::delete(dir, &made);
+        return Err(match conflict {
+            Some(p) => TagCreateError::Raced {
+                tag: p.tag.clone(),
+                existing: on_remote[&p.tag].clone(),
+                commit: p.commit.clone(),
+            },
+            None => TagCreateError::Push {
+                remote: remote.to_string(),
+                source,
+            },
+        });
+    }
+    Ok(made)
+}
+
+/// Creates the planned tags through the GitHub API (tag object, then ref), in order. On any
+/// failure, the refs this run created are deleted again.
+pub async fn create_with_api(
+    gh: &crate::github::GitHub,
+    planned: &[Planned],
+    messages: &[String],
+) -> Result<Vec<String>, TagCreateError> {
+    use crate::github::RefOutcome;
+    let mut made: Vec<String> = Vec::new();
+    let undo = |made: Vec<String>| async move {
+        for t in made.iter().rev() {
+            let _ = gh.delete_tag(t).await;
+        }
+    };
+    for (p, m) in planned.iter().zip(messages) {
+        match gh.create_tag(&p.tag, m, &p.commit).await {
+            Ok(RefOutcome::Created) => made.push(p.tag.clone()),
+            Ok(RefOutcome::Exists) => {}
+            Ok(RefOutcome::Conflict { commit }) => {
+                undo(made).await;
+                return Err(TagCreateError::Raced {
+                    tag: p.tag.clone(),
+                    existing: commit,
+                    commit: p.commit.clone(),
+                });
+            }
+            Err(e) => {
+                undo(made).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Shows the plan on stderr.
+pub fn report_plan(ui: &crate::step::Ui, planned: &[Planned], skipped: &[Skipped]) {
+    if planned.is_empty() {
+        ui.info("nothing to tag: no image changed since its last release tag");
+    }
+    for p in planned {
+        let from = p
+            .previous
+            .as_ref()
+            .map_or_else(|| "none".to_string(), ToString::to_string);
+        let state = if p.exists { " (exists)" } else { "" };
+        ui.info(&format!(
+            "{}  {from} -> {}{state}  {}",
+            p.image, p.version, p.reason
+        ));
+        if let Some(parent) = &p.parent {
+            ui.info(&format!("    parent: {parent}"));
+        }
+        for c in &p.commits {
+            ui.info(&format!("    {} {}", c.id, c.subject));
+        }
+    }
+    for s in skipped {
+        ui.info(&format!("{}  skipped: {}", s.image, s.reason));
+    }
+}
+
+/// Reports the created tags on every channel.
+pub fn report_created(
+    ui: &crate::step::Ui,
+    planned: &[Planned],
+    created: &[String],
+) -> std::io::Result<()> {
+    for t in created {
+        ui.info(&format!("created {t}"));
+    }
+    let tags: Vec<&str> = created.iter().map(String::as_str).collect();
+    ui.output("tags", &tags.join("\n"))?;
+    ui.output("count", &tags.len().to_string())?;
+    let json = serde_json::json!({ "created": created, "planned": planned });
+    ui.output("tags-json", &json["planned"].to_string())?;
+    if !planned.is_empty() {
+        let mut md = String::from(
+            "### imagepipe-tag\n\n| image | from | to | tag | reason |\n| --- | --- | --- | --- | --- |\n",
+        );
+        for p in planned {
+            let from = p
+                .previous
+                .as_ref()
+                .map_or_else(|| "–".to_string(), ToString::to_string);
+            let tag = if created.contains(&p.tag) {
+                format!("`{}` (new)", p.tag)
+            } else {
+                format!("`{}`", p.tag)
+            };
+            md.push_str(&format!(
+                "| `{}` | {from} | {} | {tag} | {} |\n",
+                p.image, p.version, p.reason
+            ));
+        }
+        ui.summary(&md)?;
+    }
+    ui.json(&json);
+    Ok(())
+}
+
+/// `imagepipe-tag parse`: the image and version a tag names.
+pub fn report_parse(ui: &crate::step::Ui, r: &ImageRef) -> std::io::Result<()> {
+    ui.info(&format!("image {}\nversion {}", r.name, r.version));
+    ui.output("image", r.name.as_str())?;
+    ui.output("version", &r.version.to_string())?;
+    ui.json(&serde_json::json!({ "image": r.name, "version": r.version.to_string() }));
+    Ok(())
+}

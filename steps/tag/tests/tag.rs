@@ -1,0 +1,823 @@
+//! `imagepipe-tag` against real git repositories built in temp directories, and against a
+//! GitHub API test server for the review gate and API tag creation.
+
+#![allow(clippy::unwrap_used)]
+
+mod github;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use github::{Fault, TOKEN, pull, review};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-tag");
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.write("imagepipe.toml", config);
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        git_in(self.path(), args)
+    }
+
+    /// Changes files and commits them with `message`; returns the commit id.
+    fn commit(&self, message: &str, files: &[&str]) -> String {
+        for f in files {
+            let p = self.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let old = std::fs::read_to_string(&p).unwrap_or_default();
+            std::fs::write(&p, format!("{old}{message}\n")).unwrap();
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IMAGEPIPE_") || k.starts_with("GITHUB_") || k == "CI" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("IMAGEPIPE_PROGRESS", "none");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs without the review gate (local use), as a developer would.
+    fn tag(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--no-review-gate"];
+        all.extend(args);
+        self.run(&all)
+    }
+
+    fn tags(&self) -> Vec<String> {
+        let out = self.git(&["tag", "-l"]);
+        out.lines()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    fn message(&self, tag: &str) -> String {
+        self.git(&[
+            "for-each-ref",
+            "--format=%(contents)",
+            &format!("refs/tags/{tag}"),
+        ])
+    }
+}
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@example.com",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "--- stderr:\n{}\n--- stdout:\n{}",
+        stderr(o),
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+const LAYERS: &str = r#"
+[tag]
+first_version = "1.0.0"
+
+[[image]]
+name = "vendor/debian-12"
+template = "images/vendor"
+first_version = "12.0.0"
+
+[[image]]
+name = "global/debian-12"
+template = "images/global"
+parent = "vendor/debian-12"
+paths = ["images/global/**", "shared/hardening/**"]
+
+[[image]]
+name = "product/nginx"
+template = "images/nginx"
+parent = "global/debian-12"
+paths = ["images/nginx/**", "shared/hardening/**"]
+
+[[image]]
+name = "service/web"
+template = "images/web"
+parent = "product/nginx"
+parent_version = "^1"
+"#;
+
+/// The layered repository with every image released once.
+fn released() -> Repo {
+    let repo = Repo::new(LAYERS);
+    repo.commit(
+        "initial layout",
+        &[
+            "images/vendor/v.pkr.hcl",
+            "images/global/g.pkr.hcl",
+            "images/nginx/n.pkr.hcl",
+            "images/web/w.pkr.hcl",
+        ],
+    );
+    assert_exit(&repo.tag(&[]), 0);
+    assert_eq!(
+        repo.tags(),
+        [
+            "global/debian-12/v1.0.0",
+            "product/nginx/v1.0.0",
+            "service/web/v1.0.0",
+            "vendor/debian-12/v12.0.0"
+        ]
+    );
+    repo
+}
+
+#[test]
+fn tags_exactly_the_images_whose_paths_changed() {
+    let repo = released();
+    // Foreign tags and tags that are not versions are ignored.
+    repo.git(&["tag", "v9.9.9"]);
+    repo.git(&["tag", "release-2020"]);
+    repo.git(&["tag", "unknown/image/v3.0.0"]);
+    repo.git(&["tag", "global/debian-12/vnext"]);
+    repo.commit("docs: readme", &["README.md"]);
+    repo.commit("feat(global): auditd", &["images/global/g.pkr.hcl"]);
+    repo.commit("fix(web): port", &["images/web/w.pkr.hcl"]);
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    let mut new: Vec<String> = repo
+        .tags()
+        .into_iter()
+        .filter(|t| t.contains("/v1.") && !t.ends_with("v1.0.0"))
+        .collect();
+    new.sort();
+    assert_eq!(new, ["global/debian-12/v1.1.0", "service/web/v1.0.1"]);
+    let msg = repo.message("global/debian-12/v1.1.0");
+    assert!(msg.starts_with("global/debian-12 v1.1.0\n\n1 commit(s) changed its paths since global/debian-12/v1.0.0 (minor)\n"), "{msg}");
+    assert!(
+        msg.contains("\nChanges:\n- feat(global): auditd ("),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("review: gate skipped with --no-review-gate"),
+        "{msg}"
+    );
+    // Annotated, on HEAD.
+    assert_eq!(
+        repo.git(&["cat-file", "-t", "global/debian-12/v1.1.0"]),
+        "tag"
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "global/debian-12/v1.1.0^{commit}"]),
+        repo.git(&["rev-parse", "HEAD"])
+    );
+
+    // Nothing changed since: nothing to tag.
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("nothing to tag"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_parent_change_tags_only_the_parent_and_shared_paths_tag_every_owner() {
+    let repo = released();
+    repo.commit("fix(vendor): mirror", &["images/vendor/v.pkr.hcl"]);
+    assert_exit(&repo.tag(&["--dry-run"]), 0);
+    assert_eq!(repo.tags().len(), 4, "dry run creates nothing");
+    assert_exit(&repo.tag(&[]), 0);
+    assert!(
+        repo.tags()
+            .contains(&"vendor/debian-12/v12.0.1".to_string())
+    );
+    assert_eq!(
+        repo.tags().len(),
+        5,
+        "children are rebuilt by the cascade, not here"
+    );
+
+    repo.commit("feat!: new CIS benchmark", &["shared/hardening/cis.yml"]);
+    assert_exit(&repo.tag(&[]), 0);
+    let tags = repo.tags();
+    assert!(
+        tags.contains(&"global/debian-12/v2.0.0".to_string()),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&"product/nginx/v2.0.0".to_string()),
+        "{tags:?}"
+    );
+    assert_eq!(tags.len(), 7);
+}
+
+#[test]
+fn merge_commits_and_squash_merges() {
+    let repo = released();
+    // A merged branch: its commits count, the merge commit itself changes no file.
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.commit("feat(nginx): http3", &["images/nginx/n.pkr.hcl"]);
+    repo.commit("fix(nginx): typo", &["images/nginx/n.pkr.hcl"]);
+    repo.git(&["checkout", "-q", "main"]);
+    repo.commit("chore: unrelated", &["ci.yml"]);
+    repo.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "feature",
+        "-m",
+        "Merge pull request #5 from acme/feature",
+    ]);
+    assert_exit(&repo.tag(&[]), 0);
+    assert!(
+        repo.tags().contains(&"product/nginx/v1.1.0".to_string()),
+        "{:?}",
+        repo.tags()
+    );
+    let msg = repo.message("product/nginx/v1.1.0");
+    assert!(
+        msg.contains("2 commit(s)")
+            && msg.contains("feat(nginx): http3")
+            && msg.contains("fix(nginx): typo"),
+        "{msg}"
+    );
+
+    // A squash merge: one commit on main, its subject decides.
+    repo.git(&["checkout", "-q", "-b", "squashed"]);
+    repo.commit("wip", &["images/web/w.pkr.hcl"]);
+    repo.commit("wip 2", &["images/web/w.pkr.hcl"]);
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["merge", "-q", "--squash", "squashed"]);
+    repo.git(&["commit", "-q", "-m", "feat(web): new landing page (#6)"]);
+    assert_exit(&repo.tag(&[]), 0);
+    assert!(
+        repo.tags().contains(&"service/web/v1.1.0".to_string()),
+        "{:?}",
+        repo.tags()
+    );
+}
+
+#[test]
+fn existing_tags_are_never_moved() {
+    let repo = released();
+    repo.commit("fix(web): a", &["images/web/w.pkr.hcl"]);
+    // Someone tagged a version by hand on an older commit: it stays, and the next version goes
+    // past it instead of colliding with it. (A collision can only come from a concurrent run:
+    // see the push and API race tests.)
+    let first = repo.git(&["rev-list", "--max-parents=0", "HEAD"]);
+    repo.git(&["tag", "-a", "service/web/v1.0.1", "-m", "by hand", &first]);
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        repo.git(&["rev-parse", "service/web/v1.0.1^{commit}"]),
+        first
+    );
+    assert_eq!(repo.message("service/web/v1.0.1").trim(), "by hand");
+    assert_eq!(
+        repo.git(&["rev-parse", "service/web/v1.0.2^{commit}"]),
+        repo.git(&["rev-parse", "HEAD"])
+    );
+}
+
+#[test]
+fn cascade_tags_every_descendant_in_order_with_pins() {
+    let repo = released();
+    repo.commit("fix(vendor): point release", &["images/vendor/v.pkr.hcl"]);
+    assert_exit(&repo.tag(&[]), 0);
+    let out = repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    let order: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("created "))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "global/debian-12/v1.0.1",
+            "product/nginx/v1.0.1",
+            "service/web/v1.0.1"
+        ]
+    );
+    assert!(
+        repo.message("global/debian-12/v1.0.1")
+            .contains("\nparent: vendor/debian-12@12.0.1\n")
+    );
+    assert!(
+        repo.message("product/nginx/v1.0.1")
+            .contains("\nparent: global/debian-12@1.0.1\n")
+    );
+    assert!(
+        repo.message("service/web/v1.0.1")
+            .contains("\nparent: product/nginx@1.0.1\n")
+    );
+
+    // Running it again is a no-op: every descendant is already built on the new parent.
+    let out = repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("global/debian-12  skipped: global/debian-12/v1.0.1 is already built on vendor/debian-12@12.0.1"), "{}", stderr(&out));
+    assert_eq!(repo.tags().len(), 8);
+
+    // A parent version outside a child's requirement stops the cascade there.
+    let out = repo.tag(&["--cascade-from", "product/nginx@2.0.0"]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains(
+            "service/web  skipped: product/nginx@2.0.0 does not satisfy its parent_version `^1`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = repo.tag(&["--cascade-from", "service/web@1.0.0"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("has no descendants"));
+}
+
+#[test]
+fn a_monorepo_with_25_images() {
+    let mut config = String::from("[tag]\nfirst_version = \"1.0.0\"\n");
+    for i in 0..25 {
+        config.push_str(&format!(
+            "[[image]]\nname = \"team{}/app-{i}\"\ntemplate = \"images/app-{i}\"\n",
+            i % 5
+        ));
+    }
+    let repo = Repo::new(&config);
+    let files: Vec<String> = (0..25)
+        .map(|i| format!("images/app-{i}/t.pkr.hcl"))
+        .collect();
+    repo.commit(
+        "initial",
+        &files.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_exit(&repo.tag(&[]), 0);
+    assert_eq!(repo.tags().len(), 25);
+    repo.commit("fix: 3", &["images/app-3/t.pkr.hcl"]);
+    repo.commit(
+        "feat: 17",
+        &["images/app-17/t.pkr.hcl", "images/app-17/extra.sh"],
+    );
+    repo.commit("feat!: 24", &["images/app-24/t.pkr.hcl"]);
+    repo.commit("fix: 24 again", &["images/app-24/t.pkr.hcl"]);
+    assert_exit(
+        &repo.tag(&["--image", "team3/app-3,team2/app-17,team4/app-24"]),
+        0,
+    );
+    let mut new: Vec<String> = repo
+        .tags()
+        .into_iter()
+        .filter(|t| !t.ends_with("v1.0.0"))
+        .collect();
+    new.sort();
+    assert_eq!(
+        new,
+        [
+            "team2/app-17/v1.1.0",
+            "team3/app-3/v1.0.1",
+            "team4/app-24/v2.0.0"
+        ]
+    );
+}
+
+#[test]
+fn parse_round_trips_every_tag_this_step_creates() {
+    let repo = released();
+    repo.commit("fix(vendor): x", &["images/vendor/v.pkr.hcl"]);
+    assert_exit(&repo.tag(&[]), 0);
+    assert_exit(&repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]), 0);
+    let tags = repo.tags();
+    assert_eq!(tags.len(), 8);
+    for t in &tags {
+        let out = repo.run(&["parse", t, "--json"]);
+        assert_exit(&out, 0);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (image, version) = t.rsplit_once("/v").unwrap();
+        assert_eq!(
+            (v["image"].as_str().unwrap(), v["version"].as_str().unwrap()),
+            (image, version)
+        );
+        let refs = repo.run(&["parse", &format!("refs/tags/{t}")]);
+        assert_exit(&refs, 0);
+    }
+    for bad in [
+        "v1.2.3",
+        "global/debian-12/v1.2",
+        "nope/v1.0.0",
+        "Global/v1.0.0",
+    ] {
+        let out = repo.run(&["parse", bad]);
+        assert_exit(&out, 2);
+    }
+}
+
+fn bare_remote(repo: &Repo) -> tempfile::TempDir {
+    let remote = tempfile::tempdir().unwrap();
+    git_in(remote.path(), &["init", "-q", "--bare"]);
+    repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    remote
+}
+
+#[test]
+fn push_is_atomic_and_a_lost_race_leaves_nothing_behind() {
+    let repo = Repo::new(LAYERS);
+    repo.commit(
+        "initial",
+        &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
+    );
+    let remote = bare_remote(&repo);
+    // Another run already pushed one of the tags, on another commit.
+    let other = tempfile::tempdir().unwrap();
+    git_in(
+        other.path(),
+        &["clone", "-q", remote.path().to_str().unwrap(), "."],
+    );
+    std::fs::write(other.path().join("x"), "x").unwrap();
+    git_in(other.path(), &["add", "x"]);
+    git_in(
+        other.path(),
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@e",
+            "commit",
+            "-qm",
+            "other",
+        ],
+    );
+    git_in(
+        other.path(),
+        &["tag", "-a", "global/debian-12/v1.0.0", "-m", "theirs"],
+    );
+    git_in(
+        other.path(),
+        &["push", "-q", "origin", "global/debian-12/v1.0.0"],
+    );
+
+    let out = repo.tag(&["--push"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("tag global/debian-12/v1.0.0 was created meanwhile on"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        repo.tags().is_empty(),
+        "local tags of the failed run were removed: {:?}",
+        repo.tags()
+    );
+    let remote_tags = git_in(remote.path(), &["tag", "-l"]);
+    assert_eq!(
+        remote_tags, "global/debian-12/v1.0.0",
+        "the atomic push sent nothing"
+    );
+
+    // Without the conflict, every tag reaches the remote.
+    git_in(remote.path(), &["tag", "-d", "global/debian-12/v1.0.0"]);
+    let out = repo.tag(&["--push"]);
+    assert_exit(&out, 0);
+    assert_eq!(git_in(remote.path(), &["tag", "-l"]).lines().count(), 2);
+}
+
+/// A repository whose HEAD was merged by pull request #12, and a GitHub test server for it.
+fn gated(
+    reviews: Vec<serde_json::Value>,
+    merged: bool,
+    base: &str,
+) -> (Repo, String, github::Shared, String) {
+    let repo = Repo::new(LAYERS);
+    let head = repo.commit("feat: first images", &["images/vendor/v.pkr.hcl"]);
+    let (url, state) = github::start("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            head.clone(),
+            vec![pull(12, "author", merged, base, &head, "headsha")],
+        );
+        s.reviews.insert(12, reviews);
+    }
+    (repo, url, state, head)
+}
+
+fn with_github(repo: &Repo, url: &str, args: &[&str]) -> Output {
+    repo.cmd(args)
+        .env("GITHUB_API_URL", url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn gate_passes_with_an_approval_on_the_head() {
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 0);
+    assert_eq!(repo.tags(), ["vendor/debian-12/v12.0.0"]);
+    assert!(
+        repo.message("vendor/debian-12/v12.0.0")
+            .contains("review: pull request #12 approved by alice")
+    );
+    assert!(!stderr(&out).contains(TOKEN), "the token is never printed");
+    let log = state.lock().unwrap().log.clone();
+    assert!(
+        log[0].starts_with("GET /repos/acme/images/commits/"),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn gate_refusals_exit_1_and_create_nothing() {
+    let cases: Vec<(Vec<serde_json::Value>, bool, &str, &str)> = vec![
+        (
+            vec![],
+            true,
+            "main",
+            "0 approving review(s) on its head commit, 1 required",
+        ),
+        (
+            vec![review(1, "author", "APPROVED", "headsha")],
+            true,
+            "main",
+            "the author's own approval does not count",
+        ),
+        (
+            vec![review(1, "alice", "APPROVED", "oldsha")],
+            true,
+            "main",
+            "stale approvals (on an older commit) by alice",
+        ),
+        (
+            vec![
+                review(1, "alice", "APPROVED", "headsha"),
+                review(2, "bob", "APPROVED", "headsha"),
+                review(3, "bob", "CHANGES_REQUESTED", "headsha"),
+            ],
+            true,
+            "main",
+            "changes requested by bob",
+        ),
+        (
+            vec![review(1, "alice", "APPROVED", "headsha")],
+            false,
+            "main",
+            "#12 is not merged",
+        ),
+        (
+            vec![review(1, "alice", "APPROVED", "headsha")],
+            true,
+            "develop",
+            "#12 was merged into `develop`, not `main`",
+        ),
+    ];
+    for (reviews, merged, base, want) in cases {
+        let (repo, url, _, _) = gated(reviews, merged, base);
+        let out = with_github(&repo, &url, &[]);
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains(want),
+            "want {want:?} in {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("no tag was created"));
+        assert!(repo.tags().is_empty());
+    }
+}
+
+#[test]
+fn gate_paginates_reviews() {
+    // 120 comments, then the approval on page 2 of 100.
+    let mut reviews: Vec<_> = (0..120)
+        .map(|i| review(i, "carol", "COMMENTED", "headsha"))
+        .collect();
+    reviews.push(review(500, "alice", "APPROVED", "headsha"));
+    let (repo, url, state, _) = gated(reviews, true, "main");
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 0);
+    let log = state.lock().unwrap().log.clone();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("/pulls/12/reviews?per_page=100&page=2")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn gate_errors_are_infrastructure_errors() {
+    let (repo, url, _, _) = gated(vec![], true, "main");
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", "wrong-token")
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("401 Bad credentials; check the token"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("wrong-token"));
+
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/other")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("404 Not Found; check the repository name"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("needs a GitHub token"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(repo.tags().is_empty());
+}
+
+#[test]
+fn gate_waits_out_rate_limits() {
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    state.lock().unwrap().faults.extend([
+        Fault::RetryAfter(1),
+        Fault::Exhausted(0),
+        Fault::Status(502),
+    ]);
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 0);
+    assert_eq!(repo.tags(), ["vendor/debian-12/v12.0.0"]);
+    let log = state.lock().unwrap().log.clone();
+    assert_eq!(
+        log.iter().filter(|l| l.contains("/commits/")).count(),
+        4,
+        "three refusals, then the answer: {log:?}"
+    );
+}
+
+#[test]
+fn tags_through_the_api() {
+    let (repo, url, state, head) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 0);
+    assert!(repo.tags().is_empty(), "API mode creates no local tags");
+    let s = state.lock().unwrap();
+    let (kind, sha) = s.refs["refs/tags/vendor/debian-12/v12.0.0"].clone();
+    assert_eq!(kind, "tag");
+    let obj = &s.tag_objects[&sha];
+    assert_eq!(obj["object"]["sha"], head.as_str());
+    assert!(
+        obj["message"]
+            .as_str()
+            .unwrap()
+            .contains("review: pull request #12 approved by alice")
+    );
+    drop(s);
+
+    // Again: the tag exists on the same commit, a no-op.
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 0);
+    assert_eq!(state.lock().unwrap().refs.len(), 1);
+}
+
+#[test]
+fn api_conflicts_roll_back_what_the_run_created() {
+    let repo = Repo::new(LAYERS);
+    let head = repo.commit(
+        "feat: images",
+        &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
+    );
+    let (url, state) = github::start("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            head.clone(),
+            vec![pull(3, "author", true, "main", &head, "h")],
+        );
+        s.reviews
+            .insert(3, vec![review(1, "alice", "APPROVED", "h")]);
+        // Another run created global's tag on another commit.
+        s.refs.insert(
+            "refs/tags/global/debian-12/v1.0.0".into(),
+            ("commit".into(), "f".repeat(40)),
+        );
+    }
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("tag global/debian-12/v1.0.0 was created meanwhile on ffff"),
+        "{}",
+        stderr(&out)
+    );
+    let refs: Vec<String> = state.lock().unwrap().refs.keys().cloned().collect();
+    assert_eq!(
+        refs,
+        ["refs/tags/global/debian-12/v1.0.0"],
+        "vendor's tag, created first, was deleted again"
+    );
+}
+
+#[test]
+fn help() {
+    let repo = Repo::new("");
+    let out = repo
+        .cmd(&["--help"])
+        .env_remove("IMAGEPIPE_PROGRESS")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn dry_run_plan() {
+    let repo = released();
+    repo.commit("feat(global): auditd", &["images/global/g.pkr.hcl"]);
+    repo.commit("fix(global): auditd rules", &["images/global/g.pkr.hcl"]);
+    let out = repo.tag(&["--dry-run", "--json"]);
+    assert_exit(&out, 0);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"[0-9a-f]{40}", "[COMMIT]");
+    settings.add_filter(r"\b[0-9a-f]{12}\b", "[SHORT]");
+    settings.bind(|| {
+        insta::assert_snapshot!("dry_run", stderr(&out));
+        insta::assert_snapshot!("dry_run_json", String::from_utf8_lossy(&out.stdout));
+    });
+    let _: PathBuf = repo.path().to_path_buf();
+}
