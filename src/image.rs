@@ -57,7 +57,8 @@ impl FromStr for ImageName {
                     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
                 })
         };
-        if s.len() > 200 || !s.split('/').all(segment_ok) {
+        // `refs/…` would be ambiguous with a tag's full ref name (`refs/tags/<image>/v1.0.0`).
+        if s.len() > 200 || !s.split('/').all(segment_ok) || s == "refs" || s.starts_with("refs/") {
             return Err(NameError::Invalid(s.to_string()));
         }
         Ok(Self(s.to_string()))
@@ -92,6 +93,7 @@ impl schemars::JsonSchema for ImageName {
             "type": "string",
             "pattern": "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$",
             "maxLength": 200,
+            "not": { "pattern": "^refs(/|$)" },
             "description": "Path-like image name, e.g. `global/debian-12`."
         })
     }
