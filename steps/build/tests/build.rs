@@ -12,6 +12,9 @@ use imagepipe::image::ImageRef;
 use imagepipe::record::{ArtifactKind, Format, Record};
 use imagepipe::store::{LocalStore, Store};
 
+#[path = "../../../tests/support/action.rs"]
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-build");
 
 /// A throwaway pipeline repository.

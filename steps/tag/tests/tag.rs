@@ -821,3 +821,43 @@ fn dry_run_plan() {
     });
     let _: PathBuf = repo.path().to_path_buf();
 }
+
+#[path = "../../../tests/support/action.rs"]
+mod support;
+
+#[test]
+fn action_yml_matches_the_cli_and_the_outputs() {
+    let declared = support::check_action(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
+        BIN,
+        &["IMAGEPIPE_GITHUB_TOKEN"],
+    );
+    let repo = released();
+    repo.commit("fix(web): x", &["images/web/w.pkr.hcl"]);
+    let output = repo.path().join("gh-output");
+    let summary = repo.path().join("gh-summary");
+    let out = repo
+        .cmd(&["--no-review-gate"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let outputs = support::read_outputs(&std::fs::read_to_string(&output).unwrap());
+    assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), declared);
+    assert_eq!(outputs["tags"], "service/web/v1.0.1");
+    assert_eq!(outputs["count"], "1");
+    let plan: serde_json::Value = serde_json::from_str(&outputs["tags-json"]).unwrap();
+    assert_eq!(plan[0]["tag"], "service/web/v1.0.1");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains("| `service/web` | 1.0.0 | 1.0.1 | `service/web/v1.0.1` (new) |"),
+        "{summary}"
+    );
+    assert!(
+        stderr(&out).contains("::warning title=imagepipe-tag::the review gate is skipped"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,76 @@
+//! Shared by the steps' tests: a step's `action.yml` and its binary agree. Every input reaches
+//! the step through an environment variable the binary reads (never interpolated into the
+//! script), and every output comes from the `run` step.
+
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Loads `action.yml`, checks it against `binary --help`, and returns the declared outputs.
+/// `secrets` are variables the step reads as secrets, never as flags.
+pub fn check_action(action_yml: &str, binary: &str, secrets: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(action_yml).unwrap();
+    let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let help = Command::new(binary)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let name = std::path::Path::new(binary)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+
+    let steps = doc["runs"]["steps"].as_vec().unwrap();
+    let run = steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some("run"))
+        .unwrap();
+    assert_eq!(
+        run["run"].as_str(),
+        Some(name),
+        "inputs are never interpolated into the script"
+    );
+    let env = run["env"].as_hash().unwrap();
+    for (input, _) in doc["inputs"].as_hash().unwrap() {
+        let input = input.as_str().unwrap();
+        if input == "working-directory" {
+            continue;
+        }
+        let wanted = Yaml::String(format!("${{{{ inputs.{input} }}}}"));
+        let var = env
+            .iter()
+            .find(|(_, v)| **v == wanted)
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("input `{input}` is not passed to the step"));
+        assert!(
+            secrets.contains(&var.as_str()) || help.contains(&format!("[env: {var}=]")),
+            "{name} does not read {var} (input `{input}`)"
+        );
+    }
+    let mut outputs = Vec::new();
+    for (output, spec) in doc["outputs"].as_hash().unwrap() {
+        let output = output.as_str().unwrap();
+        assert_eq!(
+            spec["value"].as_str(),
+            Some(format!("${{{{ steps.run.outputs.{output} }}}}").as_str())
+        );
+        outputs.push(output.to_string());
+    }
+    outputs.sort();
+    outputs
+}
+
+/// Parses a `$GITHUB_OUTPUT` file written with the delimiter syntax.
+pub fn read_outputs(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut outputs = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let (name, delim) = head.split_once("<<").expect("delimiter syntax");
+        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
+        outputs.insert(name.to_string(), value.join("\n"));
+    }
+    outputs
+}
