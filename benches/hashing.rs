@@ -8,19 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use imagepipe::hash::{default_workers, hash_file, hash_files};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn make_file(path: &Path, mib: u64, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -43,17 +38,6 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
-    (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
 fn openssl(paths: &[PathBuf]) {
     let out = Command::new("openssl")
         .args(["dgst", "-sha256"])
@@ -65,13 +49,10 @@ fn openssl(paths: &[PathBuf]) {
 
 fn main() {
     // `cargo bench` passes --bench; this binary takes no arguments.
-    let mib = env_num("IMAGEPIPE_BENCH_FILE_MIB", 1024);
-    let count = env_num("IMAGEPIPE_BENCH_FILES", 2) as usize;
+    let mib = support::env_num("IMAGEPIPE_BENCH_FILE_MIB", 1024) as u64;
+    let count = support::env_num("IMAGEPIPE_BENCH_FILES", 2);
     let rounds = 3;
-    let dir = tempfile::tempdir_in(
-        std::env::var("IMAGEPIPE_BENCH_DIR").unwrap_or_else(|_| "target".into()),
-    )
-    .unwrap();
+    let dir = support::scratch();
 
     // Peak memory: a small set first, then the large one.
     let small: Vec<PathBuf> = (0..count)
@@ -96,12 +77,12 @@ fn main() {
     // Warm the page cache for both sides.
     openssl(&files);
 
-    let ossl_one = best(rounds, || openssl(&files[..1]));
-    let ours_one = best(rounds, || {
+    let ossl_one = support::best(rounds, || openssl(&files[..1]));
+    let ours_one = support::best(rounds, || {
         hash_file(&files[0], &|_| {}).unwrap();
     });
-    let ossl_all = best(rounds, || openssl(&files));
-    let ours_all = best(rounds, || {
+    let ossl_all = support::best(rounds, || openssl(&files));
+    let ours_all = support::best(rounds, || {
         for r in hash_files(&files, default_workers(), &|_| {}) {
             r.unwrap();
         }

@@ -8,19 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use imagepipe::config::Config;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn generate(dir: &Path, commits: usize, images: usize) {
     let run = |args: &[&str]| {
@@ -91,24 +86,10 @@ fn generate(dir: &Path, commits: usize, images: usize) {
     run(&["checkout", "-q", "main"]);
 }
 
-fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
-    (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
 fn main() {
-    let commits = env_num("IMAGEPIPE_BENCH_COMMITS", 50_000);
-    let images = env_num("IMAGEPIPE_BENCH_IMAGES", 200);
-    let dir = tempfile::tempdir_in(
-        std::env::var("IMAGEPIPE_BENCH_DIR").unwrap_or_else(|_| "target".into()),
-    )
-    .unwrap();
+    let commits = support::env_num("IMAGEPIPE_BENCH_COMMITS", 50_000);
+    let images = support::env_num("IMAGEPIPE_BENCH_IMAGES", 200);
+    let dir = support::scratch();
     let t = Instant::now();
     generate(dir.path(), commits, images);
     let generated = t.elapsed();
@@ -138,12 +119,12 @@ fn main() {
 
     let rounds = 3;
     let mut planned = 0;
-    let plan = best(rounds, || {
+    let plan = support::best(rounds, || {
         planned = imagepipe::tag::plan_changes(&config, dir.path(), head, &scope)
             .unwrap()
             .len();
     });
-    let git = best(rounds, || {
+    let git = support::best(rounds, || {
         let out = Command::new("git")
             .args(["log", "--name-only", &range])
             .current_dir(dir.path())

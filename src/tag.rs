@@ -62,6 +62,30 @@ pub struct Planned {
     pub exists: bool,
 }
 
+impl Planned {
+    /// A tag of `version` for `image` on `commit`; changelog and parent are filled in after.
+    fn new(
+        config: &Config,
+        image: &Image,
+        previous: Option<Version>,
+        version: Version,
+        commit: &str,
+        reason: String,
+    ) -> Self {
+        Self {
+            tag: config.tag_format.render(&image.name, &version),
+            image: image.name.clone(),
+            previous,
+            version,
+            commit: commit.to_string(),
+            reason,
+            commits: Vec::new(),
+            parent: None,
+            exists: false,
+        }
+    }
+}
+
 fn ser_version<S: serde::Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -240,23 +264,15 @@ pub fn plan_changes(
                 ),
             ),
         };
-        planned.push(Planned {
-            tag: config.tag_format.render(&img.name, &version),
-            image: img.name.clone(),
-            previous,
-            version,
-            commit: head.to_string(),
-            reason,
-            commits: changed[i]
-                .iter()
-                .map(|&ci| Change {
-                    id: short(&commits[ci].id),
-                    subject: commits[ci].subject.clone(),
-                })
-                .collect(),
-            parent: None,
-            exists: false,
-        });
+        let mut p = Planned::new(config, img, previous, version, head, reason);
+        p.commits = changed[i]
+            .iter()
+            .map(|&ci| Change {
+                id: short(&commits[ci].id),
+                subject: commits[ci].subject.clone(),
+            })
+            .collect();
+        planned.push(p);
     }
     mark_existing(&all_tags, &mut planned)?;
     Ok(planned)
@@ -337,17 +353,16 @@ pub fn plan_cascade(
         if !scope.iter().any(|s| s.name == img.name) {
             continue;
         }
-        planned.push(Planned {
-            tag: config.tag_format.render(&img.name, &version),
-            image: img.name.clone(),
+        let mut p = Planned::new(
+            config,
+            img,
             previous,
             version,
-            commit: head.to_string(),
-            reason: format!("rebuild on {pin}"),
-            commits: Vec::new(),
-            parent: Some(pin),
-            exists: false,
-        });
+            head,
+            format!("rebuild on {pin}"),
+        );
+        p.parent = Some(pin);
+        planned.push(p);
     }
     mark_existing(&all_tags, &mut planned)?;
     Ok((planned, skipped))

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/action.rs"]
+#[path = "../../../tests/support/step.rs"]
 mod support;
 
 #[test]

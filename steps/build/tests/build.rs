@@ -12,8 +12,10 @@ use imagepipe::image::ImageRef;
 use imagepipe::record::{ArtifactKind, Format, Record};
 use imagepipe::store::{LocalStore, Store};
 
-#[path = "../../../tests/support/action.rs"]
+#[path = "../../../tests/support/step.rs"]
 mod support;
+
+use support::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-build");
 
@@ -41,20 +43,7 @@ impl Repo {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
-        // The test runner's own CI variables must not leak into the step under test.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("IMAGEPIPE_")
-                || k.starts_with("GITHUB_")
-                || k == "CI"
-                || k == "JENKINS_URL"
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("IMAGEPIPE_PROGRESS", "none");
-        cmd
+        support::command(BIN, self.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -109,20 +98,6 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "exit status\n--- stderr:\n{}\n--- stdout:\n{}",
-        stderr(o),
-        String::from_utf8_lossy(&o.stdout)
-    );
 }
 
 /// Normalises what differs between runs, for snapshots.
@@ -807,27 +782,11 @@ fn github_outputs_summary_and_annotations() {
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let text = std::fs::read_to_string(&output).unwrap();
-    let mut outputs = std::collections::BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(head) = lines.next() {
-        let (name, delim) = head.split_once("<<").expect("delimiter syntax");
-        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delim).collect();
-        outputs.insert(name.to_string(), value.join("\n"));
-    }
-    let action =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
-    let action = &yaml_rust2::YamlLoader::load_from_str(&action).unwrap()[0];
-    let declared: Vec<&str> = action["outputs"]
-        .as_hash()
-        .unwrap()
-        .keys()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    let mut declared = declared;
-    declared.sort();
+    let outputs = support::read_outputs(&std::fs::read_to_string(&output).unwrap());
+    let declared =
+        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(
-        outputs.keys().map(String::as_str).collect::<Vec<_>>(),
+        outputs.keys().cloned().collect::<Vec<_>>(),
         declared,
         "action.yml declares what the step writes"
     );

@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod github;
+#[path = "../../../tests/support/step.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use github::{Fault, TOKEN, pull, review};
+use support::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-tag");
 
@@ -53,15 +56,7 @@ impl Repo {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("IMAGEPIPE_") || k.starts_with("GITHUB_") || k == "CI" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("IMAGEPIPE_PROGRESS", "none");
-        cmd
+        support::command(BIN, self.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -114,20 +109,6 @@ fn git_in(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "--- stderr:\n{}\n--- stdout:\n{}",
-        stderr(o),
-        String::from_utf8_lossy(&o.stdout)
-    );
 }
 
 const LAYERS: &str = r#"
@@ -821,9 +802,6 @@ fn dry_run_plan() {
     });
     let _: PathBuf = repo.path().to_path_buf();
 }
-
-#[path = "../../../tests/support/action.rs"]
-mod support;
 
 #[test]
 fn action_yml_matches_the_cli_and_the_outputs() {

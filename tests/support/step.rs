@@ -1,8 +1,12 @@
-//! Shared by the steps' tests: a step's `action.yml` and its binary agree. Every input reaches
-//! the step through an environment variable the binary reads (never interpolated into the
-//! script), and every output comes from the `run` step.
+//! Shared by the steps' integration tests: running a step binary as CI would, and checking that
+//! a step's `action.yml` and its binary agree (every input reaches the step through an
+//! environment variable the binary reads, never interpolated into the script; every output comes
+//! from the `run` step).
 
-use std::process::Command;
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -73,4 +77,36 @@ pub fn read_outputs(text: &str) -> std::collections::BTreeMap<String, String> {
         outputs.insert(name.to_string(), value.join("\n"));
     }
     outputs
+}
+
+/// A step command in `dir`, with the test runner's own CI and imagepipe variables removed so
+/// they cannot leak into the step under test, and progress off.
+pub fn command(binary: &str, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMAGEPIPE_")
+            || k.starts_with("GITHUB_")
+            || k == "CI"
+            || k == "JENKINS_URL"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("IMAGEPIPE_PROGRESS", "none");
+    cmd
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status\n--- stderr:\n{}\n--- stdout:\n{}",
+        stderr(o),
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
