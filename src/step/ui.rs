@@ -51,18 +51,6 @@ impl Ui {
         }))
     }
 
-    pub fn step(&self) -> &'static str {
-        self.0.step
-    }
-
-    pub fn json_mode(&self) -> bool {
-        self.0.json
-    }
-
-    pub fn progress_mode(&self) -> ProgressMode {
-        self.0.progress
-    }
-
     fn scrub(&self, text: &str) -> String {
         let masks = self.0.masks.lock().unwrap_or_else(|p| p.into_inner());
         masks
