@@ -58,6 +58,11 @@ pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 /// `owner/name` of the repository a workflow runs for.
 pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
 
+/// `imagepipe-publish`: publish without a passing scan, for this reason (recorded).
+pub const OVERRIDE_GATE: &str = "IMAGEPIPE_OVERRIDE_GATE";
+/// A store URL that replaces the primary store of `imagepipe.toml`.
+pub const STORE: &str = "IMAGEPIPE_STORE";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod http;
 pub mod image;
 pub mod packer;
+pub mod publish;
 pub mod record;
 pub mod secret;
 pub mod step;

@@ -1,4 +1,14 @@
-// imagepipePublish(): runs imagepipe-publish. Not implemented in this release: the binary exits 2.
+// imagepipePublish(tag: env.TAG_NAME) after imagepipeScan. Returns the --json result:
+// record_url, record_sha256, artifacts. Exit code 1 (scan gate refused, or the version is
+// already published with other bytes) marks the build UNSTABLE.
 def call(Map args = [:]) {
-    return imagepipeStep('imagepipe-publish', args, [config: 'IMAGEPIPE_CONFIG'])
+    return imagepipeStep('imagepipe-publish', args, [
+        record      : 'IMAGEPIPE_RECORD',
+        image       : 'IMAGEPIPE_IMAGE',
+        version     : 'IMAGEPIPE_VERSION',
+        tag         : 'IMAGEPIPE_TAG',
+        overrideGate: 'IMAGEPIPE_OVERRIDE_GATE',
+        store       : 'IMAGEPIPE_STORE',
+        config      : 'IMAGEPIPE_CONFIG',
+    ])
 }

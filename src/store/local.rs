@@ -143,6 +143,13 @@ impl Store for LocalStore {
         self.version_dir(image).join(name).display().to_string()
     }
 
+    fn record_location(&self, image: &ImageRef) -> String {
+        self.version_dir(image)
+            .join(record::FILE_NAME)
+            .display()
+            .to_string()
+    }
+
     async fn put_artifact(
         &self,
         image: &ImageRef,

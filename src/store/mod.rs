@@ -200,6 +200,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Where a build reads an artifact of a published version: a local path or a URL.
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String;
 
+    /// Where a version's record is (or will be), as a path or URL.
+    fn record_location(&self, image: &ImageRef) -> String;
+
     /// Stores one artifact file, checking its digest on the way in.
     async fn put_artifact(
         &self,

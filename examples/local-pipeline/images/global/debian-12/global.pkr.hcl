@@ -41,6 +41,9 @@ build {
       "printf 'GLOBAL_VERSION=%s\\nBUILT_ON_VENDOR=%s\\n' '${var.imagepipe_version}' '${var.imagepipe_parent_version}' > '${var.imagepipe_output_dir}/.release'",
       "debugfs -w -R 'write ${var.imagepipe_output_dir}/.release /etc/global-release' '${local.disk}'",
       "rm '${var.imagepipe_output_dir}/.release'",
+      # debugfs exits 0 even when a request fails: check that the changes are really there.
+      "debugfs -R 'cat /etc/ssh/sshd_config.d/99-hardening.conf' '${local.disk}' | grep -q '^PermitRootLogin no'",
+      "if debugfs -R 'stat /usr/bin/telnetd' '${local.disk}' 2>&1 | grep -q 'Inode:'; then echo 'telnetd is still in the image' >&2; exit 1; fi",
       "e2fsck -fn '${local.disk}'",
     ]
   }

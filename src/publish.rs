@@ -1,0 +1,260 @@
+//! Publishing a built, scanned image version into a store: artifacts first, each checked
+//! against its recorded digest on the way in, and the record last, so that a reader who finds
+//! the record finds every artifact. A re-run completes an interrupted publish without sending
+//! again what the store holds, and republishing a version with other bytes is refused.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::hash::Sha256Hex;
+use crate::record::{
+    self, ArtifactKind, GateStatus, LoadedRecord, PublishSection, PublishedArtifact, Record,
+    RecordError,
+};
+use crate::step::Ui;
+use crate::store::{PutOutcome, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "artifact `{name}` is not at {path}; publish from the directory the build wrote, or pass --record"
+    )]
+    MissingArtifact { name: String, path: PathBuf },
+    #[error(
+        "{image} is already in {store} with different content ({detail}); a published version is \
+         never replaced: build and publish a new version"
+    )]
+    Republished {
+        image: String,
+        store: String,
+        detail: String,
+    },
+}
+
+impl PublishError {
+    /// Whether this is the step's check failing (exit 1) rather than an error (exit 2).
+    pub fn is_check_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Republished { .. } | Self::Store(StoreError::Conflict { .. })
+        )
+    }
+}
+
+/// The scan gate: `Ok(override)` to go ahead, `Err(reason)` to refuse.
+pub fn gate(record: &Record, override_reason: Option<&str>) -> Result<Option<String>, String> {
+    let status = record.scan.as_ref().map(|s| s.status);
+    match (status, override_reason) {
+        (Some(GateStatus::Passed | GateStatus::Overridden), _) => Ok(None),
+        (_, Some(reason)) => Ok(Some(reason.to_string())),
+        (Some(GateStatus::Failed), None) => Err(format!(
+            "{} failed its scan; fix the findings, or pass --override-gate REASON (recorded in the record)",
+            record.id()
+        )),
+        (None, None) => Err(format!(
+            "{} has no scan result; run imagepipe-scan first, or pass --override-gate REASON (recorded in the record)",
+            record.id()
+        )),
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The record as stored.
+    pub record: Record,
+    pub record_url: String,
+    pub record_sha256: Sha256Hex,
+    /// Per file artifact: name, whether bytes were sent, and where it is.
+    pub artifacts: Vec<(String, PutOutcome, String)>,
+    /// The version was already completely published: nothing changed.
+    pub already: bool,
+}
+
+/// Publishes the record read from `record_path` (artifacts relative to it) into `store`, and
+/// adds the publish section to the local record too.
+pub async fn publish(
+    store: &dyn Store,
+    loaded: &LoadedRecord,
+    record_path: &Path,
+    gate_override: Option<String>,
+    ui: &Ui,
+) -> Result<Published, PublishError> {
+    let local = &loaded.record;
+    let id = local.id();
+    let dir = crate::fsutil::parent_dir(record_path);
+    let files: Vec<(String, PathBuf, &record::FileArtifact)> = local
+        .artifacts
+        .iter()
+        .filter_map(|a| a.file().map(|f| (a.name.clone(), dir.join(&f.path), f)))
+        .collect();
+    for (name, path, _) in &files {
+        if !path.is_file() {
+            return Err(PublishError::MissingArtifact {
+                name: name.clone(),
+                path: path.clone(),
+            });
+        }
+    }
+
+    let total: u64 = files.iter().map(|(_, _, f)| f.size).sum();
+    let progress = ui.progress(&format!("publishing {id}"), Some(total));
+    let mut done = 0u64;
+    let mut artifacts = Vec::new();
+    let mut stored = local.clone();
+    for (name, path, f) in &files {
+        let base = done;
+        let outcome = store
+            .put_artifact(&id, path, &f.sha256, &|n| progress.set(base + n))
+            .await?;
+        done += f.size;
+        progress.set(done);
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&f.path)
+            .to_string();
+        if let Some(a) = stored.artifacts.iter_mut().find(|a| &a.name == name)
+            && let ArtifactKind::File(sf) = &mut a.kind
+        {
+            sf.path = file_name;
+            artifacts.push((name.clone(), outcome, store.artifact_location(&id, sf)));
+        }
+    }
+    progress.finish();
+
+    stored.publish = Some(PublishSection {
+        store: store.location(),
+        published_at: Utc::now(),
+        artifacts: artifacts
+            .iter()
+            .zip(&files)
+            .map(|((name, _, url), (_, _, f))| PublishedArtifact {
+                name: name.clone(),
+                url: url.clone(),
+                sha256: f.sha256,
+            })
+            .collect(),
+        gate_override,
+    });
+
+    // A version whose record is already stored is complete: same content (but for the time
+    // it was published) is a no-op, anything else is refused.
+    let already = match store.fetch_record(&id).await {
+        Ok(existing) => {
+            let mut candidate = stored.clone();
+            if let (Some(p), Some(e)) =
+                (candidate.publish.as_mut(), existing.record.publish.as_ref())
+            {
+                p.published_at = e.published_at;
+            }
+            if candidate != existing.record {
+                return Err(PublishError::Republished {
+                    image: id.to_string(),
+                    store: store.location(),
+                    detail: describe_difference(&existing.record, &candidate),
+                });
+            }
+            stored = existing.record;
+            true
+        }
+        Err(StoreError::VersionNotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = stored.to_bytes();
+    if !already {
+        store.put_record(&id, &bytes).await?;
+    }
+
+    let mut updated = local.clone();
+    updated.publish = stored.publish.clone();
+    updated.write(record_path)?;
+    Ok(Published {
+        record_url: store.record_location(&id),
+        record_sha256: if already {
+            store.fetch_record(&id).await?.sha256
+        } else {
+            Sha256Hex::digest(&bytes)
+        },
+        record: stored,
+        artifacts,
+        already,
+    })
+}
+
+fn describe_difference(existing: &Record, new: &Record) -> String {
+    for a in &new.artifacts {
+        match existing.artifacts.iter().find(|e| e.name == a.name) {
+            None => return format!("artifact `{}` is new", a.name),
+            Some(e) if e != a => return format!("artifact `{}` differs", a.name),
+            Some(_) => {}
+        }
+    }
+    "the records differ".to_string()
+}
+
+/// Reports a publish on every channel of the step contract.
+pub fn report(ui: &Ui, p: &Published) -> std::io::Result<()> {
+    let id = p.record.id();
+    if p.already {
+        ui.info(&format!(
+            "{id} was already published in {}: nothing to do",
+            p.record.publish.as_ref().map_or("", |s| s.store.as_str())
+        ));
+    }
+    let mut rows = Vec::new();
+    for (name, outcome, url) in &p.artifacts {
+        let how = match outcome {
+            PutOutcome::Stored => "stored",
+            PutOutcome::AlreadyPresent => "already present",
+        };
+        ui.info(&format!("  {name:<12} {how:<15} {url}"));
+        rows.push(format!("| `{name}` | {how} | `{url}` |"));
+    }
+    ui.info(&format!(
+        "record {} (sha256 {})",
+        p.record_url, p.record_sha256
+    ));
+    if let Some(reason) = p
+        .record
+        .publish
+        .as_ref()
+        .and_then(|s| s.gate_override.as_deref())
+    {
+        ui.warn(&format!("published without a passing scan: {reason}"));
+    }
+    ui.output("record-url", &p.record_url)?;
+    ui.output("record-sha256", &p.record_sha256.to_string())?;
+    let artifacts: Vec<serde_json::Value> = p
+        .record
+        .publish
+        .iter()
+        .flat_map(|s| &s.artifacts)
+        .map(|a| serde_json::json!({ "name": a.name, "url": a.url, "sha256": a.sha256 }))
+        .collect();
+    ui.output(
+        "artifacts",
+        &serde_json::Value::Array(artifacts.clone()).to_string(),
+    )?;
+    ui.summary(&format!(
+        "### imagepipe-publish: `{}` {}\n\nRecord: `{}`\n\n| artifact | transfer | location |\n| --- | --- | --- |\n{}\n",
+        id.name,
+        id.version,
+        p.record_url,
+        rows.join("\n")
+    ))?;
+    ui.json(&serde_json::json!({
+        "image": id.name,
+        "version": id.version.to_string(),
+        "already_published": p.already,
+        "record_url": p.record_url,
+        "record_sha256": p.record_sha256,
+        "artifacts": artifacts,
+    }));
+    Ok(())
+}
