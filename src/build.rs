@@ -275,7 +275,7 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
             });
         }
         None => None,
-        Some(spec) => Some(resolve_parent(config, &name, spec, &choice).await?),
+        Some(spec) => Some(resolve_parent(ui, config, &name, spec, &choice).await?),
     };
 
     let output_dir = match &req.output_dir {
@@ -415,6 +415,7 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
 }
 
 async fn resolve_parent(
+    ui: &Ui,
     config: &Config,
     image: &ImageName,
     spec: &ParentSpec,
@@ -446,18 +447,8 @@ async fn resolve_parent(
         }
         check_req(&found)?;
         let dir = crate::fsutil::parent_dir(path);
-        let artifacts = loaded
-            .record
-            .artifacts
-            .iter()
-            .map(|a| {
-                let loc = match &a.kind {
-                    ArtifactKind::File(f) => dir.join(&f.path).display().to_string(),
-                    ArtifactKind::Remote { id } => id.clone(),
-                };
-                (a.name.clone(), loc)
-            })
-            .collect();
+        let artifacts =
+            locate_artifacts(&loaded.record, |f| dir.join(&f.path).display().to_string());
         return Ok(Parent {
             loaded,
             origin: path.display().to_string(),
@@ -465,7 +456,7 @@ async fn resolve_parent(
         });
     }
 
-    let store = store::open(&config.store)?;
+    let store = store::open(&config.store, ui)?;
     let id = match choice {
         ParentChoice::Pin(pin) => {
             if pin.name != spec.name {
@@ -507,23 +498,31 @@ async fn resolve_parent(
     let loaded = store.fetch_record(&id).await?;
     // The parent's bytes are what this image is built on: check them before Packer sees them.
     store.verify(&id, &loaded).await?;
-    let artifacts = loaded
-        .record
-        .artifacts
-        .iter()
-        .map(|a| {
-            let loc = match &a.kind {
-                ArtifactKind::File(f) => store.artifact_location(&id, f),
-                ArtifactKind::Remote { id } => id.clone(),
-            };
-            (a.name.clone(), loc)
-        })
-        .collect();
+    let artifacts = locate_artifacts(&loaded.record, |f| store.artifact_location(&id, f));
     Ok(Parent {
         loaded,
         origin: store.location(),
         artifacts,
     })
+}
+
+/// Each artifact's name and where a template finds it: a file's location, or the id of an
+/// artifact that is not a file.
+fn locate_artifacts(
+    record: &Record,
+    file: impl Fn(&FileArtifact) -> String,
+) -> Vec<(String, String)> {
+    record
+        .artifacts
+        .iter()
+        .map(|a| {
+            let loc = match &a.kind {
+                ArtifactKind::File(f) => file(f),
+                ArtifactKind::Remote { id } => id.clone(),
+            };
+            (a.name.clone(), loc)
+        })
+        .collect()
 }
 
 impl Plan {

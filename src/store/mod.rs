@@ -5,6 +5,7 @@
 //! reader that finds a record finds every artifact it names.
 
 mod local;
+mod oci;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use semver::{Version, VersionReq};
 
 pub use local::LocalStore;
+pub use oci::OciStore;
 
 use crate::config::StoreSpec;
 use crate::hash::Sha256Hex;
@@ -170,9 +172,37 @@ pub enum StoreError {
     },
     #[error(
         "store {0} is not supported by this imagepipe release; the local directory store \
-         (file:PATH) is"
+         (file:PATH) and OCI registries (oci://) are"
     )]
     Unsupported(String),
+    #[error("{store}: {method} {url}: {status} {message}")]
+    Remote {
+        store: String,
+        method: String,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "{store}: {method} {url}: {status}: not authorised; check the store's credentials in imagepipe.toml"
+    )]
+    Unauthorized {
+        store: String,
+        method: String,
+        url: String,
+        status: u16,
+    },
+    #[error("{store}: {source}")]
+    Http {
+        store: String,
+        source: crate::http::HttpError,
+    },
+    #[error("{store}: {url}: {message}")]
+    BadAnswer {
+        store: String,
+        url: String,
+        message: String,
+    },
     #[error(transparent)]
     Record(#[from] RecordError),
 }
@@ -230,10 +260,41 @@ pub async fn resolve(
     Ok(versions.into_iter().filter(|v| req.matches(v)).max())
 }
 
-/// Opens the store a spec names.
-pub fn open(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
+/// Opens the store a spec names; credentials are read (and masked) through `ui`.
+pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, StoreError> {
     match &spec.url {
         StoreUrl::Local(root) => Ok(Box::new(LocalStore::new(root.clone()))),
+        StoreUrl::Oci {
+            registry,
+            namespace,
+            plain_http,
+        } => {
+            let location = spec.url.to_string();
+            let auth = spec
+                .credentials
+                .resolve(ui)
+                .map_err(|e| StoreError::BadAnswer {
+                    store: location.clone(),
+                    url: String::new(),
+                    message: e.to_string(),
+                })?;
+            let options = crate::http::HttpOptions {
+                tls: spec.tls.clone(),
+                ..Default::default()
+            };
+            let client =
+                crate::http::HttpClient::new(&options).map_err(|source| StoreError::Http {
+                    store: location,
+                    source,
+                })?;
+            Ok(Box::new(OciStore::new(
+                client,
+                registry,
+                namespace,
+                *plain_http,
+                auth,
+            )))
+        }
         other => Err(StoreError::Unsupported(other.to_string())),
     }
 }

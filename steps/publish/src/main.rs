@@ -18,8 +18,8 @@ use imagepipe::{env, publish};
 /// publish and sends nothing the store already holds. The record must carry a passing scan
 /// result unless --override-gate gives a reason, which is written into the record.
 ///
-/// This release publishes to local directory stores (file:PATH); Artifactory and OCI stores
-/// are planned.
+/// Stores: local directories (file:PATH) and OCI registries (oci://HOST/NAMESPACE, or
+/// oci+http:// for a plain-HTTP registry); Artifactory generic repositories are planned.
 ///
 /// Exit codes: 0 published (or already published); 1 the scan gate refused, or the version is
 /// already published with other bytes; 2 usage, configuration or store error.
@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, env = env::OVERRIDE_GATE, value_name = "REASON")]
     override_gate: Option<String>,
 
-    /// Publish to this store instead of imagepipe.toml's [store] (file:PATH).
+    /// Publish to this store instead of imagepipe.toml's [store] (file:PATH, oci://HOST/NS).
     #[arg(long, env = env::STORE, value_name = "URL")]
     store: Option<String>,
 
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
             },
             None => config.store.clone(),
         };
-        let store = store::open(&spec)?;
+        let store = store::open(&spec, &ui)?;
         match publish::publish(store.as_ref(), &loaded, &record_path, gate_override, &ui).await {
             Ok(published) => {
                 publish::report(&ui, &published)?;

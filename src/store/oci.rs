@@ -1,0 +1,550 @@
+//! OCI registries (the distribution spec): Artifactory, Harbor, GHCR, `docker-registry`.
+//! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md>
+//!
+//! An image version is an OCI image manifest tagged with the version, in the repository
+//! `<namespace>/<image>`. Its config has imagepipe's own media type; every artifact is a layer
+//! with a media type naming its format and its file name as `org.opencontainers.image.title`;
+//! the record is a layer too. The manifest is pushed last, so the tag appears only when every
+//! blob is there. Semver build metadata (`+…`) is written `_` in tags, which cannot hold `+`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use semver::Version;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{PutOutcome, Store, StoreError, stored_file_name};
+use crate::hash::Sha256Hex;
+use crate::http::HttpClient;
+use crate::image::{ImageName, ImageRef};
+use crate::record::{self, FileArtifact, LoadedRecord, Record};
+use crate::secret::Auth;
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const ARTIFACT_TYPE: &str = "application/vnd.imagepipe.image.v1";
+const CONFIG_TYPE: &str = "application/vnd.imagepipe.config.v1+json";
+const RECORD_TYPE: &str = "application/vnd.imagepipe.record.v1+json";
+const TITLE: &str = "org.opencontainers.image.title";
+
+#[derive(Debug, Clone)]
+pub struct OciStore {
+    client: HttpClient,
+    base: String,
+    registry: String,
+    namespace: String,
+    auth: Auth,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A version as a tag, and back.
+pub(crate) fn version_tag(v: &Version) -> String {
+    v.to_string().replace('+', "_")
+}
+
+fn tag_version(tag: &str) -> Option<Version> {
+    Version::parse(&tag.replace('_', "+")).ok()
+}
+
+impl OciStore {
+    pub fn new(
+        client: HttpClient,
+        registry: &str,
+        namespace: &str,
+        plain_http: bool,
+        auth: Auth,
+    ) -> Self {
+        let scheme = if plain_http { "http" } else { "https" };
+        Self {
+            client,
+            base: format!("{scheme}://{registry}"),
+            registry: registry.into(),
+            namespace: namespace.into(),
+            auth,
+        }
+    }
+
+    fn repo(&self, image: &ImageName) -> String {
+        if self.namespace.is_empty() {
+            image.to_string()
+        } else {
+            format!("{}/{image}", self.namespace)
+        }
+    }
+
+    fn url(&self, image: &ImageName, rest: &str) -> String {
+        format!("{}/v2/{}/{rest}", self.base, self.repo(image))
+    }
+
+    fn authorize(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Auth::None => rb,
+            Auth::Bearer(t) => rb.bearer_auth(t.expose()),
+            Auth::Basic { username, password } => rb.basic_auth(username, Some(password.expose())),
+        }
+    }
+
+    /// A request with the shared retries (bodies here are small and can be sent again).
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Response, StoreError> {
+        let resp = self
+            .client
+            .send(|c| {
+                let mut rb = self.authorize(c.request(method.clone(), url));
+                if let Some(a) = accept {
+                    rb = rb.header(ACCEPT, a);
+                }
+                if let Some((ct, bytes)) = &body {
+                    rb = rb.header(CONTENT_TYPE, *ct).body(bytes.clone());
+                }
+                rb
+            })
+            .await
+            .map_err(|source| StoreError::Http {
+                store: self.location(),
+                source,
+            })?;
+        Ok(resp)
+    }
+
+    /// Turns a non-success answer into an error with the registry's own message.
+    async fn fail(&self, method: &Method, url: &str, resp: Response) -> StoreError {
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return StoreError::Unauthorized {
+                store: self.location(),
+                method: method.to_string(),
+                url: url.into(),
+                status: status.as_u16(),
+            };
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .ok()
+            .and_then(|b| {
+                b.errors
+                    .first()
+                    .map(|e| format!("{}: {}", e.code, e.message))
+            })
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        StoreError::Remote {
+            store: self.location(),
+            method: method.to_string(),
+            url: url.into(),
+            status: status.as_u16(),
+            message,
+        }
+    }
+
+    fn resolve_location(&self, resp: &Response, url: &str) -> Result<String, StoreError> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.into(),
+                message: "no Location header in the upload answer".into(),
+            })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_string()
+            } else {
+                format!("{}{loc}", self.base)
+            },
+        )
+    }
+
+    async fn blob_exists(&self, image: &ImageName, digest: &Sha256Hex) -> Result<bool, StoreError> {
+        let url = self.url(image, &format!("blobs/sha256:{digest}"));
+        let resp = self.send(Method::HEAD, &url, None, None).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.fail(&Method::HEAD, &url, resp).await),
+        }
+    }
+
+    async fn start_upload(&self, image: &ImageName) -> Result<String, StoreError> {
+        let url = self.url(image, "blobs/uploads/");
+        let resp = self.send(Method::POST, &url, None, None).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.fail(&Method::POST, &url, resp).await);
+        }
+        self.resolve_location(&resp, &url)
+    }
+
+    async fn finish_upload(
+        &self,
+        location: &str,
+        digest: &Sha256Hex,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest=sha256:{digest}");
+        let resp = self
+            .send(
+                Method::PUT,
+                &url,
+                None,
+                Some(("application/octet-stream", body)),
+            )
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail(&Method::PUT, &url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// A small blob: POST, then one PUT with the bytes (a monolithic POST stores nothing on
+    /// some registries).
+    async fn push_bytes(&self, image: &ImageName, bytes: &[u8]) -> Result<Sha256Hex, StoreError> {
+        let digest = Sha256Hex::digest(bytes);
+        if !self.blob_exists(image, &digest).await? {
+            let location = self.start_upload(image).await?;
+            self.finish_upload(&location, &digest, bytes.to_vec())
+                .await?;
+        }
+        Ok(digest)
+    }
+
+    /// A file blob, streamed in one PATCH and hashed in the same pass; the upload is committed
+    /// only when the bytes sent have the expected digest, and cancelled otherwise.
+    async fn push_file(
+        &self,
+        image: &ImageName,
+        path: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| StoreError::Io {
+            store: self.location(),
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let location = self.start_upload(image).await?;
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stream = {
+            let hasher = hasher.clone();
+            let sent = sent.clone();
+            futures_util::stream::unfold(file, move |mut file| {
+                let hasher = hasher.clone();
+                let sent = sent.clone();
+                async move {
+                    use tokio::io::AsyncReadExt as _;
+                    let mut buf = vec![0u8; 1 << 20];
+                    match file.read(&mut buf).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            hasher
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .update(&buf);
+                            sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            Some((Ok::<_, std::io::Error>(buf), file))
+                        }
+                        Err(e) => Some((Err(e), file)),
+                    }
+                }
+            })
+        };
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        let ticker = {
+            let sent = sent.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    progress(sent.load(std::sync::atomic::Ordering::Relaxed));
+                }
+            }
+        };
+        let request = self
+            .authorize(self.client.client().patch(&location))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send();
+        let resp = tokio::select! {
+            r = request => r.map_err(|e| StoreError::BadAnswer { store: self.location(), url: location.clone(), message: e.to_string() })?,
+            () = ticker => unreachable!("the ticker never ends"),
+        };
+        progress(sent.load(std::sync::atomic::Ordering::Relaxed));
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.fail(&Method::PATCH, &location, resp).await);
+        }
+        let location = self.resolve_location(&resp, &location)?;
+        let actual = Sha256Hex::from_hasher(std::mem::take(
+            &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+        if &actual != expected {
+            let _ = self.send(Method::DELETE, &location, None, None).await;
+            return Err(StoreError::Integrity {
+                store: self.location(),
+                path: path.to_path_buf(),
+                expected: *expected,
+                actual,
+            });
+        }
+        self.finish_upload(&location, expected, Vec::new()).await
+    }
+
+    async fn manifest(&self, image: &ImageRef) -> Result<Option<Manifest>, StoreError> {
+        let url = self.url(
+            &image.name,
+            &format!("manifests/{}", version_tag(&image.version)),
+        );
+        let resp = self
+            .send(Method::GET, &url, Some(MANIFEST_TYPE), None)
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let text = resp.text().await.map_err(|e| StoreError::BadAnswer {
+                    store: self.location(),
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|e| StoreError::BadAnswer {
+                        store: self.location(),
+                        url,
+                        message: format!("not an OCI manifest: {e}"),
+                    })
+            }
+            _ => Err(self.fail(&Method::GET, &url, resp).await),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for OciStore {
+    fn location(&self) -> String {
+        let scheme = if self.base.starts_with("http://") {
+            "oci+http"
+        } else {
+            "oci"
+        };
+        format!("{scheme}://{}/{}", self.registry, self.namespace)
+    }
+
+    async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError> {
+        let mut versions = Vec::new();
+        let mut url = self.url(image, "tags/list?n=1000");
+        for _ in 0..1000 {
+            let resp = self.send(Method::GET, &url, None, None).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(versions);
+            }
+            if !resp.status().is_success() {
+                return Err(self.fail(&Method::GET, &url, resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::github::next_link);
+            let list: TagList = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            versions.extend(
+                list.tags
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| tag_version(t)),
+            );
+            match next {
+                Some(path) => url = format!("{}{path}", self.base),
+                None => break,
+            }
+        }
+        Ok(versions)
+    }
+
+    async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {
+        let manifest = self
+            .manifest(image)
+            .await?
+            .ok_or_else(|| StoreError::VersionNotFound {
+                image: image.clone(),
+                store: self.location(),
+            })?;
+        let layer = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == RECORD_TYPE)
+            .ok_or_else(|| StoreError::BadAnswer {
+                store: self.location(),
+                url: image.to_string(),
+                message: "the manifest has no imagepipe record layer; was it pushed by imagepipe?"
+                    .into(),
+            })?;
+        let url = self.url(&image.name, &format!("blobs/{}", layer.digest));
+        let resp = self.send(Method::GET, &url, None, None).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail(&Method::GET, &url, resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| StoreError::BadAnswer {
+            store: self.location(),
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let sha256 = Sha256Hex::digest(&bytes);
+        if format!("sha256:{sha256}") != layer.digest {
+            return Err(StoreError::BadAnswer {
+                store: self.location(),
+                url,
+                message: format!("the record blob does not have its digest {}", layer.digest),
+            });
+        }
+        let record = Record::from_slice(&bytes, &url)?;
+        if record.id() != *image {
+            return Err(StoreError::WrongRecord {
+                store: self.location(),
+                image: image.clone(),
+                record_image: record.id(),
+            });
+        }
+        Ok(LoadedRecord { record, sha256 })
+    }
+
+    fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
+        self.url(&image.name, &format!("blobs/sha256:{}", artifact.sha256))
+    }
+
+    fn record_location(&self, image: &ImageRef) -> String {
+        format!(
+            "{}/{}:{}",
+            self.registry,
+            self.repo(&image.name),
+            version_tag(&image.version)
+        )
+    }
+
+    async fn put_artifact(
+        &self,
+        image: &ImageRef,
+        source: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PutOutcome, StoreError> {
+        stored_file_name(&self.location(), source)?;
+        if self.blob_exists(&image.name, expected).await? {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        self.push_file(&image.name, source, expected, progress)
+            .await?;
+        Ok(PutOutcome::Stored)
+    }
+
+    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError> {
+        let record = Record::from_slice(bytes, "the record to publish")?;
+        let mut layers: Vec<serde_json::Value> = record
+            .artifacts
+            .iter()
+            .filter_map(|a| a.file().map(|f| (a, f)))
+            .map(|(a, f)| {
+                serde_json::json!({
+                    "mediaType": format!("application/vnd.imagepipe.artifact.v1.{}", f.format),
+                    "digest": format!("sha256:{}", f.sha256),
+                    "size": f.size,
+                    "annotations": { TITLE: f.path, "dev.imagepipe.artifact.name": a.name },
+                })
+            })
+            .collect();
+        let record_digest = self.push_bytes(&image.name, bytes).await?;
+        layers.push(serde_json::json!({
+            "mediaType": RECORD_TYPE,
+            "digest": format!("sha256:{record_digest}"),
+            "size": bytes.len(),
+            "annotations": { TITLE: record::FILE_NAME },
+        }));
+        let config = serde_json::to_vec(
+            &serde_json::json!({ "image": image.name, "version": image.version.to_string() }),
+        )
+        .unwrap_or_default();
+        let config_digest = self.push_bytes(&image.name, &config).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "artifactType": ARTIFACT_TYPE,
+            "config": { "mediaType": CONFIG_TYPE, "digest": format!("sha256:{config_digest}"), "size": config.len() },
+            "layers": layers,
+            "annotations": {
+                "org.opencontainers.image.version": image.version.to_string(),
+                "org.opencontainers.image.revision": record.source.commit.unwrap_or_default(),
+                "org.opencontainers.image.created": record.build.finished_at.to_rfc3339(),
+            },
+        });
+        let url = self.url(
+            &image.name,
+            &format!("manifests/{}", version_tag(&image.version)),
+        );
+        let body = serde_json::to_vec(&manifest).unwrap_or_default();
+        let resp = self
+            .send(Method::PUT, &url, None, Some((MANIFEST_TYPE, body)))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail(&Method::PUT, &url, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
+        // Registries address blobs by digest and check it on upload: a present blob has the bytes.
+        for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
+            if !self.blob_exists(&image.name, &f.sha256).await? {
+                return Err(StoreError::BadAnswer {
+                    store: self.location(),
+                    url: self.artifact_location(image, f),
+                    message: format!("artifact {} (sha256 {}) is missing", f.path, f.sha256),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! `imagepipe-publish` into a real OCI registry: Debian's `docker-registry` (distribution 2.8),
+//! started on loopback by the test with its own configuration.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../tests/support/step.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use imagepipe::config::{Credentials, StoreSpec, TlsSpec};
+use imagepipe::hash::hash_file;
+use imagepipe::record::{
+    self, Artifact, ArtifactKind, BuildInfo, FileArtifact, GateStatus, ImageId, Record,
+    ScanSection, SeverityCounts, Source,
+};
+use imagepipe::step::{ProgressMode, Ui};
+use imagepipe::store::{self, StoreUrl};
+use support::{assert_exit, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
+
+/// A registry process, stopped when dropped.
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker-registry is installed (apt-get install docker-registry)");
+        // The registry picks its port and logs it; read until it does.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the registry exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split('"').next().unwrap().to_string();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("oci+http://{}/images", self.addr)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn built(dir: &Path, version: &str, content: &[u8]) -> std::path::PathBuf {
+    let out = dir.join(version);
+    std::fs::create_dir_all(&out).unwrap();
+    let disk = out.join("disk.qcow2");
+    std::fs::write(&disk, content).unwrap();
+    let d = hash_file(&disk, &|_| {}).unwrap();
+    let now = chrono::Utc::now();
+    let record = Record {
+        schema_version: record::SCHEMA_VERSION,
+        image: ImageId {
+            name: "global/debian-12".parse().unwrap(),
+            version: version.parse().unwrap(),
+        },
+        parent: None,
+        source: Source {
+            commit: Some("a".repeat(40)),
+            tag: None,
+            dirty: false,
+        },
+        build: BuildInfo {
+            packer_version: "1.6.6".into(),
+            run_id: "r".into(),
+            template: "t".into(),
+            started_at: now,
+            finished_at: now,
+            imagepipe_version: "0.1.0".into(),
+        },
+        artifacts: vec![Artifact {
+            name: "disk".into(),
+            build: "qemu.disk".into(),
+            kind: ArtifactKind::File(FileArtifact {
+                path: "disk.qcow2".into(),
+                size: d.size,
+                sha256: d.sha256,
+                format: d.format,
+            }),
+        }],
+        scan: Some(ScanSection {
+            status: GateStatus::Passed,
+            scanned_at: now,
+            vulnerabilities: SeverityCounts::default(),
+            policy_failures: 0,
+            waived: 0,
+            reports: vec![],
+        }),
+        publish: None,
+        replication: None,
+        import: None,
+    };
+    let path = out.join(record::FILE_NAME);
+    record.write(&path).unwrap();
+    path
+}
+
+#[test]
+fn publishes_into_a_real_registry_and_reads_back() {
+    let registry = Registry::start();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("imagepipe.toml"),
+        "[[image]]\nname = \"global/debian-12\"\ntemplate = \"t\"\n",
+    )
+    .unwrap();
+    // 3 MiB of varied bytes, so the upload streams several chunks.
+    let content: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let record = built(repo.path(), "1.0.0", &content);
+    let run = |args: &[&str]| support::command(BIN, repo.path(), args).output().unwrap();
+
+    let out = run(&[
+        "--record",
+        record.to_str().unwrap(),
+        "--store",
+        &registry.url(),
+        "--json",
+    ]);
+    assert_exit(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Read it back through the store interface, as a build resolving a parent would.
+    let spec = StoreSpec {
+        url: StoreUrl::parse(&registry.url(), repo.path()).unwrap(),
+        credentials: Credentials::default(),
+        tls: TlsSpec::default(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ui = Ui::new("test", false, ProgressMode::None);
+        let store = store::open(&spec, &ui).unwrap();
+        let name = "global/debian-12".parse().unwrap();
+        assert_eq!(
+            store.list_versions(&name).await.unwrap(),
+            [semver::Version::new(1, 0, 0)]
+        );
+        let id = "global/debian-12@1.0.0".parse().unwrap();
+        let loaded = store.fetch_record(&id).await.unwrap();
+        assert_eq!(json["record_sha256"], loaded.sha256.to_string());
+        assert_eq!(
+            loaded.record.publish.as_ref().unwrap().store,
+            registry.url()
+        );
+        store.verify(&id, &loaded).await.unwrap();
+        // The artifact blob is the file's bytes.
+        let url = &loaded.record.publish.as_ref().unwrap().artifacts[0].url;
+        let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+        assert_eq!(body.len(), content.len());
+        assert!(body[..] == content[..]);
+    });
+
+    // A re-run sends nothing.
+    let out = run(&[
+        "--record",
+        record.to_str().unwrap(),
+        "--store",
+        &registry.url(),
+    ]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("already present"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was already published"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same version with other bytes is refused, and the published version is unchanged.
+    let other = built(&repo.path().join("rebuild"), "1.0.0", b"another build");
+    let out = run(&[
+        "--record",
+        other.to_str().unwrap(),
+        "--store",
+        &registry.url(),
+    ]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("is already in oci+http://")
+            && stderr(&out).contains("artifact `disk` differs"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A file changed after its build is caught during the upload, and no tag appears.
+    let tampered = built(&repo.path().join("t"), "2.0.0", b"original");
+    std::fs::write(tampered.parent().unwrap().join("disk.qcow2"), b"tampered").unwrap();
+    let out = run(&[
+        "--record",
+        tampered.to_str().unwrap(),
+        "--store",
+        &registry.url(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("does not have the expected content"),
+        "{}",
+        stderr(&out)
+    );
+    rt.block_on(async {
+        let ui = Ui::new("test", false, ProgressMode::None);
+        let store = store::open(&spec, &ui).unwrap();
+        let versions = store
+            .list_versions(&"global/debian-12".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            versions,
+            [semver::Version::new(1, 0, 0)],
+            "2.0.0 is not visible"
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_registry_is_an_infrastructure_error() {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("imagepipe.toml"), "").unwrap();
+    let record = built(repo.path(), "1.0.0", b"x");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = support::command(
+        BIN,
+        repo.path(),
+        &[
+            "--record",
+            record.to_str().unwrap(),
+            "--store",
+            &format!("oci+http://127.0.0.1:{port}/images"),
+            "--override-gate",
+            "x",
+        ],
+    )
+    .env("IMAGEPIPE_PROGRESS", "none")
+    .output()
+    .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains(&format!("oci+http://127.0.0.1:{port}/images: HEAD http://127.0.0.1:{port}/v2/images/global/debian-12/blobs/sha256:")), "{}", stderr(&out));
+}
