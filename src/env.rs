@@ -60,6 +60,9 @@ pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
 
 /// `imagepipe-publish`: publish without a passing scan, for this reason (recorded).
 pub const OVERRIDE_GATE: &str = "IMAGEPIPE_OVERRIDE_GATE";
+/// `imagepipe-publish`: the CI build that publishes, as Artifactory `build.name` / `build.number`.
+pub const BUILD_NAME: &str = "IMAGEPIPE_BUILD_NAME";
+pub const BUILD_NUMBER: &str = "IMAGEPIPE_BUILD_NUMBER";
 /// A store URL that replaces the primary store of `imagepipe.toml`.
 pub const STORE: &str = "IMAGEPIPE_STORE";
 

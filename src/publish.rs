@@ -63,6 +63,47 @@ pub fn gate(record: &Record, override_reason: Option<&str>) -> Result<Option<Str
     }
 }
 
+/// The properties stored with every file (Artifactory `image.name`, `image.version`, …).
+pub fn properties(
+    record: &Record,
+    gate_override: Option<&str>,
+    build: Option<(&str, &str)>,
+) -> Vec<(String, String)> {
+    let scan = match record.scan.as_ref().map(|s| s.status) {
+        Some(GateStatus::Passed) => "passed",
+        Some(GateStatus::Failed) => "failed",
+        Some(GateStatus::Overridden) => "overridden",
+        None => "none",
+    };
+    let mut p = vec![
+        ("image.name".to_string(), record.image.name.to_string()),
+        (
+            "image.version".to_string(),
+            record.image.version.to_string(),
+        ),
+        (
+            "image.parent".to_string(),
+            record
+                .parent
+                .as_ref()
+                .map_or_else(String::new, |p| format!("{}@{}", p.name, p.version)),
+        ),
+        (
+            "git.commit".to_string(),
+            record.source.commit.clone().unwrap_or_default(),
+        ),
+        ("scan.status".to_string(), scan.to_string()),
+    ];
+    if let Some(reason) = gate_override {
+        p.push(("scan.override".to_string(), reason.to_string()));
+    }
+    if let Some((name, number)) = build {
+        p.push(("build.name".to_string(), name.to_string()));
+        p.push(("build.number".to_string(), number.to_string()));
+    }
+    p
+}
+
 /// What a publish did.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -83,10 +124,12 @@ pub async fn publish(
     loaded: &LoadedRecord,
     record_path: &Path,
     gate_override: Option<String>,
+    build: Option<(&str, &str)>,
     ui: &Ui,
 ) -> Result<Published, PublishError> {
     let local = &loaded.record;
     let id = local.id();
+    let props = properties(local, gate_override.as_deref(), build);
     let dir = crate::fsutil::parent_dir(record_path);
     let files: Vec<(String, PathBuf, &record::FileArtifact)> = local
         .artifacts
@@ -110,7 +153,7 @@ pub async fn publish(
     for (name, path, f) in &files {
         let base = done;
         let outcome = store
-            .put_artifact(&id, path, &f.sha256, &|n| progress.set(base + n))
+            .put_artifact(&id, path, &f.sha256, &props, &|n| progress.set(base + n))
             .await?;
         done += f.size;
         progress.set(done);
@@ -168,7 +211,7 @@ pub async fn publish(
     };
     let bytes = stored.to_bytes();
     if !already {
-        store.put_record(&id, &bytes).await?;
+        store.put_record(&id, &bytes, &props).await?;
     }
 
     let mut updated = local.clone();
@@ -212,6 +255,7 @@ pub fn report(ui: &Ui, p: &Published) -> std::io::Result<()> {
         let how = match outcome {
             PutOutcome::Stored => "stored",
             PutOutcome::AlreadyPresent => "already present",
+            PutOutcome::ByChecksum => "by checksum",
         };
         ui.info(&format!("  {name:<12} {how:<15} {url}"));
         rows.push(format!("| `{name}` | {how} | `{url}` |"));

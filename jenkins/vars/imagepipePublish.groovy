@@ -8,6 +8,8 @@ def call(Map args = [:]) {
         version     : 'IMAGEPIPE_VERSION',
         tag         : 'IMAGEPIPE_TAG',
         overrideGate: 'IMAGEPIPE_OVERRIDE_GATE',
+        buildName   : 'IMAGEPIPE_BUILD_NAME',
+        buildNumber : 'IMAGEPIPE_BUILD_NUMBER',
         store       : 'IMAGEPIPE_STORE',
         config      : 'IMAGEPIPE_CONFIG',
     ])

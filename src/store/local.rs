@@ -155,6 +155,7 @@ impl Store for LocalStore {
         image: &ImageRef,
         source: &Path,
         expected: &Sha256Hex,
+        _properties: &super::Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError> {
         let name = stored_file_name(&self.location(), source)?;
@@ -175,7 +176,12 @@ impl Store for LocalStore {
         Ok(PutOutcome::Stored)
     }
 
-    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn put_record(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        _properties: &super::Properties,
+    ) -> Result<(), StoreError> {
         let dest = self.version_dir(image).join(record::FILE_NAME);
         if let Ok(existing) = std::fs::read(&dest) {
             if existing == bytes {
@@ -238,7 +244,7 @@ mod tests {
         let digest = Sha256Hex::digest(content);
         assert_eq!(
             store
-                .put_artifact(&image, &file, &digest, &|_| {})
+                .put_artifact(&image, &file, &digest, &[], &|_| {})
                 .await
                 .unwrap(),
             PutOutcome::Stored
@@ -257,7 +263,10 @@ mod tests {
                 format: Format::Raw,
             }),
         }];
-        store.put_record(&image, &record.to_bytes()).await.unwrap();
+        store
+            .put_record(&image, &record.to_bytes(), &[])
+            .await
+            .unwrap();
         store.fetch_record(&image).await.unwrap()
     }
 
@@ -316,14 +325,14 @@ mod tests {
         let d1 = Sha256Hex::digest(b"one");
         assert_eq!(
             store
-                .put_artifact(&image, &file, &d1, &|_| {})
+                .put_artifact(&image, &file, &d1, &[], &|_| {})
                 .await
                 .unwrap(),
             PutOutcome::Stored
         );
         assert_eq!(
             store
-                .put_artifact(&image, &file, &d1, &|_| {})
+                .put_artifact(&image, &file, &d1, &[], &|_| {})
                 .await
                 .unwrap(),
             PutOutcome::AlreadyPresent
@@ -331,13 +340,13 @@ mod tests {
         std::fs::write(&file, b"two").unwrap();
         let d2 = Sha256Hex::digest(b"two");
         assert!(matches!(
-            store.put_artifact(&image, &file, &d2, &|_| {}).await,
+            store.put_artifact(&image, &file, &d2, &[], &|_| {}).await,
             Err(StoreError::Conflict { .. })
         ));
         // A source whose bytes do not match the digest leaves nothing behind.
         let other: ImageRef = "a@1.0.1".parse().unwrap();
         assert!(matches!(
-            store.put_artifact(&other, &file, &d1, &|_| {}).await,
+            store.put_artifact(&other, &file, &d1, &[], &|_| {}).await,
             Err(StoreError::Integrity { .. })
         ));
         let left: Vec<_> = std::fs::read_dir(store.version_dir(&other))
@@ -348,7 +357,7 @@ mod tests {
         let rec = src.path().join(record::FILE_NAME);
         std::fs::write(&rec, b"x").unwrap();
         assert!(matches!(
-            store.put_artifact(&image, &rec, &d1, &|_| {}).await,
+            store.put_artifact(&image, &rec, &d1, &[], &|_| {}).await,
             Err(StoreError::BadName { .. })
         ));
         assert!(matches!(

@@ -4,6 +4,7 @@
 //! record, and writes the record last: a version is visible exactly when its record is, so a
 //! reader that finds a record finds every artifact it names.
 
+mod artifactory;
 mod local;
 mod oci;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
 
+pub use artifactory::ArtifactoryStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
 
@@ -172,7 +174,7 @@ pub enum StoreError {
     },
     #[error(
         "store {0} is not supported by this imagepipe release; the local directory store \
-         (file:PATH) and OCI registries (oci://) are"
+         (file:PATH), OCI registries (oci://) and Artifactory (artifactory+https://) are"
     )]
     Unsupported(String),
     #[error("{store}: {method} {url}: {status} {message}")]
@@ -212,7 +214,12 @@ pub enum StoreError {
 pub enum PutOutcome {
     Stored,
     AlreadyPresent,
+    /// The store had the bytes elsewhere and linked them (Artifactory checksum deploy).
+    ByChecksum,
 }
+
+/// Metadata stores that support it attach to what they store (Artifactory properties).
+pub type Properties = [(String, String)];
 
 /// The operations every backend offers. Methods take image references so that backends decide
 /// their own layout and addressing.
@@ -239,11 +246,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         image: &ImageRef,
         source: &Path,
         expected: &Sha256Hex,
+        properties: &Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError>;
 
     /// Stores the record; call it after every artifact is stored.
-    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn put_record(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        properties: &Properties,
+    ) -> Result<(), StoreError>;
 
     /// Checks that every file artifact of the record is present with its recorded digest.
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError>;
@@ -262,6 +275,27 @@ pub async fn resolve(
 
 /// Opens the store a spec names; credentials are read (and masked) through `ui`.
 pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, StoreError> {
+    // Remote stores share the credentials and the one HTTP client factory.
+    let remote = || {
+        let location = spec.url.to_string();
+        let auth = spec
+            .credentials
+            .resolve(ui)
+            .map_err(|e| StoreError::BadAnswer {
+                store: location.clone(),
+                url: String::new(),
+                message: e.to_string(),
+            })?;
+        let options = crate::http::HttpOptions {
+            tls: spec.tls.clone(),
+            ..Default::default()
+        };
+        let client = crate::http::HttpClient::new(&options).map_err(|source| StoreError::Http {
+            store: location,
+            source,
+        })?;
+        Ok::<_, StoreError>((client, options.retry, auth))
+    };
     match &spec.url {
         StoreUrl::Local(root) => Ok(Box::new(LocalStore::new(root.clone()))),
         StoreUrl::Oci {
@@ -269,24 +303,7 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
             namespace,
             plain_http,
         } => {
-            let location = spec.url.to_string();
-            let auth = spec
-                .credentials
-                .resolve(ui)
-                .map_err(|e| StoreError::BadAnswer {
-                    store: location.clone(),
-                    url: String::new(),
-                    message: e.to_string(),
-                })?;
-            let options = crate::http::HttpOptions {
-                tls: spec.tls.clone(),
-                ..Default::default()
-            };
-            let client =
-                crate::http::HttpClient::new(&options).map_err(|source| StoreError::Http {
-                    store: location,
-                    source,
-                })?;
+            let (client, _, auth) = remote()?;
             Ok(Box::new(OciStore::new(
                 client,
                 registry,
@@ -295,7 +312,12 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
                 auth,
             )))
         }
-        other => Err(StoreError::Unsupported(other.to_string())),
+        StoreUrl::Artifactory { base, repo, prefix } => {
+            let (client, retry, auth) = remote()?;
+            Ok(Box::new(ArtifactoryStore::new(
+                client, retry, base, repo, prefix, auth,
+            )))
+        }
     }
 }
 

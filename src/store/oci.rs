@@ -470,6 +470,7 @@ impl Store for OciStore {
         image: &ImageRef,
         source: &Path,
         expected: &Sha256Hex,
+        _properties: &super::Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError> {
         stored_file_name(&self.location(), source)?;
@@ -481,7 +482,12 @@ impl Store for OciStore {
         Ok(PutOutcome::Stored)
     }
 
-    async fn put_record(&self, image: &ImageRef, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn put_record(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        _properties: &super::Properties,
+    ) -> Result<(), StoreError> {
         let record = Record::from_slice(bytes, "the record to publish")?;
         let mut layers: Vec<serde_json::Value> = record
             .artifacts

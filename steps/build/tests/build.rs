@@ -79,13 +79,13 @@ impl Repo {
                 if let ArtifactKind::File(f) = &a.kind {
                     let src = record_path.parent().unwrap().join(&f.path);
                     store
-                        .put_artifact(&id, &src, &f.sha256, &|_| {})
+                        .put_artifact(&id, &src, &f.sha256, &[], &|_| {})
                         .await
                         .unwrap();
                 }
             }
             store
-                .put_record(&id, &std::fs::read(&record_path).unwrap())
+                .put_record(&id, &std::fs::read(&record_path).unwrap(), &[])
                 .await
                 .unwrap();
         });

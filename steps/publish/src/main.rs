@@ -18,8 +18,10 @@ use imagepipe::{env, publish};
 /// publish and sends nothing the store already holds. The record must carry a passing scan
 /// result unless --override-gate gives a reason, which is written into the record.
 ///
-/// Stores: local directories (file:PATH) and OCI registries (oci://HOST/NAMESPACE, or
-/// oci+http:// for a plain-HTTP registry); Artifactory generic repositories are planned.
+/// Stores: local directories (file:PATH), OCI registries (oci://HOST/NAMESPACE, or oci+http://
+/// for a plain-HTTP registry) and Artifactory generic repositories
+/// (artifactory+https://HOST/artifactory/REPO), where bytes the server holds deploy by checksum
+/// and every file gets the image.*, git.commit, scan.status and build.* properties.
 ///
 /// Exit codes: 0 published (or already published); 1 the scan gate refused, or the version is
 /// already published with other bytes; 2 usage, configuration or store error.
@@ -51,7 +53,15 @@ struct Args {
     #[arg(long, env = env::OVERRIDE_GATE, value_name = "REASON")]
     override_gate: Option<String>,
 
-    /// Publish to this store instead of imagepipe.toml's [store] (file:PATH, oci://HOST/NS).
+    /// The CI build publishing this, stored as the build.name property (Jenkins: $JOB_NAME).
+    #[arg(long, env = env::BUILD_NAME, value_name = "NAME", requires = "build_number")]
+    build_name: Option<String>,
+
+    /// The CI build's number, stored as the build.number property (Jenkins: $BUILD_NUMBER).
+    #[arg(long, env = env::BUILD_NUMBER, value_name = "N", requires = "build_name")]
+    build_number: Option<String>,
+
+    /// Publish to this store instead of imagepipe.toml's [store] (file:, oci://, artifactory+https://).
     #[arg(long, env = env::STORE, value_name = "URL")]
     store: Option<String>,
 
@@ -107,7 +117,17 @@ fn main() -> ExitCode {
             None => config.store.clone(),
         };
         let store = store::open(&spec, &ui)?;
-        match publish::publish(store.as_ref(), &loaded, &record_path, gate_override, &ui).await {
+        let build = args.build_name.as_deref().zip(args.build_number.as_deref());
+        match publish::publish(
+            store.as_ref(),
+            &loaded,
+            &record_path,
+            gate_override,
+            build,
+            &ui,
+        )
+        .await
+        {
             Ok(published) => {
                 publish::report(&ui, &published)?;
                 Ok(Outcome::Done)

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 
@@ -11,11 +12,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use imagepipe::config::{Credentials, StoreSpec, TlsSpec};
-use imagepipe::hash::hash_file;
-use imagepipe::record::{
-    self, Artifact, ArtifactKind, BuildInfo, FileArtifact, GateStatus, ImageId, Record,
-    ScanSection, SeverityCounts, Source,
-};
 use imagepipe::step::{ProgressMode, Ui};
 use imagepipe::store::{self, StoreUrl};
 use support::{assert_exit, stderr};
@@ -81,57 +77,12 @@ impl Drop for Registry {
 }
 
 fn built(dir: &Path, version: &str, content: &[u8]) -> std::path::PathBuf {
-    let out = dir.join(version);
-    std::fs::create_dir_all(&out).unwrap();
-    let disk = out.join("disk.qcow2");
-    std::fs::write(&disk, content).unwrap();
-    let d = hash_file(&disk, &|_| {}).unwrap();
-    let now = chrono::Utc::now();
-    let record = Record {
-        schema_version: record::SCHEMA_VERSION,
-        image: ImageId {
-            name: "global/debian-12".parse().unwrap(),
-            version: version.parse().unwrap(),
-        },
-        parent: None,
-        source: Source {
-            commit: Some("a".repeat(40)),
-            tag: None,
-            dirty: false,
-        },
-        build: BuildInfo {
-            packer_version: "1.6.6".into(),
-            run_id: "r".into(),
-            template: "t".into(),
-            started_at: now,
-            finished_at: now,
-            imagepipe_version: "0.1.0".into(),
-        },
-        artifacts: vec![Artifact {
-            name: "disk".into(),
-            build: "qemu.disk".into(),
-            kind: ArtifactKind::File(FileArtifact {
-                path: "disk.qcow2".into(),
-                size: d.size,
-                sha256: d.sha256,
-                format: d.format,
-            }),
-        }],
-        scan: Some(ScanSection {
-            status: GateStatus::Passed,
-            scanned_at: now,
-            vulnerabilities: SeverityCounts::default(),
-            policy_failures: 0,
-            waived: 0,
-            reports: vec![],
-        }),
-        publish: None,
-        replication: None,
-        import: None,
-    };
-    let path = out.join(record::FILE_NAME);
-    record.write(&path).unwrap();
-    path
+    common::built(
+        &dir.join(version),
+        version,
+        &[("disk.qcow2", content)],
+        Some(imagepipe::record::GateStatus::Passed),
+    )
 }
 
 #[test]

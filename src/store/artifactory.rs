@@ -1,0 +1,514 @@
+//! JFrog Artifactory generic repositories, over REST.
+//!
+//! - Deploy (`PUT /<repo>/<path>;k=v`, `X-Checksum-Sha256`), deploy by checksum
+//!   (`X-Checksum-Deploy: true`, no body): <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact>,
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact-by-checksum>
+//! - File Info (`GET /api/storage/<repo>/<path>`): <https://jfrog.com/help/r/jfrog-rest-apis/file-info>
+//! - AQL (`POST /api/search/aql`): <https://jfrog.com/help/r/jfrog-rest-apis/artifactory-query-language>
+//! - Errors are `{"errors":[{"status":…,"message":…}]}`; the message is shown as is.
+//!
+//! A version is `<prefix>/<image>/<version>/` with the record written last. Before any deploy the
+//! path is looked up with File Info, so a checksum deploy can never replace other bytes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use semver::Version;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{Properties, PutOutcome, Store, StoreError, stored_file_name};
+use crate::hash::Sha256Hex;
+use crate::http::{HttpClient, RetryPolicy, parse_retry_after, retryable_status};
+use crate::image::{ImageName, ImageRef};
+use crate::record::{self, FileArtifact, LoadedRecord, Record};
+use crate::secret::Auth;
+
+#[derive(Debug, Clone)]
+pub struct ArtifactoryStore {
+    client: HttpClient,
+    retry: RetryPolicy,
+    base: String,
+    repo: String,
+    prefix: String,
+    auth: Auth,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileInfo {
+    #[serde(default)]
+    checksums: Checksums,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Checksums {
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    sha1: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AqlAnswer {
+    results: Vec<AqlItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AqlItem {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    message: String,
+}
+
+/// `;k=v` matrix parameters; values are percent-encoded, so `,` `;` `=` `|` `\` survive.
+fn matrix(props: &Properties) -> String {
+    props
+        .iter()
+        .map(|(k, v)| format!(";{}={}", encode(k), encode(v)))
+        .collect()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~@/:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl ArtifactoryStore {
+    pub fn new(
+        client: HttpClient,
+        retry: RetryPolicy,
+        base: &str,
+        repo: &str,
+        prefix: &str,
+        auth: Auth,
+    ) -> Self {
+        Self {
+            client,
+            retry,
+            base: base.trim_end_matches('/').into(),
+            repo: repo.into(),
+            prefix: prefix.trim_matches('/').into(),
+            auth,
+        }
+    }
+
+    fn path(&self, image: &ImageName, version: &str, file: &str) -> String {
+        [self.prefix.as_str(), image.as_str(), version, file]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn authorize(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Auth::None => rb,
+            Auth::Bearer(t) => rb.bearer_auth(t.expose()),
+            Auth::Basic { username, password } => rb.basic_auth(username, Some(password.expose())),
+        }
+    }
+
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, StoreError> {
+        self.client
+            .send(|c| self.authorize(build(c)))
+            .await
+            .map_err(|source| StoreError::Http {
+                store: self.location(),
+                source,
+            })
+    }
+
+    async fn fail(&self, method: &str, url: &str, resp: Response) -> StoreError {
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return StoreError::Unauthorized {
+                store: self.location(),
+                method: method.into(),
+                url: url.into(),
+                status: status.as_u16(),
+            };
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .ok()
+            .and_then(|b| b.errors.into_iter().next().map(|e| e.message))
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        StoreError::Remote {
+            store: self.location(),
+            method: method.into(),
+            url: url.into(),
+            status: status.as_u16(),
+            message,
+        }
+    }
+
+    /// The stored sha256 of a file, or `None` when the path holds nothing.
+    async fn file_sha256(&self, path: &str) -> Result<Option<Sha256Hex>, StoreError> {
+        let url = format!("{}/api/storage/{}/{path}", self.base, self.repo);
+        let resp = self.send(|c| c.get(&url)).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let info: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                    store: self.location(),
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
+                let sha = info
+                    .checksums
+                    .sha256
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| StoreError::BadAnswer {
+                        store: self.location(),
+                        url,
+                        message: "File Info has no sha256 checksum".into(),
+                    })?;
+                Ok(Some(sha))
+            }
+            _ => Err(self.fail("GET", &url, resp).await),
+        }
+    }
+
+    /// Streams a file in one PUT, hashing it in the same pass; a dropped connection, 429 or 5xx
+    /// starts the upload again (Artifactory keeps nothing of a broken upload).
+    async fn upload(
+        &self,
+        path: &str,
+        source: &Path,
+        expected: &Sha256Hex,
+        props: &Properties,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
+        let url = format!("{}/{}/{path}{}", self.base, self.repo, matrix(props));
+        let io = |e: std::io::Error| StoreError::Io {
+            store: self.location(),
+            path: source.to_path_buf(),
+            source: e,
+        };
+        let size = tokio::fs::metadata(source).await.map_err(io)?.len();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let file = tokio::fs::File::open(source).await.map_err(io)?;
+            let hashers = Arc::new(Mutex::new((Sha256::new(), sha1::Sha1::new(), 0u64)));
+            let h = hashers.clone();
+            let stream = futures_util::stream::unfold(file, move |mut file| {
+                let h = h.clone();
+                async move {
+                    use tokio::io::AsyncReadExt as _;
+                    let mut buf = vec![0u8; 1 << 20];
+                    match file.read(&mut buf).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            let mut g = h.lock().unwrap_or_else(|p| p.into_inner());
+                            g.0.update(&buf);
+                            g.1.update(&buf);
+                            g.2 += n as u64;
+                            Some((Ok::<_, std::io::Error>(buf), file))
+                        }
+                        Err(e) => Some((Err(e), file)),
+                    }
+                }
+            });
+            let request = self
+                .authorize(self.client.client().put(&url))
+                .header("X-Checksum-Sha256", expected.to_string())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size)
+                .body(reqwest::Body::wrap_stream(stream))
+                .send();
+            let ticker = async {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    progress(hashers.lock().unwrap_or_else(|p| p.into_inner()).2);
+                }
+            };
+            let result = tokio::select! {
+                r = request => r,
+                () = ticker => unreachable!("the ticker never ends"),
+            };
+            let retry_after = match &result {
+                Ok(r) if retryable_status(r.status()) => Some(
+                    r.headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                ),
+                Ok(_) => None,
+                Err(_) => Some(None),
+            };
+            if let Some(wait) = retry_after
+                && attempt <= self.retry.retries
+            {
+                tokio::time::sleep(self.retry.delay(attempt, wait)).await;
+                continue;
+            }
+            let resp = result.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: format!("upload failed: {e}"),
+            })?;
+            if resp.status() != StatusCode::CREATED {
+                return Err(self.fail("PUT", &url, resp).await);
+            }
+            let (sha256, sha1, sent) = {
+                let mut g = hashers.lock().unwrap_or_else(|p| p.into_inner());
+                let (a, b, n) = std::mem::take(&mut *g);
+                (Sha256Hex::from_hasher(a), hex::encode(b.finalize()), n)
+            };
+            progress(sent);
+            if &sha256 != expected {
+                return Err(StoreError::Integrity {
+                    store: self.location(),
+                    path: source.to_path_buf(),
+                    expected: *expected,
+                    actual: sha256,
+                });
+            }
+            // The reply's checksums are the server's own reading of what arrived.
+            let reply: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str())
+                || reply.checksums.sha1.as_deref() != Some(sha1.as_str())
+            {
+                return Err(StoreError::BadAnswer {
+                    store: self.location(),
+                    url,
+                    message: "the server's checksums of the upload differ from the bytes sent"
+                        .into(),
+                });
+            }
+            return Ok(());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ArtifactoryStore {
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("artifactory+{}/{}", self.base, self.repo)
+        } else {
+            format!("artifactory+{}/{}/{}", self.base, self.repo, self.prefix)
+        }
+    }
+
+    async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let dir = self.path(image, "", "");
+        let query = format!(
+            r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("path")"#,
+            serde_json::Value::from(self.repo.clone()),
+            serde_json::Value::from(format!("{dir}/*")),
+            serde_json::Value::from(record::FILE_NAME)
+        );
+        let resp = self
+            .send(|c| {
+                c.post(&url)
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(query.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &url, resp).await);
+        }
+        let answer: AqlAnswer = resp.json().await.map_err(|e| StoreError::BadAnswer {
+            store: self.location(),
+            url,
+            message: e.to_string(),
+        })?;
+        Ok(answer
+            .results
+            .iter()
+            .filter_map(|r| {
+                r.path
+                    .strip_prefix(&format!("{dir}/"))
+                    .and_then(|v| Version::parse(v).ok())
+            })
+            .collect())
+    }
+
+    async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {
+        let url = self.record_location(image);
+        let resp = self.send(|c| c.get(&url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(StoreError::VersionNotFound {
+                image: image.clone(),
+                store: self.location(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(self.fail("GET", &url, resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| StoreError::BadAnswer {
+            store: self.location(),
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let record = Record::from_slice(&bytes, &url)?;
+        if record.id() != *image {
+            return Err(StoreError::WrongRecord {
+                store: self.location(),
+                image: image.clone(),
+                record_image: record.id(),
+            });
+        }
+        Ok(LoadedRecord {
+            record,
+            sha256: Sha256Hex::digest(&bytes),
+        })
+    }
+
+    fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
+        let name = Path::new(&artifact.path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&artifact.path);
+        format!(
+            "{}/{}/{}",
+            self.base,
+            self.repo,
+            self.path(&image.name, &image.version.to_string(), name)
+        )
+    }
+
+    fn record_location(&self, image: &ImageRef) -> String {
+        format!(
+            "{}/{}/{}",
+            self.base,
+            self.repo,
+            self.path(&image.name, &image.version.to_string(), record::FILE_NAME)
+        )
+    }
+
+    async fn put_artifact(
+        &self,
+        image: &ImageRef,
+        source: &Path,
+        expected: &Sha256Hex,
+        props: &Properties,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PutOutcome, StoreError> {
+        let name = stored_file_name(&self.location(), source)?;
+        let path = self.path(&image.name, &image.version.to_string(), &name);
+        match self.file_sha256(&path).await? {
+            Some(existing) if &existing == expected => return Ok(PutOutcome::AlreadyPresent),
+            Some(existing) => {
+                return Err(StoreError::Conflict {
+                    store: self.location(),
+                    path: path.into(),
+                    existing,
+                    new: *expected,
+                });
+            }
+            None => {}
+        }
+        // Bytes the server holds anywhere need not travel again.
+        let url = format!("{}/{}/{path}{}", self.base, self.repo, matrix(props));
+        let resp = self
+            .send(|c| {
+                c.put(&url)
+                    .header("X-Checksum-Deploy", "true")
+                    .header("X-Checksum-Sha256", expected.to_string())
+            })
+            .await?;
+        let outcome = match resp.status() {
+            StatusCode::CREATED | StatusCode::OK => PutOutcome::ByChecksum,
+            StatusCode::NOT_FOUND => {
+                self.upload(&path, source, expected, props, progress)
+                    .await?;
+                PutOutcome::Stored
+            }
+            _ => return Err(self.fail("PUT", &url, resp).await),
+        };
+        match self.file_sha256(&path).await? {
+            Some(sha) if &sha == expected => Ok(outcome),
+            found => Err(StoreError::BadAnswer {
+                store: self.location(),
+                url: path,
+                message: format!(
+                    "File Info after the deploy says sha256 {found:?}, expected {expected}"
+                ),
+            }),
+        }
+    }
+
+    async fn put_record(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        props: &Properties,
+    ) -> Result<(), StoreError> {
+        let url = format!("{}{}", self.record_location(image), matrix(props));
+        let sha = Sha256Hex::digest(bytes);
+        let resp = self
+            .send(|c| {
+                c.put(&url)
+                    .header("X-Checksum-Sha256", sha.to_string())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(bytes.to_vec())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail("PUT", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
+        for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
+            let name = Path::new(&f.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(&f.path);
+            let path = self.path(&image.name, &image.version.to_string(), name);
+            match self.file_sha256(&path).await? {
+                Some(sha) if sha == f.sha256 => {}
+                Some(actual) => {
+                    return Err(StoreError::Integrity {
+                        store: self.location(),
+                        path: path.into(),
+                        expected: f.sha256,
+                        actual,
+                    });
+                }
+                None => {
+                    return Err(StoreError::BadAnswer {
+                        store: self.location(),
+                        url: path,
+                        message: "the artifact is missing".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! `imagepipe-publish` into Artifactory (the test server in `artifactory/`), with faults: after
+//! every scenario the version is either fully published and verified, or not visible at all.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "servers/artifactory.rs"]
+mod artifactory;
+mod common;
+#[path = "../../../tests/support/step.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use artifactory::{Fault, TOKEN};
+use imagepipe::record::{GateStatus, Record};
+use support::{assert_exit, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
+const RECORD: &str = "images/global/debian-12/1.0.0/imagepipe-record.json";
+
+struct Case {
+    dir: tempfile::TempDir,
+    url: String,
+    server: artifactory::Shared,
+    record: PathBuf,
+}
+
+impl Case {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, server) = artifactory::start("os-images");
+        std::fs::write(
+            dir.path().join("imagepipe.toml"),
+            format!("[store]\nurl = \"artifactory+{url}/os-images/images\"\ntoken_env = \"ART_TOKEN\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"t\"\n"),
+        )
+        .unwrap();
+        let disk: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let record = common::built(
+            &dir.path().join("out"),
+            "1.0.0",
+            &[
+                ("disk.qcow2", &disk),
+                ("manifest.mf", b"SHA256(disk.qcow2)= x\n"),
+            ],
+            Some(GateStatus::Passed),
+        );
+        Self {
+            dir,
+            url,
+            server,
+            record,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn publish(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["--record", self.record.to_str().unwrap()];
+        args.extend(extra);
+        support::command(BIN, self.path(), &args)
+            .env("ART_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+
+    fn visible(&self) -> bool {
+        self.server.lock().unwrap().items.contains_key(RECORD)
+    }
+
+    /// Published and verified: the record is there, and every artifact it names has its bytes.
+    fn assert_complete(&self) {
+        let s = self.server.lock().unwrap();
+        let stored = Record::from_slice(&s.items[RECORD].bytes, "server").unwrap();
+        for a in stored.artifacts.iter().filter_map(|a| a.file()) {
+            let item = &s.items[&format!("images/global/debian-12/1.0.0/{}", a.path)];
+            assert_eq!(item.sha256, a.sha256.to_string());
+        }
+    }
+}
+
+#[test]
+fn publishes_with_properties_and_the_record_last() {
+    let case = Case::new();
+    let out = case.publish(&["--build-name", "images-cd", "--build-number", "42"]);
+    assert_exit(&out, 0);
+    case.assert_complete();
+    let s = case.server.lock().unwrap();
+    let disk = &s.items["images/global/debian-12/1.0.0/disk.qcow2"];
+    let props: Vec<(&str, &str)> = disk
+        .properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        props,
+        [
+            ("build.name", "images-cd"),
+            ("build.number", "42"),
+            ("git.commit", "c".repeat(40).as_str()),
+            ("image.name", "global/debian-12"),
+            ("image.parent", "vendor/debian-12@12.8.0"),
+            ("image.version", "1.0.0"),
+            ("scan.status", "passed"),
+        ]
+    );
+    let puts: Vec<&String> = s.log.iter().filter(|l| l.starts_with("PUT ")).collect();
+    assert!(
+        puts.last().unwrap().contains("imagepipe-record.json"),
+        "the record goes last: {puts:?}"
+    );
+    drop(s);
+    // The build side reads it back: list (AQL) and fetch.
+    let out = case.publish(&[]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("was already published"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_rerun_sends_nothing_and_known_bytes_deploy_by_checksum() {
+    let case = Case::new();
+    assert_exit(&case.publish(&[]), 0);
+    let sent = case.server.lock().unwrap().received;
+    assert_exit(&case.publish(&[]), 0);
+    assert_eq!(
+        case.server.lock().unwrap().received,
+        sent,
+        "nothing was uploaded again"
+    );
+
+    // The same disk under a new version: the server has the bytes, so none travel.
+    let disk = std::fs::read(case.path().join("out/disk.qcow2")).unwrap();
+    let v2 = common::built(
+        &case.path().join("v2"),
+        "1.0.1",
+        &[("disk.qcow2", &disk)],
+        Some(GateStatus::Passed),
+    );
+    let before = case.server.lock().unwrap().received;
+    let out = support::command(BIN, case.path(), &["--record", v2.to_str().unwrap()])
+        .env("ART_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("by checksum"), "{}", stderr(&out));
+    let after = case.server.lock().unwrap().received;
+    assert!(
+        after - before < 2000,
+        "only the record was uploaded ({} bytes)",
+        after - before
+    );
+}
+
+#[test]
+fn recovers_from_dropped_connections_5xx_and_429() {
+    let case = Case::new();
+    case.server.lock().unwrap().faults.extend([
+        Fault::Drop,
+        Fault::Status(503),
+        Fault::Status(500),
+        Fault::TooMany(1),
+    ]);
+    let out = case.publish(&[]);
+    assert_exit(&out, 0);
+    case.assert_complete();
+    assert!(case.server.lock().unwrap().faults.is_empty());
+}
+
+#[test]
+fn persistent_failures_leave_nothing_visible_and_a_rerun_completes() {
+    let case = Case::new();
+    case.server
+        .lock()
+        .unwrap()
+        .faults
+        .extend(std::iter::repeat_n(Fault::Drop, 10));
+    let out = case.publish(&[]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("upload failed"), "{}", stderr(&out));
+    assert!(!case.visible(), "no record without its artifacts");
+    case.server.lock().unwrap().faults.clear();
+    assert_exit(&case.publish(&[]), 0);
+    case.assert_complete();
+}
+
+#[test]
+fn auth_policy_and_checksum_rejections() {
+    let case = Case::new();
+    let out = support::command(
+        BIN,
+        case.path(),
+        &["--record", case.record.to_str().unwrap()],
+    )
+    .env("ART_TOKEN", "wrong")
+    .output()
+    .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("401: not authorised"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("wrong"),
+        "the token is never printed"
+    );
+    assert!(!case.visible());
+
+    // A repository policy refusing the record: the artifacts are stored, the version is not visible.
+    case.server
+        .lock()
+        .unwrap()
+        .refuse
+        .push("imagepipe-record.json".into());
+    let out = case.publish(&[]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("409 Deploy rejected by the repository's policy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!case.visible());
+    case.server.lock().unwrap().refuse.clear();
+
+    // Bytes that no longer match the record are rejected by the server's checksum check (on a
+    // fresh server: one that already holds the recorded bytes rightly publishes those).
+    let case = Case::new();
+    std::fs::write(
+        case.path().join("out/manifest.mf"),
+        b"changed after the build",
+    )
+    .unwrap();
+    let out = case.publish(&[]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("Checksum error: received sha256"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!case.visible());
+    let _ = &case.url;
+}

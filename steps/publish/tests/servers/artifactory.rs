@@ -1,0 +1,338 @@
+//! An Artifactory REST test server for generic repositories, answering as JFrog documents:
+//!
+//! - Deploy Artifact: `PUT /artifactory/<repo>/<path>[;k=v…]`, 201 with `checksums`; an
+//!   `X-Checksum-Sha256` that does not match the body is rejected with 409:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact>
+//! - Deploy Artifact by Checksum: the same PUT with `X-Checksum-Deploy: true` and no body; 201
+//!   when the content is stored, 404 when it is not:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact-by-checksum>
+//! - File Info: `GET /artifactory/api/storage/<repo>/<path>`, 404 when absent:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/file-info>
+//! - Item Properties: `GET /artifactory/api/storage/<repo>/<path>?properties`:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/item-properties>
+//! - AQL (`items.find({...}).include(...)`, the `repo`, `path` with `$match` and `name`
+//!   criteria): <https://jfrog.com/help/r/jfrog-rest-apis/artifactory-query-language>
+//! - Errors: `{"errors":[{"status":N,"message":"…"}]}`; 401 for bad credentials:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/error-responses>
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::Response;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+pub const TOKEN: &str = "art-access-token-0123456789";
+
+/// A fault answered instead of the next body upload (a PUT with a body).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Read part of the body, then drop the connection.
+    Drop,
+    Status(u16),
+    /// 429 with `Retry-After`.
+    TooMany(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+    pub sha1: String,
+    pub md5: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Server {
+    pub repo: String,
+    pub items: BTreeMap<String, Item>,
+    pub faults: VecDeque<Fault>,
+    /// Paths whose deploys are refused with 409 (a repository policy).
+    pub refuse: Vec<String>,
+    /// `METHOD path` of every request, in order.
+    pub log: Vec<String>,
+    /// Body bytes received by deploys.
+    pub received: u64,
+}
+
+pub type Shared = Arc<Mutex<Server>>;
+
+pub fn start(repo: &str) -> (String, Shared) {
+    let state: Shared = Arc::new(Mutex::new(Server {
+        repo: repo.into(),
+        ..Server::default()
+    }));
+    let app = Router::new().fallback(handle).with_state(state.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/artifactory", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (url, state)
+}
+
+fn answer(status: u16, body: Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn error(status: u16, message: &str) -> Response {
+    answer(
+        status,
+        json!({ "errors": [{ "status": status, "message": message }] }),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_info(repo: &str, path: &str, item: &Item) -> Value {
+    json!({
+        "repo": repo, "path": format!("/{path}"), "created": "2026-11-22T10:00:00.000Z", "createdBy": "deployer",
+        "lastModified": "2026-11-22T10:00:00.000Z", "modifiedBy": "deployer", "lastUpdated": "2026-11-22T10:00:00.000Z",
+        "downloadUri": format!("http://art.test/artifactory/{repo}/{path}"), "mimeType": "application/octet-stream",
+        "size": item.bytes.len().to_string(),
+        "checksums": { "sha1": item.sha1, "md5": item.md5, "sha256": item.sha256 },
+        "originalChecksums": { "sha1": item.sha1, "md5": item.md5, "sha256": item.sha256 },
+        "uri": format!("http://art.test/artifactory/api/storage/{repo}/{path}")
+    })
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((pre, post)) => {
+            s.len() >= pre.len() + post.len() && s.starts_with(pre) && s.ends_with(post)
+        }
+    }
+}
+
+async fn handle(State(state): State<Shared>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    // Read the headers up front: the request's body is not Sync, so nothing may borrow the
+    // request across an await.
+    let (auth, checksum_deploy, want_sha256) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (
+            header("authorization").unwrap_or_default(),
+            header("x-checksum-deploy").as_deref() == Some("true"),
+            header("x-checksum-sha256"),
+        )
+    };
+    state.lock().unwrap().log.push(format!("{method} {path}"));
+    if auth != format!("Bearer {TOKEN}") {
+        return error(401, "Bad credentials");
+    }
+    let repo = state.lock().unwrap().repo.clone();
+    let Some(rest) = path.strip_prefix("/artifactory/") else {
+        return error(404, "Not Found");
+    };
+
+    if method == Method::POST && rest == "api/search/aql" {
+        let body = to_bytes(req.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let Some(args) = text
+            .strip_prefix("items.find(")
+            .and_then(|t| t.split(").include").next())
+        else {
+            return error(400, "Failed to parse query");
+        };
+        let Ok(criteria) = serde_json::from_str::<Value>(args) else {
+            return error(400, "Failed to parse query");
+        };
+        let s = state.lock().unwrap();
+        let results: Vec<Value> = s
+            .items
+            .keys()
+            .filter_map(|p| {
+                let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+                let ok = criteria["repo"].as_str().is_none_or(|r| r == repo)
+                    && criteria["name"].as_str().is_none_or(|n| n == name)
+                    && criteria["path"]["$match"]
+                        .as_str()
+                        .is_none_or(|m| glob(m, dir));
+                ok.then(|| json!({ "repo": repo, "path": dir, "name": name, "type": "file" }))
+            })
+            .collect();
+        let n = results.len();
+        return answer(
+            200,
+            json!({ "results": results, "range": { "start_pos": 0, "end_pos": n, "total": n } }),
+        );
+    }
+
+    if method == Method::GET
+        && let Some(storage) = rest.strip_prefix("api/storage/")
+    {
+        let Some(item_path) = storage.strip_prefix(&format!("{repo}/")) else {
+            return error(404, "Not Found");
+        };
+        let s = state.lock().unwrap();
+        let Some(item) = s.items.get(item_path) else {
+            return error(404, "Unable to find item");
+        };
+        if query.starts_with("properties") {
+            let props: BTreeMap<&String, Vec<&String>> =
+                item.properties.iter().map(|(k, v)| (k, vec![v])).collect();
+            return answer(200, json!({ "properties": props, "uri": "" }));
+        }
+        return answer(200, file_info(&repo, item_path, item));
+    }
+
+    let Some(target) = rest.strip_prefix(&format!("{repo}/")) else {
+        return error(404, "Repository not found");
+    };
+    let mut segments = target.split(';');
+    let item_path = segments.next().unwrap_or("").to_string();
+    let properties: BTreeMap<String, String> = segments
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+
+    match method {
+        Method::GET => match state.lock().unwrap().items.get(&item_path) {
+            Some(item) => Response::builder()
+                .status(200)
+                .body(Body::from(item.bytes.clone()))
+                .unwrap(),
+            None => error(404, "Not Found"),
+        },
+        Method::PUT if checksum_deploy => {
+            let mut s = state.lock().unwrap();
+            let Some(sha) = want_sha256 else {
+                return error(400, "Missing checksum header");
+            };
+            let Some(existing) = s.items.values().find(|i| i.sha256 == sha).cloned() else {
+                return error(
+                    404,
+                    &format!("Checksum deploy failed. No existing file with SHA-256: {sha}"),
+                );
+            };
+            let item = Item {
+                properties,
+                ..existing
+            };
+            let info = file_info(&repo, &item_path, &item);
+            s.items.insert(item_path, item);
+            answer(201, info)
+        }
+        Method::PUT => {
+            let fault = {
+                let mut s = state.lock().unwrap();
+                if s.refuse.iter().any(|r| item_path.ends_with(r.as_str())) {
+                    return error(409, "Deploy rejected by the repository's policy");
+                }
+                s.faults.pop_front()
+            };
+            let mut body = req.into_body().into_data_stream();
+            let mut bytes = Vec::new();
+            use futures_util::StreamExt as _;
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else {
+                    return error(400, "broken body");
+                };
+                bytes.extend_from_slice(&chunk);
+                if matches!(fault, Some(Fault::Drop)) && bytes.len() >= 1024 {
+                    // Abort the connection mid-upload: the client sees it reset.
+                    std::panic::resume_unwind(Box::new("connection dropped by the test server"));
+                }
+            }
+            match fault {
+                Some(Fault::Status(code)) => return error(code, "Injected failure"),
+                Some(Fault::TooMany(secs)) => {
+                    return Response::builder()
+                        .status(429)
+                        .header("retry-after", secs.to_string())
+                        .header("content-type", "application/json")
+                        .body(Body::from(
+                            json!({"errors": [{"status": 429, "message": "Too Many Requests"}]})
+                                .to_string(),
+                        ))
+                        .unwrap();
+                }
+                _ => {}
+            }
+            let sha256 = hex(&sha2::Sha256::digest(&bytes));
+            if let Some(want) = want_sha256
+                && want != sha256
+            {
+                return error(
+                    409,
+                    &format!(
+                        "Checksum error: received sha256 '{want}' but actually was '{sha256}'"
+                    ),
+                );
+            }
+            let item = Item {
+                sha1: hex(&sha1::Sha1::digest(&bytes)),
+                md5: hex(&md5_stub(&bytes)),
+                sha256,
+                properties,
+                bytes,
+            };
+            let mut s = state.lock().unwrap();
+            s.received += item.bytes.len() as u64;
+            let info = file_info(&repo, &item_path, &item);
+            s.items.insert(item_path, item);
+            answer(201, info)
+        }
+        _ => error(405, "Method Not Allowed"),
+    }
+}
+
+/// Artifactory also returns an MD5; imagepipe never reads it, so any stable value serves.
+fn md5_stub(bytes: &[u8]) -> [u8; 16] {
+    let d = sha2::Sha256::digest(bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
