@@ -209,6 +209,41 @@ pub fn detect_format(path: &Path, head: &[u8]) -> Format {
     }
 }
 
+/// A file as an upload body: read in 1 MiB chunks into uninitialised buffers (no zeroing) and
+/// hashed as it is sent. `done` counts the bytes read so far, for progress; the digest is
+/// complete when the body has been consumed.
+pub fn hashing_body(
+    file: tokio::fs::File,
+    hasher: std::sync::Arc<std::sync::Mutex<Sha256>>,
+    done: std::sync::Arc<AtomicU64>,
+) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(file, move |mut file| {
+        let hasher = hasher.clone();
+        let done = done.clone();
+        async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            while buf.len() < CHUNK {
+                match file.read_buf(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Some((Err(e), file)),
+                }
+            }
+            if buf.is_empty() {
+                return None;
+            }
+            hasher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .update(&buf);
+            done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            Some((Ok::<_, io::Error>(buf.freeze()), file))
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,6 @@ struct FileInfo {
 struct Checksums {
     #[serde(default)]
     sha256: Option<String>,
-    #[serde(default)]
-    sha1: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,38 +212,20 @@ impl ArtifactoryStore {
         loop {
             attempt += 1;
             let file = tokio::fs::File::open(source).await.map_err(io)?;
-            let hashers = Arc::new(Mutex::new((Sha256::new(), sha1::Sha1::new(), 0u64)));
-            let h = hashers.clone();
-            let stream = futures_util::stream::unfold(file, move |mut file| {
-                let h = h.clone();
-                async move {
-                    use tokio::io::AsyncReadExt as _;
-                    let mut buf = vec![0u8; 1 << 20];
-                    match file.read(&mut buf).await {
-                        Ok(0) => None,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            let mut g = h.lock().unwrap_or_else(|p| p.into_inner());
-                            g.0.update(&buf);
-                            g.1.update(&buf);
-                            g.2 += n as u64;
-                            Some((Ok::<_, std::io::Error>(buf), file))
-                        }
-                        Err(e) => Some((Err(e), file)),
-                    }
-                }
-            });
+            let hasher = Arc::new(Mutex::new(Sha256::new()));
+            let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let body = crate::hash::hashing_body(file, hasher.clone(), sent.clone());
             let request = self
                 .authorize(self.client.client().put(&url))
                 .header("X-Checksum-Sha256", expected.to_string())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
-                .body(reqwest::Body::wrap_stream(stream))
+                .body(body)
                 .send();
             let ticker = async {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    progress(hashers.lock().unwrap_or_else(|p| p.into_inner()).2);
+                    progress(sent.load(std::sync::atomic::Ordering::Relaxed));
                 }
             };
             let result = tokio::select! {
@@ -276,12 +256,10 @@ impl ArtifactoryStore {
             if resp.status() != StatusCode::CREATED {
                 return Err(self.fail("PUT", &url, resp).await);
             }
-            let (sha256, sha1, sent) = {
-                let mut g = hashers.lock().unwrap_or_else(|p| p.into_inner());
-                let (a, b, n) = std::mem::take(&mut *g);
-                (Sha256Hex::from_hasher(a), hex::encode(b.finalize()), n)
-            };
-            progress(sent);
+            let sha256 = Sha256Hex::from_hasher(std::mem::take(
+                &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
+            ));
+            progress(sent.load(std::sync::atomic::Ordering::Relaxed));
             if &sha256 != expected {
                 return Err(StoreError::Integrity {
                     store: self.location(),
@@ -290,15 +268,14 @@ impl ArtifactoryStore {
                     actual: sha256,
                 });
             }
-            // The reply's checksums are the server's own reading of what arrived.
+            // The reply's checksums are the server's own reading of what arrived. (A sha1 cannot
+            // be sent up front without reading the file twice; the server checks our sha256.)
             let reply: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
                 store: self.location(),
                 url: url.clone(),
                 message: e.to_string(),
             })?;
-            if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str())
-                || reply.checksums.sha1.as_deref() != Some(sha1.as_str())
-            {
+            if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str()) {
                 return Err(StoreError::BadAnswer {
                     store: self.location(),
                     url,

@@ -265,31 +265,7 @@ impl OciStore {
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let hasher = Arc::new(Mutex::new(Sha256::new()));
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let stream = {
-            let hasher = hasher.clone();
-            let sent = sent.clone();
-            futures_util::stream::unfold(file, move |mut file| {
-                let hasher = hasher.clone();
-                let sent = sent.clone();
-                async move {
-                    use tokio::io::AsyncReadExt as _;
-                    let mut buf = vec![0u8; 1 << 20];
-                    match file.read(&mut buf).await {
-                        Ok(0) => None,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            hasher
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .update(&buf);
-                            sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                            Some((Ok::<_, std::io::Error>(buf), file))
-                        }
-                        Err(e) => Some((Err(e), file)),
-                    }
-                }
-            })
-        };
+        let body = crate::hash::hashing_body(file, hasher.clone(), sent.clone());
         let size = tokio::fs::metadata(path).await.map_err(io)?.len();
         let ticker = {
             let sent = sent.clone();
@@ -304,7 +280,7 @@ impl OciStore {
             .authorize(self.client.client().patch(&location))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(stream))
+            .body(body)
             .send();
         let resp = tokio::select! {
             r = request => r.map_err(|e| StoreError::BadAnswer { store: self.location(), url: location.clone(), message: e.to_string() })?,
