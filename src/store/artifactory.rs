@@ -50,6 +50,29 @@ struct Checksums {
 }
 
 #[derive(Debug, Deserialize)]
+struct UploadsConfig {
+    #[serde(default)]
+    supported: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadToken {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PartUrl {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadStatus {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 struct AqlAnswer {
     results: Vec<AqlItem>,
 }
@@ -77,6 +100,35 @@ fn matrix(props: &Properties) -> String {
         .iter()
         .map(|(k, v)| format!(";{}={}", encode(k), encode(v)))
         .collect()
+}
+
+/// `k=v;k2=v2` for the Set Item Properties API: `,` `\\` `|` `=` `;` escaped with a backslash.
+fn properties_query(props: &Properties) -> String {
+    let esc = |s: &str| {
+        s.chars()
+            .flat_map(|c| {
+                if ",\\|=;".contains(c) {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect::<String>()
+    };
+    let list: Vec<String> = props
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect();
+    encode(&list.join(";"))
+}
+
+/// The multipart part size.
+fn part_size() -> u64 {
+    crate::env::var(crate::env::MULTIPART_PART_MIB)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(20)
+        << 20
 }
 
 fn encode(s: &str) -> String {
@@ -188,6 +240,217 @@ impl ArtifactoryStore {
                 Ok(Some(sha))
             }
             _ => Err(self.fail("GET", &url, resp).await),
+        }
+    }
+
+    /// Whether the server offers multipart upload (Artifactory 7.82.2+ on cloud storage).
+    async fn multipart_supported(&self) -> bool {
+        let url = format!("{}/api/v1/uploads/config", self.base);
+        match self.send(|c| c.get(&url)).await {
+            Ok(r) if r.status().is_success() => {
+                r.json::<UploadsConfig>().await.is_ok_and(|c| c.supported)
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends a file in parts: each part is read once, hashed (sha256 and the sha1 that
+    /// `complete` asks for) and sent with the shared retries; only one part is in memory. Any
+    /// failure aborts the upload, so nothing half-assembled appears.
+    async fn upload_multipart(
+        &self,
+        path: &str,
+        source: &Path,
+        expected: &Sha256Hex,
+        props: &Properties,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
+        let part = part_size();
+        let create = format!(
+            "{}/api/v1/uploads/create?repoKey={}&repoPath={}&partSizeMB={}",
+            self.base,
+            encode(&self.repo),
+            encode(path),
+            part >> 20
+        );
+        let resp = self.send(|c| c.post(&create)).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &create, resp).await);
+        }
+        let token: UploadToken = resp.json().await.map_err(|e| StoreError::BadAnswer {
+            store: self.location(),
+            url: create.clone(),
+            message: e.to_string(),
+        })?;
+        let session = crate::secret::Secret::new(token.token);
+        let result = self
+            .send_parts(source, expected, part, &session, progress)
+            .await;
+        let result = match result {
+            Ok(sha1) => self.complete_upload(&session, &sha1).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let abort = format!("{}/api/v1/uploads/abort", self.base);
+            let _ = self
+                .client
+                .send(|c| c.post(&abort).bearer_auth(session.expose()))
+                .await;
+            return Err(e);
+        }
+        // Matrix parameters do not travel with parts: set the properties now.
+        let url = format!(
+            "{}/api/storage/{}/{path}?properties={}&recursive=0",
+            self.base,
+            self.repo,
+            properties_query(props)
+        );
+        let resp = self.send(|c| c.put(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("PUT", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn send_parts(
+        &self,
+        source: &Path,
+        expected: &Sha256Hex,
+        part: u64,
+        session: &crate::secret::Secret,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<String, StoreError> {
+        use tokio::io::AsyncReadExt as _;
+        let io = |e: std::io::Error| StoreError::Io {
+            store: self.location(),
+            path: source.to_path_buf(),
+            source: e,
+        };
+        let mut file = tokio::fs::File::open(source).await.map_err(io)?;
+        let (mut s256, mut s1) = (Sha256::new(), sha1::Sha1::new());
+        let mut done = 0u64;
+        for number in 1u64.. {
+            let mut buf = bytes::BytesMut::with_capacity(part as usize);
+            while (buf.len() as u64) < part {
+                if file.read_buf(&mut buf).await.map_err(io)? == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() && number > 1 {
+                break;
+            }
+            s256.update(&buf);
+            s1.update(&buf);
+            let bytes = buf.freeze();
+            let url_part = format!("{}/api/v1/uploads/urlPart?partNumber={number}", self.base);
+            let resp = self
+                .client
+                .send(|c| c.post(&url_part).bearer_auth(session.expose()))
+                .await
+                .map_err(|source| StoreError::Http {
+                    store: self.location(),
+                    source,
+                })?;
+            if !resp.status().is_success() {
+                return Err(self.fail("POST", &url_part, resp).await);
+            }
+            let target: PartUrl = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url_part.clone(),
+                message: e.to_string(),
+            })?;
+            let resp = self
+                .client
+                .send(|c| c.put(&target.url).body(bytes.clone()))
+                .await
+                .map_err(|source| StoreError::Http {
+                    store: self.location(),
+                    source,
+                })?;
+            if !resp.status().is_success() {
+                return Err(self.fail("PUT", &target.url, resp).await);
+            }
+            done += bytes.len() as u64;
+            progress(done);
+            if (bytes.len() as u64) < part {
+                break;
+            }
+        }
+        let actual = Sha256Hex::from_hasher(s256);
+        if &actual != expected {
+            return Err(StoreError::Integrity {
+                store: self.location(),
+                path: source.to_path_buf(),
+                expected: *expected,
+                actual,
+            });
+        }
+        Ok(hex::encode(s1.finalize()))
+    }
+
+    async fn complete_upload(
+        &self,
+        session: &crate::secret::Secret,
+        sha1: &str,
+    ) -> Result<(), StoreError> {
+        let complete = format!("{}/api/v1/uploads/complete?sha1={sha1}", self.base);
+        let resp = self
+            .client
+            .send(|c| c.post(&complete).bearer_auth(session.expose()))
+            .await
+            .map_err(|source| StoreError::Http {
+                store: self.location(),
+                source,
+            })?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &complete, resp).await);
+        }
+        let status_url = format!("{}/api/v1/uploads/status", self.base);
+        let mut wait = std::time::Duration::from_millis(100);
+        // Assembly of a multi-GiB file takes a while on the server; wait up to an hour.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        loop {
+            let resp = self
+                .client
+                .send(|c| c.post(&status_url).bearer_auth(session.expose()))
+                .await
+                .map_err(|source| StoreError::Http {
+                    store: self.location(),
+                    source,
+                })?;
+            if !resp.status().is_success() {
+                return Err(self.fail("POST", &status_url, resp).await);
+            }
+            let status: UploadStatus = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: status_url.clone(),
+                message: e.to_string(),
+            })?;
+            match status.status.as_str() {
+                "FINISHED" => return Ok(()),
+                "NON_RETRYABLE_ERROR" | "ABORTED" => {
+                    return Err(StoreError::BadAnswer {
+                        store: self.location(),
+                        url: status_url,
+                        message: format!(
+                            "multipart upload {}: {}",
+                            status.status,
+                            status.error.unwrap_or_default()
+                        ),
+                    });
+                }
+                _ if tokio::time::Instant::now() > deadline => {
+                    return Err(StoreError::BadAnswer {
+                        store: self.location(),
+                        url: status_url,
+                        message: "multipart assembly did not finish within an hour".into(),
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
         }
     }
 
@@ -420,8 +683,21 @@ impl Store for ArtifactoryStore {
         let outcome = match resp.status() {
             StatusCode::CREATED | StatusCode::OK => PutOutcome::ByChecksum,
             StatusCode::NOT_FOUND => {
-                self.upload(&path, source, expected, props, progress)
-                    .await?;
+                let size = tokio::fs::metadata(source)
+                    .await
+                    .map_err(|e| StoreError::Io {
+                        store: self.location(),
+                        path: source.to_path_buf(),
+                        source: e,
+                    })?
+                    .len();
+                if size >= 10 * part_size() && self.multipart_supported().await {
+                    self.upload_multipart(&path, source, expected, props, progress)
+                        .await?;
+                } else {
+                    self.upload(&path, source, expected, props, progress)
+                        .await?;
+                }
                 PutOutcome::Stored
             }
             _ => return Err(self.fail("PUT", &url, resp).await),

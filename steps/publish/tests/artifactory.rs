@@ -246,3 +246,53 @@ fn auth_policy_and_checksum_rejections() {
     assert!(!case.visible());
     let _ = &case.url;
 }
+
+#[test]
+fn large_files_go_up_in_parts_where_the_server_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, server) = artifactory::start("os-images");
+    server.lock().unwrap().multipart = true;
+    std::fs::write(
+        dir.path().join("imagepipe.toml"),
+        format!("[store]\nurl = \"artifactory+{url}/os-images\"\ntoken_env = \"ART_TOKEN\"\n"),
+    )
+    .unwrap();
+    let disk: Vec<u8> = (0..(12u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let record = common::built(
+        &dir.path().join("out"),
+        "2.0.0",
+        &[("disk.vmdk", &disk)],
+        Some(GateStatus::Passed),
+    );
+    // A failed part is retried.
+    server.lock().unwrap().faults.push_back(Fault::Status(503));
+    let out = support::command(BIN, dir.path(), &["--record", record.to_str().unwrap()])
+        .env("ART_TOKEN", TOKEN)
+        .env("IMAGEPIPE_MULTIPART_PART_MIB", "1")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let s = server.lock().unwrap();
+    let parts = s
+        .log
+        .iter()
+        .filter(|l| l.contains("/api/v1/uploads/urlPart"))
+        .count();
+    assert_eq!(parts, 12, "{:?}", s.log);
+    let item = &s.items["global/debian-12/2.0.0/disk.vmdk"];
+    assert!(item.bytes == disk, "the parts assemble to the file");
+    assert_eq!(
+        item.properties.get("image.version").map(String::as_str),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        item.properties.get("image.parent").map(String::as_str),
+        Some("vendor/debian-12@12.8.0")
+    );
+    assert!(
+        s.items
+            .contains_key("global/debian-12/2.0.0/imagepipe-record.json")
+    );
+}

@@ -50,8 +50,18 @@ pub struct Item {
 }
 
 #[derive(Debug, Default)]
+pub struct Upload {
+    pub path: String,
+    pub parts: BTreeMap<u64, Vec<u8>>,
+    pub status: String,
+}
+
+#[derive(Debug, Default)]
 pub struct Server {
     pub repo: String,
+    /// Whether `/api/v1/uploads/config` offers multipart upload.
+    pub multipart: bool,
+    pub uploads: BTreeMap<String, Upload>,
     pub items: BTreeMap<String, Item>,
     pub faults: VecDeque<Fault>,
     /// Paths whose deploys are refused with 409 (a repository policy).
@@ -148,8 +158,57 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         )
     };
     state.lock().unwrap().log.push(format!("{method} {path}"));
+    // Multipart upload: the session token is the credential of the per-session calls, and a
+    // part URL carries it in its query.
+    // <https://jfrog.com/help/r/jfrog-rest-apis/multipart-upload> (Artifactory 7.82.2+)
+    if let Some(op) = path.strip_prefix("/artifactory/api/v1/uploads/")
+        && !matches!(op, "create" | "config")
+    {
+        return multipart(&state, &method, op, &query, &auth, req).await;
+    }
     if auth != format!("Bearer {TOKEN}") {
         return error(401, "Bad credentials");
+    }
+    if let Some(op) = path.strip_prefix("/artifactory/api/v1/uploads/") {
+        let mut s = state.lock().unwrap();
+        if op == "config" {
+            return answer(200, json!({ "supported": s.multipart }));
+        }
+        let q: BTreeMap<String, String> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), decode(v)))
+            .collect();
+        let token = format!("mpu-{}", s.uploads.len() + 1);
+        s.uploads.insert(
+            token.clone(),
+            Upload {
+                path: q.get("repoPath").cloned().unwrap_or_default(),
+                parts: BTreeMap::new(),
+                status: "PARTS".into(),
+            },
+        );
+        return answer(200, json!({ "token": token }));
+    }
+    if method == Method::PUT
+        && let Some(storage) = path.strip_prefix(&format!(
+            "/artifactory/api/storage/{}/",
+            state.lock().unwrap().repo
+        ))
+        && let Some(list) = query.strip_prefix("properties=")
+    {
+        let list = decode(list.split('&').next().unwrap_or(""));
+        let mut s = state.lock().unwrap();
+        let Some(item) = s.items.get_mut(storage) else {
+            return error(404, "Unable to find item");
+        };
+        for kv in split_unescaped(&list, ';') {
+            let parts = split_unescaped(&kv, '=');
+            if parts.len() == 2 {
+                item.properties.insert(parts[0].clone(), parts[1].clone());
+            }
+        }
+        return Response::builder().status(204).body(Body::empty()).unwrap();
     }
     let repo = state.lock().unwrap().repo.clone();
     let Some(rest) = path.strip_prefix("/artifactory/") else {
@@ -305,6 +364,108 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             answer(201, info)
         }
         _ => error(405, "Method Not Allowed"),
+    }
+}
+
+/// Splits on `sep` unless escaped with a backslash, and removes the escapes.
+fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().unwrap().push(n);
+                }
+            }
+            c if c == sep => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+async fn multipart(
+    state: &Shared,
+    method: &Method,
+    op: &str,
+    query: &str,
+    auth: &str,
+    req: Request,
+) -> Response {
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Some(rest) = op.strip_prefix("part/") {
+        let (token, number) = rest.split_once('/').unwrap_or(("", "0"));
+        if query != format!("token={token}") {
+            return error(401, "Bad credentials");
+        }
+        let fault = state.lock().unwrap().faults.pop_front();
+        let body = to_bytes(req.into_body(), 1 << 30).await.unwrap();
+        if let Some(Fault::Status(code)) = fault {
+            return error(code, "Injected failure");
+        }
+        let mut s = state.lock().unwrap();
+        let Some(upload) = s.uploads.get_mut(token) else {
+            return error(404, "No such upload");
+        };
+        upload
+            .parts
+            .insert(number.parse().unwrap_or(0), body.to_vec());
+        return Response::builder().status(200).body(Body::empty()).unwrap();
+    }
+    let token = auth.strip_prefix("Bearer ").unwrap_or("").to_string();
+    let mut s = state.lock().unwrap();
+    if !s.uploads.contains_key(&token) || *method != Method::POST {
+        return error(401, "Bad credentials");
+    }
+    match op {
+        "urlPart" => {
+            let n = query.strip_prefix("partNumber=").unwrap_or("0");
+            answer(
+                200,
+                json!({ "url": format!("http://{host}/artifactory/api/v1/uploads/part/{token}/{n}?token={token}") }),
+            )
+        }
+        "complete" => {
+            let want = query.strip_prefix("sha1=").unwrap_or("").to_string();
+            let upload = s.uploads.get_mut(&token).unwrap();
+            let bytes: Vec<u8> = upload.parts.values().flatten().copied().collect();
+            let sha1 = hex(&sha1::Sha1::digest(&bytes));
+            if sha1 != want {
+                upload.status = "NON_RETRYABLE_ERROR".into();
+                return Response::builder().status(202).body(Body::empty()).unwrap();
+            }
+            upload.status = "FINISHED".into();
+            let path = upload.path.clone();
+            let item = Item {
+                sha256: hex(&sha2::Sha256::digest(&bytes)),
+                md5: hex(&md5_stub(&bytes)),
+                sha1,
+                properties: BTreeMap::new(),
+                bytes,
+            };
+            s.received += item.bytes.len() as u64;
+            s.items.insert(path, item);
+            Response::builder().status(202).body(Body::empty()).unwrap()
+        }
+        "status" => {
+            let status = s.uploads[&token].status.clone();
+            let error = (status == "NON_RETRYABLE_ERROR").then_some("sha1 mismatch");
+            answer(
+                200,
+                json!({ "status": status, "progress": 100, "error": error }),
+            )
+        }
+        "abort" => {
+            s.uploads.get_mut(&token).unwrap().status = "ABORTED".into();
+            Response::builder().status(204).body(Body::empty()).unwrap()
+        }
+        _ => error(404, "Not Found"),
     }
 }
 
