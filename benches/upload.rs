@@ -220,6 +220,7 @@ fn main() {
             &record,
             None,
             None,
+            false,
             &ui,
         ))
         .unwrap();

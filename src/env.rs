@@ -63,6 +63,8 @@ pub const OVERRIDE_GATE: &str = "IMAGEPIPE_OVERRIDE_GATE";
 /// `imagepipe-publish`: the CI build that publishes, as Artifactory `build.name` / `build.number`.
 pub const BUILD_NAME: &str = "IMAGEPIPE_BUILD_NAME";
 pub const BUILD_NUMBER: &str = "IMAGEPIPE_BUILD_NUMBER";
+/// `imagepipe-publish`: also publish Artifactory build-info, when `true`.
+pub const BUILD_INFO: &str = "IMAGEPIPE_BUILD_INFO";
 /// Artifactory multipart upload part size in MiB (default 20, as JFrog's CLI); files of ten
 /// parts or more are split when the server offers multipart upload.
 pub const MULTIPART_PART_MIB: &str = "IMAGEPIPE_MULTIPART_PART_MIB";

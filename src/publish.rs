@@ -125,6 +125,7 @@ pub async fn publish(
     record_path: &Path,
     gate_override: Option<String>,
     build: Option<(&str, &str)>,
+    build_info: bool,
     ui: &Ui,
 ) -> Result<Published, PublishError> {
     let local = &loaded.record;
@@ -212,6 +213,10 @@ pub async fn publish(
     let bytes = stored.to_bytes();
     if !already {
         store.put_record(&id, &bytes, &props).await?;
+    }
+
+    if build_info && let Some(build) = build {
+        store.publish_build_info(&id, &stored, build).await?;
     }
 
     let mut updated = local.clone();

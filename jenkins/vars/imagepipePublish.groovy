@@ -10,6 +10,7 @@ def call(Map args = [:]) {
         overrideGate: 'IMAGEPIPE_OVERRIDE_GATE',
         buildName   : 'IMAGEPIPE_BUILD_NAME',
         buildNumber : 'IMAGEPIPE_BUILD_NUMBER',
+        buildInfo   : 'IMAGEPIPE_BUILD_INFO',
         store       : 'IMAGEPIPE_STORE',
         config      : 'IMAGEPIPE_CONFIG',
     ])

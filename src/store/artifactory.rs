@@ -47,6 +47,10 @@ struct FileInfo {
 struct Checksums {
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    sha1: Option<String>,
+    #[serde(default)]
+    md5: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -731,6 +735,56 @@ impl Store for ArtifactoryStore {
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
+            return Err(self.fail("PUT", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// Build-info: <https://jfrog.com/help/r/jfrog-rest-apis/build-upload>. The files' sha1 and
+    /// md5 come from File Info, so the server's own reading is what the build lists.
+    async fn publish_build_info(
+        &self,
+        image: &ImageRef,
+        record: &Record,
+        build: (&str, &str),
+    ) -> Result<(), StoreError> {
+        let mut artifacts = Vec::new();
+        for f in record.artifacts.iter().filter_map(|a| a.file()) {
+            let name = Path::new(&f.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(&f.path);
+            let path = self.path(&image.name, &image.version.to_string(), name);
+            let url = format!("{}/api/storage/{}/{path}", self.base, self.repo);
+            let resp = self.send(|c| c.get(&url)).await?;
+            if !resp.status().is_success() {
+                return Err(self.fail("GET", &url, resp).await);
+            }
+            let info: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            artifacts.push(serde_json::json!({
+                "type": f.format.to_string(),
+                "name": name,
+                "sha256": f.sha256,
+                "sha1": info.checksums.sha1,
+                "md5": info.checksums.md5,
+            }));
+        }
+        let body = serde_json::json!({
+            "version": "1.0.1",
+            "name": build.0,
+            "number": build.1,
+            "started": record.build.started_at.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string(),
+            "agent": { "name": "imagepipe", "version": env!("CARGO_PKG_VERSION") },
+            "modules": [{ "id": image.to_string(), "artifacts": artifacts }],
+            "vcs": record.source.commit.iter().map(|c| serde_json::json!({ "revision": c })).collect::<Vec<_>>(),
+        });
+        let url = format!("{}/api/build", self.base);
+        let resp = self.send(|c| c.put(&url).json(&body)).await?;
+        if !resp.status().is_success() {
             return Err(self.fail("PUT", &url, resp).await);
         }
         Ok(())

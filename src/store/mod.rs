@@ -20,7 +20,7 @@ pub use oci::OciStore;
 use crate::config::StoreSpec;
 use crate::hash::Sha256Hex;
 use crate::image::{ImageName, ImageRef};
-use crate::record::{FileArtifact, LoadedRecord, RecordError};
+use crate::record::{FileArtifact, LoadedRecord, Record, RecordError};
 
 /// A store's address, as written in `imagepipe.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +260,20 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Checks that every file artifact of the record is present with its recorded digest.
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError>;
+
+    /// Publishes build-info linking the version's files to a CI build (Artifactory only).
+    async fn publish_build_info(
+        &self,
+        image: &ImageRef,
+        record: &Record,
+        build: (&str, &str),
+    ) -> Result<(), StoreError> {
+        let _ = (image, record, build);
+        Err(StoreError::Unsupported(format!(
+            "build-info on {}",
+            self.location()
+        )))
+    }
 }
 
 /// The newest published version that satisfies `req`. Pre-releases are only chosen when the

@@ -61,6 +61,10 @@ struct Args {
     #[arg(long, env = env::BUILD_NUMBER, value_name = "N", requires = "build_name")]
     build_number: Option<String>,
 
+    /// Also publish Artifactory build-info for --build-name/--build-number, linking the files.
+    #[arg(long, env = env::BUILD_INFO, requires = "build_name")]
+    build_info: bool,
+
     /// Publish to this store instead of imagepipe.toml's [store] (file:, oci://, artifactory+https://).
     #[arg(long, env = env::STORE, value_name = "URL")]
     store: Option<String>,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
             &record_path,
             gate_override,
             build,
+            args.build_info,
             &ui,
         )
         .await

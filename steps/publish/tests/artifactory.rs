@@ -84,10 +84,30 @@ impl Case {
 #[test]
 fn publishes_with_properties_and_the_record_last() {
     let case = Case::new();
-    let out = case.publish(&["--build-name", "images-cd", "--build-number", "42"]);
+    let out = case.publish(&[
+        "--build-name",
+        "images-cd",
+        "--build-number",
+        "42",
+        "--build-info",
+    ]);
     assert_exit(&out, 0);
     case.assert_complete();
     let s = case.server.lock().unwrap();
+    let build = &s.builds[0];
+    assert_eq!(
+        (build["name"].as_str(), build["number"].as_str()),
+        (Some("images-cd"), Some("42"))
+    );
+    let listed = build["modules"][0]["artifacts"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let disk_item = &s.items["images/global/debian-12/1.0.0/disk.qcow2"];
+    let disk_entry = listed.iter().find(|a| a["name"] == "disk.qcow2").unwrap();
+    assert_eq!(
+        disk_entry["sha1"],
+        disk_item.sha1.as_str(),
+        "build-info lists the server's own sha1"
+    );
     let disk = &s.items["images/global/debian-12/1.0.0/disk.qcow2"];
     let props: Vec<(&str, &str)> = disk
         .properties
@@ -106,7 +126,11 @@ fn publishes_with_properties_and_the_record_last() {
             ("scan.status", "passed"),
         ]
     );
-    let puts: Vec<&String> = s.log.iter().filter(|l| l.starts_with("PUT ")).collect();
+    let puts: Vec<&String> = s
+        .log
+        .iter()
+        .filter(|l| l.starts_with("PUT /artifactory/os-images/"))
+        .collect();
     assert!(
         puts.last().unwrap().contains("imagepipe-record.json"),
         "the record goes last: {puts:?}"

@@ -70,6 +70,8 @@ pub struct Server {
     pub log: Vec<String>,
     /// Body bytes received by deploys.
     pub received: u64,
+    /// Build-info documents received (`PUT /api/build`).
+    pub builds: Vec<Value>,
 }
 
 pub type Shared = Arc<Mutex<Server>>;
@@ -215,6 +217,21 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         return error(404, "Not Found");
     };
 
+    // Build Upload: <https://jfrog.com/help/r/jfrog-rest-apis/build-upload> (204 No Content).
+    if method == Method::PUT && rest == "api/build" {
+        let body = to_bytes(req.into_body(), 1 << 20).await.unwrap();
+        let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
+            return error(400, "Invalid build info");
+        };
+        if doc["name"].as_str().is_none()
+            || doc["number"].as_str().is_none()
+            || doc["started"].as_str().is_none()
+        {
+            return error(400, "Build name, number and started are required");
+        }
+        state.lock().unwrap().builds.push(doc);
+        return Response::builder().status(204).body(Body::empty()).unwrap();
+    }
     if method == Method::POST && rest == "api/search/aql" {
         let body = to_bytes(req.into_body(), 1 << 20).await.unwrap();
         let text = String::from_utf8_lossy(&body);
