@@ -147,22 +147,28 @@ pub async fn publish(
     }
 
     let total: u64 = files.iter().map(|(_, _, f)| f.size).sum();
-    let progress = ui.progress(&format!("publishing {id}"), Some(total));
+    let overall = ui.progress(&format!("publishing {id}"), Some(total));
     let mut done = 0u64;
     let mut artifacts = Vec::new();
     let mut stored = local.clone();
     for (name, path, f) in &files {
         let base = done;
-        let outcome = store
-            .put_artifact(&id, path, &f.sha256, &props, &|n| progress.set(base + n))
-            .await?;
-        done += f.size;
-        progress.set(done);
         let file_name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or(&f.path)
             .to_string();
+        let bar = ui.progress(&file_name, Some(f.size));
+        let outcome = store
+            .put_artifact(&id, path, &f.sha256, &props, &|n| {
+                bar.set(n);
+                overall.set(base + n);
+            })
+            .await?;
+        bar.set(f.size);
+        bar.finish();
+        done += f.size;
+        overall.set(done);
         if let Some(a) = stored.artifacts.iter_mut().find(|a| &a.name == name)
             && let ArtifactKind::File(sf) = &mut a.kind
         {
@@ -170,7 +176,7 @@ pub async fn publish(
             artifacts.push((name.clone(), outcome, store.artifact_location(&id, sf)));
         }
     }
-    progress.finish();
+    overall.finish();
 
     stored.publish = Some(PublishSection {
         store: store.location(),

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressStyle};
 
 use super::Ui;
 
@@ -59,7 +59,7 @@ impl Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 ),
             };
-            pb.set_draw_target(ProgressDrawTarget::stderr());
+            let pb = ui.add_bar(pb);
             pb.set_message(label.to_string());
             pb.enable_steady_tick(Duration::from_millis(200));
             pb
@@ -75,10 +75,6 @@ impl Progress {
             last_line: Mutex::new(now),
             bar,
         }
-    }
-
-    pub(crate) fn bar(&self) -> Option<&ProgressBar> {
-        self.bar.as_ref()
     }
 
     /// Sets the absolute position (bytes done).

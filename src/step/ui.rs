@@ -19,8 +19,8 @@ struct Inner {
     summary_file: Option<PathBuf>,
     /// Secrets read so far; scrubbed from every line printed, also outside GitHub.
     masks: Mutex<Vec<String>>,
-    /// A live progress bar, if one is drawn: lines are printed above it.
-    bar: Mutex<Option<indicatif::ProgressBar>>,
+    /// Live progress bars stack here (bar mode); lines are printed above them.
+    bars: indicatif::MultiProgress,
 }
 
 /// The step's output channels. Cheap to clone; clones share state.
@@ -47,7 +47,9 @@ impl Ui {
                 .flatten()
                 .map(PathBuf::from),
             masks: Mutex::new(Vec::new()),
-            bar: Mutex::new(None),
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
         }))
     }
 
@@ -61,13 +63,10 @@ impl Ui {
     /// Prints one line of human output on stderr, above a progress bar if one is drawn.
     pub fn line(&self, text: &str) {
         let text = self.scrub(text);
-        let bar = self.0.bar.lock().unwrap_or_else(|p| p.into_inner());
-        match bar.as_ref() {
-            Some(pb) if !pb.is_finished() => pb.println(text),
-            _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
-        }
+        // Above the bars while any is drawn; MultiProgress::suspend clears and redraws them.
+        self.0.bars.suspend(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        });
     }
 
     pub fn info(&self, text: &str) {
@@ -155,11 +154,12 @@ impl Ui {
     }
 
     /// Starts a progress display of `total` bytes (or an open-ended activity when `None`).
+    /// Several can run at once: bars stack, and in line mode each prints its own lines.
     pub fn progress(&self, label: &str, total: Option<u64>) -> Progress {
-        let p = Progress::new(self.clone(), self.0.progress, label, total);
-        if let Some(bar) = p.bar() {
-            *self.0.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
-        }
-        p
+        Progress::new(self.clone(), self.0.progress, label, total)
+    }
+
+    pub(crate) fn add_bar(&self, bar: indicatif::ProgressBar) -> indicatif::ProgressBar {
+        self.0.bars.add(bar)
     }
 }

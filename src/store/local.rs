@@ -52,6 +52,7 @@ impl LocalStore {
         let mut tmp = crate::fsutil::temp_beside(dir, ".partial").map_err(self.io(dir))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
+        let mut copied = 0u64;
         loop {
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -61,7 +62,8 @@ impl LocalStore {
             };
             hasher.update(&buf[..n]);
             tmp.write_all(&buf[..n]).map_err(self.io(dest))?;
-            progress(n as u64);
+            copied += n as u64;
+            progress(copied);
         }
         let actual = Sha256Hex::from_hasher(hasher);
         if &actual != expected {
@@ -312,6 +314,27 @@ mod tests {
             matches!(err, StoreError::Integrity { ref path, .. } if path == &stored),
             "{err}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn progress_reports_the_bytes_so_far() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().to_path_buf());
+        let file = src.path().join("big.raw");
+        let data = vec![7u8; (3 << 20) + 5];
+        std::fs::write(&file, &data).unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let image: ImageRef = "a@1.0.0".parse().unwrap();
+        store
+            .put_artifact(&image, &file, &Sha256Hex::digest(&data), &[], &|n| {
+                seen.lock().unwrap().push(n)
+            })
+            .await
+            .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert_eq!(seen.last().copied(), Some(data.len() as u64));
     }
 
     #[tokio::test(flavor = "multi_thread")]

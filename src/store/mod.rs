@@ -240,7 +240,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Where a version's record is (or will be), as a path or URL.
     fn record_location(&self, image: &ImageRef) -> String;
 
-    /// Stores one artifact file, checking its digest on the way in.
+    /// Stores one artifact file, checking its digest on the way in. `progress` receives the
+    /// bytes of this file sent so far.
     async fn put_artifact(
         &self,
         image: &ImageRef,
