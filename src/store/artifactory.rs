@@ -515,7 +515,7 @@ impl ArtifactoryStore {
                 tokio::time::sleep(self.retry.delay(attempt, wait)).await;
                 continue;
             }
-            let resp = result.map_err(|e| StoreError::BadAnswer {
+            let resp = result.map_err(|e| StoreError::Transport {
                 store: self.location(),
                 url: url.clone(),
                 message: format!("upload failed: {e}"),

@@ -205,6 +205,12 @@ pub enum StoreError {
         url: String,
         message: String,
     },
+    #[error("{store}: {url}: the connection failed: {message}")]
+    Transport {
+        store: String,
+        url: String,
+        message: String,
+    },
     #[error(transparent)]
     Record(#[from] RecordError),
 }

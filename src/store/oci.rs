@@ -249,7 +249,30 @@ impl OciStore {
 
     /// A file blob, streamed in one PATCH and hashed in the same pass; the upload is committed
     /// only when the bytes sent have the expected digest, and cancelled otherwise.
+    /// [`Self::push_file_once`], started again with the shared backoff when the connection
+    /// drops or the registry answers 429 or 5xx: a registry keeps nothing of a broken upload.
     async fn push_file(
+        &self,
+        image: &ImageName,
+        path: &Path,
+        expected: &Sha256Hex,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
+        let policy = crate::http::RetryPolicy::default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.push_file_once(image, path, expected, progress).await {
+                Err(StoreError::Remote { status, .. })
+                    if (status == 429 || status >= 500) && attempt <= policy.retries => {}
+                Err(StoreError::Transport { .. }) if attempt <= policy.retries => {}
+                other => return other,
+            }
+            tokio::time::sleep(policy.delay(attempt, None)).await;
+        }
+    }
+
+    async fn push_file_once(
         &self,
         image: &ImageName,
         path: &Path,
@@ -283,7 +306,7 @@ impl OciStore {
             .body(body)
             .send();
         let resp = tokio::select! {
-            r = request => r.map_err(|e| StoreError::BadAnswer { store: self.location(), url: location.clone(), message: e.to_string() })?,
+            r = request => r.map_err(|e| StoreError::Transport { store: self.location(), url: location.clone(), message: e.to_string() })?,
             () = ticker => unreachable!("the ticker never ends"),
         };
         progress(sent.load(std::sync::atomic::Ordering::Relaxed));
