@@ -86,18 +86,6 @@ struct AqlItem {
     path: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<ErrorItem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorItem {
-    #[serde(default)]
-    message: String,
-}
-
 /// `;k=v` matrix parameters; values are percent-encoded, so `,` `;` `=` `|` `\` survive.
 fn matrix(props: &Properties) -> String {
     props
@@ -197,27 +185,7 @@ impl ArtifactoryStore {
     }
 
     async fn fail(&self, method: &str, url: &str, resp: Response) -> StoreError {
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return StoreError::Unauthorized {
-                store: self.location(),
-                method: method.into(),
-                url: url.into(),
-                status: status.as_u16(),
-            };
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .ok()
-            .and_then(|b| b.errors.into_iter().next().map(|e| e.message))
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        StoreError::Remote {
-            store: self.location(),
-            method: method.into(),
-            url: url.into(),
-            status: status.as_u16(),
-            message,
-        }
+        super::http_failure(self.location(), method, url, resp).await
     }
 
     /// The stored sha256 of a file, or `None` when the path holds nothing.

@@ -342,6 +342,56 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
     }
 }
 
+/// Registries and Artifactory both answer errors as `{"errors":[{"code"?, "message"}]}`.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+/// Turns a non-success HTTP answer of a remote store into an error carrying the server's own
+/// message (or the start of its body when it sent no error document).
+pub(crate) async fn http_failure(
+    store: String,
+    method: &str,
+    url: &str,
+    resp: reqwest::Response,
+) -> StoreError {
+    let status = resp.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return StoreError::Unauthorized {
+            store,
+            method: method.into(),
+            url: url.into(),
+            status: status.as_u16(),
+        };
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .ok()
+        .and_then(|b| b.errors.into_iter().next())
+        .map(|e| match e.code {
+            Some(code) => format!("{code}: {}", e.message),
+            None => e.message,
+        })
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    StoreError::Remote {
+        store,
+        method: method.into(),
+        url: url.into(),
+        status: status.as_u16(),
+        message,
+    }
+}
+
 /// The file name an artifact gets in a store: its base name, which must be a plain file name.
 pub fn stored_file_name(store: &str, source: &Path) -> Result<String, StoreError> {
     let bad = |reason| StoreError::BadName {

@@ -57,20 +57,6 @@ struct TagList {
     tags: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Vec<ErrorItem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorItem {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 /// A version as a tag, and back.
 pub(crate) fn version_tag(v: &Version) -> String {
     v.to_string().replace('+', "_")
@@ -148,31 +134,7 @@ impl OciStore {
 
     /// Turns a non-success answer into an error with the registry's own message.
     async fn fail(&self, method: &Method, url: &str, resp: Response) -> StoreError {
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return StoreError::Unauthorized {
-                store: self.location(),
-                method: method.to_string(),
-                url: url.into(),
-                status: status.as_u16(),
-            };
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .ok()
-            .and_then(|b| {
-                b.errors
-                    .first()
-                    .map(|e| format!("{}: {}", e.code, e.message))
-            })
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        StoreError::Remote {
-            store: self.location(),
-            method: method.to_string(),
-            url: url.into(),
-            status: status.as_u16(),
-            message,
-        }
+        super::http_failure(self.location(), method.as_ref(), url, resp).await
     }
 
     fn resolve_location(&self, resp: &Response, url: &str) -> Result<String, StoreError> {

@@ -2,18 +2,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use chrono::Utc;
 use imagepipe::hash::{Sha256Hex, hash_file};
-use imagepipe::record::{
-    self, Artifact, ArtifactKind, BuildInfo, FileArtifact, GateStatus, ImageId, Record,
-    ScanSection, SeverityCounts, Source,
-};
+use imagepipe::record::{self, GateStatus, Record};
 use support::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
@@ -51,61 +48,7 @@ impl Repo {
 
     /// Writes a build output as imagepipe-build would: files and their record.
     fn built(&self, version: &str, files: &[(&str, &[u8])], scan: Option<GateStatus>) -> PathBuf {
-        let dir = self.out(version);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut artifacts = Vec::new();
-        for (name, bytes) in files {
-            let p = dir.join(name);
-            std::fs::write(&p, bytes).unwrap();
-            let d = hash_file(&p, &|_| {}).unwrap();
-            artifacts.push(Artifact {
-                name: name.split('.').next().unwrap().to_string(),
-                build: "file.disk".into(),
-                kind: ArtifactKind::File(FileArtifact {
-                    path: name.to_string(),
-                    size: d.size,
-                    sha256: d.sha256,
-                    format: d.format,
-                }),
-            });
-        }
-        let now = Utc::now();
-        let record = Record {
-            schema_version: record::SCHEMA_VERSION,
-            image: ImageId {
-                name: "global/debian-12".parse().unwrap(),
-                version: version.parse().unwrap(),
-            },
-            parent: None,
-            source: Source {
-                commit: Some("c".repeat(40)),
-                tag: None,
-                dirty: false,
-            },
-            build: BuildInfo {
-                packer_version: "1.6.6".into(),
-                run_id: "r".into(),
-                template: "t".into(),
-                started_at: now,
-                finished_at: now,
-                imagepipe_version: "0.1.0".into(),
-            },
-            artifacts,
-            scan: scan.map(|status| ScanSection {
-                status,
-                scanned_at: now,
-                vulnerabilities: SeverityCounts::default(),
-                policy_failures: 0,
-                waived: 0,
-                reports: vec![],
-            }),
-            publish: None,
-            replication: None,
-            import: None,
-        };
-        let path = dir.join(record::FILE_NAME);
-        record.write(&path).unwrap();
-        path
+        common::built(&self.out(version), version, files, scan)
     }
 
     fn run(&self, args: &[&str]) -> Output {
