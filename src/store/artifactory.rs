@@ -215,6 +215,39 @@ impl ArtifactoryStore {
         }
     }
 
+    /// A POST of a multipart session, authorised by the session token; errors carry the
+    /// server's message.
+    async fn session_post(
+        &self,
+        url: &str,
+        session: &crate::secret::Secret,
+    ) -> Result<Response, StoreError> {
+        let resp = self
+            .client
+            .send(|c| c.post(url).bearer_auth(session.expose()))
+            .await
+            .map_err(|source| StoreError::Http {
+                store: self.location(),
+                source,
+            })?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", url, resp).await);
+        }
+        Ok(resp)
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        resp: Response,
+    ) -> Result<T, StoreError> {
+        resp.json().await.map_err(|e| StoreError::BadAnswer {
+            store: self.location(),
+            url: url.into(),
+            message: e.to_string(),
+        })
+    }
+
     /// Whether the server offers multipart upload (Artifactory 7.82.2+ on cloud storage).
     async fn multipart_supported(&self) -> bool {
         let url = format!("{}/api/v1/uploads/config", self.base);
@@ -315,22 +348,8 @@ impl ArtifactoryStore {
             s1.update(&buf);
             let bytes = buf.freeze();
             let url_part = format!("{}/api/v1/uploads/urlPart?partNumber={number}", self.base);
-            let resp = self
-                .client
-                .send(|c| c.post(&url_part).bearer_auth(session.expose()))
-                .await
-                .map_err(|source| StoreError::Http {
-                    store: self.location(),
-                    source,
-                })?;
-            if !resp.status().is_success() {
-                return Err(self.fail("POST", &url_part, resp).await);
-            }
-            let target: PartUrl = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                store: self.location(),
-                url: url_part.clone(),
-                message: e.to_string(),
-            })?;
+            let resp = self.session_post(&url_part, session).await?;
+            let target: PartUrl = self.decode(&url_part, resp).await?;
             let resp = self
                 .client
                 .send(|c| c.put(&target.url).body(bytes.clone()))
@@ -366,38 +385,14 @@ impl ArtifactoryStore {
         sha1: &str,
     ) -> Result<(), StoreError> {
         let complete = format!("{}/api/v1/uploads/complete?sha1={sha1}", self.base);
-        let resp = self
-            .client
-            .send(|c| c.post(&complete).bearer_auth(session.expose()))
-            .await
-            .map_err(|source| StoreError::Http {
-                store: self.location(),
-                source,
-            })?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", &complete, resp).await);
-        }
+        self.session_post(&complete, session).await?;
         let status_url = format!("{}/api/v1/uploads/status", self.base);
         let mut wait = std::time::Duration::from_millis(100);
         // Assembly of a multi-GiB file takes a while on the server; wait up to an hour.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
         loop {
-            let resp = self
-                .client
-                .send(|c| c.post(&status_url).bearer_auth(session.expose()))
-                .await
-                .map_err(|source| StoreError::Http {
-                    store: self.location(),
-                    source,
-                })?;
-            if !resp.status().is_success() {
-                return Err(self.fail("POST", &status_url, resp).await);
-            }
-            let status: UploadStatus = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                store: self.location(),
-                url: status_url.clone(),
-                message: e.to_string(),
-            })?;
+            let resp = self.session_post(&status_url, session).await?;
+            let status: UploadStatus = self.decode(&status_url, resp).await?;
             match status.status.as_str() {
                 "FINISHED" => return Ok(()),
                 "NON_RETRYABLE_ERROR" | "ABORTED" => {
@@ -585,18 +580,7 @@ impl Store for ArtifactoryStore {
             url: url.clone(),
             message: e.to_string(),
         })?;
-        let record = Record::from_slice(&bytes, &url)?;
-        if record.id() != *image {
-            return Err(StoreError::WrongRecord {
-                store: self.location(),
-                image: image.clone(),
-                record_image: record.id(),
-            });
-        }
-        Ok(LoadedRecord {
-            record,
-            sha256: Sha256Hex::digest(&bytes),
-        })
+        super::stored_record(self.location(), image, &bytes, &url)
     }
 
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{PutOutcome, Store, StoreError, stored_file_name};
 use crate::hash::{Sha256Hex, hash_file};
 use crate::image::{ImageName, ImageRef};
-use crate::record::{self, FileArtifact, LoadedRecord, Record};
+use crate::record::{self, FileArtifact, LoadedRecord};
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -124,18 +124,7 @@ impl Store for LocalStore {
             }
             Err(e) => return Err(self.io(&path)(e)),
         };
-        let record = Record::from_slice(&bytes, &path.display().to_string())?;
-        if record.id() != *image {
-            return Err(StoreError::WrongRecord {
-                store: self.location(),
-                image: image.clone(),
-                record_image: record.id(),
-            });
-        }
-        Ok(LoadedRecord {
-            record,
-            sha256: Sha256Hex::digest(&bytes),
-        })
+        super::stored_record(self.location(), image, &bytes, &path.display().to_string())
     }
 
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {

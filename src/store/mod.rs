@@ -342,6 +342,28 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
     }
 }
 
+/// A record read from a store: valid, and the one of the version asked for; with the digest of
+/// its stored bytes, which children pin.
+pub(crate) fn stored_record(
+    store: String,
+    image: &ImageRef,
+    bytes: &[u8],
+    origin: &str,
+) -> Result<LoadedRecord, StoreError> {
+    let record = crate::record::Record::from_slice(bytes, origin)?;
+    if record.id() != *image {
+        return Err(StoreError::WrongRecord {
+            store,
+            image: image.clone(),
+            record_image: record.id(),
+        });
+    }
+    Ok(LoadedRecord {
+        record,
+        sha256: Sha256Hex::digest(bytes),
+    })
+}
+
 /// Registries and Artifactory both answer errors as `{"errors":[{"code"?, "message"}]}`.
 #[derive(Debug, serde::Deserialize)]
 struct ErrorBody {

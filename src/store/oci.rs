@@ -402,15 +402,7 @@ impl Store for OciStore {
                 message: format!("the record blob does not have its digest {}", layer.digest),
             });
         }
-        let record = Record::from_slice(&bytes, &url)?;
-        if record.id() != *image {
-            return Err(StoreError::WrongRecord {
-                store: self.location(),
-                image: image.clone(),
-                record_image: record.id(),
-            });
-        }
-        Ok(LoadedRecord { record, sha256 })
+        super::stored_record(self.location(), image, &bytes, &url)
     }
 
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
