@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+#[path = "../tests/support/server.rs"]
+mod server;
 mod support;
 
 use std::collections::HashMap;
@@ -91,21 +93,7 @@ async fn sink(State(known): State<Known>, req: Request) -> Response {
 fn serve() -> (String, Known) {
     let known: Known = Arc::default();
     let app = Router::new().fallback(sink).with_state(known.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/artifactory", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
-                .await
-                .unwrap()
-        });
-    });
+    let url = format!("http://{}/artifactory", server::serve(app));
     (url, known)
 }
 

@@ -244,6 +244,26 @@ pub fn hashing_body(
     reqwest::Body::wrap_stream(stream)
 }
 
+/// Waits for a streamed request, reporting the bytes its body has read so far every 200 ms.
+pub async fn with_progress<T>(
+    request: impl std::future::Future<Output = T>,
+    sent: &AtomicU64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> T {
+    let ticker = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            progress(sent.load(Ordering::Relaxed));
+        }
+    };
+    let out = tokio::select! {
+        r = request => r,
+        () = ticker => unreachable!("the ticker never ends"),
+    };
+    progress(sent.load(Ordering::Relaxed));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,6 +147,16 @@ pub struct FileArtifact {
     pub format: Format,
 }
 
+impl FileArtifact {
+    /// The file's name: how stores, which keep a version's files side by side, name it.
+    pub fn file_name(&self) -> &str {
+        Path::new(&self.path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&self.path)
+    }
+}
+
 impl Artifact {
     pub fn file(&self) -> Option<&FileArtifact> {
         match &self.kind {

@@ -48,6 +48,17 @@ pub enum Auth {
     Basic { username: String, password: Secret },
 }
 
+impl Auth {
+    /// Adds the credentials to a request.
+    pub fn apply(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Auth::None => rb,
+            Auth::Bearer(t) => rb.bearer_auth(t.expose()),
+            Auth::Basic { username, password } => rb.basic_auth(username, Some(password.expose())),
+        }
+    }
+}
+
 fn from_env(name: &str, what: &'static str, ui: &Ui) -> Result<Secret, SecretError> {
     let value =
         crate::env::var(name).ok_or_else(|| SecretError::MissingEnv(name.to_string(), what))?;

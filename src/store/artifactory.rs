@@ -12,9 +12,8 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use semver::Version;
 use serde::Deserialize;
@@ -22,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Properties, PutOutcome, Store, StoreError, stored_file_name};
 use crate::hash::Sha256Hex;
-use crate::http::{HttpClient, RetryPolicy, parse_retry_after, retryable_status};
+use crate::http::{HttpClient, RetryPolicy};
 use crate::image::{ImageName, ImageRef};
 use crate::record::{self, FileArtifact, LoadedRecord, Record};
 use crate::secret::Auth;
@@ -163,20 +162,12 @@ impl ArtifactoryStore {
             .join("/")
     }
 
-    fn authorize(&self, rb: RequestBuilder) -> RequestBuilder {
-        match &self.auth {
-            Auth::None => rb,
-            Auth::Bearer(t) => rb.bearer_auth(t.expose()),
-            Auth::Basic { username, password } => rb.basic_auth(username, Some(password.expose())),
-        }
-    }
-
     async fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, StoreError> {
         self.client
-            .send(|c| self.authorize(build(c)))
+            .send(|c| self.auth.apply(build(c)))
             .await
             .map_err(|source| StoreError::Http {
                 store: self.location(),
@@ -188,31 +179,32 @@ impl ArtifactoryStore {
         super::http_failure(self.location(), method, url, resp).await
     }
 
-    /// The stored sha256 of a file, or `None` when the path holds nothing.
-    async fn file_sha256(&self, path: &str) -> Result<Option<Sha256Hex>, StoreError> {
+    /// File Info of a path, or `None` when the path holds nothing.
+    async fn file_info(&self, path: &str) -> Result<Option<FileInfo>, StoreError> {
         let url = format!("{}/api/storage/{}/{path}", self.base, self.repo);
         let resp = self.send(|c| c.get(&url)).await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let info: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                    store: self.location(),
-                    url: url.clone(),
-                    message: e.to_string(),
-                })?;
-                let sha = info
-                    .checksums
-                    .sha256
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| StoreError::BadAnswer {
-                        store: self.location(),
-                        url,
-                        message: "File Info has no sha256 checksum".into(),
-                    })?;
-                Ok(Some(sha))
-            }
+            s if s.is_success() => self.decode(&url, resp).await.map(Some),
             _ => Err(self.fail("GET", &url, resp).await),
         }
+    }
+
+    /// The stored sha256 of a file, or `None` when the path holds nothing.
+    async fn file_sha256(&self, path: &str) -> Result<Option<Sha256Hex>, StoreError> {
+        let Some(info) = self.file_info(path).await? else {
+            return Ok(None);
+        };
+        let sha = info
+            .checksums
+            .sha256
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::BadAnswer {
+                store: self.location(),
+                url: path.to_string(),
+                message: "File Info has no sha256 checksum".into(),
+            })?;
+        Ok(Some(sha))
     }
 
     /// A POST of a multipart session, authorised by the session token; errors carry the
@@ -282,11 +274,7 @@ impl ArtifactoryStore {
         if !resp.status().is_success() {
             return Err(self.fail("POST", &create, resp).await);
         }
-        let token: UploadToken = resp.json().await.map_err(|e| StoreError::BadAnswer {
-            store: self.location(),
-            url: create.clone(),
-            message: e.to_string(),
-        })?;
+        let token: UploadToken = self.decode(&create, resp).await?;
         let session = crate::secret::Secret::new(token.token);
         let result = self
             .send_parts(source, expected, part, &session, progress)
@@ -431,6 +419,20 @@ impl ArtifactoryStore {
         props: &Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), StoreError> {
+        super::retry_upload(self.retry, || {
+            self.upload_once(path, source, expected, props, progress)
+        })
+        .await
+    }
+
+    async fn upload_once(
+        &self,
+        path: &str,
+        source: &Path,
+        expected: &Sha256Hex,
+        props: &Properties,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
         let url = format!("{}/{}/{path}{}", self.base, self.repo, matrix(props));
         let io = |e: std::io::Error| StoreError::Io {
             store: self.location(),
@@ -438,83 +440,50 @@ impl ArtifactoryStore {
             source: e,
         };
         let size = tokio::fs::metadata(source).await.map_err(io)?.len();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let file = tokio::fs::File::open(source).await.map_err(io)?;
-            let hasher = Arc::new(Mutex::new(Sha256::new()));
-            let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let body = crate::hash::hashing_body(file, hasher.clone(), sent.clone());
-            let request = self
-                .authorize(self.client.client().put(&url))
-                .header("X-Checksum-Sha256", expected.to_string())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, size)
-                .body(body)
-                .send();
-            let ticker = async {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    progress(sent.load(std::sync::atomic::Ordering::Relaxed));
-                }
-            };
-            let result = tokio::select! {
-                r = request => r,
-                () = ticker => unreachable!("the ticker never ends"),
-            };
-            let retry_after = match &result {
-                Ok(r) if retryable_status(r.status()) => Some(
-                    r.headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now())),
-                ),
-                Ok(_) => None,
-                Err(_) => Some(None),
-            };
-            if let Some(wait) = retry_after
-                && attempt <= self.retry.retries
-            {
-                tokio::time::sleep(self.retry.delay(attempt, wait)).await;
-                continue;
-            }
-            let resp = result.map_err(|e| StoreError::Transport {
+        let file = tokio::fs::File::open(source).await.map_err(io)?;
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = crate::hash::hashing_body(file, hasher.clone(), sent.clone());
+        let request = self
+            .auth
+            .apply(self.client.client().put(&url))
+            .header("X-Checksum-Sha256", expected.to_string())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(body)
+            .send();
+        let resp = crate::hash::with_progress(request, &sent, progress)
+            .await
+            .map_err(|e| StoreError::Transport {
                 store: self.location(),
                 url: url.clone(),
                 message: format!("upload failed: {e}"),
             })?;
-            if resp.status() != StatusCode::CREATED {
-                return Err(self.fail("PUT", &url, resp).await);
-            }
-            let sha256 = Sha256Hex::from_hasher(std::mem::take(
-                &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
-            ));
-            progress(sent.load(std::sync::atomic::Ordering::Relaxed));
-            if &sha256 != expected {
-                return Err(StoreError::Integrity {
-                    store: self.location(),
-                    path: source.to_path_buf(),
-                    expected: *expected,
-                    actual: sha256,
-                });
-            }
-            // The reply's checksums are the server's own reading of what arrived. (A sha1 cannot
-            // be sent up front without reading the file twice; the server checks our sha256.)
-            let reply: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                store: self.location(),
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-            if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str()) {
-                return Err(StoreError::BadAnswer {
-                    store: self.location(),
-                    url,
-                    message: "the server's checksums of the upload differ from the bytes sent"
-                        .into(),
-                });
-            }
-            return Ok(());
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail("PUT", &url, resp).await);
         }
+        let sha256 = Sha256Hex::from_hasher(std::mem::take(
+            &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+        if &sha256 != expected {
+            return Err(StoreError::Integrity {
+                store: self.location(),
+                path: source.to_path_buf(),
+                expected: *expected,
+                actual: sha256,
+            });
+        }
+        // The reply's checksums are the server's own reading of what arrived. (A sha1 cannot
+        // be sent up front without reading the file twice; the server checks our sha256.)
+        let reply: FileInfo = self.decode(&url, resp).await?;
+        if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str()) {
+            return Err(StoreError::BadAnswer {
+                store: self.location(),
+                url,
+                message: "the server's checksums of the upload differ from the bytes sent".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -547,11 +516,7 @@ impl Store for ArtifactoryStore {
         if !resp.status().is_success() {
             return Err(self.fail("POST", &url, resp).await);
         }
-        let answer: AqlAnswer = resp.json().await.map_err(|e| StoreError::BadAnswer {
-            store: self.location(),
-            url,
-            message: e.to_string(),
-        })?;
+        let answer: AqlAnswer = self.decode(&url, resp).await?;
         Ok(answer
             .results
             .iter()
@@ -584,10 +549,7 @@ impl Store for ArtifactoryStore {
     }
 
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
-        let name = Path::new(&artifact.path)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&artifact.path);
+        let name = artifact.file_name();
         format!(
             "{}/{}/{}",
             self.base,
@@ -702,21 +664,16 @@ impl Store for ArtifactoryStore {
     ) -> Result<(), StoreError> {
         let mut artifacts = Vec::new();
         for f in record.artifacts.iter().filter_map(|a| a.file()) {
-            let name = Path::new(&f.path)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(&f.path);
+            let name = f.file_name();
             let path = self.path(&image.name, &image.version.to_string(), name);
-            let url = format!("{}/api/storage/{}/{path}", self.base, self.repo);
-            let resp = self.send(|c| c.get(&url)).await?;
-            if !resp.status().is_success() {
-                return Err(self.fail("GET", &url, resp).await);
-            }
-            let info: FileInfo = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                store: self.location(),
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
+            let info = self
+                .file_info(&path)
+                .await?
+                .ok_or_else(|| StoreError::BadAnswer {
+                    store: self.location(),
+                    url: path.clone(),
+                    message: "the artifact is missing".into(),
+                })?;
             artifacts.push(serde_json::json!({
                 "type": f.format.to_string(),
                 "name": name,
@@ -744,10 +701,7 @@ impl Store for ArtifactoryStore {
 
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
         for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
-            let name = Path::new(&f.path)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(&f.path);
+            let name = f.file_name();
             let path = self.path(&image.name, &image.version.to_string(), name);
             match self.file_sha256(&path).await? {
                 Some(sha) if sha == f.sha256 => {}

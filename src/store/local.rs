@@ -128,9 +128,7 @@ impl Store for LocalStore {
     }
 
     fn artifact_location(&self, image: &ImageRef, artifact: &FileArtifact) -> String {
-        let name = Path::new(&artifact.path)
-            .file_name()
-            .map_or_else(|| artifact.path.clone().into(), |n| n.to_os_string());
+        let name = artifact.file_name();
         self.version_dir(image).join(name).display().to_string()
     }
 

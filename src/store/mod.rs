@@ -184,6 +184,8 @@ pub enum StoreError {
         url: String,
         status: u16,
         message: String,
+        /// The server's `Retry-After`, for 429 and 503 answers.
+        retry_after: Option<std::time::Duration>,
     },
     #[error(
         "{store}: {method} {url}: {status}: not authorised; check the store's credentials in imagepipe.toml"
@@ -324,9 +326,10 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
             namespace,
             plain_http,
         } => {
-            let (client, _, auth) = remote()?;
+            let (client, retry, auth) = remote()?;
             Ok(Box::new(OciStore::new(
                 client,
+                retry,
                 registry,
                 namespace,
                 *plain_http,
@@ -339,6 +342,33 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
                 client, retry, base, repo, prefix, auth,
             )))
         }
+    }
+}
+
+/// Runs a streamed upload, and runs it again with the shared backoff when the connection drops
+/// or the server answers 429 or 5xx, honouring its `Retry-After`: stores keep nothing of a
+/// broken upload, and a streamed body cannot be replayed by the HTTP client's own retries.
+pub(crate) async fn retry_upload<F, Fut>(
+    policy: crate::http::RetryPolicy,
+    mut once: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let wait = match once().await {
+            Err(StoreError::Remote {
+                status,
+                retry_after,
+                ..
+            }) if (status == 429 || status >= 500) && attempt <= policy.retries => retry_after,
+            Err(StoreError::Transport { .. }) if attempt <= policy.retries => None,
+            other => return other,
+        };
+        tokio::time::sleep(policy.delay(attempt, wait)).await;
     }
 }
 
@@ -396,6 +426,11 @@ pub(crate) async fn http_failure(
             status: status.as_u16(),
         };
     }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
     let text = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<ErrorBody>(&text)
         .ok()
@@ -411,6 +446,7 @@ pub(crate) async fn http_failure(
         url: url.into(),
         status: status.as_u16(),
         message,
+        retry_after,
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use semver::Version;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -32,6 +32,7 @@ const TITLE: &str = "org.opencontainers.image.title";
 #[derive(Debug, Clone)]
 pub struct OciStore {
     client: HttpClient,
+    retry: crate::http::RetryPolicy,
     base: String,
     registry: String,
     namespace: String,
@@ -69,6 +70,7 @@ fn tag_version(tag: &str) -> Option<Version> {
 impl OciStore {
     pub fn new(
         client: HttpClient,
+        retry: crate::http::RetryPolicy,
         registry: &str,
         namespace: &str,
         plain_http: bool,
@@ -77,6 +79,7 @@ impl OciStore {
         let scheme = if plain_http { "http" } else { "https" };
         Self {
             client,
+            retry,
             base: format!("{scheme}://{registry}"),
             registry: registry.into(),
             namespace: namespace.into(),
@@ -96,14 +99,6 @@ impl OciStore {
         format!("{}/v2/{}/{rest}", self.base, self.repo(image))
     }
 
-    fn authorize(&self, rb: RequestBuilder) -> RequestBuilder {
-        match &self.auth {
-            Auth::None => rb,
-            Auth::Bearer(t) => rb.bearer_auth(t.expose()),
-            Auth::Basic { username, password } => rb.basic_auth(username, Some(password.expose())),
-        }
-    }
-
     /// A request with the shared retries (bodies here are small and can be sent again).
     async fn send(
         &self,
@@ -115,7 +110,7 @@ impl OciStore {
         let resp = self
             .client
             .send(|c| {
-                let mut rb = self.authorize(c.request(method.clone(), url));
+                let mut rb = self.auth.apply(c.request(method.clone(), url));
                 if let Some(a) = accept {
                     rb = rb.header(ACCEPT, a);
                 }
@@ -211,8 +206,6 @@ impl OciStore {
 
     /// A file blob, streamed in one PATCH and hashed in the same pass; the upload is committed
     /// only when the bytes sent have the expected digest, and cancelled otherwise.
-    /// [`Self::push_file_once`], started again with the shared backoff when the connection
-    /// drops or the registry answers 429 or 5xx: a registry keeps nothing of a broken upload.
     async fn push_file(
         &self,
         image: &ImageName,
@@ -220,18 +213,10 @@ impl OciStore {
         expected: &Sha256Hex,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), StoreError> {
-        let policy = crate::http::RetryPolicy::default();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.push_file_once(image, path, expected, progress).await {
-                Err(StoreError::Remote { status, .. })
-                    if (status == 429 || status >= 500) && attempt <= policy.retries => {}
-                Err(StoreError::Transport { .. }) if attempt <= policy.retries => {}
-                other => return other,
-            }
-            tokio::time::sleep(policy.delay(attempt, None)).await;
-        }
+        super::retry_upload(self.retry, || {
+            self.push_file_once(image, path, expected, progress)
+        })
+        .await
     }
 
     async fn push_file_once(
@@ -252,26 +237,20 @@ impl OciStore {
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let body = crate::hash::hashing_body(file, hasher.clone(), sent.clone());
         let size = tokio::fs::metadata(path).await.map_err(io)?.len();
-        let ticker = {
-            let sent = sent.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    progress(sent.load(std::sync::atomic::Ordering::Relaxed));
-                }
-            }
-        };
         let request = self
-            .authorize(self.client.client().patch(&location))
+            .auth
+            .apply(self.client.client().patch(&location))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
             .body(body)
             .send();
-        let resp = tokio::select! {
-            r = request => r.map_err(|e| StoreError::Transport { store: self.location(), url: location.clone(), message: e.to_string() })?,
-            () = ticker => unreachable!("the ticker never ends"),
-        };
-        progress(sent.load(std::sync::atomic::Ordering::Relaxed));
+        let resp = crate::hash::with_progress(request, &sent, progress)
+            .await
+            .map_err(|e| StoreError::Transport {
+                store: self.location(),
+                url: location.clone(),
+                message: e.to_string(),
+            })?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail(&Method::PATCH, &location, resp).await);
         }

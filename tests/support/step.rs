@@ -110,3 +110,37 @@ pub fn assert_exit(o: &Output, code: i32) {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// A step's `--help`, as a user sees it (no environment values shown).
+pub fn help(binary: &str, dir: &Path) -> String {
+    let out = command(binary, dir, &["--help"])
+        .env_remove("IMAGEPIPE_PROGRESS")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What a step left for GitHub Actions.
+pub struct GithubRun {
+    pub out: Output,
+    pub outputs: std::collections::BTreeMap<String, String>,
+    pub summary: String,
+}
+
+/// Runs `cmd` as a GitHub Actions step would, with its output and summary files in `dir`.
+pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
+    let output = dir.join("gh-output");
+    let summary = dir.join("gh-summary");
+    let out = cmd
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    GithubRun {
+        outputs: read_outputs(&std::fs::read_to_string(&output).unwrap_or_default()),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+        out,
+    }
+}

@@ -772,17 +772,13 @@ fn tag_selects_the_version_and_its_parent_pin() {
 #[test]
 fn github_outputs_summary_and_annotations() {
     let repo = layered_repo();
-    let output = repo.path().join("gh-output");
-    let summary = repo.path().join("gh-summary");
-    let out = repo
-        .cmd(&["--image", "vendor/base", "--version", "1.0.0"])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_OUTPUT", &output)
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    let outputs = support::read_outputs(&std::fs::read_to_string(&output).unwrap());
+    let gh = support::on_github(
+        repo.cmd(&["--image", "vendor/base", "--version", "1.0.0"]),
+        repo.path(),
+    );
+    let out = &gh.out;
+    assert_exit(out, 0);
+    let outputs = &gh.outputs;
     let declared =
         support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(
@@ -796,14 +792,14 @@ fn github_outputs_summary_and_annotations() {
     assert_eq!(outputs["record-sha256"], record.sha256.to_string());
     let arts: serde_json::Value = serde_json::from_str(&outputs["artifacts"]).unwrap();
     assert_eq!(arts[0]["name"], "disk");
-    let summary = std::fs::read_to_string(&summary).unwrap();
+    let summary = gh.summary.clone();
     assert!(
         summary.contains("### imagepipe-build: `vendor/base` 1.0.0"),
         "{summary}"
     );
     assert!(summary.contains("| `disk` | raw |"), "{summary}");
     // Packer's build log is folded into a group.
-    assert!(stderr(&out).contains("::group::packer build vendor/base 1.0.0"));
+    assert!(stderr(out).contains("::group::packer build vendor/base 1.0.0"));
 
     let out = repo
         .cmd(&["--image", "nope"])
@@ -898,13 +894,7 @@ fn human_output_of_a_build() {
 #[test]
 fn help() {
     let repo = Repo::new("");
-    let out = repo
-        .cmd(&["--help"])
-        .env_remove("IMAGEPIPE_PROGRESS")
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
+    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
 }
 
 #[test]

@@ -6,6 +6,8 @@
 #[path = "servers/artifactory.rs"]
 mod artifactory;
 mod common;
+#[path = "../../../tests/support/server.rs"]
+mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 

@@ -236,12 +236,7 @@ fn bad_input_exits_2() {
 #[test]
 fn help() {
     let repo = Repo::new();
-    let out = support::command(BIN, repo.path(), &["--help"])
-        .env_remove("IMAGEPIPE_PROGRESS")
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
+    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
 }
 
 #[test]
@@ -250,26 +245,23 @@ fn action_yml_matches_the_cli_and_the_outputs() {
         support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     let repo = Repo::new();
     repo.built("5.0.0", &[("disk.raw", b"disk")], Some(GateStatus::Passed));
-    let output = repo.path().join("gh-output");
-    let summary = repo.path().join("gh-summary");
-    let out = support::command(
-        BIN,
+    let gh = support::on_github(
+        support::command(
+            BIN,
+            repo.path(),
+            &["--image", "global/debian-12", "--version", "5.0.0"],
+        ),
         repo.path(),
-        &["--image", "global/debian-12", "--version", "5.0.0"],
-    )
-    .env("GITHUB_ACTIONS", "true")
-    .env("GITHUB_OUTPUT", &output)
-    .env("GITHUB_STEP_SUMMARY", &summary)
-    .output()
-    .unwrap();
-    assert_exit(&out, 0);
-    let outputs = support::read_outputs(&std::fs::read_to_string(&output).unwrap());
+    );
+    let out = &gh.out;
+    assert_exit(out, 0);
+    let outputs = &gh.outputs;
     assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), declared);
     let stored = Record::read(Path::new(&outputs["record-url"])).unwrap();
     assert_eq!(outputs["record-sha256"], stored.sha256.to_string());
     assert!(
-        std::fs::read_to_string(&summary)
-            .unwrap()
+        gh.summary
+            .clone()
             .contains("### imagepipe-publish: `global/debian-12` 5.0.0")
     );
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod github;
+#[path = "../../../tests/support/server.rs"]
+mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 
@@ -777,13 +779,7 @@ fn api_conflicts_roll_back_what_the_run_created() {
 #[test]
 fn help() {
     let repo = Repo::new("");
-    let out = repo
-        .cmd(&["--help"])
-        .env_remove("IMAGEPIPE_PROGRESS")
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    insta::assert_snapshot!("help", String::from_utf8_lossy(&out.stdout));
+    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
 }
 
 #[test]
@@ -812,30 +808,23 @@ fn action_yml_matches_the_cli_and_the_outputs() {
     );
     let repo = released();
     repo.commit("fix(web): x", &["images/web/w.pkr.hcl"]);
-    let output = repo.path().join("gh-output");
-    let summary = repo.path().join("gh-summary");
-    let out = repo
-        .cmd(&["--no-review-gate"])
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_OUTPUT", &output)
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    let outputs = support::read_outputs(&std::fs::read_to_string(&output).unwrap());
+    let gh = support::on_github(repo.cmd(&["--no-review-gate"]), repo.path());
+    let out = &gh.out;
+    assert_exit(out, 0);
+    let outputs = &gh.outputs;
     assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), declared);
     assert_eq!(outputs["tags"], "service/web/v1.0.1");
     assert_eq!(outputs["count"], "1");
     let plan: serde_json::Value = serde_json::from_str(&outputs["tags-json"]).unwrap();
     assert_eq!(plan[0]["tag"], "service/web/v1.0.1");
-    let summary = std::fs::read_to_string(&summary).unwrap();
+    let summary = gh.summary.clone();
     assert!(
         summary.contains("| `service/web` | 1.0.0 | 1.0.1 | `service/web/v1.0.1` (new) |"),
         "{summary}"
     );
     assert!(
-        stderr(&out).contains("::warning title=imagepipe-tag::the review gate is skipped"),
+        stderr(out).contains("::warning title=imagepipe-tag::the review gate is skipped"),
         "{}",
-        stderr(&out)
+        stderr(out)
     );
 }

@@ -82,20 +82,7 @@ pub fn start(repo: &str) -> (String, Shared) {
         ..Server::default()
     }));
     let app = Router::new().fallback(handle).with_state(state.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/artifactory", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let url = format!("http://{}/artifactory", crate::server::serve(app));
     (url, state)
 }
 

@@ -84,19 +84,7 @@ pub fn start(owner: &str, name: &str) -> (String, Shared) {
         .route("/repos/{owner}/{repo}/git/ref/{*name}", get(get_ref))
         .route("/repos/{owner}/{repo}/git/refs/{*name}", delete(delete_ref))
         .with_state(state.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let url = format!("http://{}", crate::server::serve(app));
     (url, state)
 }
 
