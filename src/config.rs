@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::env;
 use crate::image::{ImageName, TagFormat};
-use crate::store::StoreUrl;
+use crate::store::{StoreUrl, StoreUrlError};
 
 pub const FILE_NAME: &str = "imagepipe.toml";
 
@@ -48,6 +48,8 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    #[error("site `{name}` is not defined in imagepipe.toml; defined sites: {known}")]
+    UnknownSite { name: String, known: String },
     #[error("image `{name}` is not defined in {path}; defined images: {known}")]
     UnknownImage {
         name: String,
@@ -358,6 +360,43 @@ impl Config {
             dir: path.parent().unwrap_or(Path::new(".")),
         }
         .resolve(raw)
+    }
+
+    /// The primary store, or the store at `url` (with the primary's credentials and TLS) when
+    /// a step is told to use another; a relative `file:` path is taken from the working
+    /// directory, as a command-line path would be.
+    pub fn primary_store(&self, url: Option<&str>) -> Result<StoreSpec, StoreUrlError> {
+        match url {
+            Some(url) => Ok(StoreSpec {
+                url: StoreUrl::parse(url, &std::env::current_dir().unwrap_or_default())?,
+                ..self.store.clone()
+            }),
+            None => Ok(self.store.clone()),
+        }
+    }
+
+    /// The sites named (all when none is), in the order of the file.
+    pub fn select_sites(&self, names: &[String]) -> Result<Vec<Site>, ConfigError> {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !self.sites.iter().any(|s| &s.name == *n))
+        {
+            return Err(ConfigError::UnknownSite {
+                name: unknown.clone(),
+                known: self
+                    .sites
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(self
+            .sites
+            .iter()
+            .filter(|s| names.is_empty() || names.contains(&s.name))
+            .cloned()
+            .collect())
     }
 
     pub fn image(&self, name: &str) -> Result<&Image, ConfigError> {

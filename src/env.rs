@@ -71,6 +71,21 @@ pub const MULTIPART_PART_MIB: &str = "IMAGEPIPE_MULTIPART_PART_MIB";
 /// A store URL that replaces the primary store of `imagepipe.toml`.
 pub const STORE: &str = "IMAGEPIPE_STORE";
 
+/// `imagepipe-replicate-check`: the sites to check, comma-separated (default: all).
+pub const SITES: &str = "IMAGEPIPE_SITES";
+/// `imagepipe-replicate-check`: ask the primary Artifactory to replicate now, when `true`.
+pub const TRIGGER_REPLICATION: &str = "IMAGEPIPE_TRIGGER_REPLICATION";
+/// `imagepipe-replicate-check`: how long to wait for incomplete sites (`30m`, `2h`).
+pub const WAIT: &str = "IMAGEPIPE_WAIT";
+/// `imagepipe-replicate-check`: the first pause between checks while waiting.
+pub const POLL_INTERVAL: &str = "IMAGEPIPE_POLL_INTERVAL";
+/// `imagepipe-replicate-check`: sites checked at once.
+pub const CONCURRENCY: &str = "IMAGEPIPE_CONCURRENCY";
+/// `imagepipe-replicate-check`: requests in flight per site.
+pub const REQUESTS_PER_SITE: &str = "IMAGEPIPE_REQUESTS_PER_SITE";
+/// `imagepipe-replicate-check`: a site that has not answered within this is unreachable.
+pub const SITE_TIMEOUT: &str = "IMAGEPIPE_SITE_TIMEOUT";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

@@ -17,6 +17,7 @@ pub mod image;
 pub mod packer;
 pub mod publish;
 pub mod record;
+pub mod replicate;
 pub mod secret;
 pub mod step;
 pub mod store;

@@ -10,6 +10,7 @@
 mod github;
 mod progress;
 mod ui;
+mod version;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 pub use github::{escape_data, escape_property};
 pub use progress::{Progress, ProgressMode};
 pub use ui::Ui;
+pub use version::{LocateError, VersionArgs};
 
 use crate::env;
 
@@ -56,6 +58,34 @@ pub struct CommonArgs {
     /// Progress display: a live bar on a terminal, periodic lines in CI logs.
     #[arg(long, env = env::PROGRESS, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE", global = true)]
     pub progress: ProgressMode,
+}
+
+/// Parses the step's flags. Composite actions and Jenkins `withEnv` pass inputs left at their
+/// default as empty variables, and clap would take an empty `IMAGEPIPE_*` value as given (and
+/// refuse it where a value is required). Clap reads the environment itself, so the step runs
+/// itself again without the empty variables; this happens once, before anything else.
+pub fn parse<A: clap::Parser>() -> A {
+    use std::os::unix::process::CommandExt as _;
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_str().is_some_and(|k| k.starts_with("IMAGEPIPE_")))
+        .map(|(k, _)| k)
+        .collect();
+    if !empty.is_empty()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        cmd.args(args);
+        for k in &empty {
+            cmd.env_remove(k);
+        }
+        // `exec` only returns when it failed; parsing as-is is then the best left to do.
+        let _ = cmd.exec();
+    }
+    A::parse()
 }
 
 /// Runs a step body on a Tokio runtime and turns its result into the contract's exit code.

@@ -656,6 +656,38 @@ impl Store for ArtifactoryStore {
 
     /// Build-info: <https://jfrog.com/help/r/jfrog-rest-apis/build-upload>. The files' sha1 and
     /// md5 come from File Info, so the server's own reading is what the build lists.
+    async fn trigger_replication(&self, image: &ImageRef) -> Result<(), StoreError> {
+        // <https://jfrog.com/help/r/jfrog-rest-apis/pull/push-replication-deprecated>: runs the
+        // repository's configured replication for one path now.
+        let path = self.path(&image.name, &image.version.to_string(), "");
+        let url = format!(
+            "{}/api/replication/execute/{}/{}",
+            self.base,
+            self.repo,
+            encode(&path)
+        );
+        let resp = self.send(|c| c.post(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn replication_status(&self) -> Result<Vec<super::ReplicationTarget>, StoreError> {
+        // <https://jfrog.com/help/r/jfrog-rest-apis/scheduled-replication-status>
+        #[derive(Deserialize)]
+        struct Status {
+            #[serde(default)]
+            targets: Vec<super::ReplicationTarget>,
+        }
+        let url = format!("{}/api/replication/{}", self.base, self.repo);
+        let resp = self.send(|c| c.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("GET", &url, resp).await);
+        }
+        Ok(self.decode::<Status>(&url, resp).await?.targets)
+    }
+
     async fn publish_build_info(
         &self,
         image: &ImageRef,
@@ -669,10 +701,9 @@ impl Store for ArtifactoryStore {
             let info = self
                 .file_info(&path)
                 .await?
-                .ok_or_else(|| StoreError::BadAnswer {
+                .ok_or_else(|| StoreError::MissingArtifact {
                     store: self.location(),
-                    url: path.clone(),
-                    message: "the artifact is missing".into(),
+                    location: path.clone(),
                 })?;
             artifacts.push(serde_json::json!({
                 "type": f.format.to_string(),
@@ -699,29 +730,16 @@ impl Store for ArtifactoryStore {
         Ok(())
     }
 
-    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
-        for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
-            let name = f.file_name();
-            let path = self.path(&image.name, &image.version.to_string(), name);
-            match self.file_sha256(&path).await? {
-                Some(sha) if sha == f.sha256 => {}
-                Some(actual) => {
-                    return Err(StoreError::Integrity {
-                        store: self.location(),
-                        path: path.into(),
-                        expected: f.sha256,
-                        actual,
-                    });
-                }
-                None => {
-                    return Err(StoreError::BadAnswer {
-                        store: self.location(),
-                        url: path,
-                        message: "the artifact is missing".into(),
-                    });
-                }
-            }
-        }
-        Ok(())
+    async fn artifact_digest(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Option<Sha256Hex>, StoreError> {
+        let path = self.path(
+            &image.name,
+            &image.version.to_string(),
+            artifact.file_name(),
+        );
+        self.file_sha256(&path).await
     }
 }

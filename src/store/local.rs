@@ -186,6 +186,26 @@ impl Store for LocalStore {
         crate::fsutil::write_atomic(&dest, bytes).map_err(self.io(&dest))
     }
 
+    async fn artifact_digest(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Option<Sha256Hex>, StoreError> {
+        let path = PathBuf::from(self.artifact_location(image, artifact));
+        let digest = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || hash_file(&path, &|_| {})
+        })
+        .await
+        .map_err(|e| self.io(&path)(io::Error::other(e)))?;
+        match digest {
+            Ok(d) => Ok(Some(d.sha256)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(&path)(e)),
+        }
+    }
+
+    // Overridden to hash all files at once, in parallel.
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
         let files: Vec<(PathBuf, &FileArtifact)> = record
             .record
@@ -199,7 +219,16 @@ impl Store for LocalStore {
             crate::hash::hash_files(&paths, crate::hash::default_workers(), &|_| {})
         });
         for ((path, want), got) in files.into_iter().zip(digests) {
-            let got = got.map_err(self.io(&path))?;
+            let got = match got {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StoreError::MissingArtifact {
+                        store: self.location(),
+                        location: path.display().to_string(),
+                    });
+                }
+                Err(e) => return Err(self.io(&path)(e)),
+            };
             if got.sha256 != want.sha256 || got.size != want.size {
                 return Err(StoreError::Integrity {
                     store: self.location(),

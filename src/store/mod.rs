@@ -160,6 +160,8 @@ pub enum StoreError {
         existing: Sha256Hex,
         new: Sha256Hex,
     },
+    #[error("{store}: {location} is missing although the version's record names it")]
+    MissingArtifact { store: String, location: String },
     #[error("{store}: the record of {image} names {record_image}")]
     WrongRecord {
         store: String,
@@ -226,6 +228,31 @@ pub enum PutOutcome {
     ByChecksum,
 }
 
+/// One target of a store's replication, as the store reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ReplicationTarget {
+    /// The target repository's URL.
+    pub url: String,
+    #[serde(default, rename = "repoKey")]
+    pub repo_key: Option<String>,
+    /// Artifactory's word: `never_run`, `incomplete`, `error`, `warn`, `ok`, `inconsistent`.
+    pub status: String,
+    #[serde(default, rename = "lastCompleted")]
+    pub last_completed: Option<String>,
+}
+
+impl ReplicationTarget {
+    /// Whether this target is the store at `url`.
+    pub fn is(&self, url: &StoreUrl) -> bool {
+        let StoreUrl::Artifactory { base, repo, .. } = url else {
+            return false;
+        };
+        let target = self.url.trim_end_matches('/');
+        target == format!("{base}/{repo}")
+            || (target == base && self.repo_key.as_deref() == Some(repo.as_str()))
+    }
+}
+
 /// Metadata stores that support it attach to what they store (Artifactory properties).
 pub type Properties = [(String, String)];
 
@@ -267,8 +294,56 @@ pub trait Store: Send + Sync + fmt::Debug {
         properties: &Properties,
     ) -> Result<(), StoreError>;
 
+    /// The digest of the stored copy of one artifact of a version, or `None` when the store
+    /// does not hold it. Remote backends answer from what the server computed itself
+    /// (Artifactory's checksums, a registry's content addressing); the local store hashes.
+    async fn artifact_digest(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Option<Sha256Hex>, StoreError>;
+
     /// Checks that every file artifact of the record is present with its recorded digest.
-    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError>;
+    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
+        for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
+            match self.artifact_digest(image, f).await? {
+                Some(actual) if actual == f.sha256 => {}
+                Some(actual) => {
+                    return Err(StoreError::Integrity {
+                        store: self.location(),
+                        path: self.artifact_location(image, f).into(),
+                        expected: f.sha256,
+                        actual,
+                    });
+                }
+                None => {
+                    return Err(StoreError::MissingArtifact {
+                        store: self.location(),
+                        location: self.artifact_location(image, f),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the store to replicate a version to its targets now (Artifactory push
+    /// replication); the replication itself runs on the server.
+    async fn trigger_replication(&self, image: &ImageRef) -> Result<(), StoreError> {
+        let _ = image;
+        Err(StoreError::Unsupported(format!(
+            "triggering replication on {}",
+            self.location()
+        )))
+    }
+
+    /// The store's replication targets and how their last replication went.
+    async fn replication_status(&self) -> Result<Vec<ReplicationTarget>, StoreError> {
+        Err(StoreError::Unsupported(format!(
+            "replication status on {}",
+            self.location()
+        )))
+    }
 
     /// Publishes build-info linking the version's files to a CI build (Artifactory only).
     async fn publish_build_info(
@@ -298,6 +373,15 @@ pub async fn resolve(
 
 /// Opens the store a spec names; credentials are read (and masked) through `ui`.
 pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, StoreError> {
+    open_with(spec, ui, crate::http::HttpOptions::default())
+}
+
+/// [`open`] with the HTTP timeouts and retries of the caller; TLS comes from the spec.
+pub fn open_with(
+    spec: &StoreSpec,
+    ui: &crate::step::Ui,
+    http: crate::http::HttpOptions,
+) -> Result<Box<dyn Store>, StoreError> {
     // Remote stores share the credentials and the one HTTP client factory.
     let remote = || {
         let location = spec.url.to_string();
@@ -311,7 +395,7 @@ pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, St
             })?;
         let options = crate::http::HttpOptions {
             tls: spec.tls.clone(),
-            ..Default::default()
+            ..http.clone()
         };
         let client = crate::http::HttpClient::new(&options).map_err(|source| StoreError::Http {
             store: location,

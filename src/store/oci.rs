@@ -50,6 +50,8 @@ struct Descriptor {
     #[serde(rename = "mediaType")]
     media_type: String,
     digest: String,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -472,17 +474,36 @@ impl Store for OciStore {
         Ok(())
     }
 
-    async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
-        // Registries address blobs by digest and check it on upload: a present blob has the bytes.
-        for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
-            if !self.blob_exists(&image.name, &f.sha256).await? {
-                return Err(StoreError::BadAnswer {
-                    store: self.location(),
-                    url: self.artifact_location(image, f),
-                    message: format!("artifact {} (sha256 {}) is missing", f.path, f.sha256),
-                });
-            }
-        }
-        Ok(())
+    async fn artifact_digest(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Option<Sha256Hex>, StoreError> {
+        // The version's manifest says which blob holds the file; a registry checks a blob's
+        // digest on upload, so a present blob has exactly the bytes its digest names.
+        let Some(manifest) = self.manifest(image).await? else {
+            return Ok(None);
+        };
+        let name = artifact.file_name();
+        let Some(layer) = manifest
+            .layers
+            .iter()
+            .find(|l| l.annotations.get(TITLE).map(String::as_str) == Some(name))
+        else {
+            return Ok(None);
+        };
+        let digest = layer
+            .digest
+            .strip_prefix("sha256:")
+            .and_then(|d| d.parse::<Sha256Hex>().ok())
+            .ok_or_else(|| StoreError::BadAnswer {
+                store: self.location(),
+                url: image.to_string(),
+                message: format!("layer `{name}` has digest {}, not a sha256", layer.digest),
+            })?;
+        Ok(self
+            .blob_exists(&image.name, &digest)
+            .await?
+            .then_some(digest))
     }
 }

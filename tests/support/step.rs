@@ -128,8 +128,10 @@ pub struct GithubRun {
     pub summary: String,
 }
 
-/// Runs `cmd` as a GitHub Actions step would, with its output and summary files in `dir`.
+/// Runs `cmd` as a GitHub Actions step would, with its output and summary files in `dir`,
+/// and every input the command does not set at its `action.yml` default.
 pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
+    action_defaults(&mut cmd, concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"));
     let output = dir.join("gh-output");
     let summary = dir.join("gh-summary");
     let out = cmd
@@ -142,5 +144,31 @@ pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
         outputs: read_outputs(&std::fs::read_to_string(&output).unwrap_or_default()),
         summary: std::fs::read_to_string(&summary).unwrap_or_default(),
         out,
+    }
+}
+
+/// Sets every variable `action.yml` passes to the step, and the command does not set yet, to
+/// the value it has when the workflow leaves the input at its default (often empty).
+pub fn action_defaults(cmd: &mut Command, action_yml: &str) {
+    let text = std::fs::read_to_string(action_yml).unwrap();
+    let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let run = doc["runs"]["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"].as_str() == Some("run"))
+        .unwrap();
+    let set: Vec<std::ffi::OsString> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for (var, value) in run["env"].as_hash().unwrap() {
+        if set.iter().any(|k| k.to_str() == var.as_str()) {
+            continue;
+        }
+        let value = value.as_str().unwrap();
+        let input = value
+            .strip_prefix("${{ inputs.")
+            .and_then(|v| v.strip_suffix(" }}"))
+            .unwrap();
+        let default = doc["inputs"][input]["default"].as_str().unwrap_or("");
+        cmd.env(var.as_str().unwrap(), default);
     }
 }

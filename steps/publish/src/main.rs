@@ -1,14 +1,13 @@
 //! `imagepipe-publish`: put an image's artifacts and record into the artifact store.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::config::{Config, StoreSpec};
-use imagepipe::record::{self, Record};
-use imagepipe::step::{self, CommonArgs, Outcome};
-use imagepipe::store::{self, StoreUrl};
+use imagepipe::config::Config;
+use imagepipe::record::Record;
+use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
+use imagepipe::store;
 use imagepipe::{env, publish};
 
 /// Put a built and scanned image version into the artifact store, verifiably and idempotently.
@@ -33,21 +32,8 @@ use imagepipe::{env, publish};
     max_term_width = 100
 )]
 struct Args {
-    /// The image record to publish (artifacts are found relative to it).
-    #[arg(long, env = env::RECORD, value_name = "FILE", conflicts_with_all = ["image", "tag"])]
-    record: Option<PathBuf>,
-
-    /// Image whose build output to publish, from <pipeline.output_dir>/<image>/<version>.
-    #[arg(long, env = env::IMAGE, value_name = "NAME", requires = "version", conflicts_with = "tag")]
-    image: Option<String>,
-
-    /// Version to publish, with --image.
-    #[arg(long, env = env::VERSION, value_name = "X.Y.Z")]
-    version: Option<String>,
-
-    /// Git tag naming image and version (as CD gets it).
-    #[arg(long, env = env::TAG, value_name = "TAG")]
-    tag: Option<String>,
+    #[command(flatten)]
+    target: VersionArgs,
 
     /// Publish without a passing scan, for this reason (written into the record).
     #[arg(long, env = env::OVERRIDE_GATE, value_name = "REASON")]
@@ -62,7 +48,9 @@ struct Args {
     build_number: Option<String>,
 
     /// Also publish Artifactory build-info for --build-name/--build-number, linking the files.
-    #[arg(long, env = env::BUILD_INFO, requires = "build_name")]
+    // Checked in `main`, not with `requires`: clap counts a flag set to "false" through its
+    // variable (as action.yml passes it) as given.
+    #[arg(long, env = env::BUILD_INFO)]
     build_info: bool,
 
     /// Publish to this store instead of imagepipe.toml's [store] (file:, oci://, artifactory+https://).
@@ -81,45 +69,22 @@ fn cli_is_well_formed() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-publish", &common, |ui| async move {
         let config = Config::discover(args.common.config.as_deref())?;
-        let record_path = match (&args.record, &args.image, &args.version, &args.tag) {
-            (Some(path), ..) => path.clone(),
-            (None, Some(image), Some(version), None) => {
-                config.image(image)?;
-                config
-                    .output_dir
-                    .join(image)
-                    .join(version.trim_start_matches('v'))
-                    .join(record::FILE_NAME)
-            }
-            (None, None, None, Some(tag)) => {
-                let r = config.tag_format.parse_tag(tag)?;
-                config.image(r.name.as_str())?;
-                config
-                    .output_dir
-                    .join(r.name.as_str())
-                    .join(r.version.to_string())
-                    .join(record::FILE_NAME)
-            }
-            _ => anyhow::bail!(
-                "say what to publish: --record FILE, --image NAME --version X.Y.Z, or --tag TAG"
-            ),
-        };
+        if args.build_info && args.build_name.is_none() {
+            anyhow::bail!("--build-info needs --build-name and --build-number");
+        }
+        let (_, record_path) = args.target.locate(&config)?;
         let loaded = Record::read(&record_path)?;
         let gate_override = match publish::gate(&loaded.record, args.override_gate.as_deref()) {
             Ok(o) => o,
             Err(reason) => return Ok(Outcome::CheckFailed(vec![format!("scan gate: {reason}")])),
         };
-        let spec = match &args.store {
-            Some(url) => StoreSpec {
-                url: StoreUrl::parse(url, &std::env::current_dir()?).context("--store")?,
-                ..config.store.clone()
-            },
-            None => config.store.clone(),
-        };
+        let spec = config
+            .primary_store(args.store.as_deref())
+            .context("--store")?;
         let store = store::open(&spec, &ui)?;
         let build = args.build_name.as_deref().zip(args.build_number.as_deref());
         match publish::publish(

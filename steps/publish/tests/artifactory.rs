@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "servers/artifactory.rs"]
+#[path = "../../../tests/support/artifactory.rs"]
 mod artifactory;
+#[path = "../../../tests/support/built.rs"]
 mod common;
 #[path = "../../../tests/support/server.rs"]
 mod server;

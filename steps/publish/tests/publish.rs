@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../tests/support/built.rs"]
 mod common;
 #[path = "../../../tests/support/step.rs"]
 mod support;
@@ -226,7 +227,7 @@ fn bad_input_exits_2() {
     let out = repo.run(&[]);
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("say what to publish"),
+        stderr(&out).contains("say which image version"),
         "{}",
         stderr(&out)
     );

@@ -1,14 +1,32 @@
-//! `imagepipe-replicate-check`: Prove every site's store holds the image with the same bytes, in time.
+//! `imagepipe-replicate-check`: prove every site's store holds the image with the same bytes, in time.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::step::{self, CommonArgs};
+use imagepipe::config::Config;
+use imagepipe::env;
+use imagepipe::http::{HttpOptions, RetryPolicy};
+use imagepipe::record::Record;
+use imagepipe::replicate::{self, CheckOptions, Event, Reference, Target, Verdict};
+use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
+use imagepipe::store::{self, StoreError};
 
-/// Prove every site's store holds the image with the same bytes, in time.
+/// Prove every site's store holds an image version with the same bytes as the primary store.
 ///
-/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
-/// laid out now. It exits 2 without doing anything.
+/// Each site of imagepipe.toml (or those chosen with --site) is asked, concurrently, for the
+/// version's record and every artifact's sha256: Artifactory's File Info, an OCI registry's
+/// manifest and blobs, or the files of a local store. Each site gets one verdict: present,
+/// missing, mismatched, stale (an older version is the newest there), unreachable or
+/// unauthorised. With --wait, incomplete sites are checked again, with backoff, until they are
+/// complete or the time is up. Sites past their `sla` since the build finished are flagged.
+///
+/// The results go into the local record's replication section when the record is there.
+///
+/// Exit codes: 0 every selected site holds the version; 1 a site does not (each is named with
+/// its reason); 2 the check could not run (usage, configuration, the primary store).
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-replicate-check",
@@ -17,6 +35,41 @@ use imagepipe::step::{self, CommonArgs};
     max_term_width = 100
 )]
 struct Args {
+    #[command(flatten)]
+    target: VersionArgs,
+
+    /// Check only these sites (repeat, or separate with commas); default: every site.
+    #[arg(long = "site", env = env::SITES, value_name = "NAME", value_delimiter = ',')]
+    sites: Vec<String>,
+
+    /// Ask the primary Artifactory to run its push replication for this version first.
+    #[arg(long, env = env::TRIGGER_REPLICATION)]
+    trigger_replication: bool,
+
+    /// Keep checking incomplete sites for up to this long (`30m`, `2h`); default: check once.
+    #[arg(long, env = env::WAIT, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    wait: Option<Duration>,
+
+    /// First pause between checks while waiting; it doubles up to 2m.
+    #[arg(long, env = env::POLL_INTERVAL, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    poll_interval: Duration,
+
+    /// Sites checked at once.
+    #[arg(long, env = env::CONCURRENCY, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+
+    /// Requests in flight per site.
+    #[arg(long, env = env::REQUESTS_PER_SITE, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    requests_per_site: u16,
+
+    /// A site that has not answered completely within this is unreachable for that check.
+    #[arg(long, env = env::SITE_TIMEOUT, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2m")]
+    site_timeout: Duration,
+
+    /// Use this store as the primary instead of imagepipe.toml's [store].
+    #[arg(long, env = env::STORE, value_name = "URL")]
+    store: Option<String>,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -29,10 +82,109 @@ fn cli_is_well_formed() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    step::run("imagepipe-replicate-check", &args.common, |_ui| async {
-        anyhow::bail!(
-            "imagepipe-replicate-check is not implemented in this release; see the project's open issues"
-        )
+    let args = step::parse::<Args>();
+    let common = args.common.clone();
+    step::run("imagepipe-replicate-check", &common, |ui| async move {
+        let config = Config::discover(args.common.config.as_deref())?;
+        let (image, record_path) = args.target.locate(&config)?;
+        let sites = config.select_sites(&args.sites)?;
+        let primary = store::open(&config.primary_store(args.store.as_deref())?, &ui)?;
+        let reference = Reference::fetch(primary.as_ref(), &image)
+            .await
+            .context("the primary store is the reference; publish the version before checking its replication")?;
+
+        if args.trigger_replication {
+            match primary.trigger_replication(&image).await {
+                Ok(()) => ui.info(&format!(
+                    "asked {} to replicate {image}",
+                    primary.location()
+                )),
+                Err(e) => ui.warn(&format!("could not trigger replication: {e}")),
+            }
+        }
+
+        // A check is repeated by --wait; a dead site should fail fast rather than retry long.
+        let http = HttpOptions {
+            timeout: args.site_timeout,
+            connect_timeout: args.site_timeout.min(Duration::from_secs(15)),
+            retry: RetryPolicy {
+                retries: 2,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(5),
+            },
+            ..HttpOptions::default()
+        };
+        let targets = sites
+            .into_iter()
+            .map(|site| {
+                let store = store::open_with(&site.store, &ui, http.clone())
+                    .with_context(|| format!("site {}", site.name))?;
+                Ok(Target { site, store })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let options = CheckOptions {
+            concurrency: args.concurrency.into(),
+            requests_per_site: args.requests_per_site.into(),
+            site_timeout: args.site_timeout,
+            wait: args.wait,
+            poll: args.poll_interval,
+            ..CheckOptions::default()
+        };
+        let status_warned = AtomicBool::new(false);
+        let status = || async {
+            match primary.replication_status().await {
+                Ok(t) => t,
+                Err(StoreError::Unsupported(_)) => Vec::new(),
+                Err(e) => {
+                    if !status_warned.swap(true, Ordering::Relaxed) {
+                        ui.warn(&format!("replication status unavailable: {e}"));
+                    }
+                    Vec::new()
+                }
+            }
+        };
+        let total = targets.len();
+        let mut complete = 0;
+        let results =
+            replicate::check_all(
+                &targets,
+                &reference,
+                &options,
+                status,
+                |event| match event {
+                    Event::Result(r, round) => {
+                        if r.verdict == Verdict::Present {
+                            complete += 1;
+                        }
+                        if round == 1 || r.verdict == Verdict::Present {
+                            ui.info(&format!(
+                                "{:<12} {:<12} {complete}/{total} complete{}",
+                                r.site,
+                                r.verdict,
+                                r.detail
+                                    .as_deref()
+                                    .map(|d| format!(" ({d})"))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                    }
+                    Event::Waiting { pending, next } => ui.info(&format!(
+                        "waiting for {}; next check in {}",
+                        pending.join(", "),
+                        humantime::format_duration(next)
+                    )),
+                },
+            )
+            .await;
+
+        if record_path.is_file() {
+            let mut local = Record::read(&record_path)?.record;
+            if local.id() == image {
+                local.replication = Some(replicate::section(local.replication.as_ref(), &results));
+                local.write(&record_path)?;
+            }
+        }
+        Ok::<Outcome, anyhow::Error>(replicate::report(&ui, &reference, &results)?)
     })
 }

@@ -29,7 +29,7 @@ fn cli_is_well_formed() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = step::parse::<Args>();
     step::run("imagepipe-scan", &args.common, |_ui| async {
         anyhow::bail!(
             "imagepipe-scan is not implemented in this release; see the project's open issues"

@@ -99,7 +99,7 @@ fn cli_is_well_formed() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-tag", &common, |ui| async move {
         let config = Config::discover(args.common.config.as_deref())?;

@@ -12,6 +12,12 @@
 //!   <https://jfrog.com/help/r/jfrog-rest-apis/item-properties>
 //! - AQL (`items.find({...}).include(...)`, the `repo`, `path` with `$match` and `name`
 //!   criteria): <https://jfrog.com/help/r/jfrog-rest-apis/artifactory-query-language>
+//! - Scheduled Replication Status: `GET /artifactory/api/replication/<repo>` →
+//!   `{status, lastCompleted, targets:[{url, repoKey, status, lastCompleted}], repositories}`:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/scheduled-replication-status>
+//! - Push replication on demand: `POST /artifactory/api/replication/execute/<repo>/<path>` runs
+//!   the configured push replication of that path (here: copies it into the peer servers):
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/pull/push-replication-deprecated>
 //! - Errors: `{"errors":[{"status":N,"message":"…"}]}`; 401 for bad credentials:
 //!   <https://jfrog.com/help/r/jfrog-rest-apis/error-responses>
 
@@ -56,8 +62,22 @@ pub struct Upload {
     pub status: String,
 }
 
+/// A push-replication target: another test server.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub repo_key: String,
+    pub status: String,
+    pub last_completed: Option<String>,
+    pub peer: Shared,
+}
+
 #[derive(Debug, Default)]
 pub struct Server {
+    /// Every answer waits this long first (a far-away site).
+    pub delay: std::time::Duration,
+    /// Push replication targets, with the status `GET /api/replication/<repo>` reports.
+    pub targets: Vec<Target>,
     pub repo: String,
     /// Whether `/api/v1/uploads/config` offers multipart upload.
     pub multipart: bool,
@@ -146,7 +166,14 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             header("x-checksum-sha256"),
         )
     };
-    state.lock().unwrap().log.push(format!("{method} {path}"));
+    let delay = {
+        let mut s = state.lock().unwrap();
+        s.log.push(format!("{method} {path}"));
+        s.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     // Multipart upload: the session token is the credential of the per-session calls, and a
     // part URL carries it in its query.
     // <https://jfrog.com/help/r/jfrog-rest-apis/multipart-upload> (Artifactory 7.82.2+)
@@ -218,6 +245,44 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         }
         state.lock().unwrap().builds.push(doc);
         return Response::builder().status(204).body(Body::empty()).unwrap();
+    }
+    if let Some(rest) = rest.strip_prefix("api/replication/") {
+        let mut s = state.lock().unwrap();
+        if method == Method::GET && rest == repo {
+            let targets: Vec<Value> = s
+                .targets
+                .iter()
+                .map(|t| json!({ "url": t.url, "repoKey": t.repo_key, "status": t.status, "lastCompleted": t.last_completed }))
+                .collect();
+            let overall = s.targets.first().map_or("never_run", |t| t.status.as_str());
+            return answer(
+                200,
+                json!({ "status": overall, "lastCompleted": s.targets.first().and_then(|t| t.last_completed.clone()), "targets": targets, "repositories": {} }),
+            );
+        }
+        if method == Method::POST
+            && let Some(prefix) = rest
+                .strip_prefix("execute/")
+                .and_then(|r| r.strip_prefix(&format!("{repo}/")))
+        {
+            let prefix = decode(prefix);
+            let items: Vec<(String, Item)> = s
+                .items
+                .iter()
+                .filter(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, i)| (p.clone(), i.clone()))
+                .collect();
+            for t in &mut s.targets {
+                let mut peer = t.peer.lock().unwrap();
+                for (p, i) in &items {
+                    peer.items.insert(p.clone(), i.clone());
+                }
+                t.status = "ok".into();
+                t.last_completed = Some("2026-11-22T10:05:00.000Z".into());
+            }
+            return Response::builder().status(200).body(Body::empty()).unwrap();
+        }
+        return error(404, "Not Found");
     }
     if method == Method::POST && rest == "api/search/aql" {
         let body = to_bytes(req.into_body(), 1 << 20).await.unwrap();
