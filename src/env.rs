@@ -86,6 +86,21 @@ pub const REQUESTS_PER_SITE: &str = "IMAGEPIPE_REQUESTS_PER_SITE";
 /// `imagepipe-replicate-check`: a site that has not answered within this is unreachable.
 pub const SITE_TIMEOUT: &str = "IMAGEPIPE_SITE_TIMEOUT";
 
+/// `imagepipe-import`: the library item's name; `{image}` (with `/` as `-`) and `{version}`.
+pub const ITEM_NAME: &str = "IMAGEPIPE_ITEM_NAME";
+/// `imagepipe-import`: `item-per-image` or `item-per-version`.
+pub const LAYOUT: &str = "IMAGEPIPE_LAYOUT";
+/// `imagepipe-import`: with `item-per-version`, how many versions of an image to keep.
+pub const KEEP: &str = "IMAGEPIPE_KEEP";
+/// `imagepipe-import`: `push` (through the step) or `pull` (vCenter fetches from the store).
+pub const TRANSFER: &str = "IMAGEPIPE_TRANSFER";
+/// `imagepipe-import`: the vSphere REST generation, `auto`, `rest` (6.5, 6.7) or `api` (7.0U2+).
+pub const VSPHERE_API: &str = "IMAGEPIPE_VSPHERE_API";
+/// `imagepipe-import`: the artifact to import, by name (default: the record's one OVA).
+pub const ARTIFACT: &str = "IMAGEPIPE_ARTIFACT";
+/// `imagepipe-import`: how long to wait for subscribed libraries to show the new item.
+pub const SYNC_WAIT: &str = "IMAGEPIPE_SYNC_WAIT";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

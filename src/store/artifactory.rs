@@ -730,6 +730,19 @@ impl Store for ArtifactoryStore {
         Ok(())
     }
 
+    async fn open_artifact(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Box<dyn super::ArtifactReader>, StoreError> {
+        Ok(Box::new(super::HttpReader::new(
+            self.client.clone(),
+            self.auth.clone(),
+            self.artifact_location(image, artifact),
+            artifact.size,
+        )))
+    }
+
     async fn artifact_digest(
         &self,
         image: &ImageRef,

@@ -205,6 +205,16 @@ impl Store for LocalStore {
         }
     }
 
+    async fn open_artifact(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Box<dyn super::ArtifactReader>, StoreError> {
+        let path = PathBuf::from(self.artifact_location(image, artifact));
+        let reader = super::FileReader::open(path.clone()).map_err(self.io(&path))?;
+        Ok(Box::new(reader))
+    }
+
     // Overridden to hash all files at once, in parallel.
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
         let files: Vec<(PathBuf, &FileArtifact)> = record

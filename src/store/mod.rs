@@ -7,6 +7,7 @@
 mod artifactory;
 mod local;
 mod oci;
+mod reader;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use semver::{Version, VersionReq};
 pub use artifactory::ArtifactoryStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
+pub use reader::{ArtifactReader, ByteStream, FileReader, HttpReader, MemoryReader};
 
 use crate::config::StoreSpec;
 use crate::hash::Sha256Hex;
@@ -302,6 +304,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         image: &ImageRef,
         artifact: &FileArtifact,
     ) -> Result<Option<Sha256Hex>, StoreError>;
+
+    /// Random access to a stored artifact, to read parts of it in place.
+    async fn open_artifact(
+        &self,
+        image: &ImageRef,
+        artifact: &FileArtifact,
+    ) -> Result<Box<dyn ArtifactReader>, StoreError>;
 
     /// Checks that every file artifact of the record is present with its recorded digest.
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {

@@ -1,14 +1,32 @@
-//! `imagepipe-import`: Import an image into each site's vSphere Content Library or VCSP library.
+//! `imagepipe-import`: bring the image into each site's vSphere Content Library (or VCSP library).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use imagepipe::step::{self, CommonArgs};
+use imagepipe::config::Config;
+use imagepipe::env;
+use imagepipe::import::{self, ImportOptions};
+use imagepipe::library::Layout;
+use imagepipe::library::vsphere::Generation;
+use imagepipe::record::Record;
+use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 
-/// Import an image into each site's vSphere Content Library or VCSP library.
+/// Import an image version into every site's content library, from the site's own store.
 ///
-/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
-/// laid out now. It exits 2 without doing anything.
+/// Per site of imagepipe.toml (or those chosen with --site), the version's OVA is read in place
+/// from the site's store and becomes an OVF library item: in a vCenter content library (the
+/// /rest API of 6.5/6.7 or the /api of 7.0U2+), or in a VMware Content Subscription Protocol
+/// library directory (vcsp:PATH, the embedded default) that vCenters subscribe to. The item is
+/// found by name and updated in place, so its id stays; its description carries the version and
+/// the record's sha256, and importing the same record again changes nothing. Every file is
+/// checked against the OVA's manifest. A failed import fails vCenter's update session and
+/// removes an item it created, so nothing half-imported remains. Subscribed libraries of the
+/// site are synced afterwards.
+///
+/// Exit codes: 0 imported (or already there) at every site; 2 a site could not be imported
+/// (each is named with its reason; the others are still imported), or a usage or
+/// configuration error.
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-import",
@@ -18,7 +36,49 @@ use imagepipe::step::{self, CommonArgs};
 )]
 struct Args {
     #[command(flatten)]
+    target: VersionArgs,
+
+    /// Import only at these sites (repeat, or separate with commas); default: every site.
+    #[arg(long = "site", env = env::SITES, value_name = "NAME", value_delimiter = ',')]
+    sites: Vec<String>,
+
+    /// The library item's name: {image} (with / as -) and {version}.
+    #[arg(long, env = env::ITEM_NAME, value_name = "TEMPLATE", default_value = "{image}")]
+    item_name: String,
+
+    /// One item per image updated in place, or one item per version.
+    #[arg(long, env = env::LAYOUT, value_enum, default_value_t = Layout::ItemPerImage)]
+    layout: Layout,
+
+    /// With item-per-version: how many versions of the image to keep; older items are deleted.
+    #[arg(long, env = env::KEEP, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
+
+    /// push: the step streams the files from the site's store to vCenter; pull: vCenter
+    /// fetches the OVA from the site's store itself.
+    #[arg(long, env = env::TRANSFER, value_enum, default_value_t = TransferMode::Push)]
+    transfer: TransferMode,
+
+    /// The vSphere REST generation: auto, rest (6.5, 6.7) or api (7.0U2 and later).
+    #[arg(long = "vsphere-api", env = env::VSPHERE_API, value_enum, default_value_t = Generation::Auto)]
+    generation: Generation,
+
+    /// The artifact to import, by name; default: the record's one OVA.
+    #[arg(long, env = env::ARTIFACT, value_name = "NAME")]
+    artifact: Option<String>,
+
+    /// How long to wait for a site's subscribed libraries to show the item.
+    #[arg(long, env = env::SYNC_WAIT, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
+    sync_wait: Duration,
+
+    #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransferMode {
+    Push,
+    Pull,
 }
 
 #[cfg(test)]
@@ -30,9 +90,53 @@ fn cli_is_well_formed() {
 
 fn main() -> ExitCode {
     let args = step::parse::<Args>();
-    step::run("imagepipe-import", &args.common, |_ui| async {
-        anyhow::bail!(
-            "imagepipe-import is not implemented in this release; see the project's open issues"
-        )
+    let common = args.common.clone();
+    step::run("imagepipe-import", &common, |ui| async move {
+        let config = Config::discover(args.common.config.as_deref())?;
+        let (image, record_path) = args.target.locate(&config)?;
+        let sites = config.select_sites(&args.sites)?;
+        let options = ImportOptions {
+            item_name: args.item_name.clone(),
+            layout: args.layout,
+            keep: args.keep.into(),
+            pull: args.transfer == TransferMode::Pull,
+            generation: args.generation,
+            artifact: args.artifact.clone(),
+            sync_deadline: args.sync_wait,
+        };
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for site in &sites {
+            // The size is known once the OVA's index has been read.
+            let bar = std::sync::OnceLock::new();
+            let label = format!("{}: {image}", site.name);
+            let result = import::import_site(site, &image, &options, &ui, &|n, total| {
+                bar.get_or_init(|| ui.progress(&label, Some(total))).set(n);
+            })
+            .await;
+            if let Some(bar) = bar.get() {
+                bar.finish();
+            }
+            match result {
+                Ok(imported) => done.push((site.name.clone(), imported)),
+                Err(e) => {
+                    ui.error(&format!("site {}: {e}", site.name));
+                    failed.push(site.name.clone());
+                }
+            }
+        }
+        if record_path.is_file() && !done.is_empty() {
+            let mut local = Record::read(&record_path)?.record;
+            if local.id() == image {
+                local.import = Some(import::section(local.import.as_ref(), &done));
+                local.write(&record_path)?;
+            }
+        }
+        import::report(&ui, &image, &done, &failed)?;
+        if failed.is_empty() {
+            Ok(Outcome::Done)
+        } else {
+            anyhow::bail!("not imported at: {}", failed.join(", "))
+        }
     })
 }

@@ -48,7 +48,17 @@ build {
     ]
   }
 
-  post-processor "manifest" {
-    output = var.imagepipe_manifest
+  # The content libraries of the sites import OVAs: package the hardened disk as one, and
+  # record both files (artifice makes them this build's artifact for the manifest).
+  post-processors {
+    post-processor "shell-local" {
+      inline = ["${path.root}/../../../scripts/make-ova '${local.disk}' global-debian-12 '${var.imagepipe_output_dir}'"]
+    }
+    post-processor "artifice" {
+      files = [local.disk, "${var.imagepipe_output_dir}/global-debian-12.ova"]
+    }
+    post-processor "manifest" {
+      output = var.imagepipe_manifest
+    }
   }
 }

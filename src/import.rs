@@ -1,0 +1,265 @@
+//! Importing a published image version into each site's content library, from the site's own
+//! store: the OVA is read in place there and its descriptor and disks go to the library.
+
+use chrono::Utc;
+
+use crate::config::{LibrarySpec, Site};
+use crate::image::ImageRef;
+use crate::library::vcsp::VcspLibrary;
+use crate::library::vsphere::{Generation, Transfer, VSphere};
+use crate::library::{ImportRequest, Imported, Layout, LibraryError};
+use crate::ova::OvaError;
+use crate::record::{Format, ImportSection, SiteImport};
+use crate::secret::Auth;
+use crate::step::Ui;
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ova(#[from] OvaError),
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    #[error("site {0} has no `library` in imagepipe.toml; add one or leave the site out with --site")]
+    NoLibrary(String),
+    #[error("{image} has no OVA artifact{which}; content libraries import OVAs: add one to the template's outputs, or name it with --artifact")]
+    NoOva { image: String, which: String },
+    #[error("{image} has several OVA artifacts ({names}); name one with --artifact")]
+    SeveralOvas { image: String, names: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("site {site}: library credentials: {message}")]
+    Credentials { site: String, message: String },
+}
+
+/// How to import, the same for every site.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Item name template: `{image}` (with `/` as `-`) and `{version}`.
+    pub item_name: String,
+    pub layout: Layout,
+    pub keep: usize,
+    pub pull: bool,
+    pub generation: Generation,
+    /// The artifact to import, by name; default: the record's one OVA.
+    pub artifact: Option<String>,
+    /// How long to wait for subscribed libraries to show the item.
+    pub sync_deadline: std::time::Duration,
+}
+
+/// Imports `image` from the site's store into the site's library.
+pub async fn import_site(
+    site: &Site,
+    image: &ImageRef,
+    options: &ImportOptions,
+    ui: &Ui,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Imported, ImportError> {
+    let library = site
+        .library
+        .as_ref()
+        .ok_or_else(|| ImportError::NoLibrary(site.name.clone()))?;
+    let store = store::open(&site.store, ui)?;
+    let loaded = store.fetch_record(image).await?;
+    let files: Vec<_> = loaded
+        .record
+        .artifacts
+        .iter()
+        .filter(|a| match &options.artifact {
+            Some(name) => &a.name == name,
+            None => a.file().is_some_and(|f| f.format == Format::Ova),
+        })
+        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.clone())))
+        .collect();
+    let artifact = match files.as_slice() {
+        [(_, f)] => f.clone(),
+        [] => {
+            return Err(ImportError::NoOva {
+                image: image.to_string(),
+                which: options
+                    .artifact
+                    .as_ref()
+                    .map(|a| format!(" named `{a}`"))
+                    .unwrap_or_default(),
+            });
+        }
+        many => {
+            return Err(ImportError::SeveralOvas {
+                image: image.to_string(),
+                names: many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    };
+    let reader = store.open_artifact(image, &artifact).await?;
+    let package = crate::ova::read(reader.as_ref()).await?;
+    let total: u64 = package.parts().map(|m| m.size).sum();
+    let request = ImportRequest::new(
+        image,
+        loaded.sha256,
+        &options.item_name,
+        options.layout,
+        options.keep,
+    );
+    let member_progress = |n: u64| progress(n, total);
+
+    if let Some(path) = library.url.strip_prefix("vcsp:") {
+        if path.contains("://") {
+            return Err(ImportError::Unsupported(format!(
+                "site {}: VCSP libraries are written to a directory in this release (vcsp:PATH); serve it, or sync it into Artifactory, for vCenters to subscribe",
+                site.name
+            )));
+        }
+        let lib = VcspLibrary::new(path.into());
+        return Ok(lib
+            .import(&request, reader.as_ref(), &package, &member_progress)
+            .await?);
+    }
+
+    let vsphere = vsphere_client(site, library, options.generation, ui)?;
+    let transfer = if options.pull {
+        let url = store.artifact_location(image, &artifact);
+        if !url.starts_with("http") {
+            return Err(ImportError::Unsupported(format!(
+                "site {}: PULL needs the site's store on HTTP(S) for vCenter to fetch from; {url} is not; use PUSH",
+                site.name
+            )));
+        }
+        Transfer::Pull {
+            thumbprint: None,
+            url,
+        }
+    } else {
+        Transfer::Push
+    };
+    let result = vsphere
+        .import(&request, reader.as_ref(), &package, &transfer, &member_progress)
+        .await;
+    let result = match result {
+        Ok(mut imported) if !library.subscribed.is_empty() => {
+            match vsphere
+                .sync_subscribed(&library.subscribed, &request.item_name, options.sync_deadline)
+                .await
+            {
+                Ok(lines) => {
+                    imported.synced = lines;
+                    Ok(imported)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        other => other.map_err(Into::into),
+    };
+    vsphere.logout().await;
+    result
+}
+
+fn vsphere_client(
+    site: &Site,
+    library: &LibrarySpec,
+    generation: Generation,
+    ui: &Ui,
+) -> Result<VSphere, ImportError> {
+    let credentials = |message: String| ImportError::Credentials {
+        site: site.name.clone(),
+        message,
+    };
+    let (username, password) = match library.credentials.resolve(ui) {
+        Ok(Auth::Basic { username, password }) => (username, password),
+        Ok(_) => {
+            return Err(credentials(
+                "a vCenter needs username_env and password_env (or password_file)".into(),
+            ));
+        }
+        Err(e) => return Err(credentials(e.to_string())),
+    };
+    let client = crate::http::HttpClient::new(&crate::http::HttpOptions {
+        tls: library.tls.clone(),
+        ..Default::default()
+    })
+    .map_err(|source| LibraryError::Http {
+        library: library.url.clone(),
+        source,
+    })?;
+    Ok(VSphere::new(
+        client,
+        &library.url,
+        library.library.as_deref().unwrap_or_default(),
+        username,
+        password,
+        generation,
+    ))
+}
+
+/// The record's import section after this run: results for these sites replace earlier ones.
+pub fn section(previous: Option<&ImportSection>, results: &[(String, Imported)]) -> ImportSection {
+    let mut sites: Vec<SiteImport> = previous.map(|p| p.sites.clone()).unwrap_or_default();
+    for (site, imported) in results {
+        sites.retain(|s| &s.site != site);
+        sites.push(SiteImport {
+            site: site.clone(),
+            library: imported.library.clone(),
+            item: imported.item.clone(),
+            item_version: imported.item_version.clone(),
+            imported_at: Utc::now(),
+        });
+    }
+    sites.sort_by(|a, b| a.site.cmp(&b.site));
+    ImportSection { sites }
+}
+
+/// Reports the imports on every channel of the step contract.
+pub fn report(
+    ui: &Ui,
+    image: &ImageRef,
+    done: &[(String, Imported)],
+    failed: &[String],
+) -> std::io::Result<()> {
+    let mut rows = Vec::new();
+    for (site, i) in done {
+        let what = if i.changed { "imported" } else { "already there" };
+        ui.info(&format!(
+            "{site:<12} {what:<14} {} item `{}` ({}) version {}",
+            i.library, i.item, i.item_id, i.item_version
+        ));
+        for name in &i.removed {
+            ui.info(&format!("{site:<12} removed older item `{name}`"));
+        }
+        for line in &i.synced {
+            ui.info(&format!("{site:<12} subscribed {line}"));
+        }
+        rows.push(format!(
+            "| {site} | {what} | `{}` | `{}` | {} |",
+            i.library, i.item, i.item_version
+        ));
+    }
+    for site in failed {
+        rows.push(format!("| {site} | **failed** | | | |"));
+    }
+    let items: Vec<serde_json::Value> = done
+        .iter()
+        .map(|(site, i)| {
+            serde_json::json!({
+                "site": site, "library": i.library, "item": i.item, "item_id": i.item_id,
+                "item_version": i.item_version, "changed": i.changed, "removed": i.removed,
+                "synced": i.synced,
+            })
+        })
+        .collect();
+    ui.output("items", &serde_json::Value::Array(items.clone()).to_string())?;
+    ui.output("failed-sites", &failed.join(","))?;
+    ui.summary(&format!(
+        "### imagepipe-import: `{}` {}\n\n| site | result | library | item | item version |\n| --- | --- | --- | --- | --- |\n{}\n",
+        image.name,
+        image.version,
+        rows.join("\n")
+    ))?;
+    ui.json(&serde_json::json!({
+        "image": image.name,
+        "version": image.version.to_string(),
+        "sites": items,
+        "failed": failed,
+    }));
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Content libraries: where a site's VMs are deployed from. An image version arrives as an OVF
+//! library item, in a vCenter's content library ([`vsphere`]) or in a VMware Content
+//! Subscription Protocol library that vCenters subscribe to ([`vcsp`]).
+
+pub mod vcsp;
+pub mod vsphere;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::hash::Sha256Hex;
+use crate::image::ImageRef;
+use crate::ova::{Member, Package};
+use crate::store::ArtifactReader;
+
+/// How versions map to library items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One item per image, updated in place: its id stays, consumers follow it.
+    #[default]
+    ItemPerImage,
+    /// One item per version, named with it; the newest `--keep` stay.
+    ItemPerVersion,
+}
+
+/// Properties imagepipe keeps on items it manages, to know them again.
+pub const PROP_IMAGE: &str = "imagepipe.image";
+pub const PROP_VERSION: &str = "imagepipe.version";
+pub const PROP_RECORD: &str = "imagepipe.record_sha256";
+
+/// What to import, and as which item.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub image: ImageRef,
+    pub record_sha256: Sha256Hex,
+    pub item_name: String,
+    pub description: String,
+    pub layout: Layout,
+    /// With [`Layout::ItemPerVersion`], how many items of the image to keep.
+    pub keep: usize,
+}
+
+impl ImportRequest {
+    pub fn new(
+        image: &ImageRef,
+        record_sha256: Sha256Hex,
+        name_template: &str,
+        layout: Layout,
+        keep: usize,
+    ) -> Self {
+        let base = name_template.replace("{image}", &image.name.as_str().replace('/', "-"));
+        let item_name = match layout {
+            Layout::ItemPerImage => base.replace("{version}", &image.version.to_string()),
+            Layout::ItemPerVersion if name_template.contains("{version}") => {
+                base.replace("{version}", &image.version.to_string())
+            }
+            Layout::ItemPerVersion => format!("{base}-{}", image.version),
+        };
+        Self {
+            image: image.clone(),
+            record_sha256,
+            description: format!(
+                "{} {} (imagepipe record sha256 {record_sha256})",
+                image.name, image.version
+            ),
+            item_name,
+            layout,
+            keep,
+        }
+    }
+
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (PROP_IMAGE.into(), self.image.name.to_string()),
+            (PROP_VERSION.into(), self.image.version.to_string()),
+            (PROP_RECORD.into(), self.record_sha256.to_string()),
+        ])
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    pub library: String,
+    pub item: String,
+    pub item_id: String,
+    pub item_version: String,
+    /// False when the item already held this version: nothing was sent.
+    pub changed: bool,
+    /// Items removed by retention.
+    pub removed: Vec<String>,
+    /// Subscribed libraries synced, with what they reported.
+    pub synced: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("{library}: {message}")]
+    Failed { library: String, message: String },
+    #[error("{library}: {path}: {source}")]
+    Io {
+        library: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{library}: reading {member} from the store: {source}")]
+    Source {
+        library: String,
+        member: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{library}: `{member}` does not match the OVA manifest ({algorithm} {actual}, the manifest says {expected}); the package is corrupt"
+    )]
+    Checksum {
+        library: String,
+        member: String,
+        algorithm: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{library}: {method} {url}: {status}: {message}")]
+    Remote {
+        library: String,
+        method: String,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{library}: {method} {url}: {status}: not authorised; check the library's credentials in imagepipe.toml")]
+    Unauthorized {
+        library: String,
+        method: String,
+        url: String,
+        status: u16,
+    },
+    #[error("{library}: {source}")]
+    Http {
+        library: String,
+        source: crate::http::HttpError,
+    },
+}
+
+/// Digests of a member computed while it streams, checked against the OVA manifest.
+pub(crate) struct MemberHasher {
+    sha256: sha2::Sha256,
+    sha1: Option<sha1::Sha1>,
+    sha512: Option<sha2::Sha512>,
+}
+
+impl MemberHasher {
+    pub(crate) fn new(package: &Package, member: &Member) -> Self {
+        let alg = package
+            .checksums
+            .get(&member.name)
+            .map(|c| c.algorithm.as_str());
+        Self {
+            sha256: sha2::Digest::new(),
+            sha1: (alg == Some("SHA1")).then(sha2::Digest::new),
+            sha512: (alg == Some("SHA512")).then(sha2::Digest::new),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha512 {
+            h.update(bytes);
+        }
+    }
+
+    /// The member's sha256, after checking the manifest's checksum when there is one.
+    pub(crate) fn finish(
+        self,
+        library: &str,
+        package: &Package,
+        member: &Member,
+    ) -> Result<Sha256Hex, LibraryError> {
+        use sha2::Digest as _;
+        let sha256 = Sha256Hex::from_hasher(self.sha256);
+        if let Some(want) = package.checksums.get(&member.name) {
+            let actual = match want.algorithm.as_str() {
+                "SHA1" => hex::encode(self.sha1.map(|h| h.finalize()).unwrap_or_default()),
+                "SHA512" => hex::encode(self.sha512.map(|h| h.finalize()).unwrap_or_default()),
+                _ => sha256.to_string(),
+            };
+            if actual != want.hex {
+                return Err(LibraryError::Checksum {
+                    library: library.to_string(),
+                    member: member.name.clone(),
+                    algorithm: want.algorithm.clone(),
+                    expected: want.hex.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(sha256)
+    }
+}
+
+/// Streams one member from the store through `sink`, hashing it on the way; the manifest's
+/// checksum is checked at the end.
+pub(crate) async fn copy_member<F, Fut>(
+    library: &str,
+    reader: &dyn ArtifactReader,
+    package: &Package,
+    member: &Member,
+    mut sink: F,
+) -> Result<Sha256Hex, LibraryError>
+where
+    F: FnMut(bytes::Bytes) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    use futures_util::StreamExt as _;
+    let source = |source| LibraryError::Source {
+        library: library.to_string(),
+        member: member.name.clone(),
+        source,
+    };
+    let mut stream = reader
+        .stream(member.offset, member.size)
+        .await
+        .map_err(source)?;
+    let mut hasher = MemberHasher::new(package, member);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(source)?;
+        hasher.update(&chunk);
+        sink(chunk).await.map_err(|source| LibraryError::Io {
+            library: library.to_string(),
+            path: member.name.clone().into(),
+            source,
+        })?;
+    }
+    hasher.finish(library, package, member)
+}
