@@ -22,9 +22,13 @@ pub enum ImportError {
     Ova(#[from] OvaError),
     #[error(transparent)]
     Library(#[from] LibraryError),
-    #[error("site {0} has no `library` in imagepipe.toml; add one or leave the site out with --site")]
+    #[error(
+        "site {0} has no `library` in imagepipe.toml; add one or leave the site out with --site"
+    )]
     NoLibrary(String),
-    #[error("{image} has no OVA artifact{which}; content libraries import OVAs: add one to the template's outputs, or name it with --artifact")]
+    #[error(
+        "{image} has no OVA artifact{which}; content libraries import OVAs: add one to the template's outputs, or name it with --artifact"
+    )]
     NoOva { image: String, which: String },
     #[error("{image} has several OVA artifacts ({names}); name one with --artifact")]
     SeveralOvas { image: String, names: String },
@@ -88,7 +92,11 @@ pub async fn import_site(
         many => {
             return Err(ImportError::SeveralOvas {
                 image: image.to_string(),
-                names: many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                names: many
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     };
@@ -134,12 +142,22 @@ pub async fn import_site(
         Transfer::Push
     };
     let result = vsphere
-        .import(&request, reader.as_ref(), &package, &transfer, &member_progress)
+        .import(
+            &request,
+            reader.as_ref(),
+            &package,
+            &transfer,
+            &member_progress,
+        )
         .await;
     let result = match result {
         Ok(mut imported) if !library.subscribed.is_empty() => {
             match vsphere
-                .sync_subscribed(&library.subscribed, &request.item_name, options.sync_deadline)
+                .sync_subscribed(
+                    &library.subscribed,
+                    &request.item_name,
+                    options.sync_deadline,
+                )
                 .await
             {
                 Ok(lines) => {
@@ -218,7 +236,11 @@ pub fn report(
 ) -> std::io::Result<()> {
     let mut rows = Vec::new();
     for (site, i) in done {
-        let what = if i.changed { "imported" } else { "already there" };
+        let what = if i.changed {
+            "imported"
+        } else {
+            "already there"
+        };
         ui.info(&format!(
             "{site:<12} {what:<14} {} item `{}` ({}) version {}",
             i.library, i.item, i.item_id, i.item_version
@@ -247,7 +269,10 @@ pub fn report(
             })
         })
         .collect();
-    ui.output("items", &serde_json::Value::Array(items.clone()).to_string())?;
+    ui.output(
+        "items",
+        &serde_json::Value::Array(items.clone()).to_string(),
+    )?;
     ui.output("failed-sites", &failed.join(","))?;
     ui.summary(&format!(
         "### imagepipe-import: `{}` {}\n\n| site | result | library | item | item version |\n| --- | --- | --- | --- | --- |\n{}\n",

@@ -168,7 +168,8 @@ pub async fn index(reader: &dyn ArtifactReader) -> Result<Vec<Member>, OvaError>
         if block.iter().all(|&b| b == 0) {
             return Ok(members);
         }
-        let header = Header::parse(&block).map_err(|m| bad(format!("header at byte {offset}: {m}")))?;
+        let header =
+            Header::parse(&block).map_err(|m| bad(format!("header at byte {offset}: {m}")))?;
         let data = offset + 512;
         let size = next_size.take().unwrap_or(header.size);
         let end = data
@@ -183,13 +184,16 @@ pub async fn index(reader: &dyn ArtifactReader) -> Result<Vec<Member>, OvaError>
         match header.kind {
             b'L' | b'x' => {
                 if size > MAX_HEADER_DATA {
-                    return Err(bad(format!("an extended header of {size} bytes at {offset}")));
+                    return Err(bad(format!(
+                        "an extended header of {size} bytes at {offset}"
+                    )));
                 }
                 let bytes = reader.read_at(data, size as usize).await.map_err(io)?;
                 if header.kind == b'L' {
                     next_name = Some(cstr(&bytes));
                 } else {
-                    let (name, size) = pax(&bytes).map_err(|m| bad(format!("PAX header at {offset}: {m}")))?;
+                    let (name, size) =
+                        pax(&bytes).map_err(|m| bad(format!("PAX header at {offset}: {m}")))?;
                     next_name = name.or(next_name);
                     next_size = size;
                 }
@@ -247,7 +251,13 @@ impl Header {
         let sum: u64 = block
             .iter()
             .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
             .sum();
         if stored != sum {
             return Err(format!(
@@ -314,7 +324,12 @@ fn pax(bytes: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
         if let Some((k, v)) = text.split_once('=') {
             match k {
                 "path" => name = Some(v.to_string()),
-                "size" => size = Some(v.parse().map_err(|_| format!("size `{v}` is not a number"))?),
+                "size" => {
+                    size = Some(
+                        v.parse()
+                            .map_err(|_| format!("size `{v}` is not a number"))?,
+                    )
+                }
                 _ => {}
             }
         }
@@ -545,7 +560,9 @@ mod tests {
 
         // Truncated mid-member, a corrupt header, and a size far beyond the end.
         let good = tar(&[("x.ovf", OVF.as_bytes()), ("disk1.vmdk", b"abcde")]);
-        let err = run(read(&MemoryReader(good[..700].to_vec()))).unwrap_err().to_string();
+        let err = run(read(&MemoryReader(good[..700].to_vec())))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("truncated"), "{err}");
         let mut corrupt = good.clone();
         corrupt[0] = b'y';
@@ -562,7 +579,8 @@ mod tests {
 
     #[test]
     fn manifests() {
-        let m = parse_manifest(b"SHA1(a.ovf)= 0123456789abcdef0123456789ABCDEF01234567\n\n").unwrap();
+        let m =
+            parse_manifest(b"SHA1(a.ovf)= 0123456789abcdef0123456789ABCDEF01234567\n\n").unwrap();
         assert_eq!(m["a.ovf"].algorithm, "SHA1");
         assert_eq!(m["a.ovf"].hex, "0123456789abcdef0123456789abcdef01234567");
         assert!(parse_manifest(b"SHA256(a)= 12\n").is_err());

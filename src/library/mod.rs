@@ -29,12 +29,23 @@ pub const PROP_IMAGE: &str = "imagepipe.image";
 pub const PROP_VERSION: &str = "imagepipe.version";
 pub const PROP_RECORD: &str = "imagepipe.record_sha256";
 
+/// The item name a template gives an image version.
+fn item_name(template: &str, layout: Layout, image: &ImageRef) -> String {
+    let base = template.replace("{image}", &image.name.as_str().replace('/', "-"));
+    let version = image.version.to_string();
+    match layout {
+        Layout::ItemPerVersion if !template.contains("{version}") => format!("{base}-{version}"),
+        _ => base.replace("{version}", &version),
+    }
+}
+
 /// What to import, and as which item.
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
     pub image: ImageRef,
     pub record_sha256: Sha256Hex,
     pub item_name: String,
+    name_template: String,
     pub description: String,
     pub layout: Layout,
     /// With [`Layout::ItemPerVersion`], how many items of the image to keep.
@@ -49,14 +60,6 @@ impl ImportRequest {
         layout: Layout,
         keep: usize,
     ) -> Self {
-        let base = name_template.replace("{image}", &image.name.as_str().replace('/', "-"));
-        let item_name = match layout {
-            Layout::ItemPerImage => base.replace("{version}", &image.version.to_string()),
-            Layout::ItemPerVersion if name_template.contains("{version}") => {
-                base.replace("{version}", &image.version.to_string())
-            }
-            Layout::ItemPerVersion => format!("{base}-{}", image.version),
-        };
         Self {
             image: image.clone(),
             record_sha256,
@@ -64,10 +67,21 @@ impl ImportRequest {
                 "{} {} (imagepipe record sha256 {record_sha256})",
                 image.name, image.version
             ),
-            item_name,
+            item_name: item_name(name_template, layout, image),
+            name_template: name_template.to_string(),
             layout,
             keep,
         }
+    }
+
+    /// Whether `name` is this image's item for `version` in this layout: retention only ever
+    /// touches those.
+    pub fn is_item_of(&self, name: &str, version: &semver::Version) -> bool {
+        let other = ImageRef {
+            name: self.image.name.clone(),
+            version: version.clone(),
+        };
+        item_name(&self.name_template, self.layout, &other) == name
     }
 
     pub fn properties(&self) -> BTreeMap<String, String> {
@@ -128,7 +142,9 @@ pub enum LibraryError {
         status: u16,
         message: String,
     },
-    #[error("{library}: {method} {url}: {status}: not authorised; check the library's credentials in imagepipe.toml")]
+    #[error(
+        "{library}: {method} {url}: {status}: not authorised; check the library's credentials in imagepipe.toml"
+    )]
     Unauthorized {
         library: String,
         method: String,

@@ -102,7 +102,10 @@ impl VcspLibrary {
         }
     }
 
-    fn read_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, LibraryError> {
+    fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, LibraryError> {
         let path = self.root.join(name);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -166,7 +169,11 @@ impl VcspLibrary {
             items_href: "items.json".into(),
         });
         let mut items = self.read_json::<Items>("items.json")?.unwrap_or_default();
-        let existing = items.items.iter().find(|i| i.name == request.item_name).cloned();
+        let existing = items
+            .items
+            .iter()
+            .find(|i| i.name == request.item_name)
+            .cloned();
 
         if let Some(item) = &existing
             && item.properties.get(super::PROP_RECORD) == Some(&request.record_sha256.to_string())
@@ -210,7 +217,9 @@ impl VcspLibrary {
         let item = Item {
             created: existing.as_ref().map_or_else(now, |i| i.created.clone()),
             description: request.description.clone(),
-            version: existing.as_ref().map_or_else(|| "1".into(), |i| bump(&i.version)),
+            version: existing
+                .as_ref()
+                .map_or_else(|| "1".into(), |i| bump(&i.version)),
             files,
             id: existing.as_ref().map_or_else(
                 || format!("urn:uuid:{}", uuid::Uuid::new_v4()),
@@ -302,7 +311,7 @@ fn retain(items: &mut Vec<Item>, request: &ImportRequest) -> Vec<String> {
         .filter(|i| i.properties.get(PROP_IMAGE) == Some(&image))
         .filter_map(|i| {
             let v = i.properties.get(PROP_VERSION)?.parse().ok()?;
-            Some((v, i.name.clone()))
+            request.is_item_of(&i.name, &v).then(|| (v, i.name.clone()))
         })
         .collect();
     mine.sort_by(|a, b| b.0.cmp(&a.0));

@@ -41,7 +41,10 @@ pub enum Transfer {
     Push,
     /// vCenter fetches the OVA from this URL (the site's store), trusting a certificate with
     /// this SHA-1 thumbprint when given.
-    Pull { url: String, thumbprint: Option<String> },
+    Pull {
+        url: String,
+        thumbprint: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -133,7 +136,8 @@ impl VSphere {
             let sid = value
                 .as_str()
                 .ok_or_else(|| self.failed(format!("POST {url}: the reply holds no session id")))?;
-            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Secret::new(sid.to_string()));
+            *self.session.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Secret::new(sid.to_string()));
             *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = g;
             return Ok(());
         }
@@ -182,7 +186,9 @@ impl VSphere {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|e| {
-                self.failed(format!("{method} {url}: {status}: the reply is not JSON ({e})"))
+                self.failed(format!(
+                    "{method} {url}: {status}: the reply is not JSON ({e})"
+                ))
             })?
         };
         if !status.is_success() {
@@ -224,7 +230,12 @@ impl VSphere {
     }
 
     /// One API call; a 401 (the session expired) logs in again and repeats it once.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, LibraryError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, LibraryError> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
             let sid = self.session_id().unwrap_or_default();
@@ -242,7 +253,10 @@ impl VSphere {
                     library: self.name(),
                     source,
                 })?;
-            match self.reply(method.as_str(), &url, resp, self.generation()).await {
+            match self
+                .reply(method.as_str(), &url, resp, self.generation())
+                .await
+            {
                 Err(LibraryError::Unauthorized { status: 401, .. }) if attempt == 0 => {
                     self.login().await?;
                 }
@@ -269,14 +283,24 @@ impl VSphere {
     }
 
     fn ids(&self, value: Value, what: &str) -> Result<Vec<String>, LibraryError> {
+        // govmomi's simulator answers an empty find with null.
+        if value.is_null() {
+            return Ok(Vec::new());
+        }
         serde_json::from_value(value)
             .map_err(|e| self.failed(format!("{what}: expected a list of ids ({e})")))
     }
 
     async fn library_id(&self) -> Result<String, LibraryError> {
         let body = self.body("spec", json!({ "name": self.library_name }));
-        let path = self.path("/content/library?~action=find", "/content/library?action=find");
-        let ids = self.ids(self.call(Method::POST, &path, Some(body)).await?, "library find")?;
+        let path = self.path(
+            "/content/library?~action=find",
+            "/content/library?action=find",
+        );
+        let ids = self.ids(
+            self.call(Method::POST, &path, Some(body)).await?,
+            "library find",
+        )?;
         match ids.as_slice() {
             [id] => Ok(id.clone()),
             [] => Err(self.failed(
@@ -292,7 +316,10 @@ impl VSphere {
             "/content/library/item?~action=find",
             "/content/library/item?action=find",
         );
-        let ids = self.ids(self.call(Method::POST, &path, Some(body)).await?, "item find")?;
+        let ids = self.ids(
+            self.call(Method::POST, &path, Some(body)).await?,
+            "item find",
+        )?;
         Ok(ids.into_iter().next())
     }
 
@@ -316,7 +343,9 @@ impl VSphere {
             .flatten()
             .filter_map(|f| {
                 let name = f.get("name")?.as_str()?.to_string();
-                let size = f.get("size").and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok()));
+                let size = f
+                    .get("size")
+                    .and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok()));
                 Some((name, size.unwrap_or(0)))
             })
             .collect())
@@ -350,7 +379,11 @@ impl VSphere {
             &format!("/content/library/item/update-session/{sid}"),
         );
         let v = self.call(Method::GET, &path, None).await?;
-        let state = v.get("state").and_then(Value::as_str).unwrap_or("").to_string();
+        let state = v
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let error = v
             .get("error_message")
             .and_then(|m| m.get("default_message"))
@@ -405,7 +438,9 @@ impl VSphere {
                 .is_some_and(|d| d.contains(&request.record_sha256.to_string()));
             let files = self.item_files(id).await?;
             let complete = match transfer {
-                Transfer::Push => package.parts().all(|m| files.contains(&(m.name.clone(), m.size))),
+                Transfer::Push => package
+                    .parts()
+                    .all(|m| files.contains(&(m.name.clone(), m.size))),
                 Transfer::Pull { .. } => !files.is_empty() && files.iter().all(|(_, s)| *s > 0),
             };
             if described && complete {
@@ -456,7 +491,9 @@ impl VSphere {
         };
         let outcome = match sid {
             Ok(sid) => {
-                let r = self.transfer(&sid, reader, package, transfer, progress).await;
+                let r = self
+                    .transfer(&sid, reader, package, transfer, progress)
+                    .await;
                 if let Err(e) = &r {
                     let body = json!({ "client_error_message": e.to_string() });
                     let _ = self
@@ -517,7 +554,8 @@ impl VSphere {
                         "size": member.size,
                     });
                     if let Some(c) = package.checksums.get(&member.name) {
-                        spec["checksum_info"] = json!({ "algorithm": c.algorithm, "checksum": c.hex });
+                        spec["checksum_info"] =
+                            json!({ "algorithm": c.algorithm, "checksum": c.hex });
                     }
                     let info = self
                         .call(Method::POST, &add, Some(self.body("file_spec", spec)))
@@ -526,7 +564,12 @@ impl VSphere {
                         .get("upload_endpoint")
                         .and_then(|e| e.get("uri"))
                         .and_then(Value::as_str)
-                        .ok_or_else(|| self.failed(format!("adding `{}` returned no upload endpoint", member.name)))?
+                        .ok_or_else(|| {
+                            self.failed(format!(
+                                "adding `{}` returned no upload endpoint",
+                                member.name
+                            ))
+                        })?
                         .to_string();
                     let base = done;
                     let member_progress = |n| progress(base + n);
@@ -547,7 +590,8 @@ impl VSphere {
                 if let Some(t) = thumbprint {
                     endpoint["ssl_certificate_thumbprint"] = json!(t);
                 }
-                let spec = json!({ "name": name, "source_type": "PULL", "source_endpoint": endpoint });
+                let spec =
+                    json!({ "name": name, "source_type": "PULL", "source_endpoint": endpoint });
                 self.call(Method::POST, &add, Some(self.body("file_spec", spec)))
                     .await?;
                 self.keeping_alive(sid, self.wait_for_pull(sid)).await?;
@@ -582,10 +626,16 @@ impl VSphere {
                     .unwrap_or("no reason given")
             ));
         }
-        if validation.get("has_errors").and_then(Value::as_bool) == Some(true) || !problems.is_empty() {
+        if validation.get("has_errors").and_then(Value::as_bool) == Some(true)
+            || !problems.is_empty()
+        {
             return Err(self.failed(format!(
                 "vCenter refused the files: {}",
-                if problems.is_empty() { "has_errors".to_string() } else { problems.join("; ") }
+                if problems.is_empty() {
+                    "has_errors".to_string()
+                } else {
+                    problems.join("; ")
+                }
             )));
         }
         self.call(Method::POST, &self.session_path(sid, "complete"), None)
@@ -662,7 +712,8 @@ impl VSphere {
             let sent = std::sync::atomic::AtomicU64::new(0);
             let feed = async {
                 let r = super::copy_member(&self.name(), reader, package, member, |chunk| {
-                    let n = sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let n =
+                        sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     progress(n + chunk.len() as u64);
                     let tx = tx.clone();
                     async move {
@@ -676,7 +727,8 @@ impl VSphere {
                 r
             };
             let (resp, fed) = tokio::join!(request, feed);
-            let resp = resp.map_err(|e| self.failed(format!("uploading `{}` to {uri}: {e}", member.name)))?;
+            let resp = resp
+                .map_err(|e| self.failed(format!("uploading `{}` to {uri}: {e}", member.name)))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 // The API session expired during a long upload: log in and send it again.
@@ -684,12 +736,18 @@ impl VSphere {
                 continue;
             }
             if !status.is_success() {
-                return self.reply("PUT", uri, resp, self.generation()).await.map(|_| ());
+                return self
+                    .reply("PUT", uri, resp, self.generation())
+                    .await
+                    .map(|_| ());
             }
             // The server took the bytes; a checksum that did not match the manifest still fails.
             return fed.map(|_| ());
         }
-        Err(self.failed(format!("uploading `{}`: not authorised after logging in again", member.name)))
+        Err(self.failed(format!(
+            "uploading `{}`: not authorised after logging in again",
+            member.name
+        )))
     }
 
     async fn wait_for_pull(&self, sid: &str) -> Result<(), LibraryError> {
@@ -720,7 +778,11 @@ impl VSphere {
     }
 
     /// Deletes the image's oldest version items beyond `keep`; returns their names.
-    async fn retain(&self, library: &str, request: &ImportRequest) -> Result<Vec<String>, LibraryError> {
+    async fn retain(
+        &self,
+        library: &str,
+        request: &ImportRequest,
+    ) -> Result<Vec<String>, LibraryError> {
         let path = self.path(
             &format!("/content/library/item?library_id={library}"),
             &format!("/content/library/item?library_id={library}"),
@@ -730,7 +792,10 @@ impl VSphere {
         let mut mine = Vec::new();
         for id in ids {
             let item = self.item(&id).await?;
-            let description = item.get("description").and_then(Value::as_str).unwrap_or("");
+            let description = item
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             // Items imagepipe made say "<image> <version> (imagepipe record sha256 …)".
             let Some(version) = description
                 .strip_prefix(&prefix)
@@ -740,8 +805,14 @@ impl VSphere {
             else {
                 continue;
             };
-            let name = item.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-            mine.push((version, id, name));
+            let name = item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if request.is_item_of(&name, &version) {
+                mine.push((version, id, name));
+            }
         }
         mine.sort_by(|a, b| b.0.cmp(&a.0));
         let mut removed = Vec::new();
@@ -763,8 +834,14 @@ impl VSphere {
         let mut out = Vec::new();
         for name in names {
             let body = self.body("spec", json!({ "name": name }));
-            let path = self.path("/content/library?~action=find", "/content/library?action=find");
-            let ids = self.ids(self.call(Method::POST, &path, Some(body)).await?, "library find")?;
+            let path = self.path(
+                "/content/library?~action=find",
+                "/content/library?action=find",
+            );
+            let ids = self.ids(
+                self.call(Method::POST, &path, Some(body)).await?,
+                "library find",
+            )?;
             let Some(id) = ids.first() else {
                 return Err(self.failed(format!("subscribed library `{name}` does not exist")));
             };
@@ -780,7 +857,10 @@ impl VSphere {
                     break;
                 }
                 if start.elapsed() > deadline {
-                    out.push(format!("{name}: still without {item_name} after {}", humantime::format_duration(deadline)));
+                    out.push(format!(
+                        "{name}: still without {item_name} after {}",
+                        humantime::format_duration(deadline)
+                    ));
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;

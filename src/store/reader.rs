@@ -94,25 +94,27 @@ impl ArtifactReader for FileReader {
         use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
         let mut file = tokio::fs::File::open(&self.path).await?;
         file.seek(io::SeekFrom::Start(offset)).await?;
-        let stream = futures_util::stream::unfold((file.take(len), len), |(mut file, left)| async move {
-            if left == 0 {
-                return None;
-            }
-            let mut buf = bytes::BytesMut::with_capacity(CHUNK.min(left as usize));
-            while buf.len() < buf.capacity() {
-                match file.read_buf(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => return Some((Err(e), (file, 0))),
+        let stream =
+            futures_util::stream::unfold((file.take(len), len), |(mut file, left)| async move {
+                if left == 0 {
+                    return None;
                 }
-            }
-            if buf.is_empty() {
-                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while read");
-                return Some((Err(e), (file, 0)));
-            }
-            let n = buf.len() as u64;
-            Some((Ok(buf.freeze()), (file, left - n)))
-        });
+                let mut buf = bytes::BytesMut::with_capacity(CHUNK.min(left as usize));
+                while buf.len() < buf.capacity() {
+                    match file.read_buf(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => return Some((Err(e), (file, 0))),
+                    }
+                }
+                if buf.is_empty() {
+                    let e =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while read");
+                    return Some((Err(e), (file, 0)));
+                }
+                let n = buf.len() as u64;
+                Some((Ok(buf.freeze()), (file, left - n)))
+            });
         Ok(stream.boxed())
     }
 }
@@ -191,7 +193,10 @@ impl ArtifactReader for HttpReader {
             return Ok(futures_util::stream::empty().boxed());
         }
         let resp = self.get(offset, len).await?;
-        Ok(resp.bytes_stream().map(|r| r.map_err(io::Error::other)).boxed())
+        Ok(resp
+            .bytes_stream()
+            .map(|r| r.map_err(io::Error::other))
+            .boxed())
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Target {
 
 #[derive(Debug, Default)]
 pub struct Server {
+    /// Downloads need no credentials (a repository with anonymous read, as vCenter PULLs).
+    pub anonymous_read: bool,
+    /// Downloads of a whole OVA (no `Range`) lose their connection: a PULL source failing.
+    pub reset_full_gets: bool,
     /// Every answer waits this long first (a far-away site).
     pub delay: std::time::Duration,
     /// Push replication targets, with the status `GET /api/replication/<repo>` reports.
@@ -153,6 +157,12 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
     let query = uri.query().unwrap_or("").to_string();
     // Read the headers up front: the request's body is not Sync, so nothing may borrow the
     // request across an await.
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ranged = range.is_some();
     let (auth, checksum_deploy, want_sha256) = {
         let header = |name: &str| {
             req.headers()
@@ -182,7 +192,14 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
     {
         return multipart(&state, &method, op, &query, &auth, req).await;
     }
-    if auth != format!("Bearer {TOKEN}") {
+    let (anonymous, reset) = {
+        let s = state.lock().unwrap();
+        (s.anonymous_read, s.reset_full_gets)
+    };
+    if method == Method::GET && !ranged && reset && path.ends_with(".ova") {
+        std::panic::resume_unwind(Box::new("connection reset by the test server"));
+    }
+    if auth != format!("Bearer {TOKEN}") && !(anonymous && method == Method::GET) {
         return error(401, "Bad credentials");
     }
     if let Some(op) = path.strip_prefix("/artifactory/api/v1/uploads/") {
@@ -346,11 +363,38 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         .collect();
 
     match method {
+        // Ranges as RFC 9110 has them: 206 with Content-Range, 416 when unsatisfiable.
         Method::GET => match state.lock().unwrap().items.get(&item_path) {
-            Some(item) => Response::builder()
-                .status(200)
-                .body(Body::from(item.bytes.clone()))
-                .unwrap(),
+            Some(item) => match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+                None => Response::builder()
+                    .status(200)
+                    .body(Body::from(item.bytes.clone()))
+                    .unwrap(),
+                Some(spec) => {
+                    let len = item.bytes.len() as u64;
+                    let parsed = spec.split_once('-').and_then(|(a, b)| {
+                        let a: u64 = a.parse().ok()?;
+                        let b: u64 = if b.is_empty() {
+                            len - 1
+                        } else {
+                            b.parse().ok()?
+                        };
+                        (a <= b && b < len).then_some((a, b))
+                    });
+                    match parsed {
+                        Some((a, b)) => Response::builder()
+                            .status(206)
+                            .header("content-range", format!("bytes {a}-{b}/{len}"))
+                            .body(Body::from(item.bytes[a as usize..=b as usize].to_vec()))
+                            .unwrap(),
+                        None => Response::builder()
+                            .status(416)
+                            .header("content-range", format!("bytes */{len}"))
+                            .body(Body::empty())
+                            .unwrap(),
+                    }
+                }
+            },
             None => error(404, "Not Found"),
         },
         Method::PUT if checksum_deploy => {

@@ -1,0 +1,448 @@
+//! `imagepipe-import` into a VCSP library directory and into govmomi's vCenter simulator
+//! (`/rest`), PUSH and PULL, from OVAs the tests build with real tools (mke2fs, qemu-img, tar).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../tests/support/artifactory.rs"]
+mod artifactory;
+#[path = "../../../tests/support/built.rs"]
+mod common;
+#[path = "../../../tests/support/server.rs"]
+mod server;
+#[path = "../../../tests/support/step.rs"]
+mod support;
+#[path = "../../../tests/support/vcsim.rs"]
+mod vcsim;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use imagepipe::config::{Credentials, StoreSpec, TlsSpec};
+use imagepipe::hash::Sha256Hex;
+use imagepipe::record::{GateStatus, Record};
+use imagepipe::step::{ProgressMode, Ui};
+use imagepipe::store::{self, LocalStore, Store, StoreUrl};
+use serde_json::Value;
+use support::{assert_exit, command, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-import");
+
+fn ui() -> Ui {
+    Ui::new("test", false, ProgressMode::None)
+}
+
+/// An OVA of a small ext4 disk whose `/etc/marker` says `marker`, made as the example
+/// pipeline makes it (mke2fs -d, then qemu-img and tar in `make-ova`).
+fn ova(dir: &Path, marker: &str) -> Vec<u8> {
+    let work = dir.join(format!("ova-{marker}"));
+    std::fs::create_dir_all(work.join("tree/etc")).unwrap();
+    std::fs::write(
+        work.join("tree/etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("tree/etc/marker"), marker).unwrap();
+    let disk = work.join("disk.raw");
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(Command::new("truncate").args(["-s", "8M"]).arg(&disk));
+    ok(Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(work.join("tree"))
+        .arg(&disk));
+    ok(Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/local-pipeline/scripts/make-ova"
+    ))
+    .arg(&disk)
+    .arg("global-debian-12")
+    .arg(&work));
+    std::fs::read(work.join("global-debian-12.ova")).unwrap()
+}
+
+/// The members of a tar, as `(name, bytes)`.
+fn members(ova: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= ova.len() && ova[at] != 0 {
+        let h = &ova[at..at + 512];
+        let name =
+            String::from_utf8_lossy(&h[..h.iter().position(|&b| b == 0).unwrap()]).into_owned();
+        let size = usize::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+        out.push((name, ova[at + 512..at + 512 + size].to_vec()));
+        at += 512 + size.next_multiple_of(512);
+    }
+    out
+}
+
+/// Where a member's bytes are in a tar.
+fn member_range(ova: &[u8], suffix: &str) -> (usize, usize) {
+    let mut at = 0;
+    loop {
+        let h = &ova[at..at + 512];
+        let name =
+            String::from_utf8_lossy(&h[..h.iter().position(|&b| b == 0).unwrap()]).into_owned();
+        let size = usize::from_str_radix(std::str::from_utf8(&h[124..135]).unwrap(), 8).unwrap();
+        if name.ends_with(suffix) {
+            return (at + 512, size);
+        }
+        at += 512 + size.next_multiple_of(512);
+    }
+}
+
+struct Pipeline {
+    dir: tempfile::TempDir,
+    sites: String,
+}
+
+impl Pipeline {
+    fn new(sites: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Self {
+            dir,
+            sites: sites.to_string(),
+        };
+        std::fs::write(
+            p.path().join("imagepipe.toml"),
+            format!(
+                "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"t\"\n\n{}",
+                p.sites
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Builds version `version` (an OVA whose disk says `marker`) and publishes it into `store`.
+    async fn publish(&self, store: &dyn Store, version: &str, ova_bytes: &[u8]) -> PathBuf {
+        let record = common::built(
+            &self.path().join(format!("out/global/debian-12/{version}")),
+            version,
+            &[("global-debian-12.ova", ova_bytes)],
+            Some(GateStatus::Passed),
+        );
+        let loaded = Record::read(&record).unwrap();
+        imagepipe::publish::publish(store, &loaded, &record, None, None, false, &ui())
+            .await
+            .unwrap();
+        record
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--image", "global/debian-12"];
+        all.extend_from_slice(args);
+        command(BIN, self.path(), &all)
+            .env("VC_USER", vcsim::USER)
+            .env("VC_PASS", vcsim::PASSWORD)
+            .env("ART_TOKEN", artifactory::TOKEN)
+            .output()
+            .unwrap()
+    }
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vcsp_library_follows_the_protocol() {
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    let east = LocalStore::new(p.path().join("east"));
+    let first = ova(p.path(), "one");
+    let record = p.publish(&east, "1.0.0", &first).await;
+    let lib = p.path().join("lib");
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["sites"][0]["changed"], true);
+    let l = read_json(&lib.join("lib.json"));
+    assert_eq!(l["vcspVersion"], "2");
+    assert_eq!(l["version"], "1");
+    assert_eq!(l["itemsHref"], "items.json");
+    assert!(l["id"].as_str().unwrap().starts_with("urn:uuid:"));
+    assert_eq!(l["capabilities"]["transferIn"][0], "httpGet");
+    let items = read_json(&lib.join("items.json"));
+    let item = read_json(&lib.join("global-debian-12/item.json"));
+    assert_eq!(items["items"][0], item, "items.json holds each item.json");
+    assert_eq!(item["type"], "vcsp.ovf");
+    assert_eq!(item["selfHref"], "global-debian-12/item.json");
+    assert_eq!(item["version"], "1");
+    let record_sha = Sha256Hex::digest(&std::fs::read(east.record_location(&id("1.0.0"))).unwrap());
+    assert!(
+        item["description"]
+            .as_str()
+            .unwrap()
+            .contains(&record_sha.to_string())
+    );
+    // The files are the OVA's descriptor and disk, unpacked, each with its sha256 as etag.
+    let parts = members(&first);
+    let files = item["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    for f in files {
+        let name = f["name"].as_str().unwrap();
+        let (_, bytes) = parts.iter().find(|(n, _)| n == name).unwrap();
+        let stored = std::fs::read(lib.join(f["hrefs"][0].as_str().unwrap())).unwrap();
+        assert_eq!(&stored, bytes, "{name}");
+        assert_eq!(f["size"], bytes.len());
+        assert_eq!(f["etag"], Sha256Hex::digest(bytes).to_string());
+    }
+    assert!(files[0]["name"].as_str().unwrap().ends_with(".ovf"));
+    // The local record says where the image went.
+    let rec = Record::read(&record).unwrap().record;
+    let section = rec.import.unwrap();
+    assert_eq!(section.sites[0].site, "east");
+    assert_eq!(section.sites[0].item, "global-debian-12");
+
+    // The same record again: nothing changes, not even the library's version.
+    let before = std::fs::read(lib.join("lib.json")).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["sites"][0]["changed"], false);
+    assert!(stderr(&out).contains("already there"));
+    assert_eq!(std::fs::read(lib.join("lib.json")).unwrap(), before);
+
+    // A new version: the same item id, its version and the library's raised, new etags, the
+    // old version's files gone.
+    let second = ova(p.path(), "two");
+    p.publish(&east, "1.1.0", &second).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.1.0"]));
+    assert_exit(&out, 0);
+    let item2 = read_json(&lib.join("global-debian-12/item.json"));
+    assert_eq!(item2["id"], item["id"]);
+    assert_eq!(item2["version"], "2");
+    assert_eq!(read_json(&lib.join("lib.json"))["version"], "2");
+    assert_ne!(item2["files"][1]["etag"], item["files"][1]["etag"]);
+    assert!(!lib.join("global-debian-12/1.0.0").exists());
+    assert!(lib.join("global-debian-12/1.1.0").is_dir());
+
+    // An OVA whose disk does not match its manifest: refused, and the library is untouched.
+    let mut bad = ova(p.path(), "three");
+    let (at, size) = member_range(&bad, ".vmdk");
+    bad[at + size / 2] ^= 0xff;
+    p.publish(&east, "1.2.0", &bad).await;
+    let before = std::fs::read(lib.join("items.json")).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.2.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("does not match the OVA manifest"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(lib.join("items.json")).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(lib.join("global-debian-12"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.contains("partial") || n == "1.2.0"),
+        "{leftovers:?}"
+    );
+}
+
+fn id(version: &str) -> imagepipe::image::ImageRef {
+    imagepipe::image::ImageRef {
+        name: "global/debian-12".parse().unwrap(),
+        version: version.parse().unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item_per_version_keeps_the_newest() {
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    let east = LocalStore::new(p.path().join("east"));
+    for (i, v) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
+        p.publish(&east, v, &ova(p.path(), &format!("m{i}"))).await;
+        let out = tokio::task::block_in_place(|| {
+            p.run(&[
+                "--version",
+                v,
+                "--layout",
+                "item-per-version",
+                "--keep",
+                "2",
+            ])
+        });
+        assert_exit(&out, 0);
+    }
+    let items = read_json(&p.path().join("lib/items.json"));
+    let names: Vec<&str> = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["global-debian-12-1.1.0", "global-debian-12-2.0.0"]);
+    assert!(!p.path().join("lib/global-debian-12-1.0.0").exists());
+}
+
+fn vcenter_site(name: &str, store: &str, vc: &vcsim::Vcsim) -> String {
+    format!(
+        "[[site]]\nname = \"{name}\"\n[site.store]\nurl = \"{store}\"\n{}[site.library]\nurl = \"{}\"\nlibrary = \"images\"\nusername_env = \"VC_USER\"\npassword_env = \"VC_PASS\"\n",
+        if store.starts_with("artifactory") {
+            "token_env = \"ART_TOKEN\"\n"
+        } else {
+            ""
+        },
+        vc.url
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_into_a_vcenter_is_idempotent_and_updates_in_place() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let library = vc.create_library("images").await;
+    let p = Pipeline::new(&vcenter_site("dc1", "file:dc1", &vc));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    let first = ova(p.path(), "one");
+    p.publish(&dc1, "1.0.0", &first).await;
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    let items = vc.items(&library).await;
+    assert_eq!(items.len(), 1);
+    let (name, item_id, description) = &items[0];
+    assert_eq!(name, "global-debian-12");
+    assert!(description.starts_with("global/debian-12 1.0.0 (imagepipe record sha256 "));
+    assert_eq!(json(&out)["sites"][0]["item_id"], item_id.as_str());
+    let mut want: Vec<(String, u64)> = members(&first)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(".mf"))
+        .map(|(n, b)| (n, b.len() as u64))
+        .collect();
+    want.sort();
+    assert_eq!(vc.files(item_id).await, want);
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["sites"][0]["changed"], false);
+
+    p.publish(&dc1, "1.1.0", &ova(p.path(), "two")).await;
+    let out =
+        tokio::task::block_in_place(|| p.run(&["--version", "1.1.0", "--vsphere-api", "rest"]));
+    assert_exit(&out, 0);
+    let items = vc.items(&library).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(&items[0].1, item_id, "the item keeps its id");
+    assert!(items[0].2.starts_with("global/debian-12 1.1.0 "));
+
+    // Forcing the /api generation on a server that only speaks /rest says so.
+    let out =
+        tokio::task::block_in_place(|| p.run(&["--version", "1.1.0", "--vsphere-api", "api"]));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("/api/session"), "{}", stderr(&out));
+
+    // Item per version, keeping one.
+    for v in ["1.0.0", "1.1.0"] {
+        let out = tokio::task::block_in_place(|| {
+            p.run(&[
+                "--version",
+                v,
+                "--layout",
+                "item-per-version",
+                "--keep",
+                "1",
+            ])
+        });
+        assert_exit(&out, 0);
+    }
+    let names: Vec<String> = vc.items(&library).await.into_iter().map(|i| i.0).collect();
+    assert_eq!(names, ["global-debian-12", "global-debian-12-1.1.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_from_the_site_store_and_a_failing_pull_leaves_nothing() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let library = vc.create_library("images").await;
+    let (url, art) = artifactory::start("os-images");
+    art.lock().unwrap().anonymous_read = true;
+    let store_url = format!("artifactory+{url}/os-images");
+    let p = Pipeline::new(&vcenter_site("dc2", &store_url, &vc));
+    let token = p.path().join("token");
+    std::fs::write(&token, artifactory::TOKEN).unwrap();
+    let site_store = store::open(
+        &StoreSpec {
+            url: StoreUrl::parse(&store_url, Path::new("/")).unwrap(),
+            credentials: Credentials {
+                token_file: Some(token),
+                ..Credentials::default()
+            },
+            tls: TlsSpec::default(),
+        },
+        &ui(),
+    )
+    .unwrap();
+    let first = ova(p.path(), "one");
+    p.publish(site_store.as_ref(), "1.0.0", &first).await;
+
+    let out = tokio::task::block_in_place(|| {
+        p.run(&["--version", "1.0.0", "--transfer", "pull", "--json"])
+    });
+    assert_exit(&out, 0);
+    let items = vc.items(&library).await;
+    assert_eq!(items.len(), 1);
+    // vCenter fetched the OVA itself: the step read only the tar's headers.
+    assert!(
+        art.lock()
+            .unwrap()
+            .log
+            .iter()
+            .any(|l| l == "GET /artifactory/os-images/global/debian-12/1.0.0/global-debian-12.ova")
+    );
+    assert!(!vc.files(&items[0].1).await.is_empty());
+
+    // The source breaks while vCenter downloads: the session fails, the new item is removed.
+    p.publish(site_store.as_ref(), "1.1.0", &ova(p.path(), "two"))
+        .await;
+    art.lock().unwrap().reset_full_gets = true;
+    let out = tokio::task::block_in_place(|| {
+        p.run(&[
+            "--version",
+            "1.1.0",
+            "--transfer",
+            "pull",
+            "--layout",
+            "item-per-version",
+        ])
+    });
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("vCenter could not fetch"),
+        "{}",
+        stderr(&out)
+    );
+    let names: Vec<String> = vc.items(&library).await.into_iter().map(|i| i.0).collect();
+    assert_eq!(names, ["global-debian-12"], "no half-imported item remains");
+}
+
+#[test]
+fn bad_input_and_help() {
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    // The version is not in the site's store.
+    let out = p.run(&["--version", "9.9.9"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("site east: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not in store"), "{}", stderr(&out));
+    let out = p.run(&["--version", "1.0.0", "--site", "west"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("site `west` is not defined"));
+
+    let outputs =
+        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    assert_eq!(outputs, ["failed-sites", "items"]);
+    insta::assert_snapshot!("help", support::help(BIN, p.path()));
+}
