@@ -13,6 +13,8 @@ mod server;
 mod support;
 #[path = "../../../tests/support/vcsim.rs"]
 mod vcsim;
+#[path = "../../../tests/support/vsphere_api.rs"]
+mod vsphere_api;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -425,6 +427,89 @@ async fn pull_from_the_site_store_and_a_failing_pull_leaves_nothing() {
     );
     let names: Vec<String> = vc.items(&library).await.into_iter().map(|i| i.0).collect();
     assert_eq!(names, ["global-debian-12"], "no half-imported item remains");
+}
+
+fn api_site(url: &str) -> String {
+    format!(
+        "[[site]]\nname = \"dc7\"\n[site.store]\nurl = \"file:dc7\"\n[site.library]\nurl = \"{url}\"\nlibrary = \"{}\"\nusername_env = \"API_USER\"\npassword_env = \"API_PASS\"\n",
+        vsphere_api::LIBRARY
+    )
+}
+
+fn run_api(p: &Pipeline, args: &[&str]) -> Output {
+    let mut all = vec!["--image", "global/debian-12"];
+    all.extend_from_slice(args);
+    tokio::task::block_in_place(|| {
+        command(BIN, p.path(), &all)
+            .env("API_USER", vsphere_api::USER)
+            .env("API_PASS", vsphere_api::PASSWORD)
+            .output()
+            .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_generation_survives_an_expired_session_and_5xx() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    let bytes = ova(p.path(), "one");
+    p.publish(&store, "1.0.0", &bytes).await;
+    {
+        let mut s = vc.lock().unwrap();
+        s.expire_on_upload = true;
+        s.unavailable = 2;
+    }
+    let out = run_api(&p, &["--version", "1.0.0"]);
+    assert_exit(&out, 0);
+    let s = vc.lock().unwrap();
+    assert_eq!(
+        s.logins, 2,
+        "logged in again after the session expired mid-upload"
+    );
+    let (item_id, item) = s.items.iter().next().unwrap();
+    assert_eq!(item.name, "global-debian-12");
+    assert!(
+        item.description
+            .starts_with("global/debian-12 1.0.0 (imagepipe record sha256 ")
+    );
+    for (name, data) in members(&bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(".mf"))
+    {
+        assert_eq!(item.files.get(&name), Some(&data), "{name}");
+    }
+    assert!(s.updates.values().all(|u| u.state == "DONE"));
+    assert!(s.sessions.is_empty(), "the step logged out");
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l == &format!("PATCH /api/content/library/item/{item_id}"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_validation_error_fails_the_session_and_removes_the_new_item() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    vc.lock().unwrap().invalid = Some((
+        "global-debian-12-disk1.vmdk".into(),
+        "The disk is not a stream-optimized VMDK".into(),
+    ));
+    let out = run_api(&p, &["--version", "1.0.0", "--vsphere-api", "api"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("vCenter refused the files: invalid global-debian-12-disk1.vmdk: The disk is not a stream-optimized VMDK"),
+        "{err}"
+    );
+    let s = vc.lock().unwrap();
+    assert!(s.items.is_empty(), "no empty item is left behind");
+    let up = s.updates.values().next().unwrap();
+    assert_eq!(up.state, "ERROR");
+    assert!(up.error.as_deref().unwrap().contains("refused the files"));
 }
 
 #[test]
