@@ -1,4 +1,20 @@
-// imagepipeImport(): runs imagepipe-import. Not implemented in this release: the binary exits 2.
+// imagepipeImport(tag: env.TAG_NAME) after imagepipeReplicateCheck. Returns the --json result:
+// per site, library, item, item_id, item_version and whether it changed. A site that could not
+// be imported fails the build (exit 2) after the other sites are done.
 def call(Map args = [:]) {
-    return imagepipeStep('imagepipe-import', args, [config: 'IMAGEPIPE_CONFIG'])
+    return imagepipeStep('imagepipe-import', args, [
+        record    : 'IMAGEPIPE_RECORD',
+        image     : 'IMAGEPIPE_IMAGE',
+        version   : 'IMAGEPIPE_VERSION',
+        tag       : 'IMAGEPIPE_TAG',
+        sites     : 'IMAGEPIPE_SITES',
+        itemName  : 'IMAGEPIPE_ITEM_NAME',
+        layout    : 'IMAGEPIPE_LAYOUT',
+        keep      : 'IMAGEPIPE_KEEP',
+        transfer  : 'IMAGEPIPE_TRANSFER',
+        vsphereApi: 'IMAGEPIPE_VSPHERE_API',
+        artifact  : 'IMAGEPIPE_ARTIFACT',
+        syncWait  : 'IMAGEPIPE_SYNC_WAIT',
+        config    : 'IMAGEPIPE_CONFIG',
+    ])
 }

@@ -218,15 +218,17 @@ impl MemberHasher {
     }
 }
 
-/// Streams one member from the store through `sink`, hashing it on the way; the manifest's
-/// checksum is checked at the end.
+/// Streams one member from the store through `sink`. With `check`, it is hashed on the way
+/// and the manifest's checksum checked at the end, and its sha256 returned; without, the
+/// receiver checks it (vCenter verifies the `checksum_info` it is given).
 pub(crate) async fn copy_member<F, Fut>(
     library: &str,
     reader: &dyn ArtifactReader,
     package: &Package,
     member: &Member,
+    check: bool,
     mut sink: F,
-) -> Result<Sha256Hex, LibraryError>
+) -> Result<Option<Sha256Hex>, LibraryError>
 where
     F: FnMut(bytes::Bytes) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<()>>,
@@ -241,15 +243,19 @@ where
         .stream(member.offset, member.size)
         .await
         .map_err(source)?;
-    let mut hasher = MemberHasher::new(package, member);
+    let mut hasher = check.then(|| MemberHasher::new(package, member));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(source)?;
-        hasher.update(&chunk);
+        if let Some(h) = &mut hasher {
+            h.update(&chunk);
+        }
         sink(chunk).await.map_err(|source| LibraryError::Io {
             library: library.to_string(),
             path: member.name.clone().into(),
             source,
         })?;
     }
-    hasher.finish(library, package, member)
+    hasher
+        .map(|h| h.finish(library, package, member))
+        .transpose()
 }

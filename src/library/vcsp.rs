@@ -283,7 +283,7 @@ impl VcspLibrary {
         for member in package.parts() {
             let path = staging.join(&member.name);
             let mut out = std::fs::File::create(&path).map_err(self.io(&path))?;
-            let sha = super::copy_member(&self.name(), reader, package, member, |chunk| {
+            let sha = super::copy_member(&self.name(), reader, package, member, true, |chunk| {
                 let r = out.write_all(&chunk);
                 let n = done.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 progress(n + chunk.len() as u64);
@@ -291,6 +291,10 @@ impl VcspLibrary {
             })
             .await?;
             out.sync_all().map_err(self.io(&path))?;
+            let sha = sha.ok_or_else(|| LibraryError::Failed {
+                library: self.name(),
+                message: format!("`{}` was not hashed", member.name),
+            })?;
             files.push(File {
                 name: member.name.clone(),
                 size: member.size,

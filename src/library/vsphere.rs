@@ -711,7 +711,8 @@ impl VSphere {
                 .send();
             let sent = std::sync::atomic::AtomicU64::new(0);
             let feed = async {
-                let r = super::copy_member(&self.name(), reader, package, member, |chunk| {
+                // vCenter checks each file against the checksum_info it was given.
+                let r = super::copy_member(&self.name(), reader, package, member, false, |chunk| {
                     let n =
                         sent.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     progress(n + chunk.len() as u64);
@@ -741,7 +742,6 @@ impl VSphere {
                     .await
                     .map(|_| ());
             }
-            // The server took the bytes; a checksum that did not match the manifest still fails.
             return fed.map(|_| ());
         }
         Err(self.failed(format!(

@@ -19,8 +19,12 @@ pub struct Vcsim {
 fn binary() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/vcsim");
-        let out = Command::new(script)
+        // Step crates and the root crate (benchmarks) include this file: find the script upwards.
+        let mut root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        while !root.join("scripts/vcsim").exists() {
+            assert!(root.pop(), "scripts/vcsim not found above the crate");
+        }
+        let out = Command::new(root.join("scripts/vcsim"))
             .stderr(Stdio::inherit())
             .output()
             .expect("scripts/vcsim runs");
@@ -63,7 +67,8 @@ impl Vcsim {
         }
     }
 
-    async fn session(&self, client: &reqwest::Client) -> String {
+    /// A new API session's id.
+    pub async fn session(&self, client: &reqwest::Client) -> String {
         let v: serde_json::Value = client
             .post(format!("{}/rest/com/vmware/cis/session", self.url))
             .basic_auth(USER, Some(PASSWORD))
