@@ -67,10 +67,6 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         location: location.clone(),
         message,
     };
-    let io = |source| OvaError::Io {
-        location: location.clone(),
-        source,
-    };
     let members = index(reader).await?;
     let descriptor = members
         .first()
@@ -79,16 +75,7 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         .ok_or_else(|| {
             bad("the first member is not an OVF descriptor (.ovf); this is not an OVA".into())
         })?;
-    if descriptor.size > MAX_DESCRIPTOR {
-        return Err(bad(format!(
-            "the descriptor {} is {} bytes; descriptors are at most {MAX_DESCRIPTOR}",
-            descriptor.name, descriptor.size
-        )));
-    }
-    let text = reader
-        .read_at(descriptor.offset, descriptor.size as usize)
-        .await
-        .map_err(io)?;
+    let text = read_small(reader, &descriptor, MAX_DESCRIPTOR, "descriptor").await?;
     let references = references(&text).map_err(|m| bad(format!("{}: {m}", descriptor.name)))?;
     let mut files = Vec::new();
     for (href, size) in references {
@@ -114,16 +101,7 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         .cloned();
     let mut checksums = BTreeMap::new();
     if let Some(mf) = &manifest {
-        if mf.size > MAX_MANIFEST {
-            return Err(bad(format!(
-                "the manifest {} is {} bytes; manifests are at most {MAX_MANIFEST}",
-                mf.name, mf.size
-            )));
-        }
-        let text = reader
-            .read_at(mf.offset, mf.size as usize)
-            .await
-            .map_err(io)?;
+        let text = read_small(reader, mf, MAX_MANIFEST, "manifest").await?;
         checksums = parse_manifest(&text).map_err(|m| bad(format!("{}: {m}", mf.name)))?;
         for part in std::iter::once(&descriptor).chain(&files) {
             if !checksums.contains_key(&part.name) {
@@ -140,6 +118,29 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         files,
         checksums,
     })
+}
+
+/// A member that is read whole (the descriptor, the manifest), refused beyond `max` bytes.
+async fn read_small(
+    reader: &dyn ArtifactReader,
+    member: &Member,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>, OvaError> {
+    let location = reader.location().to_string();
+    if member.size > max {
+        return Err(OvaError::Bad {
+            location,
+            message: format!(
+                "the {what} {} is {} bytes; it may be at most {max}",
+                member.name, member.size
+            ),
+        });
+    }
+    reader
+        .read_at(member.offset, member.size as usize)
+        .await
+        .map_err(|source| OvaError::Io { location, source })
 }
 
 /// The regular-file members of a tar, in order.

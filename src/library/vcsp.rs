@@ -129,17 +129,6 @@ impl VcspLibrary {
         crate::fsutil::write_atomic(&path, &bytes).map_err(self.io(&path))
     }
 
-    /// The items of the library, as `items.json` lists them.
-    pub fn item_names(&self) -> Result<Vec<String>, LibraryError> {
-        Ok(self
-            .read_json::<Items>("items.json")?
-            .unwrap_or_default()
-            .items
-            .into_iter()
-            .map(|i| i.name)
-            .collect())
-    }
-
     /// Imports the package as the request's item.
     pub async fn import(
         &self,

@@ -291,16 +291,22 @@ impl VSphere {
             .map_err(|e| self.failed(format!("{what}: expected a list of ids ({e})")))
     }
 
-    async fn library_id(&self) -> Result<String, LibraryError> {
-        let body = self.body("spec", json!({ "name": self.library_name }));
+    /// Ids of the libraries (`kind` = `library`) or items (`library/item`) a find spec matches.
+    async fn find(&self, kind: &str, spec: Value) -> Result<Vec<String>, LibraryError> {
         let path = self.path(
-            "/content/library?~action=find",
-            "/content/library?action=find",
+            &format!("/content/{kind}?~action=find"),
+            &format!("/content/{kind}?action=find"),
         );
-        let ids = self.ids(
-            self.call(Method::POST, &path, Some(body)).await?,
-            "library find",
-        )?;
+        let found = self
+            .call(Method::POST, &path, Some(self.body("spec", spec)))
+            .await?;
+        self.ids(found, &format!("{kind} find"))
+    }
+
+    async fn library_id(&self) -> Result<String, LibraryError> {
+        let ids = self
+            .find("library", json!({ "name": self.library_name }))
+            .await?;
         match ids.as_slice() {
             [id] => Ok(id.clone()),
             [] => Err(self.failed(
@@ -311,15 +317,12 @@ impl VSphere {
     }
 
     async fn find_item(&self, library: &str, name: &str) -> Result<Option<String>, LibraryError> {
-        let body = self.body("spec", json!({ "library_id": library, "name": name }));
-        let path = self.path(
-            "/content/library/item?~action=find",
-            "/content/library/item?action=find",
-        );
-        let ids = self.ids(
-            self.call(Method::POST, &path, Some(body)).await?,
-            "item find",
-        )?;
+        let ids = self
+            .find(
+                "library/item",
+                json!({ "library_id": library, "name": name }),
+            )
+            .await?;
         Ok(ids.into_iter().next())
     }
 
@@ -833,15 +836,7 @@ impl VSphere {
     ) -> Result<Vec<String>, LibraryError> {
         let mut out = Vec::new();
         for name in names {
-            let body = self.body("spec", json!({ "name": name }));
-            let path = self.path(
-                "/content/library?~action=find",
-                "/content/library?action=find",
-            );
-            let ids = self.ids(
-                self.call(Method::POST, &path, Some(body)).await?,
-                "library find",
-            )?;
+            let ids = self.find("library", json!({ "name": name })).await?;
             let Some(id) = ids.first() else {
                 return Err(self.failed(format!("subscribed library `{name}` does not exist")));
             };
