@@ -467,6 +467,85 @@ pub fn report(
     })
 }
 
+/// The whole check as the step runs it: optionally triggers the primary's replication, opens
+/// every site's store with HTTP settings fit for checking, checks (and waits), and prints each
+/// site's first verdict and each site that turns green.
+pub async fn run(
+    primary: &dyn Store,
+    sites: Vec<Site>,
+    reference: &Reference,
+    options: &CheckOptions,
+    trigger: bool,
+    ui: &crate::step::Ui,
+) -> Result<Vec<SiteResult>, StoreError> {
+    let image = &reference.image;
+    if trigger {
+        match primary.trigger_replication(image).await {
+            Ok(()) => ui.info(&format!(
+                "asked {} to replicate {image}",
+                primary.location()
+            )),
+            Err(e) => ui.warn(&format!("could not trigger replication: {e}")),
+        }
+    }
+    // A check is repeated by --wait: a dead site should fail fast rather than retry long.
+    let http = crate::http::HttpOptions {
+        timeout: options.site_timeout,
+        connect_timeout: options.site_timeout.min(Duration::from_secs(15)),
+        retry: crate::http::RetryPolicy {
+            retries: 2,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(5),
+        },
+        ..crate::http::HttpOptions::default()
+    };
+    let targets = sites
+        .into_iter()
+        .map(|site| {
+            let store = crate::store::open_with(&site.store, ui, http.clone())?;
+            Ok(Target { site, store })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let status = || async {
+        match primary.replication_status().await {
+            Ok(t) => t,
+            Err(StoreError::Unsupported(_)) => Vec::new(),
+            Err(e) => {
+                if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    ui.warn(&format!("replication status unavailable: {e}"));
+                }
+                Vec::new()
+            }
+        }
+    };
+    let total = targets.len();
+    let mut complete = 0;
+    let print = |event: Event<'_>| match event {
+        Event::Result(r, round) => {
+            if r.verdict == Verdict::Present {
+                complete += 1;
+            }
+            if round == 1 || r.verdict == Verdict::Present {
+                let detail = r.detail.as_deref().map(|d| format!(" ({d})"));
+                ui.info(&format!(
+                    "{:<12} {:<12} {complete}/{total} complete{}",
+                    r.site,
+                    r.verdict,
+                    detail.unwrap_or_default()
+                ));
+            }
+        }
+        Event::Waiting { pending, next } => ui.info(&format!(
+            "waiting for {}; next check in {}",
+            pending.join(", "),
+            humantime::format_duration(next)
+        )),
+    };
+    Ok(check_all(&targets, reference, options, status, print).await)
+}
+
 /// The record's replication section after this check: results for the checked sites replace
 /// earlier ones, and sites not checked this time keep theirs.
 pub fn section(

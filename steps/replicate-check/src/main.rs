@@ -1,18 +1,16 @@
 //! `imagepipe-replicate-check`: prove every site's store holds the image with the same bytes, in time.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use imagepipe::config::Config;
 use imagepipe::env;
-use imagepipe::http::{HttpOptions, RetryPolicy};
 use imagepipe::record::Record;
-use imagepipe::replicate::{self, CheckOptions, Event, Reference, Target, Verdict};
+use imagepipe::replicate::{self, CheckOptions, Reference};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
-use imagepipe::store::{self, StoreError};
+use imagepipe::store;
 
 /// Prove every site's store holds an image version with the same bytes as the primary store.
 ///
@@ -93,36 +91,6 @@ fn main() -> ExitCode {
             .await
             .context("the primary store is the reference; publish the version before checking its replication")?;
 
-        if args.trigger_replication {
-            match primary.trigger_replication(&image).await {
-                Ok(()) => ui.info(&format!(
-                    "asked {} to replicate {image}",
-                    primary.location()
-                )),
-                Err(e) => ui.warn(&format!("could not trigger replication: {e}")),
-            }
-        }
-
-        // A check is repeated by --wait; a dead site should fail fast rather than retry long.
-        let http = HttpOptions {
-            timeout: args.site_timeout,
-            connect_timeout: args.site_timeout.min(Duration::from_secs(15)),
-            retry: RetryPolicy {
-                retries: 2,
-                base_delay: Duration::from_millis(250),
-                max_delay: Duration::from_secs(5),
-            },
-            ..HttpOptions::default()
-        };
-        let targets = sites
-            .into_iter()
-            .map(|site| {
-                let store = store::open_with(&site.store, &ui, http.clone())
-                    .with_context(|| format!("site {}", site.name))?;
-                Ok(Target { site, store })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
         let options = CheckOptions {
             concurrency: args.concurrency.into(),
             requests_per_site: args.requests_per_site.into(),
@@ -131,52 +99,15 @@ fn main() -> ExitCode {
             poll: args.poll_interval,
             ..CheckOptions::default()
         };
-        let status_warned = AtomicBool::new(false);
-        let status = || async {
-            match primary.replication_status().await {
-                Ok(t) => t,
-                Err(StoreError::Unsupported(_)) => Vec::new(),
-                Err(e) => {
-                    if !status_warned.swap(true, Ordering::Relaxed) {
-                        ui.warn(&format!("replication status unavailable: {e}"));
-                    }
-                    Vec::new()
-                }
-            }
-        };
-        let total = targets.len();
-        let mut complete = 0;
-        let results =
-            replicate::check_all(
-                &targets,
-                &reference,
-                &options,
-                status,
-                |event| match event {
-                    Event::Result(r, round) => {
-                        if r.verdict == Verdict::Present {
-                            complete += 1;
-                        }
-                        if round == 1 || r.verdict == Verdict::Present {
-                            ui.info(&format!(
-                                "{:<12} {:<12} {complete}/{total} complete{}",
-                                r.site,
-                                r.verdict,
-                                r.detail
-                                    .as_deref()
-                                    .map(|d| format!(" ({d})"))
-                                    .unwrap_or_default()
-                            ));
-                        }
-                    }
-                    Event::Waiting { pending, next } => ui.info(&format!(
-                        "waiting for {}; next check in {}",
-                        pending.join(", "),
-                        humantime::format_duration(next)
-                    )),
-                },
-            )
-            .await;
+        let results = replicate::run(
+            primary.as_ref(),
+            sites,
+            &reference,
+            &options,
+            args.trigger_replication,
+            &ui,
+        )
+        .await?;
 
         if record_path.is_file() {
             let mut local = Record::read(&record_path)?.record;
