@@ -98,6 +98,8 @@ pub const TRANSFER: &str = "IMAGEPIPE_TRANSFER";
 pub const VSPHERE_API: &str = "IMAGEPIPE_VSPHERE_API";
 /// `imagepipe-import`: the artifact to import, by name (default: the record's one OVA).
 pub const ARTIFACT: &str = "IMAGEPIPE_ARTIFACT";
+/// `imagepipe-import`: how often an update session is kept alive during a transfer.
+pub const KEEP_ALIVE: &str = "IMAGEPIPE_KEEP_ALIVE";
 /// `imagepipe-import`: how long to wait for subscribed libraries to show the new item.
 pub const SYNC_WAIT: &str = "IMAGEPIPE_SYNC_WAIT";
 

@@ -51,6 +51,8 @@ pub struct ImportOptions {
     pub artifact: Option<String>,
     /// How long to wait for subscribed libraries to show the item.
     pub sync_deadline: std::time::Duration,
+    /// How often vCenter's update session is kept alive during a transfer.
+    pub keep_alive: std::time::Duration,
 }
 
 /// Imports `image` from the site's store into the site's library.
@@ -125,7 +127,8 @@ pub async fn import_site(
             .await?);
     }
 
-    let vsphere = vsphere_client(site, library, options.generation, ui)?;
+    let mut vsphere = vsphere_client(site, library, options.generation, ui)?;
+    vsphere.keep_alive = options.keep_alive;
     let transfer = if options.pull {
         let url = store.artifact_location(image, &artifact);
         if !url.starts_with("http") {
@@ -248,8 +251,18 @@ pub fn report(
         for name in &i.removed {
             ui.info(&format!("{site:<12} removed older item `{name}`"));
         }
-        for line in &i.synced {
-            ui.info(&format!("{site:<12} subscribed {line}"));
+        for sync in &i.synced {
+            if sync.has_item {
+                ui.info(&format!(
+                    "{site:<12} subscribed library `{}` has the item",
+                    sync.library
+                ));
+            } else {
+                ui.warn(&format!(
+                    "site {site}: subscribed library `{}` does not show `{}` yet; it will at its next sync",
+                    sync.library, i.item
+                ));
+            }
         }
         rows.push(format!(
             "| {site} | {what} | `{}` | `{}` | {} |",

@@ -104,8 +104,15 @@ pub struct Imported {
     pub changed: bool,
     /// Items removed by retention.
     pub removed: Vec<String>,
-    /// Subscribed libraries synced, with what they reported.
-    pub synced: Vec<String>,
+    /// Subscribed libraries synced, and whether each showed the item by the deadline.
+    pub synced: Vec<Synced>,
+}
+
+/// A subscribed library after its sync.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Synced {
+    pub library: String,
+    pub has_item: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

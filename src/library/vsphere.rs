@@ -827,13 +827,13 @@ impl VSphere {
     }
 
     /// Asks each subscribed library to sync, and waits until it lists the item (by name) or the
-    /// deadline passes; returns one line per library.
+    /// deadline passes.
     pub async fn sync_subscribed(
         &self,
         names: &[String],
         item_name: &str,
         deadline: Duration,
-    ) -> Result<Vec<String>, LibraryError> {
+    ) -> Result<Vec<super::Synced>, LibraryError> {
         let mut out = Vec::new();
         for name in names {
             let ids = self.find("library", json!({ "name": name })).await?;
@@ -846,20 +846,19 @@ impl VSphere {
             );
             self.call(Method::POST, &sync, None).await?;
             let start = tokio::time::Instant::now();
-            loop {
+            let has_item = loop {
                 if self.find_item(id, item_name).await?.is_some() {
-                    out.push(format!("{name}: has {item_name}"));
-                    break;
+                    break true;
                 }
                 if start.elapsed() > deadline {
-                    out.push(format!(
-                        "{name}: still without {item_name} after {}",
-                        humantime::format_duration(deadline)
-                    ));
-                    break;
+                    break false;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
-            }
+            };
+            out.push(super::Synced {
+                library: name.clone(),
+                has_item,
+            });
         }
         Ok(out)
     }

@@ -116,6 +116,61 @@ impl Vcsim {
         v.as_str().unwrap().to_string()
     }
 
+    /// Creates a published local library; returns its id and publish URL.
+    pub async fn create_published_library(&self, name: &str) -> (String, String) {
+        let spec = serde_json::json!({ "create_spec": {
+            "name": name, "type": "LOCAL",
+            "storage_backings": [{ "type": "DATASTORE", "datastore_id": self.datastore }],
+            "publish_info": { "published": true, "authentication_method": "NONE" },
+        }});
+        let id = self
+            .rest(reqwest::Method::POST, "/content/local-library", Some(spec))
+            .await;
+        let id = id.as_str().unwrap().to_string();
+        let lib = self
+            .rest(
+                reqwest::Method::GET,
+                &format!("/content/library/id:{id}"),
+                None,
+            )
+            .await;
+        (
+            id,
+            lib["publish_info"]["publish_url"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// Creates a library subscribed to `url`, syncing on demand only; returns its id.
+    pub async fn create_subscribed_library(&self, name: &str, url: &str) -> String {
+        let spec = serde_json::json!({ "create_spec": {
+            "name": name, "type": "SUBSCRIBED",
+            "storage_backings": [{ "type": "DATASTORE", "datastore_id": self.datastore }],
+            "subscription_info": { "subscription_url": url, "authentication_method": "NONE",
+                                   "automatic_sync_enabled": false, "on_demand": true },
+        }});
+        let id = self
+            .rest(
+                reqwest::Method::POST,
+                "/content/subscribed-library",
+                Some(spec),
+            )
+            .await;
+        id.as_str().unwrap().to_string()
+    }
+
+    /// A library as vCenter describes it.
+    pub async fn library(&self, id: &str) -> serde_json::Value {
+        self.rest(
+            reqwest::Method::GET,
+            &format!("/content/library/id:{id}"),
+            None,
+        )
+        .await
+    }
+
     /// `(name, id, description)` of every item in a library.
     pub async fn items(&self, library: &str) -> Vec<(String, String, String)> {
         let ids = self

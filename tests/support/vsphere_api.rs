@@ -65,6 +65,8 @@ pub struct Server {
     pub invalid: Option<(String, String)>,
     /// The next N calls answer 503.
     pub unavailable: u32,
+    /// Each upload takes at least this long (a slow link), so keep-alive has to happen.
+    pub upload_delay: std::time::Duration,
     pub log: Vec<String>,
     next: u32,
 }
@@ -169,6 +171,8 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             .await
             .unwrap_or_default()
             .to_vec();
+        let delay = state.lock().unwrap().upload_delay;
+        tokio::time::sleep(delay).await;
         let mut s = state.lock().unwrap();
         let Some(file) = s
             .updates

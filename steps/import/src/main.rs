@@ -71,6 +71,10 @@ struct Args {
     #[arg(long, env = env::SYNC_WAIT, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
     sync_wait: Duration,
 
+    /// How often vCenter's update session is kept alive during a transfer.
+    #[arg(long, env = env::KEEP_ALIVE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1m")]
+    keep_alive: Duration,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             generation: args.generation,
             artifact: args.artifact.clone(),
             sync_deadline: args.sync_wait,
+            keep_alive: args.keep_alive,
         };
         let mut done = Vec::new();
         let mut failed = Vec::new();

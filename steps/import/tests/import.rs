@@ -365,6 +365,39 @@ async fn push_into_a_vcenter_is_idempotent_and_updates_in_place() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn subscribed_libraries_are_synced_until_they_show_the_item() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let (_, publish_url) = vc.create_published_library("images").await;
+    let east = vc
+        .create_subscribed_library("images-east", &publish_url)
+        .await;
+    let site = vcenter_site("dc1", "file:dc1", &vc).replace(
+        "library = \"images\"\n",
+        "library = \"images\"\nsubscribed = [\"images-east\"]\n",
+    );
+    let p = Pipeline::new(&site);
+    p.publish(
+        &LocalStore::new(p.path().join("dc1")),
+        "1.0.0",
+        &ova(p.path(), "one"),
+    )
+    .await;
+    assert!(vc.library(&east).await["last_sync_time"].is_null());
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    assert_eq!(
+        json(&out)["sites"][0]["synced"],
+        serde_json::json!([{ "library": "images-east", "has_item": true }])
+    );
+    assert!(
+        !vc.library(&east).await["last_sync_time"].is_null(),
+        "a sync was asked for"
+    );
+    assert_eq!(vc.items(&east).await[0].0, "global-debian-12");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pull_from_the_site_store_and_a_failing_pull_leaves_nothing() {
     let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
     let library = vc.create_library("images").await;
@@ -459,10 +492,15 @@ async fn the_api_generation_survives_an_expired_session_and_5xx() {
         let mut s = vc.lock().unwrap();
         s.expire_on_upload = true;
         s.unavailable = 2;
+        s.upload_delay = std::time::Duration::from_millis(400);
     }
-    let out = run_api(&p, &["--version", "1.0.0"]);
+    let out = run_api(&p, &["--version", "1.0.0", "--keep-alive", "50ms"]);
     assert_exit(&out, 0);
     let s = vc.lock().unwrap();
+    assert!(
+        s.log.iter().any(|l| l.ends_with("?action=keep-alive")),
+        "the update session was kept alive during the slow upload"
+    );
     assert_eq!(
         s.logins, 2,
         "logged in again after the session expired mid-upload"
