@@ -183,6 +183,44 @@ impl HttpClient {
     }
 }
 
+/// The SHA-1 thumbprint of the certificate the server of `url` presents, in vSphere's form
+/// (upper-case hex pairs joined by colons): what vCenter needs to trust a PULL source. The
+/// connection is verified as every client of this factory verifies it, so a thumbprint is only
+/// ever handed on for a server this step trusts itself.
+pub async fn sha1_thumbprint(url: &str, spec: &TlsSpec) -> Result<String, HttpError> {
+    use sha1::Digest as _;
+    let transport = |message: String| HttpError::Tls(format!("{url}: {message}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| transport(e.to_string()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| transport("no host".into()))?
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let mut config = tls_config(spec)?;
+    config.alpn_protocols.clear();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| transport(e.to_string()))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| transport(e.to_string()))?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| transport(e.to_string()))?;
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| transport("the server sent no certificate".into()))?;
+    Ok(sha1::Sha1::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
 fn tls_config(spec: &TlsSpec) -> Result<rustls::ClientConfig, HttpError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

@@ -137,10 +137,20 @@ pub async fn import_site(
                 site.name
             )));
         }
-        Transfer::Pull {
-            thumbprint: None,
-            url,
-        }
+        // vCenter trusts an https source by the thumbprint of its certificate.
+        let thumbprint = if url.starts_with("https://") {
+            Some(
+                crate::http::sha1_thumbprint(&url, &site.store.tls)
+                    .await
+                    .map_err(|source| StoreError::Http {
+                        store: site.store.url.to_string(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        Transfer::Pull { thumbprint, url }
     } else {
         Transfer::Push
     };

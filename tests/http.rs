@@ -283,3 +283,29 @@ async fn pinning_accepts_exactly_the_pinned_certificate() {
         "the error shows the certificate's real fingerprint: {err}"
     );
 }
+
+#[tokio::test]
+async fn the_vsphere_thumbprint_of_a_trusted_server() {
+    use sha1::Digest as _;
+    let (url, cert) = tls_server(&["localhost"]).await;
+    let want: Vec<String> = sha1::Sha1::digest(cert.cert.der())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, cert.cert.pem()).unwrap();
+    let trusted = TlsSpec {
+        ca_bundle: Some(bundle),
+        pin_sha256: vec![],
+    };
+    let got = imagepipe::http::sha1_thumbprint(&url, &trusted)
+        .await
+        .unwrap();
+    assert_eq!(got, want.join(":"));
+    // Never for a server this step does not trust itself.
+    let err = imagepipe::http::sha1_thumbprint(&url, &TlsSpec::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+}
