@@ -673,7 +673,17 @@ impl Resolver<'_> {
         let url = l.url.get_ref();
         let url = if let Some(path) = url.strip_prefix("vcsp:").filter(|p| !p.contains("://")) {
             format!("vcsp:{}", self.abs(Path::new(path)).display())
-        } else if url.starts_with("vcsp:") {
+        } else if let Some(repo) = url.strip_prefix("vcsp:") {
+            if !matches!(
+                StoreUrl::parse(repo, self.dir),
+                Ok(StoreUrl::Artifactory { .. })
+            ) {
+                return Err(self.invalid(
+                    l.url.span(),
+                    &format!("{key}.url"),
+                    format!("`{url}`: a VCSP library is a directory (vcsp:PATH) or an Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO[/PATH])"),
+                ));
+            }
             url.clone()
         } else if url.starts_with("https://") || url.starts_with("http://") {
             if l.library.is_none() {
@@ -688,7 +698,7 @@ impl Resolver<'_> {
             return Err(self.invalid(
                 l.url.span(),
                 &format!("{key}.url"),
-                format!("`{url}` is neither a vCenter URL (https://…) nor a VCSP library (vcsp:PATH or vcsp:https://…)"),
+                format!("`{url}` is neither a vCenter URL (https://…) nor a VCSP library (vcsp:PATH or vcsp:artifactory+https://…)"),
             ));
         };
         Ok(LibrarySpec {

@@ -114,14 +114,8 @@ pub async fn import_site(
     );
     let member_progress = |n: u64| progress(n, total);
 
-    if let Some(path) = library.url.strip_prefix("vcsp:") {
-        if path.contains("://") {
-            return Err(ImportError::Unsupported(format!(
-                "site {}: VCSP libraries are written to a directory in this release (vcsp:PATH); serve it, or sync it into Artifactory, for vCenters to subscribe",
-                site.name
-            )));
-        }
-        let lib = VcspLibrary::new(path.into());
+    if let Some(target) = library.url.strip_prefix("vcsp:") {
+        let lib = vcsp_library(site, library, target, ui)?;
         return Ok(lib
             .import(&request, reader.as_ref(), &package, &member_progress)
             .await?);
@@ -184,6 +178,48 @@ pub async fn import_site(
     };
     vsphere.logout().await;
     result
+}
+
+/// A VCSP library: a directory (`vcsp:PATH`) or an Artifactory generic repository
+/// (`vcsp:artifactory+https://HOST/artifactory/REPO[/PATH]`), with the library's credentials.
+fn vcsp_library(
+    site: &Site,
+    library: &LibrarySpec,
+    target: &str,
+    ui: &Ui,
+) -> Result<VcspLibrary, ImportError> {
+    if !target.contains("://") {
+        return Ok(VcspLibrary::dir(target.into()));
+    }
+    let unsupported = || {
+        ImportError::Unsupported(format!(
+            "site {}: `{}`: a VCSP library is a directory (vcsp:PATH) or an Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO/PATH)",
+            site.name, library.url
+        ))
+    };
+    let Ok(crate::store::StoreUrl::Artifactory { base, repo, prefix }) =
+        crate::store::StoreUrl::parse(target, std::path::Path::new("/"))
+    else {
+        return Err(unsupported());
+    };
+    let auth = library
+        .credentials
+        .resolve(ui)
+        .map_err(|e| ImportError::Credentials {
+            site: site.name.clone(),
+            message: e.to_string(),
+        })?;
+    let client = crate::http::HttpClient::new(&crate::http::HttpOptions {
+        tls: library.tls.clone(),
+        ..Default::default()
+    })
+    .map_err(|source| LibraryError::Http {
+        library: library.url.clone(),
+        source,
+    })?;
+    Ok(VcspLibrary::artifactory(
+        client, auth, &base, &repo, &prefix,
+    ))
 }
 
 fn vsphere_client(

@@ -18,6 +18,9 @@
 //! - Push replication on demand: `POST /artifactory/api/replication/execute/<repo>/<path>` runs
 //!   the configured push replication of that path (here: copies it into the peer servers):
 //!   <https://jfrog.com/help/r/jfrog-rest-apis/pull/push-replication-deprecated>
+//! - Delete Item: `DELETE /artifactory/<repo>/<path>` (folders recursively), 204:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/delete-item>
+//! - Ranged downloads: `Range: bytes=a-b` → 206 with `Content-Range`, 416 when unsatisfiable.
 //! - Errors: `{"errors":[{"status":N,"message":"…"}]}`; 401 for bad credentials:
 //!   <https://jfrog.com/help/r/jfrog-rest-apis/error-responses>
 
@@ -475,6 +478,19 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             let info = file_info(&repo, &item_path, &item);
             s.items.insert(item_path, item);
             answer(201, info)
+        }
+        // Delete Item: a folder goes with everything in it; 204, or 404 when nothing is there.
+        // <https://jfrog.com/help/r/jfrog-rest-apis/delete-item>
+        Method::DELETE => {
+            let mut s = state.lock().unwrap();
+            let folder = format!("{}/", item_path.trim_end_matches('/'));
+            let before = s.items.len();
+            s.items
+                .retain(|p, _| *p != item_path && !p.starts_with(&folder));
+            if s.items.len() == before {
+                return error(404, "Could not locate artifact");
+            }
+            Response::builder().status(204).body(Body::empty()).unwrap()
         }
         _ => error(405, "Method Not Allowed"),
     }

@@ -17,7 +17,8 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// Per site of imagepipe.toml (or those chosen with --site), the version's OVA is read in place
 /// from the site's store and becomes an OVF library item: in a vCenter content library (the
 /// /rest API of 6.5/6.7 or the /api of 7.0U2+), or in a VMware Content Subscription Protocol
-/// library directory (vcsp:PATH, the embedded default) that vCenters subscribe to. The item is
+/// library that vCenters subscribe to: a directory (vcsp:PATH, the embedded default) or an
+/// Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO/PATH). The item is
 /// found by name and updated in place, so its id stays; its description carries the version and
 /// the record's sha256, and importing the same record again changes nothing. Every file is
 /// checked against the OVA's manifest. A failed import fails vCenter's update session and

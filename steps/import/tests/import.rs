@@ -260,6 +260,71 @@ fn id(version: &str) -> imagepipe::image::ImageRef {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_vcsp_library_in_an_artifactory_repository() {
+    let (url, art) = artifactory::start("vcsp");
+    let p = Pipeline::new(&format!(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:artifactory+{url}/vcsp/libs/east\"\ntoken_env = \"ART_TOKEN\"\n"
+    ));
+    let east = LocalStore::new(p.path().join("east"));
+    let first = ova(p.path(), "one");
+    p.publish(&east, "1.0.0", &first).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    let item_of = |path: &str| -> Value {
+        serde_json::from_slice(&art.lock().unwrap().items[path].bytes).unwrap()
+    };
+    let lib = item_of("libs/east/lib.json");
+    assert_eq!(
+        (lib["vcspVersion"].as_str(), lib["name"].as_str()),
+        (Some("2"), Some("east"))
+    );
+    let item = item_of("libs/east/global-debian-12/item.json");
+    assert_eq!(item_of("libs/east/items.json")["items"][0], item);
+    for f in item["files"].as_array().unwrap() {
+        let stored = art.lock().unwrap().items
+            [&format!("libs/east/{}", f["hrefs"][0].as_str().unwrap())]
+            .clone();
+        assert_eq!(
+            f["etag"].as_str().unwrap(),
+            stored.sha256,
+            "the etag is the content's sha256"
+        );
+        let (_, bytes) = members(&first)
+            .into_iter()
+            .find(|(n, _)| n == f["name"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(stored.bytes, bytes);
+    }
+
+    // Again: nothing is deployed.
+    let puts = |art: &artifactory::Shared| {
+        art.lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.starts_with("PUT"))
+            .count()
+    };
+    let before = puts(&art);
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 0);
+    assert_eq!(puts(&art), before);
+
+    // A new version replaces the old one's folder.
+    p.publish(&east, "1.1.0", &ova(p.path(), "two")).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.1.0"]));
+    assert_exit(&out, 0);
+    let s = art.lock().unwrap();
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l == "DELETE /artifactory/vcsp/libs/east/global-debian-12/1.0.0")
+    );
+    assert!(!s.items.keys().any(|k| k.contains("/1.0.0/")));
+    assert!(s.items.keys().any(|k| k.contains("/1.1.0/")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn item_per_version_keeps_the_newest() {
     let p = Pipeline::new(
         "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
