@@ -204,12 +204,30 @@ async fn a_vcsp_library_follows_the_protocol() {
     assert_eq!(section.sites[0].site, "east");
     assert_eq!(section.sites[0].item, "global-debian-12");
 
-    // The same record again: nothing changes, not even the library's version.
+    // The same record again, by tag on GitHub: nothing changes, not even the library's version.
     let before = std::fs::read(lib.join("lib.json")).unwrap();
-    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    let gh = tokio::task::block_in_place(|| {
+        support::on_github(
+            command(
+                BIN,
+                p.path(),
+                &["--tag", "global/debian-12/v1.0.0", "--json"],
+            ),
+            p.path(),
+        )
+    });
+    let out = gh.out;
     assert_exit(&out, 0);
     assert_eq!(json(&out)["sites"][0]["changed"], false);
     assert!(stderr(&out).contains("already there"));
+    let items: Value = serde_json::from_str(&gh.outputs["items"]).unwrap();
+    assert_eq!(items[0]["item"], "global-debian-12");
+    assert_eq!(gh.outputs["failed-sites"], "");
+    assert!(
+        gh.summary.contains("| east | already there | `vcsp:"),
+        "{}",
+        gh.summary
+    );
     assert_eq!(std::fs::read(lib.join("lib.json")).unwrap(), before);
 
     // A new version: the same item id, its version and the library's raised, new etags, the
