@@ -387,12 +387,7 @@ impl VSphere {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let error = v
-            .get("error_message")
-            .and_then(|m| m.get("default_message"))
-            .and_then(Value::as_str)
-            .map(String::from);
-        Ok((state, error))
+        Ok((state, error_message(&v)))
     }
 
     async fn session_files(&self, sid: &str) -> Result<Vec<FileStatus>, LibraryError> {
@@ -408,11 +403,7 @@ impl VSphere {
             .map(|f| FileStatus {
                 name: f.get("name").and_then(Value::as_str).unwrap_or("").into(),
                 status: f.get("status").and_then(Value::as_str).unwrap_or("").into(),
-                error: f
-                    .get("error_message")
-                    .and_then(|m| m.get("default_message"))
-                    .and_then(Value::as_str)
-                    .map(String::from),
+                error: error_message(f),
             })
             .collect())
     }
@@ -623,10 +614,7 @@ impl VSphere {
             problems.push(format!(
                 "invalid {}: {}",
                 f.get("name").and_then(Value::as_str).unwrap_or("?"),
-                f.get("error_message")
-                    .and_then(|m| m.get("default_message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given")
+                error_message(f).as_deref().unwrap_or("no reason given")
             ));
         }
         if validation.get("has_errors").and_then(Value::as_bool) == Some(true)
@@ -862,6 +850,14 @@ impl VSphere {
         }
         Ok(out)
     }
+}
+
+/// The `default_message` of a value's `error_message` (a vSphere localizable message).
+fn error_message(v: &Value) -> Option<String> {
+    v.get("error_message")?
+        .get("default_message")?
+        .as_str()
+        .map(String::from)
 }
 
 fn content_version(item: &Value) -> String {

@@ -49,8 +49,18 @@ pub struct UpdateSession {
     pub files: BTreeMap<String, SessionFile>,
 }
 
-/// A file of an update session: declared size, sha256 from `checksum_info`, bytes received.
-pub type SessionFile = (u64, Option<String>, Option<Vec<u8>>);
+/// A file of an update session.
+#[derive(Debug, Default, Clone)]
+pub struct SessionFile {
+    /// As declared when added (0: not given, as for PULL).
+    pub size: u64,
+    /// From `checksum_info`, when SHA256.
+    pub sha256: Option<String>,
+    pub bytes: Option<Vec<u8>>,
+    /// `WAITING_FOR_TRANSFER`, `TRANSFERRING`, `READY` or `ERROR`.
+    pub status: String,
+    pub error: Option<String>,
+}
 
 #[derive(Debug, Default)]
 pub struct Server {
@@ -181,7 +191,8 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         else {
             return error(404, "NOT_FOUND", "No such file in the update session");
         };
-        file.2 = Some(body);
+        file.bytes = Some(body);
+        file.status = "READY".into();
         return empty(200);
     }
     if !authorised {
@@ -304,25 +315,68 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                 return error(404, "NOT_FOUND", "Update session not found");
             };
             let name = body["name"].as_str().unwrap_or("").to_string();
-            if body["source_type"] != "PUSH" {
-                return error(400, "INVALID_ARGUMENT", "This test server only takes PUSH");
-            }
             let sha = (body["checksum_info"]["algorithm"] == "SHA256").then(|| {
                 body["checksum_info"]["checksum"]
                     .as_str()
                     .unwrap_or("")
                     .to_string()
             });
-            up.files.insert(
-                name.clone(),
-                (body["size"].as_u64().unwrap_or(0), sha, None),
-            );
-            answer(
-                200,
-                json!({ "name": name, "source_type": "PUSH", "status": "WAITING_FOR_TRANSFER",
-                        "upload_endpoint": { "uri": format!("{base}/upload/{u}/{name}") } }),
-            )
+            let file = SessionFile {
+                size: body["size"].as_u64().unwrap_or(0),
+                sha256: sha,
+                status: "WAITING_FOR_TRANSFER".into(),
+                ..SessionFile::default()
+            };
+            up.files.insert(name.clone(), file);
+            match body["source_type"].as_str() {
+                Some("PUSH") => answer(
+                    200,
+                    json!({ "name": name, "source_type": "PUSH", "status": "WAITING_FOR_TRANSFER",
+                            "upload_endpoint": { "uri": format!("{base}/upload/{u}/{name}") } }),
+                ),
+                Some("PULL") => {
+                    // vCenter fetches the source itself, in the background.
+                    let source = body["source_endpoint"]["uri"].as_str().unwrap_or("").to_string();
+                    let (state, u, n) = (state.clone(), u.to_string(), name.clone());
+                    tokio::spawn(async move {
+                        let fetched = match reqwest::get(&source).await {
+                            Ok(r) if r.status().is_success() => r.bytes().await.map(|b| b.to_vec()).map_err(|e| e.to_string()),
+                            Ok(r) => Err(format!("GET {source}: {}", r.status())),
+                            Err(e) => Err(format!("GET {source}: {e}")),
+                        };
+                        let mut s = state.lock().unwrap();
+                        if let Some(up) = s.updates.get_mut(&u) {
+                            if let Some(f) = up.files.get_mut(&n) {
+                                match fetched {
+                                    Ok(bytes) => {
+                                        f.bytes = Some(bytes);
+                                        f.status = "READY".into();
+                                    }
+                                    Err(e) => {
+                                        f.status = "ERROR".into();
+                                        f.error = Some(e.clone());
+                                        up.error = Some(e);
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    answer(200, json!({ "name": name, "source_type": "PULL", "status": "WAITING_FOR_TRANSFER" }))
+                }
+                _ => error(400, "INVALID_ARGUMENT", "source_type must be PUSH or PULL"),
+            }
         }
+        (Method::GET, ["library", "item", "update-session", u, "file"], "") => match s.updates.get(*u) {
+            Some(up) => answer(
+                200,
+                json!(up.files.iter().map(|(n, f)| json!({
+                    "name": n, "status": f.status, "size": f.size,
+                    "bytes_transferred": f.bytes.as_ref().map_or(0, Vec::len),
+                    "error_message": f.error.as_ref().map(|m| json!({ "id": "x", "default_message": m, "args": [] })),
+                })).collect::<Vec<_>>()),
+            ),
+            None => error(404, "NOT_FOUND", "Update session not found"),
+        },
         (Method::POST, ["library", "item", "update-session", u, "file"], "validate") => {
             let invalid = s.invalid.clone();
             let Some(up) = s.updates.get(*u) else {
@@ -331,16 +385,20 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             let missing: Vec<&String> = up
                 .files
                 .iter()
-                .filter(|(_, f)| f.2.is_none())
+                .filter(|(_, f)| f.bytes.is_none())
                 .map(|(n, _)| n)
                 .collect();
             let mut bad: Vec<Value> = up
                 .files
                 .iter()
-                .filter_map(|(n, (size, sha, bytes))| {
-                    let b = bytes.as_ref()?;
-                    let digest: String = sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect();
-                    (b.len() as u64 != *size || sha.as_ref().is_some_and(|s| *s != digest)).then(|| {
+                .filter_map(|(n, f)| {
+                    let b = f.bytes.as_ref()?;
+                    let digest: String = sha2::Sha256::digest(b)
+                        .iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect();
+                    let wrong_size = f.size != 0 && b.len() as u64 != f.size;
+                    (wrong_size || f.sha256.as_ref().is_some_and(|s| *s != digest)).then(|| {
                         json!({ "name": n, "error_message": { "id": "x", "default_message": "checksum or size mismatch", "args": [] } })
                     })
                 })
@@ -376,7 +434,7 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                     if let Some(i) = s.items.get_mut(&item) {
                         i.files = files
                             .into_iter()
-                            .filter_map(|(n, f)| Some((n, f.2?)))
+                            .filter_map(|(n, f)| Some((n, f.bytes?)))
                             .collect();
                         i.content_version += 1;
                     }

@@ -633,6 +633,61 @@ async fn a_validation_error_fails_the_session_and_removes_the_new_item() {
     assert!(up.error.as_deref().unwrap().contains("refused the files"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_into_the_api_generation() {
+    let (vc_url, vc) = vsphere_api::start();
+    let (url, art) = artifactory::start("os-images");
+    art.lock().unwrap().anonymous_read = true;
+    let store_url = format!("artifactory+{url}/os-images");
+    let p = Pipeline::new(&api_site(&vc_url).replace(
+        "url = \"file:dc7\"",
+        &format!("url = \"{store_url}\"\ntoken_env = \"ART_TOKEN\""),
+    ));
+    let token = p.path().join("token");
+    std::fs::write(&token, artifactory::TOKEN).unwrap();
+    let site_store = store::open(
+        &StoreSpec {
+            url: StoreUrl::parse(&store_url, Path::new("/")).unwrap(),
+            credentials: Credentials {
+                token_file: Some(token),
+                ..Credentials::default()
+            },
+            tls: TlsSpec::default(),
+        },
+        &ui(),
+    )
+    .unwrap();
+    let bytes = ova(p.path(), "one");
+    p.publish(site_store.as_ref(), "1.0.0", &bytes).await;
+    let out = tokio::task::block_in_place(|| {
+        command(
+            BIN,
+            p.path(),
+            &[
+                "--image",
+                "global/debian-12",
+                "--version",
+                "1.0.0",
+                "--transfer",
+                "pull",
+            ],
+        )
+        .env("API_USER", vsphere_api::USER)
+        .env("API_PASS", vsphere_api::PASSWORD)
+        .env("ART_TOKEN", artifactory::TOKEN)
+        .output()
+        .unwrap()
+    });
+    assert_exit(&out, 0);
+    let s = vc.lock().unwrap();
+    let item = s.items.values().next().unwrap();
+    assert_eq!(
+        item.files.get("global-debian-12.ova"),
+        Some(&bytes),
+        "vCenter fetched the OVA"
+    );
+}
+
 #[test]
 fn bad_input_and_help() {
     let p = Pipeline::new(
