@@ -345,18 +345,18 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                             Err(e) => Err(format!("GET {source}: {e}")),
                         };
                         let mut s = state.lock().unwrap();
-                        if let Some(up) = s.updates.get_mut(&u) {
-                            if let Some(f) = up.files.get_mut(&n) {
-                                match fetched {
-                                    Ok(bytes) => {
-                                        f.bytes = Some(bytes);
-                                        f.status = "READY".into();
-                                    }
-                                    Err(e) => {
-                                        f.status = "ERROR".into();
-                                        f.error = Some(e.clone());
-                                        up.error = Some(e);
-                                    }
+                        if let Some(up) = s.updates.get_mut(&u)
+                            && let Some(f) = up.files.get_mut(&n)
+                        {
+                            match fetched {
+                                Ok(bytes) => {
+                                    f.bytes = Some(bytes);
+                                    f.status = "READY".into();
+                                }
+                                Err(e) => {
+                                    f.status = "ERROR".into();
+                                    f.error = Some(e.clone());
+                                    up.error = Some(e);
                                 }
                             }
                         }
