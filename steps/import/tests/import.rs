@@ -7,6 +7,8 @@
 mod artifactory;
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/registry.rs"]
+mod registry;
 #[path = "../../../tests/support/server.rs"]
 mod server;
 #[path = "../../../tests/support/step.rs"]
@@ -340,6 +342,38 @@ async fn a_vcsp_library_in_an_artifactory_repository() {
     );
     assert!(!s.items.keys().any(|k| k.contains("/1.0.0/")));
     assert!(s.items.keys().any(|k| k.contains("/1.1.0/")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_the_ova_in_place_from_a_real_registry() {
+    let registry = tokio::task::block_in_place(registry::Registry::start);
+    let p = Pipeline::new(&format!(
+        "[[site]]\nname = \"oci\"\n[site.store]\nurl = \"{}\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+        registry.url()
+    ));
+    let oci = store::open(
+        &StoreSpec {
+            url: StoreUrl::parse(&registry.url(), Path::new("/")).unwrap(),
+            credentials: Credentials::default(),
+            tls: TlsSpec::default(),
+        },
+        &ui(),
+    )
+    .unwrap();
+    let bytes = ova(p.path(), "one");
+    p.publish(oci.as_ref(), "1.0.0", &bytes).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 0);
+    let item = read_json(&p.path().join("lib/global-debian-12/item.json"));
+    for f in item["files"].as_array().unwrap() {
+        let (_, want) = members(&bytes)
+            .into_iter()
+            .find(|(n, _)| n == f["name"].as_str().unwrap())
+            .unwrap();
+        let got =
+            std::fs::read(p.path().join("lib").join(f["hrefs"][0].as_str().unwrap())).unwrap();
+        assert_eq!(got, want, "{}", f["name"]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
