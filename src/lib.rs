@@ -21,6 +21,7 @@ pub mod packer;
 pub mod publish;
 pub mod record;
 pub mod replicate;
+pub mod scan;
 pub mod secret;
 pub mod step;
 pub mod store;

@@ -1,0 +1,132 @@
+//! The version orderings against the tools that define them, on the same generated versions:
+//! `dpkg --compare-versions` and rpm's own `rpm.vercmp` (rpm 4.18, Debian's `rpm` package).
+//! apk-tools has no Debian 12 package; its ordering is tested by the cases in the module.
+
+#![allow(clippy::unwrap_used)]
+
+use std::cmp::Ordering;
+use std::process::Command;
+
+use imagepipe::scan::version::Scheme;
+
+fn pick<'a>(rng: &mut fastrand::Rng, from: &'a [&'a str]) -> &'a str {
+    from[rng.usize(..from.len())]
+}
+
+/// Versions built from the pieces real packages use, so that pairs often share prefixes and
+/// the interesting rules (`~`, letters after numbers, leading zeros, epochs) meet.
+fn version(rng: &mut fastrand::Rng, parts: &[&str], seps: &[&str]) -> String {
+    let mut v = String::new();
+    for k in 0..rng.usize(1..5) {
+        if k > 0 {
+            v.push_str(pick(rng, seps));
+        }
+        v.push_str(pick(rng, parts));
+    }
+    v
+}
+
+#[test]
+fn dpkg_matches_dpkg_compare_versions() {
+    let mut rng = fastrand::Rng::with_seed(12);
+    let parts = [
+        "0", "1", "2", "10", "01", "9", "a", "b", "rc1", "1a", "2b3", "beta",
+    ];
+    let mut disagreements = Vec::new();
+    for _ in 0..600 {
+        let make = |rng: &mut fastrand::Rng| {
+            let mut v = String::new();
+            if rng.u8(..8) == 0 {
+                v.push_str(&format!("{}:", rng.u8(..3)));
+            }
+            // dpkg wants the upstream version to start with a digit.
+            v.push_str(&rng.u8(..10).to_string());
+            v.push_str(&version(rng, &parts, &[".", "+", "~", ""]));
+            if rng.bool() {
+                v.push('-');
+                v.push_str(&version(rng, &parts, &[".", "+", "~"]));
+            }
+            v
+        };
+        let (a, b) = (make(&mut rng), make(&mut rng));
+        let dpkg = |op: &str| {
+            Command::new("dpkg")
+                .args(["--compare-versions", &a, op, &b])
+                .status()
+                .unwrap()
+                .success()
+        };
+        let want = if dpkg("lt") {
+            Ordering::Less
+        } else if dpkg("eq") {
+            Ordering::Equal
+        } else {
+            Ordering::Greater
+        };
+        if Scheme::Dpkg.compare(&a, &b) != want {
+            disagreements.push(format!("{a} {want:?} {b}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+#[test]
+fn rpm_matches_rpm_vercmp() {
+    let mut rng = fastrand::Rng::with_seed(34);
+    let parts = [
+        "0", "1", "2", "10", "001", "a", "b", "rc", "git", "el9", "fc39", "p1",
+    ];
+    let seps = [".", "_", "~", "^", "+", ""];
+    let pairs: Vec<(String, String)> = (0..1500)
+        .map(|_| {
+            let make = |rng: &mut fastrand::Rng| {
+                let mut v = String::new();
+                if rng.u8(..8) == 0 {
+                    v.push_str(&format!("{}:", rng.u8(..3)));
+                }
+                v.push_str(&version(rng, &parts, &seps));
+                if rng.bool() {
+                    v.push('-');
+                    v.push_str(&version(rng, &parts, &seps));
+                }
+                v
+            };
+            (make(&mut rng), make(&mut rng))
+        })
+        .collect();
+    // One rpm process for every pair: a Lua script printing one verdict per line.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pairs.lua");
+    let lua: String = pairs
+        .iter()
+        .map(|(a, b)| format!("print(rpm.vercmp({a:?}, {b:?}) .. \"\\n\")\n"))
+        .collect();
+    std::fs::write(&script, lua).unwrap();
+    let out = Command::new("rpm")
+        .arg("--eval")
+        .arg(format!(
+            "%{{lua: dofile({:?})}}",
+            script.display().to_string()
+        ))
+        .output()
+        .expect("rpm is installed (apt-get install rpm)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts: Vec<i32> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), pairs.len());
+    let disagreements: Vec<String> = pairs
+        .iter()
+        .zip(verdicts)
+        .filter(|((a, b), v)| Scheme::Rpm.compare(a, b) != v.cmp(&0))
+        .map(|((a, b), v)| format!("{a} vs {b}: rpm says {v}"))
+        .collect();
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
