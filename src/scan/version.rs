@@ -5,7 +5,8 @@
 use std::cmp::Ordering;
 
 /// The ordering of one package ecosystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// `[epoch:]upstream[-revision]`, compared as `dpkg --compare-versions` does.
     Dpkg,

@@ -1,6 +1,7 @@
-//! The version orderings against the tools that define them, on the same generated versions:
-//! `dpkg --compare-versions` and rpm's own `rpm.vercmp` (rpm 4.18, Debian's `rpm` package).
-//! apk-tools has no Debian 12 package; its ordering is tested by the cases in the module.
+//! The scan's readings against the tools that define them: the version orderings against
+//! `dpkg --compare-versions` and rpm's own `rpm.vercmp` (rpm 4.18, Debian's `rpm` package) on
+//! the same generated versions, and the dpkg inventory against `dpkg-query -W`. apk-tools has no
+//! Debian 12 package; its ordering is tested by the cases in the module.
 
 #![allow(clippy::unwrap_used)]
 
@@ -129,4 +130,40 @@ fn rpm_matches_rpm_vercmp() {
         .map(|((a, b), v)| format!("{a} vs {b}: rpm says {v}"))
         .collect();
     assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+/// The inventory of this machine's own root filesystem (a real Debian tree) against
+/// `dpkg-query -W` on it.
+#[test]
+fn dpkg_inventory_matches_dpkg_query() {
+    let (os, packages) = imagepipe::scan::inventory::from_dir(std::path::Path::new("/")).unwrap();
+    assert!(!os.id.is_empty());
+    let out = Command::new("dpkg-query")
+        .args([
+            "-W",
+            "-f",
+            "${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut want: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut got: Vec<String> = packages
+        .iter()
+        .filter(|p| p.scheme == Scheme::Dpkg)
+        .map(|p| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                p.name, p.version, p.arch, p.source, p.source_version
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert!(want.len() > 50, "a real package database");
+    assert_eq!(got, want);
 }

@@ -1,0 +1,275 @@
+//! What is installed: the OS from `os-release`, and the packages from the package managers'
+//! own databases, read as files (no tool of the image runs).
+
+use std::path::Path;
+
+use super::version::Scheme;
+
+/// The operating system, from `etc/os-release` (or `usr/lib/os-release`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Os {
+    pub id: String,
+    pub version_id: String,
+    pub pretty_name: String,
+    /// The OSV ecosystem its packages are published under (`Debian:12`, `Alpine:v3.19`, …).
+    pub ecosystem: Option<String>,
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// The source package it was built from (vulnerabilities are published per source).
+    pub source: String,
+    pub source_version: String,
+    #[serde(skip)]
+    pub scheme: Scheme,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{file}: {message}")]
+    Bad { file: String, message: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// Parses `os-release` (shell-style `KEY=value`, values optionally quoted).
+pub fn parse_os_release(text: &str) -> Os {
+    let mut fields = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            fields.insert(k.trim().to_string(), v.replace("\\\"", "\""));
+        }
+    }
+    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    let (id, version_id) = (get("ID"), get("VERSION_ID"));
+    let major = version_id.split('.').next().unwrap_or("").to_string();
+    let ecosystem = match id.as_str() {
+        "debian" if !major.is_empty() => Some(format!("Debian:{major}")),
+        "ubuntu" if !version_id.is_empty() => Some(if get("VERSION").contains("LTS") {
+            format!("Ubuntu:{version_id}:LTS")
+        } else {
+            format!("Ubuntu:{version_id}")
+        }),
+        "almalinux" if !major.is_empty() => Some(format!("AlmaLinux:{major}")),
+        "rocky" if !major.is_empty() => Some(format!("Rocky Linux:{major}")),
+        "rhel" if !major.is_empty() => Some(format!("Red Hat:enterprise_linux:{major}")),
+        "alpine" => {
+            let minor: Vec<&str> = version_id.split('.').take(2).collect();
+            (minor.len() == 2).then(|| format!("Alpine:v{}", minor.join(".")))
+        }
+        _ => None,
+    };
+    Os {
+        pretty_name: get("PRETTY_NAME"),
+        id,
+        version_id,
+        ecosystem,
+    }
+}
+
+/// The stanzas of a deb822 file (`status`, files in `status.d`): fields with continuation
+/// lines, stanzas separated by blank lines.
+fn stanzas(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut current: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+        } else if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = current.last_mut() {
+                v.push('\n');
+                v.push_str(line.trim());
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            current.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Packages of a dpkg database file, as `dpkg-query -W` lists them: every stanza whose
+/// status is not `not-installed`.
+pub fn parse_dpkg_status(text: &str, file: &str) -> Result<Vec<Package>, InventoryError> {
+    let mut out = Vec::new();
+    for stanza in stanzas(text) {
+        let field = |k: &str| {
+            stanza
+                .iter()
+                .find(|(f, _)| f.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(name) = field("Package") else {
+            return Err(InventoryError::Bad {
+                file: file.into(),
+                message: "a stanza without `Package`".into(),
+            });
+        };
+        // status.d files (distroless images) carry no Status: they are installed.
+        if field("Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("not-installed")) {
+            continue;
+        }
+        let version = field("Version").unwrap_or("").to_string();
+        // `Source: name` or `Source: name (version)` when it differs from the binary.
+        let (source, source_version) = match field("Source") {
+            Some(s) => match s.split_once(' ') {
+                Some((n, v)) => (
+                    n.to_string(),
+                    v.trim()
+                        .trim_start_matches('(')
+                        .trim_end_matches(')')
+                        .to_string(),
+                ),
+                None => (s.to_string(), version.clone()),
+            },
+            None => (name.to_string(), version.clone()),
+        };
+        out.push(Package {
+            name: name.to_string(),
+            version,
+            arch: field("Architecture").unwrap_or("").to_string(),
+            source,
+            source_version,
+            scheme: Scheme::Dpkg,
+        });
+    }
+    Ok(out)
+}
+
+/// Packages of apk's database (`lib/apk/db/installed`): `P:` name, `V:` version, `A:` arch,
+/// `o:` origin (the source package).
+pub fn parse_apk_installed(text: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    for record in text.split("\n\n") {
+        let field = |k: &str| {
+            record
+                .lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')))
+        };
+        let Some(name) = field("P") else { continue };
+        let version = field("V").unwrap_or("").to_string();
+        out.push(Package {
+            name: name.to_string(),
+            source: field("o").unwrap_or(name).to_string(),
+            source_version: version.clone(),
+            version,
+            arch: field("A").unwrap_or("").to_string(),
+            scheme: Scheme::Apk,
+        });
+    }
+    out
+}
+
+/// The inventory of a root filesystem in a directory: the OS and its dpkg and apk packages.
+pub fn from_dir(root: &Path) -> Result<(Os, Vec<Package>), InventoryError> {
+    let read = |rel: &str| match std::fs::read_to_string(root.join(rel)) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(InventoryError::Io {
+            file: rel.into(),
+            source,
+        }),
+    };
+    let os = match read("etc/os-release")?.or(read("usr/lib/os-release")?) {
+        Some(t) => parse_os_release(&t),
+        None => Os::default(),
+    };
+    let mut packages = Vec::new();
+    if let Some(t) = read("var/lib/dpkg/status")? {
+        packages.extend(parse_dpkg_status(&t, "var/lib/dpkg/status")?);
+    }
+    if let Ok(entries) = std::fs::read_dir(root.join("var/lib/dpkg/status.d")) {
+        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let rel = format!("var/lib/dpkg/status.d/{}", n.to_string_lossy());
+            // status.d also holds md5sums files next to the stanzas.
+            if rel.ends_with(".md5sums") {
+                continue;
+            }
+            if let Some(t) = read(&rel)? {
+                packages.extend(parse_dpkg_status(&t, &rel)?);
+            }
+        }
+    }
+    if let Some(t) = read("lib/apk/db/installed")? {
+        packages.extend(parse_apk_installed(&t));
+    }
+    Ok((os, packages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_and_ecosystems() {
+        let debian = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+        );
+        assert_eq!(debian.ecosystem.as_deref(), Some("Debian:12"));
+        assert_eq!(debian.pretty_name, "Debian GNU/Linux 12 (bookworm)");
+        let ubuntu = parse_os_release(
+            "ID=ubuntu\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.4 LTS (Jammy Jellyfish)\"\n",
+        );
+        assert_eq!(ubuntu.ecosystem.as_deref(), Some("Ubuntu:22.04:LTS"));
+        let alpine = parse_os_release("ID=alpine\nVERSION_ID=3.19.1\n");
+        assert_eq!(alpine.ecosystem.as_deref(), Some("Alpine:v3.19"));
+        let rocky = parse_os_release("ID=\"rocky\"\nVERSION_ID=\"9.3\"\n");
+        assert_eq!(rocky.ecosystem.as_deref(), Some("Rocky Linux:9"));
+        assert_eq!(parse_os_release("ID=plan9\n").ecosystem, None);
+    }
+
+    #[test]
+    fn dpkg_stanzas_sources_and_states() {
+        let text = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\nDescription: GNU C Library\n multi-line\n\nPackage: gone\nStatus: purge ok not-installed\nVersion: 1\n\nPackage: libssl3\nStatus: install ok installed\nSource: openssl (3.0.11-1~deb12u2)\nVersion: 3.0.11-1~deb12u2+b1\nArchitecture: amd64\n";
+        let p = parse_dpkg_status(text, "status").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].source.as_str(), p[0].source_version.as_str()),
+            ("glibc", "2.36-9+deb12u4")
+        );
+        assert_eq!(
+            (p[1].source.as_str(), p[1].source_version.as_str()),
+            ("openssl", "3.0.11-1~deb12u2")
+        );
+        assert!(parse_dpkg_status("Version: 1\n", "status").is_err());
+    }
+
+    #[test]
+    fn apk_database() {
+        let p = parse_apk_installed(
+            "C:Q1abc\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\n",
+        );
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (
+                p[1].name.as_str(),
+                p[1].source.as_str(),
+                p[1].version.as_str()
+            ),
+            ("libcrypto3", "openssl", "3.1.4-r5")
+        );
+    }
+}
