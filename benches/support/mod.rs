@@ -1,5 +1,8 @@
 //! Helpers shared by the benchmarks.
 
+// Each benchmark is its own crate and uses some of these.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 /// A numeric setting from the environment.

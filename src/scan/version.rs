@@ -387,6 +387,13 @@ mod tests {
                 ("2.36.1-8+deb12u1", Greater, "2.36.1-8"),
                 ("0:1.0-00", Equal, "1.0-0"),
                 ("1.2.3", Less, "1.10"),
+                // The samples of the project's reference notes on dpkg ordering.
+                ("1.0-1", Less, "2.0-2"),
+                ("2.2~rc-4", Less, "2.2-1"),
+                ("1.0000-1", Equal, "1.0-1"),
+                ("2:2.5", Greater, "1:7.5"),
+                ("1~", Less, "1"),
+                ("1.09", Equal, "1.9"),
             ],
         );
     }
@@ -404,6 +411,8 @@ mod tests {
                 ("1.fc39", Less, "2.fc39"),
                 ("1:1.0-1", Greater, "2.0-1"),
                 ("2.34-60.el9", Less, "2.34-83.el9_3"),
+                ("2.0.1a", Greater, "2.0.1"),
+                ("1.0^", Greater, "1.0"),
             ],
         );
         // As rpm.vercmp: a release on one side only makes that side newer.
@@ -427,6 +436,8 @@ mod tests {
                 ("3.1.4-r0", Less, "3.1.4-r1"),
                 ("1.10", Greater, "1.9"),
                 ("2.0_pre1", Less, "2.0_rc1"),
+                ("1.1", Greater, "1.1_alpha1"),
+                ("1.0.4-r3", Less, "1.0.4-r4"),
             ],
         );
     }
