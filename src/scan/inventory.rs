@@ -181,39 +181,43 @@ pub fn parse_apk_installed(text: &str) -> Vec<Package> {
     out
 }
 
-/// The inventory of a root filesystem in a directory: the OS and its dpkg and apk packages.
+/// The inventory of a root filesystem in a directory.
 pub fn from_dir(root: &Path) -> Result<(Os, Vec<Package>), InventoryError> {
-    let read = |rel: &str| match std::fs::read_to_string(root.join(rel)) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(InventoryError::Io {
-            file: rel.into(),
+    from_tree(&super::rootfs::DirTree(root.to_path_buf()))
+}
+
+/// The inventory of a root filesystem: the OS and its dpkg and apk packages.
+pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), InventoryError> {
+    let read = |path: &str| -> Result<Option<String>, InventoryError> {
+        let bytes = tree.read(path).map_err(|source| InventoryError::Io {
+            file: path.into(),
             source,
-        }),
+        })?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
-    let os = match read("etc/os-release")?.or(read("usr/lib/os-release")?) {
+    let os = match read("/etc/os-release")?.or(read("/usr/lib/os-release")?) {
         Some(t) => parse_os_release(&t),
         None => Os::default(),
     };
     let mut packages = Vec::new();
-    if let Some(t) = read("var/lib/dpkg/status")? {
-        packages.extend(parse_dpkg_status(&t, "var/lib/dpkg/status")?);
+    if let Some(t) = read("/var/lib/dpkg/status")? {
+        packages.extend(parse_dpkg_status(&t, "/var/lib/dpkg/status")?);
     }
-    if let Ok(entries) = std::fs::read_dir(root.join("var/lib/dpkg/status.d")) {
-        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-        names.sort();
-        for n in names {
-            let rel = format!("var/lib/dpkg/status.d/{}", n.to_string_lossy());
-            // status.d also holds md5sums files next to the stanzas.
-            if rel.ends_with(".md5sums") {
-                continue;
-            }
-            if let Some(t) = read(&rel)? {
-                packages.extend(parse_dpkg_status(&t, &rel)?);
-            }
+    let mut names = tree
+        .list("/var/lib/dpkg/status.d")
+        .map_err(|source| InventoryError::Io {
+            file: "/var/lib/dpkg/status.d".into(),
+            source,
+        })?;
+    names.sort();
+    // status.d also holds md5sums files next to the stanzas.
+    for n in names.iter().filter(|n| !n.ends_with(".md5sums")) {
+        let file = format!("/var/lib/dpkg/status.d/{n}");
+        if let Some(t) = read(&file)? {
+            packages.extend(parse_dpkg_status(&t, &file)?);
         }
     }
-    if let Some(t) = read("lib/apk/db/installed")? {
+    if let Some(t) = read("/lib/apk/db/installed")? {
         packages.extend(parse_apk_installed(&t));
     }
     Ok((os, packages))

@@ -6,6 +6,8 @@
 //! against an offline OSV database with CVSS v3 scores. Not yet: reading disk images, rpm
 //! databases, CVSS v4, policy, reports, the gate and the step itself.
 
+pub mod disk;
 pub mod inventory;
 pub mod osv;
+pub mod rootfs;
 pub mod version;

@@ -1,0 +1,412 @@
+//! Disk image formats, read with random access: only the blocks a read asks for are fetched,
+//! through the format's own tables. Every offset and size from the image is checked before it
+//! is used: an image is untrusted input.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+
+/// A virtual disk: `len` bytes, read at any offset.
+pub trait Disk: Send {
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `buf` from `offset`; beyond the end is an error.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Bytes of the image file read so far (to prove how little a scan reads).
+    fn bytes_read(&self) -> u64;
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn past_end(offset: u64, len: usize, size: u64) -> io::Result<()> {
+    if offset.checked_add(len as u64).is_none_or(|e| e > size) {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "a read of {len} bytes at {offset} goes past the end of the disk ({size} bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens an image file as a disk, by its format's magic bytes.
+pub fn open(path: &Path) -> io::Result<Box<dyn Disk>> {
+    let file = File::open(path)?;
+    let mut magic = [0u8; 4];
+    let n = file.read_at(&mut magic, 0)?;
+    if n == 4 && &magic == b"QFI\xfb" {
+        return Ok(Box::new(Qcow2::open(file)?));
+    }
+    Ok(Box::new(Raw::new(file)?))
+}
+
+/// A raw image: the file is the disk.
+#[derive(Debug)]
+pub struct Raw {
+    file: File,
+    len: u64,
+    read: u64,
+}
+
+impl Raw {
+    pub fn new(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self { file, len, read: 0 })
+    }
+}
+
+impl Disk for Raw {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        past_end(offset, buf.len(), self.len)?;
+        self.file.read_exact_at(buf, offset)?;
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+/// A qcow2 image (version 2 or 3), compressed clusters included; no backing files, no
+/// encryption. <https://gitlab.com/qemu-project/qemu/-/blob/master/docs/interop/qcow2.txt>
+#[derive(Debug)]
+pub struct Qcow2 {
+    file: File,
+    file_len: u64,
+    size: u64,
+    cluster_bits: u32,
+    l1: Vec<u64>,
+    /// The last L2 table read, by its offset: reads are mostly sequential.
+    l2_cache: Option<(u64, Vec<u64>)>,
+    /// The last cluster decompressed, by its L2 entry.
+    cluster_cache: Option<(u64, Vec<u8>)>,
+    read: u64,
+}
+
+const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+const QCOW2_COMPRESSED: u64 = 1 << 62;
+const QCOW2_ZERO: u64 = 1;
+
+impl Qcow2 {
+    pub fn open(file: File) -> io::Result<Self> {
+        let file_len = file.metadata()?.len();
+        let mut h = [0u8; 104];
+        let n = file.read_at(&mut h, 0)?;
+        if n < 72 {
+            return Err(invalid("the qcow2 header is truncated".into()));
+        }
+        let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+        let be64 = |o: usize| u64::from_be_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+        let version = be32(4);
+        if version != 2 && version != 3 {
+            return Err(invalid(format!("qcow2 version {version} is not 2 or 3")));
+        }
+        if be64(8) != 0 {
+            return Err(invalid(
+                "the qcow2 image has a backing file; scan the flattened image (qemu-img convert)"
+                    .into(),
+            ));
+        }
+        let cluster_bits = be32(20);
+        if !(9..=21).contains(&cluster_bits) {
+            return Err(invalid(format!(
+                "qcow2 cluster_bits {cluster_bits} is out of range"
+            )));
+        }
+        let size = be64(24);
+        if be32(32) != 0 {
+            return Err(invalid("the qcow2 image is encrypted".into()));
+        }
+        if version == 3 {
+            // Unknown incompatible features (bit 0 is only "dirty") cannot be read safely.
+            let incompatible = be64(72);
+            if incompatible & !1 != 0 {
+                return Err(invalid(format!(
+                    "qcow2 incompatible features {incompatible:#x} are not supported"
+                )));
+            }
+        }
+        let l1_size = u64::from(be32(36));
+        let l1_offset = be64(40);
+        let cluster = 1u64 << cluster_bits;
+        let l2_entries = cluster / 8;
+        let needed = size.div_ceil(cluster * l2_entries);
+        if l1_size < needed || l1_size > (32 << 20) / 8 {
+            return Err(invalid(format!(
+                "qcow2 L1 table of {l1_size} entries does not fit a disk of {size} bytes"
+            )));
+        }
+        past_end(l1_offset, (l1_size * 8) as usize, file_len)?;
+        let mut raw = vec![0u8; (l1_size * 8) as usize];
+        file.read_exact_at(&mut raw, l1_offset)?;
+        let l1 = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        Ok(Self {
+            file,
+            file_len,
+            size,
+            cluster_bits,
+            l1,
+            l2_cache: None,
+            cluster_cache: None,
+            read: 104 + l1_size * 8,
+        })
+    }
+
+    fn file_read(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        past_end(offset, buf.len(), self.file_len).map_err(|_| {
+            invalid(format!(
+                "qcow2 points at bytes {offset}+{} beyond the file",
+                buf.len()
+            ))
+        })?;
+        self.file.read_exact_at(buf, offset)?;
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads within one guest cluster.
+    fn read_cluster(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let cluster = 1u64 << self.cluster_bits;
+        let l2_entries = cluster / 8;
+        let index = offset / cluster;
+        let within = offset % cluster;
+        let l1_entry = self
+            .l1
+            .get((index / l2_entries) as usize)
+            .copied()
+            .unwrap_or(0);
+        let l2_offset = l1_entry & QCOW2_OFFSET_MASK;
+        if l2_offset == 0 {
+            buf.fill(0);
+            return Ok(());
+        }
+        if self.l2_cache.as_ref().is_none_or(|(o, _)| *o != l2_offset) {
+            let mut raw = vec![0u8; cluster as usize];
+            self.file_read(l2_offset, &mut raw)?;
+            let table = raw
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect();
+            self.l2_cache = Some((l2_offset, table));
+        }
+        let entry = self
+            .l2_cache
+            .as_ref()
+            .map_or(0, |(_, t)| t[(index % l2_entries) as usize]);
+        if entry & QCOW2_COMPRESSED != 0 {
+            if self.cluster_cache.as_ref().is_none_or(|(e, _)| *e != entry) {
+                let data = self.inflate(entry)?;
+                self.cluster_cache = Some((entry, data));
+            }
+            let data = self
+                .cluster_cache
+                .as_ref()
+                .map(|(_, d)| d.as_slice())
+                .unwrap_or(&[]);
+            buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
+            return Ok(());
+        }
+        let host = entry & QCOW2_OFFSET_MASK;
+        if host == 0 || entry & QCOW2_ZERO != 0 {
+            buf.fill(0);
+            return Ok(());
+        }
+        self.file_read(host + within, buf)
+    }
+
+    /// A compressed cluster: raw deflate data of a size given in 512-byte sectors.
+    fn inflate(&mut self, entry: u64) -> io::Result<Vec<u8>> {
+        let cluster = 1usize << self.cluster_bits;
+        let shift = 62 - (self.cluster_bits - 8);
+        let host = entry & ((1u64 << shift) - 1);
+        let sectors = ((entry & !QCOW2_COMPRESSED) >> shift) + 1;
+        let end = ((host & !511) + sectors * 512).min(self.file_len);
+        let len = end.saturating_sub(host) as usize;
+        if len == 0 || len > 2 * cluster {
+            return Err(invalid(format!(
+                "a compressed qcow2 cluster of {len} bytes at {host}"
+            )));
+        }
+        let mut packed = vec![0u8; len];
+        self.file_read(host, &mut packed)?;
+        let mut out = Vec::with_capacity(cluster);
+        let mut decoder = flate2::read::DeflateDecoder::new(&packed[..]);
+        // At most one cluster: a hostile stream cannot make this grow.
+        io::Read::read_to_end(&mut io::Read::take(&mut decoder, cluster as u64), &mut out)
+            .map_err(|e| {
+                invalid(format!(
+                    "a compressed qcow2 cluster at {host} is corrupt: {e}"
+                ))
+            })?;
+        if out.len() != cluster {
+            return Err(invalid(format!(
+                "a compressed qcow2 cluster at {host} inflates to {} bytes, not {cluster}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+impl Disk for Qcow2 {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        past_end(offset, buf.len(), self.size)?;
+        let cluster = 1u64 << self.cluster_bits;
+        let mut done = 0;
+        while done < buf.len() {
+            let within = (offset % cluster) as usize;
+            let n = (cluster as usize - within).min(buf.len() - done);
+            self.read_cluster(offset, &mut buf[done..done + n])?;
+            done += n;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+/// A partition (or a whole disk holding a filesystem): a byte range of the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub start: u64,
+    pub len: u64,
+}
+
+/// The partitions of a disk: GPT (behind a protective MBR), or MBR with its extended
+/// partitions; a disk without a table is one filesystem.
+pub fn partitions(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
+    let size = disk.len();
+    if size < 1024 {
+        return Err(invalid(format!(
+            "a disk of {size} bytes holds no filesystem"
+        )));
+    }
+    let mut mbr = [0u8; 512];
+    disk.read_at(0, &mut mbr)?;
+    if mbr[510..512] != [0x55, 0xaa] {
+        return Ok(vec![Partition {
+            start: 0,
+            len: size,
+        }]);
+    }
+    let entry = |b: &[u8], i: usize| {
+        let e = &b[446 + i * 16..462 + i * 16];
+        let le = |o: usize| u64::from(u32::from_le_bytes([e[o], e[o + 1], e[o + 2], e[o + 3]]));
+        (e[4], le(8), le(12))
+    };
+    if (0..4).any(|i| entry(&mbr, i).0 == 0xee) {
+        return gpt(disk);
+    }
+    let mut out = Vec::new();
+    let check = |start: u64, count: u64| -> io::Result<Partition> {
+        let p = Partition {
+            start: start.saturating_mul(512),
+            len: count.saturating_mul(512),
+        };
+        past_end(p.start, 0, size)?;
+        Ok(Partition {
+            len: p.len.min(size - p.start),
+            ..p
+        })
+    };
+    for i in 0..4 {
+        let (kind, lba, count) = entry(&mbr, i);
+        match kind {
+            0 => {}
+            0x05 | 0x0f | 0x85 => {
+                // The chain of extended boot records, each relative to the extended partition;
+                // a chain that loops or runs long is refused.
+                let mut next = 0u64;
+                for hop in 0.. {
+                    if hop == 128 {
+                        return Err(invalid(
+                            "the extended partition chain is longer than 128".into(),
+                        ));
+                    }
+                    let mut ebr = [0u8; 512];
+                    disk.read_at((lba + next).saturating_mul(512), &mut ebr)?;
+                    if ebr[510..512] != [0x55, 0xaa] {
+                        return Err(invalid(
+                            "an extended boot record lacks its signature".into(),
+                        ));
+                    }
+                    let (k, rel, n) = entry(&ebr, 0);
+                    if k != 0 {
+                        out.push(check(lba + next + rel, n)?);
+                    }
+                    let (k2, rel2, _) = entry(&ebr, 1);
+                    if k2 == 0 || rel2 == 0 || rel2 <= next {
+                        break;
+                    }
+                    next = rel2;
+                }
+            }
+            _ => out.push(check(lba, count)?),
+        }
+    }
+    Ok(out)
+}
+
+fn gpt(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
+    let mut h = [0u8; 92];
+    disk.read_at(512, &mut h)?;
+    if &h[0..8] != b"EFI PART" {
+        return Err(invalid(
+            "the protective MBR promises a GPT, but LBA 1 holds none".into(),
+        ));
+    }
+    let le32 = |o: usize| u32::from_le_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let le64 = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+    let (entries_lba, count, entry_size) = (le64(72), le32(80), le32(84));
+    if count > 1024 || !(128..=4096).contains(&entry_size) {
+        return Err(invalid(format!(
+            "a GPT of {count} entries of {entry_size} bytes is not plausible"
+        )));
+    }
+    let mut table = vec![0u8; count as usize * entry_size as usize];
+    disk.read_at(entries_lba.saturating_mul(512), &mut table)?;
+    let size = disk.len();
+    let mut out = Vec::new();
+    for e in table.chunks_exact(entry_size as usize) {
+        if e[0..16].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let first = u64::from_le_bytes(e[32..40].try_into().unwrap_or([0; 8]));
+        let last = u64::from_le_bytes(e[40..48].try_into().unwrap_or([0; 8]));
+        if last < first || first.saturating_mul(512) >= size {
+            return Err(invalid(format!(
+                "a GPT partition from LBA {first} to {last} lies outside the disk"
+            )));
+        }
+        let start = first * 512;
+        out.push(Partition {
+            start,
+            len: ((last - first + 1) * 512).min(size - start),
+        });
+    }
+    Ok(out)
+}
