@@ -1,7 +1,8 @@
 //! Reading real disk images, made by the test with the tools that make them in production:
 //! `mke2fs -d` fills ext4 filesystems from a tree, `sfdisk` writes GPT and MBR (with extended
-//! partitions) tables, `qemu-img convert` makes qcow2 (plain and compressed). The inventory
-//! read from each image must equal the one read from the tree itself.
+//! partitions) tables, `qemu-img convert` makes qcow2 (plain and compressed) and VMDK
+//! (stream-optimized and monolithic sparse), and the example pipeline's `make-ova` an OVA. The
+//! inventory read from each image must equal the one read from the tree itself.
 
 #![allow(clippy::unwrap_used)]
 
@@ -99,6 +100,29 @@ fn qcow2(raw: &Path, compressed: bool) -> PathBuf {
     out
 }
 
+fn vmdk(raw: &Path, subformat: &str) -> PathBuf {
+    let out = raw.with_extension(format!("{subformat}.vmdk"));
+    run(Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "vmdk", "-o"])
+        .arg(format!("subformat={subformat}"))
+        .arg(raw)
+        .arg(&out));
+    out
+}
+
+/// An OVA as the example pipeline packages one (stream-optimized disk, OVF, manifest, tar).
+fn ova(raw: &Path) -> PathBuf {
+    let out = raw.parent().unwrap();
+    run(Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/local-pipeline/scripts/make-ova"
+    ))
+    .arg(raw)
+    .arg("scanned")
+    .arg(out));
+    out.join("scanned.ova")
+}
+
 fn scan(image: &Path) -> (inventory::Os, Vec<inventory::Package>, u64, u64) {
     let tree = ImageTree::open(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
     let (os, packages) = inventory::from_tree(&tree).unwrap();
@@ -132,6 +156,9 @@ fn every_format_and_table_yields_the_tree_s_inventory() {
         qcow2(&gpt, false),
         qcow2(&gpt, true),
         qcow2(&mbr, true),
+        vmdk(&gpt, "streamOptimized"),
+        vmdk(&mbr, "monolithicSparse"),
+        ova(&gpt),
     ];
     for image in &images {
         let (os, packages, read, size) = scan(image);
@@ -193,6 +220,10 @@ fn broken_and_hostile_images_are_errors_not_panics() {
     let mut backed = bytes.clone();
     backed[8..16].copy_from_slice(&512u64.to_be_bytes());
     assert!(err(&write("backed.qcow2", &backed)).contains("backing file"));
+    // A stream-optimized VMDK cut short: its footer (and grain directory) is gone.
+    let v = std::fs::read(vmdk(&fs, "streamOptimized")).unwrap();
+    let e = err(&write("cut.vmdk", &v[..v.len() / 2]));
+    assert!(e.contains("footer") || e.contains("beyond"), "{e}");
     // Garbage and an empty disk.
     assert!(err(&write("zeros.raw", &vec![0u8; 1 << 20])).contains("os-release"));
     assert!(err(&write("tiny.raw", b"x")).contains("no filesystem"));

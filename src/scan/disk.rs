@@ -38,40 +38,97 @@ fn past_end(offset: u64, len: usize, size: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens an image file as a disk, by its format's magic bytes.
+/// Bytes of a file an image lives in: the whole file, or a member of an OVA read in place.
+#[derive(Debug)]
+pub struct Slice {
+    file: File,
+    start: u64,
+    len: u64,
+}
+
+impl Slice {
+    pub fn whole(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self {
+            file,
+            start: 0,
+            len,
+        })
+    }
+
+    pub fn part(file: File, start: u64, len: u64) -> io::Result<Self> {
+        past_end(start, len as usize, file.metadata()?.len())?;
+        Ok(Self { file, start, len })
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        past_end(offset, buf.len(), self.len)?;
+        self.file.read_exact_at(buf, self.start + offset)
+    }
+}
+
+/// Opens an image file as a disk, by its format's magic bytes; an OVA's first disk is read
+/// inside the OVA.
 pub fn open(path: &Path) -> io::Result<Box<dyn Disk>> {
     let file = File::open(path)?;
-    let mut magic = [0u8; 4];
-    let n = file.read_at(&mut magic, 0)?;
-    if n == 4 && &magic == b"QFI\xfb" {
-        return Ok(Box::new(Qcow2::open(file)?));
+    let mut head = [0u8; 512];
+    let n = file.read_at(&mut head, 0)?;
+    if n == 512 && &head[257..262] == b"ustar" {
+        return open_ova(path, file);
     }
-    Ok(Box::new(Raw::new(file)?))
+    open_slice(Slice::whole(file)?)
+}
+
+fn open_slice(slice: Slice) -> io::Result<Box<dyn Disk>> {
+    let mut magic = [0u8; 4];
+    if slice.len() >= 4 {
+        slice.read_exact_at(&mut magic, 0)?;
+    }
+    match &magic {
+        b"QFI\xfb" => Ok(Box::new(Qcow2::open(slice)?)),
+        b"KDMV" => Ok(Box::new(Vmdk::open(slice)?)),
+        _ => Ok(Box::new(Raw::new(slice))),
+    }
+}
+
+/// An OVA: its descriptor names the disks; the first is the system disk.
+fn open_ova(path: &Path, file: File) -> io::Result<Box<dyn Disk>> {
+    let reader = crate::store::FileReader::open(path.to_path_buf())?;
+    let package = tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(crate::ova::read(&reader))
+        .map_err(|e| invalid(e.to_string()))?;
+    let disk = package
+        .files
+        .first()
+        .ok_or_else(|| invalid(format!("{}: the OVA references no disk", path.display())))?;
+    open_slice(Slice::part(file, disk.offset, disk.size)?)
 }
 
 /// A raw image: the file is the disk.
 #[derive(Debug)]
 pub struct Raw {
-    file: File,
-    len: u64,
+    src: Slice,
     read: u64,
 }
 
 impl Raw {
-    pub fn new(file: File) -> io::Result<Self> {
-        let len = file.metadata()?.len();
-        Ok(Self { file, len, read: 0 })
+    pub fn new(src: Slice) -> Self {
+        Self { src, read: 0 }
     }
 }
 
 impl Disk for Raw {
     fn len(&self) -> u64 {
-        self.len
+        self.src.len()
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        past_end(offset, buf.len(), self.len)?;
-        self.file.read_exact_at(buf, offset)?;
+        self.src.read_exact_at(buf, offset)?;
         self.read += buf.len() as u64;
         Ok(())
     }
@@ -85,7 +142,7 @@ impl Disk for Raw {
 /// encryption. <https://gitlab.com/qemu-project/qemu/-/blob/master/docs/interop/qcow2.txt>
 #[derive(Debug)]
 pub struct Qcow2 {
-    file: File,
+    file: Slice,
     file_len: u64,
     size: u64,
     cluster_bits: u32,
@@ -102,13 +159,13 @@ const QCOW2_COMPRESSED: u64 = 1 << 62;
 const QCOW2_ZERO: u64 = 1;
 
 impl Qcow2 {
-    pub fn open(file: File) -> io::Result<Self> {
-        let file_len = file.metadata()?.len();
-        let mut h = [0u8; 104];
-        let n = file.read_at(&mut h, 0)?;
-        if n < 72 {
+    pub fn open(file: Slice) -> io::Result<Self> {
+        let file_len = file.len();
+        if file_len < 104 {
             return Err(invalid("the qcow2 header is truncated".into()));
         }
+        let mut h = [0u8; 104];
+        file.read_exact_at(&mut h, 0)?;
         let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
         let be64 = |o: usize| u64::from_be_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
         let version = be32(4);
@@ -278,6 +335,191 @@ impl Disk for Qcow2 {
             let within = (offset % cluster) as usize;
             let n = (cluster as usize - within).min(buf.len() - done);
             self.read_cluster(offset, &mut buf[done..done + n])?;
+            done += n;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.read
+    }
+}
+
+/// A hosted sparse VMDK extent: monolithicSparse, and streamOptimized (compressed grains, the
+/// grain directory in the footer), the disk format inside vSphere OVAs.
+/// <https://github.com/libyal/libvmdk/blob/main/documentation/VMWare%20Virtual%20Disk%20Format%20(VMDK).asciidoc>
+#[derive(Debug)]
+pub struct Vmdk {
+    src: Slice,
+    capacity: u64,
+    grain: u64,
+    compressed: bool,
+    /// Per grain table: its sector offset (0: none).
+    gd: Vec<u32>,
+    gt_entries: u64,
+    gt_cache: Option<(u32, Vec<u32>)>,
+    grain_cache: Option<(u32, Vec<u8>)>,
+    read: u64,
+}
+
+const GD_AT_END: u64 = u64::MAX;
+
+impl Vmdk {
+    pub fn open(src: Slice) -> io::Result<Self> {
+        let mut h = [0u8; 512];
+        src.read_exact_at(&mut h, 0)?;
+        let mut read = 512;
+        let le32 = |h: &[u8], o: usize| u32::from_le_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+        let le64 =
+            |h: &[u8], o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+        let flags = le32(&h, 8);
+        let mut gd_offset = le64(&h, 56);
+        if gd_offset == GD_AT_END {
+            // streamOptimized: the footer before the end-of-stream marker has the real one.
+            let len = src.len();
+            if len < 1536 {
+                return Err(invalid(
+                    "the stream-optimized VMDK has no footer: truncated".into(),
+                ));
+            }
+            let mut footer = [0u8; 512];
+            src.read_exact_at(&mut footer, len - 1024)?;
+            read += 512;
+            if &footer[0..4] != b"KDMV" {
+                return Err(invalid(
+                    "the stream-optimized VMDK footer is missing: truncated".into(),
+                ));
+            }
+            gd_offset = le64(&footer, 56);
+        }
+        let capacity = le64(&h, 12).checked_mul(512).unwrap_or(u64::MAX);
+        let grain_sectors = le64(&h, 20);
+        let gt_entries = u64::from(le32(&h, 44));
+        if capacity > 64 << 40
+            || !grain_sectors.is_power_of_two()
+            || !(8..=2048).contains(&grain_sectors)
+            || !(128..=4096).contains(&gt_entries)
+        {
+            return Err(invalid(format!(
+                "VMDK header values are not plausible (capacity {capacity}, grain {grain_sectors} sectors, {gt_entries} entries per table)"
+            )));
+        }
+        if flags & (1 << 16) != 0 && u16::from_le_bytes([h[77], h[78]]) != 1 {
+            return Err(invalid(
+                "the VMDK grains use a compression other than deflate".into(),
+            ));
+        }
+        let grain = grain_sectors * 512;
+        let tables = capacity.div_ceil(grain * gt_entries);
+        let mut raw = vec![0u8; (tables * 4) as usize];
+        src.read_exact_at(&mut raw, gd_offset.saturating_mul(512))
+            .map_err(|_| invalid("the VMDK grain directory lies beyond the file".into()))?;
+        read += raw.len() as u64;
+        let gd = raw.chunks_exact(4).map(|c| le32(c, 0)).collect();
+        Ok(Self {
+            src,
+            capacity,
+            grain,
+            compressed: flags & (1 << 16) != 0,
+            gd,
+            gt_entries,
+            gt_cache: None,
+            grain_cache: None,
+            read,
+        })
+    }
+
+    fn fetch(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.src.read_exact_at(buf, offset).map_err(|_| {
+            invalid(format!(
+                "the VMDK points at bytes {offset}+{} beyond the file",
+                buf.len()
+            ))
+        })?;
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads within one grain.
+    fn read_grain(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let index = offset / self.grain;
+        let within = (offset % self.grain) as usize;
+        let table = self
+            .gd
+            .get((index / self.gt_entries) as usize)
+            .copied()
+            .unwrap_or(0);
+        if table == 0 {
+            buf.fill(0);
+            return Ok(());
+        }
+        if self.gt_cache.as_ref().is_none_or(|(t, _)| *t != table) {
+            let mut raw = vec![0u8; self.gt_entries as usize * 4];
+            self.fetch(u64::from(table) * 512, &mut raw)?;
+            let entries = raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            self.gt_cache = Some((table, entries));
+        }
+        let sector = self
+            .gt_cache
+            .as_ref()
+            .map_or(0, |(_, e)| e[(index % self.gt_entries) as usize]);
+        // 0: never written; 1: a grain of zeros.
+        if sector <= 1 {
+            buf.fill(0);
+            return Ok(());
+        }
+        let at = u64::from(sector) * 512;
+        if !self.compressed {
+            return self.fetch(at + within as u64, buf);
+        }
+        if self.grain_cache.as_ref().is_none_or(|(s, _)| *s != sector) {
+            // A compressed grain: its LBA (8 bytes), the data size (4), then zlib data.
+            let mut marker = [0u8; 12];
+            self.fetch(at, &mut marker)?;
+            let size = u64::from(u32::from_le_bytes([
+                marker[8], marker[9], marker[10], marker[11],
+            ]));
+            if size == 0 || size > 2 * self.grain + 1024 {
+                return Err(invalid(format!(
+                    "a compressed VMDK grain of {size} bytes at {at}"
+                )));
+            }
+            let mut packed = vec![0u8; size as usize];
+            self.fetch(at + 12, &mut packed)?;
+            let mut out = Vec::with_capacity(self.grain as usize);
+            let mut decoder = flate2::read::ZlibDecoder::new(&packed[..]);
+            io::Read::read_to_end(&mut io::Read::take(&mut decoder, self.grain), &mut out)
+                .map_err(|e| invalid(format!("a compressed VMDK grain at {at} is corrupt: {e}")))?;
+            // The last grain of a disk may be short; the rest reads as zeros.
+            out.resize(self.grain as usize, 0);
+            self.grain_cache = Some((sector, out));
+        }
+        let data = self
+            .grain_cache
+            .as_ref()
+            .map(|(_, d)| d.as_slice())
+            .unwrap_or(&[]);
+        buf.copy_from_slice(&data[within..within + buf.len()]);
+        Ok(())
+    }
+}
+
+impl Disk for Vmdk {
+    fn len(&self) -> u64 {
+        self.capacity
+    }
+
+    fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        past_end(offset, buf.len(), self.capacity)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let within = (offset % self.grain) as usize;
+            let n = (self.grain as usize - within).min(buf.len() - done);
+            self.read_grain(offset, &mut buf[done..done + n])?;
             done += n;
             offset += n as u64;
         }

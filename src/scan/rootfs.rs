@@ -101,9 +101,15 @@ impl std::fmt::Debug for ImageTree {
     }
 }
 
-fn ext_magic(disk: &SharedDisk, p: Partition) -> bool {
+/// Whether a partition holds an ext2/3/4 filesystem; a read that fails (a truncated or corrupt
+/// image) is an error, not "no".
+fn ext_magic(disk: &SharedDisk, p: Partition) -> io::Result<bool> {
+    if p.len <= 2048 {
+        return Ok(false);
+    }
     let mut m = [0u8; 2];
-    p.len > 2048 && disk.borrow_mut().read_at(p.start + 1080, &mut m).is_ok() && m == [0x53, 0xef]
+    disk.borrow_mut().read_at(p.start + 1080, &mut m)?;
+    Ok(m == [0x53, 0xef])
 }
 
 fn fs_err(what: &str, e: ext4_view::Ext4Error) -> io::Error {
@@ -121,7 +127,7 @@ impl ImageTree {
         let parts = disk::partitions(&mut **disk.borrow_mut())?;
         let mut filesystems = Vec::new();
         for p in parts {
-            if !ext_magic(&disk, p) {
+            if !ext_magic(&disk, p)? {
                 continue;
             }
             let reader = PartReader {
@@ -132,14 +138,17 @@ impl ImageTree {
                 .map_err(|e| fs_err(&format!("the ext filesystem at byte {}", p.start), e))?;
             filesystems.push(fs);
         }
-        let root = filesystems
-            .iter()
-            .position(|fs| {
-                ["/etc/os-release", "/usr/lib/os-release"]
-                    .iter()
-                    .any(|f| fs.exists(*f).unwrap_or(false))
-            })
-            .ok_or_else(|| {
+        let mut root = None;
+        'search: for (i, fs) in filesystems.iter().enumerate() {
+            for f in ["/etc/os-release", "/usr/lib/os-release"] {
+                // A read that fails is the image's fault, and says so.
+                if fs.exists(f).map_err(|e| fs_err(f, e))? {
+                    root = Some(i);
+                    break 'search;
+                }
+            }
+        }
+        let root = root.ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
                     "no ext2/3/4 filesystem of the image holds etc/os-release: not a Linux root filesystem this scan can read",
