@@ -393,7 +393,7 @@ impl Vmdk {
             }
             gd_offset = le64(&footer, 56);
         }
-        let capacity = le64(&h, 12).checked_mul(512).unwrap_or(u64::MAX);
+        let capacity = le64(&h, 12).saturating_mul(512);
         let grain_sectors = le64(&h, 20);
         let gt_entries = u64::from(le32(&h, 44));
         if capacity > 64 << 40
