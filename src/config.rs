@@ -161,17 +161,7 @@ pub struct Site {
     pub sla: Option<Duration>,
 }
 
-/// The gate severity threshold.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Unknown,
-    Low,
-    Medium,
-    #[default]
-    High,
-    Critical,
-}
+pub use crate::scan::Severity;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

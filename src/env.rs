@@ -103,6 +103,11 @@ pub const KEEP_ALIVE: &str = "IMAGEPIPE_KEEP_ALIVE";
 /// `imagepipe-import`: how long to wait for subscribed libraries to show the new item.
 pub const SYNC_WAIT: &str = "IMAGEPIPE_SYNC_WAIT";
 
+/// `imagepipe-scan`: the offline OSV database, a directory of OSV JSON records.
+pub const OSV_DB: &str = "IMAGEPIPE_OSV_DB";
+/// `imagepipe-scan`: a database older than this is warned about (`7d`).
+pub const MAX_DB_AGE: &str = "IMAGEPIPE_MAX_DB_AGE";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

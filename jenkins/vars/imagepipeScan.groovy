@@ -1,4 +1,15 @@
-// imagepipeScan(): runs imagepipe-scan. Not implemented in this release: the binary exits 2.
+// imagepipeScan(tag: env.TAG_NAME, osvDb: '/srv/osv') after imagepipeBuild, then
+// junit 'out/**/scan.junit.xml'. Returns the --json result: os, packages, findings, passed.
+// Exit code 1 (the gate failed) marks the build UNSTABLE; imagepipePublish then refuses.
 def call(Map args = [:]) {
-    return imagepipeStep('imagepipe-scan', args, [config: 'IMAGEPIPE_CONFIG'])
+    return imagepipeStep('imagepipe-scan', args, [
+        record  : 'IMAGEPIPE_RECORD',
+        image   : 'IMAGEPIPE_IMAGE',
+        version : 'IMAGEPIPE_VERSION',
+        tag     : 'IMAGEPIPE_TAG',
+        osvDb   : 'IMAGEPIPE_OSV_DB',
+        maxDbAge: 'IMAGEPIPE_MAX_DB_AGE',
+        artifact: 'IMAGEPIPE_ARTIFACT',
+        config  : 'IMAGEPIPE_CONFIG',
+    ])
 }

@@ -12,43 +12,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::Severity;
 use super::inventory::Package;
 use super::version::Scheme;
-
-/// A finding's severity; `Unknown` when neither a CVSS vector nor the database says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Unknown,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    /// CVSS's qualitative rating of a base score.
-    pub fn from_score(score: f64) -> Self {
-        match score {
-            s if s >= 9.0 => Self::Critical,
-            s if s >= 7.0 => Self::High,
-            s if s >= 4.0 => Self::Medium,
-            s if s > 0.0 => Self::Low,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// A database's own word (GHSA `severity`, Debian `urgency`, …).
-    fn from_word(word: &str) -> Option<Self> {
-        match word.to_ascii_lowercase().as_str() {
-            "critical" => Some(Self::Critical),
-            "high" | "important" => Some(Self::High),
-            "medium" | "moderate" => Some(Self::Medium),
-            "low" | "negligible" | "unimportant" => Some(Self::Low),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 struct Record {

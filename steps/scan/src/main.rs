@@ -1,14 +1,30 @@
-//! `imagepipe-scan`: Scan a built disk image offline: packages, CVEs, hardening policy, SBOM.
+//! `imagepipe-scan`: scan a built disk image offline and gate it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::step::{self, CommonArgs};
+use imagepipe::config::Config;
+use imagepipe::env;
+use imagepipe::scan::{self, ScanOptions};
+use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 
-/// Scan a built disk image offline: packages, CVEs, hardening policy, SBOM.
+/// Scan a built disk image offline, without root, mounting or network, and gate it.
 ///
-/// Not implemented in this release: the step exists so that workflows and Jenkinsfiles can be
-/// laid out now. It exits 2 without doing anything.
+/// The image Packer produced (raw, qcow2, VMDK or OVA; GPT or MBR; ext2/3/4, following
+/// /etc/fstab to a separate /usr or /var) is read in place. Its OS comes from os-release and its
+/// packages from the dpkg and apk databases; they are matched against an offline OSV database
+/// by the OS's ecosystem and each package's source package, with the distribution's own
+/// version ordering. Findings at or above the image's `scan.fail_on` (default high) fail the
+/// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
+/// the result into the record, which imagepipe-publish checks.
+///
+/// In this release the hardening policy, SBOMs, waivers, rpm databases and LVM are not read
+/// yet: a passing scan means no vulnerability at or above the threshold.
+///
+/// Exit codes: 0 passed; 1 the gate failed; 2 usage, configuration, image or database error.
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-scan",
@@ -17,6 +33,21 @@ use imagepipe::step::{self, CommonArgs};
     max_term_width = 100
 )]
 struct Args {
+    #[command(flatten)]
+    target: VersionArgs,
+
+    /// The offline OSV database: a directory of OSV JSON records (osv.dev's per-ecosystem dumps).
+    #[arg(long, env = env::OSV_DB, value_name = "DIR")]
+    osv_db: Option<PathBuf>,
+
+    /// Warn when the database's newest record is older than this.
+    #[arg(long, env = env::MAX_DB_AGE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "7d")]
+    max_db_age: Duration,
+
+    /// The artifact to scan, by name; default: the record's disk image.
+    #[arg(long, env = env::ARTIFACT, value_name = "NAME")]
+    artifact: Option<String>,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -30,9 +61,37 @@ fn cli_is_well_formed() {
 
 fn main() -> ExitCode {
     let args = step::parse::<Args>();
-    step::run("imagepipe-scan", &args.common, |_ui| async {
-        anyhow::bail!(
-            "imagepipe-scan is not implemented in this release; see the project's open issues"
-        )
+    let common = args.common.clone();
+    step::run("imagepipe-scan", &common, |ui| async move {
+        let config = Config::discover(args.common.config.as_deref())?;
+        let (image, record_path) = args.target.locate(&config)?;
+        let spec = config.image(image.name.as_str())?;
+        let osv_db = args.osv_db.clone().context(
+            "say where the OSV database is: --osv-db DIR (a directory of OSV JSON records)",
+        )?;
+        let options = ScanOptions {
+            osv_db,
+            fail_on: spec.scan.fail_on,
+            artifact: args.artifact.clone(),
+            template: spec
+                .template
+                .strip_prefix(&config.dir)
+                .unwrap_or(&spec.template)
+                .display()
+                .to_string(),
+        };
+        let (result, reports) =
+            tokio::task::spawn_blocking(move || scan::scan_record(&record_path, &options))
+                .await??;
+        scan::report::print(&ui, &result, &reports, args.max_db_age)?;
+        Ok(if result.passed {
+            Outcome::Done
+        } else {
+            Outcome::CheckFailed(vec![format!(
+                "{image}: {} findings at or above `{}`; fix or rebuild, and see the SARIF report",
+                result.findings.iter().filter(|f| result.gates(f)).count(),
+                result.fail_on.as_str()
+            )])
+        })
     })
 }

@@ -1,0 +1,262 @@
+//! The scan's reports: JSON, SARIF 2.1.0 for GitHub code scanning, JUnit XML for Jenkins, and
+//! a Markdown summary.
+
+use serde_json::{Value, json};
+
+use super::Severity;
+use super::inventory::{Os, Package};
+use super::osv::Finding;
+
+/// Everything a scan found, as the reports present it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scan {
+    pub image: String,
+    pub version: String,
+    pub artifact: String,
+    /// The template file findings are reported against, relative to the repository.
+    pub template: String,
+    pub os: Os,
+    pub packages: Vec<Package>,
+    pub findings: Vec<Finding>,
+    pub fail_on: Severity,
+    pub passed: bool,
+    pub database_records: usize,
+    pub database_newest: Option<chrono::DateTime<chrono::Utc>>,
+    pub bytes_read: u64,
+    pub disk_size: u64,
+    /// Where the reports are written (beside the record).
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
+}
+
+impl Scan {
+    /// Whether a finding counts against the gate.
+    pub fn gates(&self, f: &Finding) -> bool {
+        // `unknown` is the lowest rating: a threshold of `unknown` counts every finding.
+        f.severity >= self.fail_on
+    }
+}
+
+/// GitHub's `security-severity`: the CVSS score, or the middle of the rating's band.
+fn security_severity(f: &Finding) -> String {
+    let score = f.score.unwrap_or(match f.severity {
+        Severity::Critical => 9.5,
+        Severity::High => 8.0,
+        Severity::Medium => 5.5,
+        Severity::Low => 2.0,
+        Severity::Unknown => 0.0,
+    });
+    format!("{score:.1}")
+}
+
+fn message(f: &Finding) -> String {
+    let fixed = f.fixed.as_ref().map_or_else(
+        || "no fixed version yet".to_string(),
+        |v| format!("fixed in {v}"),
+    );
+    format!(
+        "{} {} (source {}) is affected by {} ({}); {fixed}",
+        f.package,
+        f.installed,
+        f.source,
+        f.id,
+        f.severity.as_str()
+    )
+}
+
+pub fn sarif(scan: &Scan) -> Value {
+    let mut rules: Vec<Value> = Vec::new();
+    for f in &scan.findings {
+        if rules.iter().any(|r| r["id"] == f.id) {
+            continue;
+        }
+        rules.push(json!({
+            "id": f.id,
+            "shortDescription": { "text": if f.summary.is_empty() { f.id.clone() } else { f.summary.clone() } },
+            "help": { "text": format!("{}: see https://osv.dev/vulnerability/{}", f.id, f.id) },
+            "properties": { "security-severity": security_severity(f), "tags": ["security", "vulnerability"] },
+        }));
+    }
+    let results: Vec<Value> = scan
+        .findings
+        .iter()
+        .map(|f| {
+            json!({
+                "ruleId": f.id,
+                "level": if scan.gates(f) { "error" } else { "warning" },
+                "message": { "text": format!("{}: {}", scan.image, message(f)) },
+                "locations": [{ "physicalLocation": {
+                    "artifactLocation": { "uri": scan.template },
+                    "region": { "startLine": 1 },
+                }}],
+                "partialFingerprints": { "imagepipe/v1": format!("{}/{}/{}", scan.image, f.package, f.id) },
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "imagepipe-scan",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/imagepipe/imagepipe",
+                "rules": rules,
+            }},
+            "automationDetails": { "id": format!("imagepipe-scan/{}/", scan.image) },
+            "results": results,
+        }],
+    })
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// JUnit for Jenkins' `junit` step: one case that the scan ran (a suite without cases is
+/// dropped), and one per finding, failed when it counts against the gate.
+pub fn junit(scan: &Scan) -> String {
+    let failures = scan.findings.iter().filter(|f| scan.gates(f)).count();
+    let mut cases = vec![format!(
+        "    <testcase classname=\"imagepipe-scan.{}\" name=\"scan of {} completed: {} packages\" time=\"0\"/>",
+        xml(&scan.image),
+        xml(&scan.artifact),
+        scan.packages.len()
+    )];
+    for f in &scan.findings {
+        let name = format!("{} {}", f.package, f.id);
+        if scan.gates(f) {
+            cases.push(format!(
+                "    <testcase classname=\"imagepipe-scan.{}\" name=\"{}\" time=\"0\">\n      <failure type=\"{}\" message=\"{}\"/>\n    </testcase>",
+                xml(&scan.image),
+                xml(&name),
+                f.severity.as_str(),
+                xml(&message(f))
+            ));
+        } else {
+            cases.push(format!(
+                "    <testcase classname=\"imagepipe-scan.{}\" name=\"{}\" time=\"0\"/>",
+                xml(&scan.image),
+                xml(&name)
+            ));
+        }
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"imagepipe-scan {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"0\">\n{}\n  </testsuite>\n</testsuites>\n",
+        xml(&scan.image),
+        cases.len(),
+        cases.join("\n")
+    )
+}
+
+pub fn markdown(scan: &Scan) -> String {
+    let mut out = format!(
+        "### imagepipe-scan: `{}` {}: {}\n\n{} ({}), {} packages, {} findings; the gate fails on `{}` and above.\n\n",
+        scan.image,
+        scan.version,
+        if scan.passed { "passed" } else { "**failed**" },
+        if scan.os.pretty_name.is_empty() {
+            &scan.os.id
+        } else {
+            &scan.os.pretty_name
+        },
+        scan.os.ecosystem.as_deref().unwrap_or("unknown ecosystem"),
+        scan.packages.len(),
+        scan.findings.len(),
+        scan.fail_on.as_str(),
+    );
+    if !scan.findings.is_empty() {
+        out.push_str(
+            "| severity | id | package | installed | fixed |\n| --- | --- | --- | --- | --- |\n",
+        );
+        let mut findings = scan.findings.clone();
+        findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
+        for f in findings {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                f.severity.as_str(),
+                f.id,
+                f.package,
+                f.installed,
+                f.fixed.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    out
+}
+
+/// Reports a scan on every channel of the step contract.
+pub fn print(
+    ui: &crate::step::Ui,
+    scan: &Scan,
+    reports: &[crate::record::Report],
+    max_db_age: std::time::Duration,
+) -> std::io::Result<()> {
+    ui.info(&format!(
+        "{} {}: {} ({}), {} packages; read {} of {} bytes of {}",
+        scan.image,
+        scan.version,
+        if scan.os.pretty_name.is_empty() {
+            &scan.os.id
+        } else {
+            &scan.os.pretty_name
+        },
+        scan.os.ecosystem.as_deref().unwrap_or("-"),
+        scan.packages.len(),
+        scan.bytes_read,
+        scan.disk_size,
+        scan.artifact
+    ));
+    match scan.database_newest {
+        Some(newest) => {
+            let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+            let line = format!(
+                "OSV database: {} records, newest from {} ({} old)",
+                scan.database_records,
+                newest.format("%Y-%m-%d"),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    age.as_secs() / 3600 * 3600
+                ))
+            );
+            if age > max_db_age {
+                ui.warn(&format!(
+                    "{line}: older than {}; refresh it",
+                    humantime::format_duration(max_db_age)
+                ));
+            } else {
+                ui.info(&line);
+            }
+        }
+        None => ui.warn("the OSV database holds no records: nothing can be found"),
+    }
+    for f in &scan.findings {
+        ui.info(&format!(
+            "  {:<8} {:<20} {:<24} {:<24} fixed: {}",
+            f.severity.as_str(),
+            f.id,
+            f.package,
+            f.installed,
+            f.fixed.as_deref().unwrap_or("-")
+        ));
+    }
+    ui.info(&format!(
+        "gate (fail on {} and above): {}",
+        scan.fail_on.as_str(),
+        if scan.passed { "passed" } else { "FAILED" }
+    ));
+    ui.output("status", if scan.passed { "passed" } else { "failed" })?;
+    ui.output("findings", &scan.findings.len().to_string())?;
+    for r in reports {
+        ui.output(
+            &format!("{}-report", r.kind),
+            &scan.dir.join(&r.path).display().to_string(),
+        )?;
+    }
+    ui.summary(&markdown(scan))?;
+    ui.json(&serde_json::to_value(scan).unwrap_or_default());
+    Ok(())
+}

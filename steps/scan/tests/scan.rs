@@ -1,0 +1,334 @@
+//! `imagepipe-scan` on a qcow2 image built by the test (mke2fs, qemu-img) with planted
+//! vulnerable packages, against an OSV database of records the test writes.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../../tests/support/built.rs"]
+mod common;
+#[path = "../../../tests/support/step.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imagepipe::record::{GateStatus, Record};
+use serde_json::Value;
+use support::{assert_exit, command, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-scan");
+
+const STATUS: &str = "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u1\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n";
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A qcow2 image of a Debian 12 tree with the packages above.
+fn image(dir: &Path) -> Vec<u8> {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("var/lib/dpkg/status"), STATUS).unwrap();
+    let raw = dir.join("disk.raw");
+    run(Command::new("truncate").args(["-s", "16M"]).arg(&raw));
+    run(Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&raw));
+    let q = dir.join("disk.qcow2");
+    run(Command::new("qemu-img")
+        .args(["convert", "-q", "-c", "-f", "raw", "-O", "qcow2"])
+        .arg(&raw)
+        .arg(&q));
+    std::fs::read(q).unwrap()
+}
+
+fn osv(dir: &Path) -> PathBuf {
+    let db = dir.join("osv/Debian");
+    std::fs::create_dir_all(&db).unwrap();
+    let record = |id: &str, pkg: &str, events: &str, extra: &str| {
+        std::fs::write(
+            db.join(format!("{id}.json")),
+            format!(r#"{{"id":"{id}","modified":"{}","summary":"{id} in {pkg}",{extra}"affected":[{{"package":{{"ecosystem":"Debian:12","name":"{pkg}"}},"ranges":[{{"type":"ECOSYSTEM","events":[{events}]}}]}}]}}"#, chrono::Utc::now().to_rfc3339()),
+        )
+        .unwrap();
+    };
+    // Planted: openssl before its fix (critical by CVSS), and zlib (medium by urgency).
+    record(
+        "DSA-5001-1",
+        "openssl",
+        r#"{"introduced":"0"},{"fixed":"3.0.11-1~deb12u2"}"#,
+        r#""severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],"#,
+    );
+    record(
+        "DEBIAN-CVE-2026-0002",
+        "zlib",
+        r#"{"introduced":"0"},{"fixed":"1:1.2.13.dfsg-2"}"#,
+        "",
+    );
+    // Not affecting: fixed before the installed version, another package, withdrawn.
+    record(
+        "DSA-4000-1",
+        "glibc",
+        r#"{"introduced":"0"},{"fixed":"2.36-9+deb12u3"}"#,
+        "",
+    );
+    record("DSA-4001-1", "curl", r#"{"introduced":"0"}"#, "");
+    record(
+        "DSA-4002-1",
+        "openssl",
+        r#"{"introduced":"0"}"#,
+        r#""withdrawn":"2026-01-01T00:00:00Z","#,
+    );
+    dir.join("osv")
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    record: PathBuf,
+    osv: PathBuf,
+}
+
+impl Case {
+    fn new(fail_on: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images/global")).unwrap();
+        std::fs::write(dir.path().join("images/global/global.pkr.hcl"), "").unwrap();
+        std::fs::write(
+            dir.path().join("imagepipe.toml"),
+            format!("[pipeline]\noutput_dir = \"out\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"images/global/global.pkr.hcl\"\n[image.scan]\nfail_on = \"{fail_on}\"\n"),
+        )
+        .unwrap();
+        let bytes = image(dir.path());
+        let record = common::built(
+            &dir.path().join("out/global/debian-12/1.0.0"),
+            "1.0.0",
+            &[("disk.qcow2", &bytes)],
+            None,
+        );
+        let osv = osv(dir.path());
+        Self { dir, record, osv }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+#[test]
+fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
+    let case = Case::new("high");
+    let gh = support::on_github(
+        {
+            let mut c = command(
+                BIN,
+                case.path(),
+                &["--tag", "global/debian-12/v1.0.0", "--json"],
+            );
+            c.env("IMAGEPIPE_OSV_DB", &case.osv);
+            c
+        },
+        case.path(),
+    );
+    assert_exit(&gh.out, 1);
+    let doc: Value = serde_json::from_slice(&gh.out.stdout).unwrap();
+    let mut ids: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["DEBIAN-CVE-2026-0002", "DSA-5001-1"]);
+    let openssl = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "DSA-5001-1")
+        .unwrap();
+    assert_eq!(
+        (openssl["severity"].as_str(), openssl["score"].as_f64()),
+        (Some("critical"), Some(9.8))
+    );
+    assert_eq!(openssl["fixed"], "3.0.11-1~deb12u2");
+    assert_eq!(openssl["package"], "libssl3");
+    let zlib = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "DEBIAN-CVE-2026-0002")
+        .unwrap();
+    assert_eq!(
+        zlib["severity"], "unknown",
+        "no vector and no rating: unknown, never none"
+    );
+    assert_eq!(doc["packages"].as_array().unwrap().len(), 3);
+    assert!(stderr(&gh.out).contains(
+        "::error title=imagepipe-scan::global/debian-12@1.0.0: 1 findings at or above `high`"
+    ));
+
+    // The record holds the result and the reports' digests; publish would refuse it.
+    let rec = Record::read(&case.record).unwrap().record;
+    let scan = rec.scan.as_ref().unwrap();
+    assert_eq!(scan.status, GateStatus::Failed);
+    assert_eq!(
+        (scan.vulnerabilities.critical, scan.vulnerabilities.unknown),
+        (1, 1)
+    );
+    let dir = case.record.parent().unwrap();
+    for r in &scan.reports {
+        let bytes = std::fs::read(dir.join(&r.path)).unwrap();
+        assert_eq!(
+            imagepipe::hash::Sha256Hex::digest(&bytes),
+            r.sha256,
+            "{}",
+            r.path
+        );
+    }
+    assert!(imagepipe::publish::gate(&rec, None).is_err());
+
+    // SARIF as GitHub code scanning takes it: the template file as location, security-severity.
+    let sarif: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("scan.sarif")).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(
+        run["automationDetails"]["id"],
+        "imagepipe-scan/global/debian-12/"
+    );
+    let rule = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "DSA-5001-1")
+        .unwrap();
+    assert_eq!(rule["properties"]["security-severity"], "9.8");
+    for result in run["results"].as_array().unwrap() {
+        assert_eq!(
+            result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "images/global/global.pkr.hcl"
+        );
+    }
+    // JUnit: a case that the scan ran, one per finding, the gating one failed.
+    let junit = std::fs::read_to_string(dir.join("scan.junit.xml")).unwrap();
+    assert!(junit.contains("tests=\"3\" failures=\"1\""), "{junit}");
+    assert!(junit.contains("<failure type=\"critical\""));
+    assert_eq!(gh.outputs["status"], "failed");
+    assert_eq!(
+        gh.outputs["sarif-report"],
+        dir.join("scan.sarif").display().to_string()
+    );
+    assert!(
+        gh.summary
+            .contains("| critical | DSA-5001-1 | libssl3 | 3.0.11-1~deb12u1 | 3.0.11-1~deb12u2 |"),
+        "{}",
+        gh.summary
+    );
+}
+
+#[test]
+fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
+    let case = Case::new("critical");
+    // Raise the bar past critical findings by removing the critical one.
+    std::fs::remove_file(case.osv.join("Debian/DSA-5001-1.json")).unwrap();
+    let out = command(
+        BIN,
+        case.path(),
+        &[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--osv-db",
+            case.osv.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 0);
+    let rec = Record::read(&case.record).unwrap().record;
+    assert_eq!(rec.scan.unwrap().status, GateStatus::Passed);
+
+    let out = command(
+        BIN,
+        case.path(),
+        &["--image", "global/debian-12", "--version", "1.0.0"],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--osv-db DIR"));
+    std::fs::write(case.osv.join("Debian/broken.json"), "{").unwrap();
+    let out = command(
+        BIN,
+        case.path(),
+        &[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--osv-db",
+            case.osv.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("broken.json: not an OSV record"),
+        "{}",
+        stderr(&out)
+    );
+    // A disk that is not an image.
+    std::fs::remove_file(case.osv.join("Debian/broken.json")).unwrap();
+    std::fs::write(
+        case.record.parent().unwrap().join("disk.qcow2"),
+        b"QFI\xfb garbage",
+    )
+    .unwrap();
+    let out = command(
+        BIN,
+        case.path(),
+        &[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--osv-db",
+            case.osv.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("disk.qcow2: "), "{}", stderr(&out));
+}
+
+#[test]
+fn action_and_help() {
+    let outputs =
+        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    assert_eq!(
+        outputs,
+        [
+            "findings",
+            "json-report",
+            "junit-report",
+            "markdown-report",
+            "sarif-report",
+            "status"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    insta::assert_snapshot!("help", support::help(BIN, dir.path()));
+}
