@@ -209,17 +209,28 @@ fn vcsp_library(
             site: site.name.clone(),
             message: e.to_string(),
         })?;
-    let client = crate::http::HttpClient::new(&crate::http::HttpOptions {
+    Ok(VcspLibrary::artifactory(
+        library_client(library)?,
+        auth,
+        &base,
+        &repo,
+        &prefix,
+    ))
+}
+
+/// The HTTP client for a library, with its TLS settings.
+fn library_client(library: &LibrarySpec) -> Result<crate::http::HttpClient, ImportError> {
+    crate::http::HttpClient::new(&crate::http::HttpOptions {
         tls: library.tls.clone(),
         ..Default::default()
     })
-    .map_err(|source| LibraryError::Http {
-        library: library.url.clone(),
-        source,
-    })?;
-    Ok(VcspLibrary::artifactory(
-        client, auth, &base, &repo, &prefix,
-    ))
+    .map_err(|source| {
+        LibraryError::Http {
+            library: library.url.clone(),
+            source,
+        }
+        .into()
+    })
 }
 
 fn vsphere_client(
@@ -241,16 +252,8 @@ fn vsphere_client(
         }
         Err(e) => return Err(credentials(e.to_string())),
     };
-    let client = crate::http::HttpClient::new(&crate::http::HttpOptions {
-        tls: library.tls.clone(),
-        ..Default::default()
-    })
-    .map_err(|source| LibraryError::Http {
-        library: library.url.clone(),
-        source,
-    })?;
     Ok(VSphere::new(
-        client,
+        library_client(library)?,
         &library.url,
         library.library.as_deref().unwrap_or_default(),
         username,

@@ -101,6 +101,15 @@ fn bump(version: &str) -> String {
     (version.parse::<u64>().unwrap_or(0) + 1).to_string()
 }
 
+/// `rel` under the repository prefix.
+fn under(prefix: &str, rel: &str) -> String {
+    if prefix.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
 /// The directory part of an href (`item/1.0.0/x.vmdk` → `item/1.0.0`).
 fn dir_of(href: &str) -> &str {
     href.rsplit_once('/').map_or("", |(d, _)| d)
@@ -165,15 +174,7 @@ impl VcspLibrary {
             Tree::Dir(root) => root.join(rel).display().to_string(),
             Tree::Artifactory {
                 base, repo, prefix, ..
-            } => {
-                let path = [prefix.as_str(), rel]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("/");
-                format!("{base}/{repo}/{path}")
-            }
+            } => format!("{base}/{repo}/{}", under(prefix, rel)),
         }
     }
 
@@ -292,13 +293,7 @@ impl VcspLibrary {
             Tree::Artifactory {
                 base, repo, prefix, ..
             } => {
-                let path = [prefix.as_str(), rel]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("/");
-                let url = format!("{base}/api/storage/{repo}/{path}");
+                let url = format!("{base}/api/storage/{repo}/{}", under(prefix, rel));
                 let resp = self.send(reqwest::Method::GET, &url, None, None).await?;
                 if resp.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);

@@ -407,6 +407,24 @@ async fn item_per_version_keeps_the_newest() {
     assert!(!p.path().join("lib/global-debian-12-1.0.0").exists());
 }
 
+/// The tests' own client of an Artifactory test server's store (token from a file).
+fn artifactory_store(dir: &Path, store_url: &str) -> Box<dyn Store> {
+    let token = dir.join("token");
+    std::fs::write(&token, artifactory::TOKEN).unwrap();
+    store::open(
+        &StoreSpec {
+            url: StoreUrl::parse(store_url, Path::new("/")).unwrap(),
+            credentials: Credentials {
+                token_file: Some(token),
+                ..Credentials::default()
+            },
+            tls: TlsSpec::default(),
+        },
+        &ui(),
+    )
+    .unwrap()
+}
+
 fn vcenter_site(name: &str, store: &str, vc: &vcsim::Vcsim) -> String {
     format!(
         "[[site]]\nname = \"{name}\"\n[site.store]\nurl = \"{store}\"\n{}[site.library]\nurl = \"{}\"\nlibrary = \"images\"\nusername_env = \"VC_USER\"\npassword_env = \"VC_PASS\"\n",
@@ -522,20 +540,7 @@ async fn pull_from_the_site_store_and_a_failing_pull_leaves_nothing() {
     art.lock().unwrap().anonymous_read = true;
     let store_url = format!("artifactory+{url}/os-images");
     let p = Pipeline::new(&vcenter_site("dc2", &store_url, &vc));
-    let token = p.path().join("token");
-    std::fs::write(&token, artifactory::TOKEN).unwrap();
-    let site_store = store::open(
-        &StoreSpec {
-            url: StoreUrl::parse(&store_url, Path::new("/")).unwrap(),
-            credentials: Credentials {
-                token_file: Some(token),
-                ..Credentials::default()
-            },
-            tls: TlsSpec::default(),
-        },
-        &ui(),
-    )
-    .unwrap();
+    let site_store = artifactory_store(p.path(), &store_url);
     let first = ova(p.path(), "one");
     p.publish(site_store.as_ref(), "1.0.0", &first).await;
 
@@ -677,20 +682,7 @@ async fn pull_into_the_api_generation() {
         "url = \"file:dc7\"",
         &format!("url = \"{store_url}\"\ntoken_env = \"ART_TOKEN\""),
     ));
-    let token = p.path().join("token");
-    std::fs::write(&token, artifactory::TOKEN).unwrap();
-    let site_store = store::open(
-        &StoreSpec {
-            url: StoreUrl::parse(&store_url, Path::new("/")).unwrap(),
-            credentials: Credentials {
-                token_file: Some(token),
-                ..Credentials::default()
-            },
-            tls: TlsSpec::default(),
-        },
-        &ui(),
-    )
-    .unwrap();
+    let site_store = artifactory_store(p.path(), &store_url);
     let bytes = ova(p.path(), "one");
     p.publish(site_store.as_ref(), "1.0.0", &bytes).await;
     let out = tokio::task::block_in_place(|| {

@@ -123,6 +123,18 @@ impl Case {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Scans version 1.0.0 with the case's database.
+    fn scan(&self) -> std::process::Output {
+        command(
+            BIN,
+            self.path(),
+            &["--image", "global/debian-12", "--version", "1.0.0"],
+        )
+        .env("IMAGEPIPE_OSV_DB", &self.osv)
+        .output()
+        .unwrap()
+    }
 }
 
 #[test]
@@ -241,20 +253,7 @@ fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
     let case = Case::new("critical");
     // Raise the bar past critical findings by removing the critical one.
     std::fs::remove_file(case.osv.join("Debian/DSA-5001-1.json")).unwrap();
-    let out = command(
-        BIN,
-        case.path(),
-        &[
-            "--image",
-            "global/debian-12",
-            "--version",
-            "1.0.0",
-            "--osv-db",
-            case.osv.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = case.scan();
     assert_exit(&out, 0);
     let rec = Record::read(&case.record).unwrap().record;
     assert_eq!(rec.scan.unwrap().status, GateStatus::Passed);
@@ -269,20 +268,7 @@ fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--osv-db DIR"));
     std::fs::write(case.osv.join("Debian/broken.json"), "{").unwrap();
-    let out = command(
-        BIN,
-        case.path(),
-        &[
-            "--image",
-            "global/debian-12",
-            "--version",
-            "1.0.0",
-            "--osv-db",
-            case.osv.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = case.scan();
     assert_exit(&out, 2);
     assert!(
         stderr(&out).contains("broken.json: not an OSV record"),
@@ -296,20 +282,7 @@ fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
         b"QFI\xfb garbage",
     )
     .unwrap();
-    let out = command(
-        BIN,
-        case.path(),
-        &[
-            "--image",
-            "global/debian-12",
-            "--version",
-            "1.0.0",
-            "--osv-db",
-            case.osv.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = case.scan();
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("disk.qcow2: "), "{}", stderr(&out));
 }
