@@ -4,14 +4,17 @@
 //! So far: reading disk images in place (raw, qcow2, VMDK, OVA; GPT and MBR; ext2/3/4 with
 //! fstab mounts), the inventory of a root filesystem (the OS and the dpkg and apk packages),
 //! the version orderings every vulnerability range is evaluated with, and matching against an
-//! offline OSV database with CVSS v3 scores. Not yet: LVM, tarballs, rpm databases, CVSS v4,
-//! the hardening policy, SBOMs, reports, waivers, the gate and the step itself.
+//! offline OSV database with CVSS v3 scores, waivers, the gate, the reports (JSON, SARIF,
+//! JUnit, Markdown) and SBOMs (CycloneDX, SPDX). Not yet: LVM, tarballs, rpm databases,
+//! CVSS v4 and the hardening policy.
 
 pub mod disk;
 pub mod inventory;
 pub mod osv;
 pub mod report;
 pub mod rootfs;
+pub mod sbom;
+pub mod waiver;
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +95,8 @@ pub enum ScanError {
     Osv(#[from] osv::OsvError),
     #[error(transparent)]
     Record(#[from] crate::record::RecordError),
+    #[error(transparent)]
+    Waiver(#[from] waiver::WaiverError),
     #[error("{path}: {source}")]
     Write {
         path: PathBuf,
@@ -108,6 +113,8 @@ pub struct ScanOptions {
     pub artifact: Option<String>,
     /// The image's template, relative to the repository, for SARIF locations.
     pub template: String,
+    /// The image's waivers file.
+    pub waivers: Option<PathBuf>,
 }
 
 /// Scans the disk image of the record at `record_path`, writes the reports beside it and the
@@ -130,9 +137,9 @@ pub fn scan_record(
                 )
             }),
         })
-        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone())))
+        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)))
         .collect();
-    let (name, file) = match disks.as_slice() {
+    let (name, file, sha256) = match disks.as_slice() {
         [one] => one.clone(),
         [] => {
             return Err(ScanError::Usage(format!(
@@ -163,7 +170,12 @@ pub fn scan_record(
         ))
     })?;
     let db = osv::Database::load_dir(&options.osv_db)?;
-    let findings = db.matches(&ecosystem, &packages);
+    let mut findings = db.matches(&ecosystem, &packages);
+    let waivers = match &options.waivers {
+        Some(path) => waiver::load(path)?,
+        None => Vec::new(),
+    };
+    let expired = waiver::apply(&waivers, &mut findings, chrono::Utc::now().date_naive());
     let mut scan = report::Scan {
         image: record.image.name.to_string(),
         version: record.image.version.to_string(),
@@ -179,11 +191,12 @@ pub fn scan_record(
         bytes_read: tree.bytes_read(),
         disk_size: tree.disk_len(),
         dir: dir.clone(),
+        expired_waivers: expired,
     };
     scan.passed = !scan.findings.iter().any(|f| scan.gates(f));
 
     let mut counts = SeverityCounts::default();
-    for f in &scan.findings {
+    for f in scan.findings.iter().filter(|f| f.waived.is_none()) {
         match f.severity {
             Severity::Critical => counts.critical += 1,
             Severity::High => counts.high += 1,
@@ -197,11 +210,28 @@ pub fn scan_record(
         b.push(b'\n');
         b
     };
-    let outputs: [(&str, &str, Vec<u8>); 4] = [
+    let sha256 = sha256.to_string();
+    let subject = sbom::Subject {
+        name: &scan.image,
+        version: &scan.version,
+        file: &file,
+        sha256: &sha256,
+    };
+    let outputs: [(&str, &str, Vec<u8>); 6] = [
         (
             "json",
             "scan.json",
             pretty(&serde_json::to_value(&scan).unwrap_or_default()),
+        ),
+        (
+            "cyclonedx",
+            "sbom.cdx.json",
+            pretty(&sbom::cyclonedx(&subject, &scan.os, &scan.packages)),
+        ),
+        (
+            "spdx",
+            "sbom.spdx.json",
+            pretty(&sbom::spdx(&subject, &scan.os, &scan.packages)),
         ),
         ("sarif", "scan.sarif", pretty(&report::sarif(&scan))),
         ("junit", "scan.junit.xml", report::junit(&scan).into_bytes()),
@@ -229,7 +259,7 @@ pub fn scan_record(
         scanned_at: chrono::Utc::now(),
         vulnerabilities: counts,
         policy_failures: 0,
-        waived: 0,
+        waived: scan.findings.iter().filter(|f| f.waived.is_some()).count() as u32,
         reports: reports.clone(),
     });
     record.write(record_path)?;

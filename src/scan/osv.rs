@@ -121,6 +121,8 @@ pub struct Finding {
     pub severity: Severity,
     pub score: Option<f64>,
     pub summary: String,
+    /// The waiver that accepts this finding for now; it then no longer gates.
+    pub waived: Option<super::waiver::Waiver>,
 }
 
 impl Database {
@@ -198,6 +200,7 @@ impl Database {
                     severity,
                     score,
                     summary: e.record.summary.clone(),
+                    waived: None,
                 });
             }
         }

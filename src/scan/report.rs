@@ -27,13 +27,15 @@ pub struct Scan {
     /// Where the reports are written (beside the record).
     #[serde(skip)]
     pub dir: std::path::PathBuf,
+    /// Waivers that would have applied but have expired.
+    pub expired_waivers: Vec<super::waiver::Waiver>,
 }
 
 impl Scan {
     /// Whether a finding counts against the gate.
     pub fn gates(&self, f: &Finding) -> bool {
         // `unknown` is the lowest rating: a threshold of `unknown` counts every finding.
-        f.severity >= self.fail_on
+        f.waived.is_none() && f.severity >= self.fail_on
     }
 }
 
@@ -90,6 +92,10 @@ pub fn sarif(scan: &Scan) -> Value {
                     "region": { "startLine": 1 },
                 }}],
                 "partialFingerprints": { "imagepipe/v1": format!("{}/{}/{}", scan.image, f.package, f.id) },
+                "suppressions": f.waived.iter().map(|w| json!({
+                    "kind": "external",
+                    "justification": format!("{} (waived until {})", w.reason, w.expires),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -137,6 +143,14 @@ pub fn junit(scan: &Scan) -> String {
                 f.severity.as_str(),
                 xml(&message(f))
             ));
+        } else if let Some(w) = &f.waived {
+            cases.push(format!(
+                "    <testcase classname=\"imagepipe-scan.{}\" name=\"{}\" time=\"0\">\n      <skipped message=\"waived until {}: {}\"/>\n    </testcase>",
+                xml(&scan.image),
+                xml(&name),
+                w.expires,
+                xml(&w.reason)
+            ));
         } else {
             cases.push(format!(
                 "    <testcase classname=\"imagepipe-scan.{}\" name=\"{}\" time=\"0\"/>",
@@ -177,12 +191,15 @@ pub fn markdown(scan: &Scan) -> String {
         findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
         for f in findings {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} |\n",
                 f.severity.as_str(),
                 f.id,
                 f.package,
                 f.installed,
-                f.fixed.as_deref().unwrap_or("-")
+                f.fixed.as_deref().unwrap_or("-"),
+                f.waived
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |w| format!("until {}", w.expires))
             ));
         }
     }
@@ -234,13 +251,24 @@ pub fn print(
         None => ui.warn("the OSV database holds no records: nothing can be found"),
     }
     for f in &scan.findings {
+        let waived = f
+            .waived
+            .as_ref()
+            .map(|w| format!(" (waived until {}: {})", w.expires, w.reason))
+            .unwrap_or_default();
         ui.info(&format!(
-            "  {:<8} {:<20} {:<24} {:<24} fixed: {}",
+            "  {:<8} {:<20} {:<24} {:<24} fixed: {}{waived}",
             f.severity.as_str(),
             f.id,
             f.package,
             f.installed,
-            f.fixed.as_deref().unwrap_or("-")
+            f.fixed.as_deref().unwrap_or("-"),
+        ));
+    }
+    for w in &scan.expired_waivers {
+        ui.warn(&format!(
+            "the waiver of {} expired on {} and no longer applies ({})",
+            w.id, w.expires, w.reason
         ));
     }
     ui.info(&format!(

@@ -21,8 +21,12 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
 /// the result into the record, which imagepipe-publish checks.
 ///
-/// In this release the hardening policy, SBOMs, waivers, rpm databases and LVM are not read
-/// yet: a passing scan means no vulnerability at or above the threshold.
+/// Waivers (the image's `scan.waivers` file) accept findings until their expiry date; waived
+/// findings stay in the reports, and expired waivers are reported. CycloneDX 1.5 and SPDX 2.3
+/// SBOMs with package URLs are written too.
+///
+/// In this release the hardening policy, rpm databases and LVM are not read yet: a passing scan
+/// means no unwaived vulnerability at or above the threshold.
 ///
 /// Exit codes: 0 passed; 1 the gate failed; 2 usage, configuration, image or database error.
 #[derive(Debug, Parser)]
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
                 .unwrap_or(&spec.template)
                 .display()
                 .to_string(),
+            waivers: spec.scan.waivers.clone(),
         };
         let (result, reports) =
             tokio::task::spawn_blocking(move || scan::scan_record(&record_path, &options))

@@ -101,12 +101,16 @@ struct Case {
 
 impl Case {
     fn new(fail_on: &str) -> Self {
+        Self::with_scan(&format!("fail_on = \"{fail_on}\"\n"))
+    }
+
+    fn with_scan(scan: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("images/global")).unwrap();
         std::fs::write(dir.path().join("images/global/global.pkr.hcl"), "").unwrap();
         std::fs::write(
             dir.path().join("imagepipe.toml"),
-            format!("[pipeline]\noutput_dir = \"out\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"images/global/global.pkr.hcl\"\n[image.scan]\nfail_on = \"{fail_on}\"\n"),
+            format!("[pipeline]\noutput_dir = \"out\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"images/global/global.pkr.hcl\"\n[image.scan]\n{scan}"),
         )
         .unwrap();
         let bytes = image(dir.path());
@@ -304,4 +308,134 @@ fn action_and_help() {
     );
     let dir = tempfile::tempdir().unwrap();
     insta::assert_snapshot!("help", support::help(BIN, dir.path()));
+}
+
+#[test]
+fn waivers_accept_findings_until_they_expire_and_sboms_list_every_package() {
+    let case = Case::with_scan("fail_on = \"high\"\nwaivers = \"waivers.toml\"\n");
+    std::fs::write(
+        case.path().join("waivers.toml"),
+        "[[waiver]]\nid = \"DSA-5001-1\"\npackage = \"openssl\"\nreason = \"the TLS server is never started\"\nexpires = \"2999-12-31\"\n\n[[waiver]]\nid = \"DEBIAN-CVE-2026-0002\"\nreason = \"was accepted last year\"\nexpires = \"2020-01-01\"\n",
+    )
+    .unwrap();
+    let out = case.scan();
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("(waived until 2999-12-31: the TLS server is never started)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the waiver of DEBIAN-CVE-2026-0002 expired on 2020-01-01"),
+        "{err}"
+    );
+    let rec = Record::read(&case.record).unwrap().record;
+    let section = rec.scan.unwrap();
+    assert_eq!(section.status, GateStatus::Passed);
+    assert_eq!(
+        (
+            section.waived,
+            section.vulnerabilities.critical,
+            section.vulnerabilities.unknown
+        ),
+        (1, 0, 1)
+    );
+
+    let dir = case.record.parent().unwrap();
+    let read = |f: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap()
+    };
+    // The waived finding stays visible: in the JSON, and suppressed in the SARIF.
+    let json = read("scan.json");
+    let waived = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "DSA-5001-1")
+        .unwrap();
+    assert_eq!(
+        waived["waived"]["reason"],
+        "the TLS server is never started"
+    );
+    let sarif = read("scan.sarif");
+    let result = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "DSA-5001-1")
+        .unwrap();
+    assert_eq!(result["suppressions"][0]["kind"], "external");
+
+    // SBOMs: every package with its purl, the image as the described component.
+    let artifact_sha = Record::read(&case.record).unwrap().record.artifacts[0]
+        .file()
+        .unwrap()
+        .sha256
+        .to_string();
+    let cdx = read("sbom.cdx.json");
+    assert_eq!(
+        (cdx["bomFormat"].as_str(), cdx["specVersion"].as_str()),
+        (Some("CycloneDX"), Some("1.5"))
+    );
+    assert!(
+        cdx["serialNumber"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:uuid:")
+    );
+    assert_eq!(cdx["metadata"]["component"]["name"], "global/debian-12");
+    assert_eq!(
+        cdx["metadata"]["component"]["hashes"][0]["content"],
+        artifact_sha.as_str()
+    );
+    let purls: Vec<&str> = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert_eq!(
+        purls,
+        [
+            "pkg:deb/debian/libssl3@3.0.11-1~deb12u1?arch=amd64&distro=debian-12&upstream=openssl",
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc",
+            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12&upstream=zlib",
+        ]
+    );
+    let spdx = read("sbom.spdx.json");
+    assert_eq!(
+        (spdx["spdxVersion"].as_str(), spdx["dataLicense"].as_str()),
+        (Some("SPDX-2.3"), Some("CC0-1.0"))
+    );
+    let rels = spdx["relationships"].as_array().unwrap();
+    assert_eq!(
+        rels.iter()
+            .filter(|r| r["relationshipType"] == "DESCRIBES")
+            .count(),
+        1
+    );
+    assert_eq!(
+        rels.iter()
+            .filter(|r| r["relationshipType"] == "CONTAINS")
+            .count(),
+        3
+    );
+    assert!(
+        spdx["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .all(|p| p["externalRefs"][0]["referenceType"] == "purl")
+    );
+
+    // A waivers file that is not one says what each waiver needs.
+    std::fs::write(case.path().join("waivers.toml"), "[[waiver]]\nid = \"X\"\n").unwrap();
+    let out = case.scan();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("needs id, reason and expires"),
+        "{}",
+        stderr(&out)
+    );
 }
