@@ -5,12 +5,13 @@
 //! fstab mounts), the inventory of a root filesystem (the OS and the dpkg and apk packages),
 //! the version orderings every vulnerability range is evaluated with, and matching against an
 //! offline OSV database with CVSS v3 scores, waivers, the gate, the reports (JSON, SARIF,
-//! JUnit, Markdown) and SBOMs (CycloneDX, SPDX). Not yet: LVM, tarballs, rpm databases,
-//! CVSS v4 and the hardening policy.
+//! JUnit, Markdown), SBOMs (CycloneDX, SPDX) and the hardening policy. Not yet: LVM,
+//! tarballs, rpm databases and CVSS v4.
 
 pub mod disk;
 pub mod inventory;
 pub mod osv;
+pub mod policy;
 pub mod report;
 pub mod rootfs;
 pub mod sbom;
@@ -97,6 +98,8 @@ pub enum ScanError {
     Record(#[from] crate::record::RecordError),
     #[error(transparent)]
     Waiver(#[from] waiver::WaiverError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
     #[error("{path}: {source}")]
     Write {
         path: PathBuf,
@@ -115,6 +118,9 @@ pub struct ScanOptions {
     pub template: String,
     /// The image's waivers file.
     pub waivers: Option<PathBuf>,
+    /// The image's own policy rule files, and the baseline rules it switches off.
+    pub policy: Vec<PathBuf>,
+    pub disable_rules: Vec<String>,
 }
 
 /// Scans the disk image of the record at `record_path`, writes the reports beside it and the
@@ -170,6 +176,8 @@ pub fn scan_record(
         ))
     })?;
     let db = osv::Database::load_dir(&options.osv_db)?;
+    let rules = policy::rules(&options.policy, &options.disable_rules)?;
+    let policy_results = policy::evaluate(&rules, &tree, &packages)?;
     let mut findings = db.matches(&ecosystem, &packages);
     let waivers = match &options.waivers {
         Some(path) => waiver::load(path)?,
@@ -192,8 +200,9 @@ pub fn scan_record(
         disk_size: tree.disk_len(),
         dir: dir.clone(),
         expired_waivers: expired,
+        policy: policy_results,
     };
-    scan.passed = !scan.findings.iter().any(|f| scan.gates(f));
+    scan.passed = !scan.findings.iter().any(|f| scan.gates(f)) && scan.policy_failures() == 0;
 
     let mut counts = SeverityCounts::default();
     for f in scan.findings.iter().filter(|f| f.waived.is_none()) {
@@ -258,7 +267,7 @@ pub fn scan_record(
         },
         scanned_at: chrono::Utc::now(),
         vulnerabilities: counts,
-        policy_failures: 0,
+        policy_failures: scan.policy_failures() as u32,
         waived: scan.findings.iter().filter(|f| f.waived.is_some()).count() as u32,
         reports: reports.clone(),
     });

@@ -29,9 +29,19 @@ pub struct Scan {
     pub dir: std::path::PathBuf,
     /// Waivers that would have applied but have expired.
     pub expired_waivers: Vec<super::waiver::Waiver>,
+    /// Every hardening rule's outcome.
+    pub policy: Vec<super::policy::RuleResult>,
 }
 
 impl Scan {
+    /// Failing rules of level `error`: each fails the gate.
+    pub fn policy_failures(&self) -> usize {
+        self.policy
+            .iter()
+            .filter(|r| !r.passed && r.level == super::policy::Level::Error)
+            .count()
+    }
+
     /// Whether a finding counts against the gate.
     pub fn gates(&self, f: &Finding) -> bool {
         // `unknown` is the lowest rating: a threshold of `unknown` counts every finding.
@@ -79,6 +89,27 @@ pub fn sarif(scan: &Scan) -> Value {
             "properties": { "security-severity": security_severity(f), "tags": ["security", "vulnerability"] },
         }));
     }
+    for r in scan.policy.iter().filter(|r| !r.passed) {
+        rules.push(json!({
+            "id": r.id,
+            "shortDescription": { "text": r.title },
+            "help": { "text": format!("imagepipe hardening rule {}: {}", r.id, r.title) },
+            "properties": { "tags": ["policy", "hardening"] },
+        }));
+    }
+    let location = json!([{ "physicalLocation": {
+        "artifactLocation": { "uri": scan.template },
+        "region": { "startLine": 1 },
+    }}]);
+    let policy_results = scan.policy.iter().filter(|r| !r.passed).map(|r| {
+        json!({
+            "ruleId": r.id,
+            "level": if r.level == super::policy::Level::Error { "error" } else { "warning" },
+            "message": { "text": format!("{}: {}: {}", scan.image, r.title, r.detail) },
+            "locations": location,
+            "partialFingerprints": { "imagepipe/v1": format!("{}/policy/{}", scan.image, r.id) },
+        })
+    });
     let results: Vec<Value> = scan
         .findings
         .iter()
@@ -98,6 +129,7 @@ pub fn sarif(scan: &Scan) -> Value {
                 })).collect::<Vec<_>>(),
             })
         })
+        .chain(policy_results)
         .collect();
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -126,7 +158,8 @@ fn xml(s: &str) -> String {
 /// JUnit for Jenkins' `junit` step: one case that the scan ran (a suite without cases is
 /// dropped), and one per finding, failed when it counts against the gate.
 pub fn junit(scan: &Scan) -> String {
-    let failures = scan.findings.iter().filter(|f| scan.gates(f)).count();
+    let failures = scan.findings.iter().filter(|f| scan.gates(f)).count()
+        + scan.policy.iter().filter(|r| !r.passed).count();
     let mut cases = vec![format!(
         "    <testcase classname=\"imagepipe-scan.{}\" name=\"scan of {} completed: {} packages\" time=\"0\"/>",
         xml(&scan.image),
@@ -158,6 +191,27 @@ pub fn junit(scan: &Scan) -> String {
                 xml(&name)
             ));
         }
+    }
+    for r in &scan.policy {
+        let head = format!(
+            "    <testcase classname=\"imagepipe-scan.{}.policy\" name=\"{}: {}\" time=\"0\"",
+            xml(&scan.image),
+            xml(&r.id),
+            xml(&r.title)
+        );
+        cases.push(if r.passed {
+            format!("{head}/>")
+        } else {
+            format!(
+                "{head}>\n      <failure type=\"{}\" message=\"{}\"/>\n    </testcase>",
+                if r.level == super::policy::Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                },
+                xml(&r.detail)
+            )
+        });
     }
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"imagepipe-scan {}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"0\">\n{}\n  </testsuite>\n</testsuites>\n",
@@ -200,6 +254,28 @@ pub fn markdown(scan: &Scan) -> String {
                 f.waived
                     .as_ref()
                     .map_or_else(|| "-".to_string(), |w| format!("until {}", w.expires))
+            ));
+        }
+    }
+    let failing: Vec<_> = scan.policy.iter().filter(|r| !r.passed).collect();
+    out.push_str(&format!(
+        "\nHardening policy: {} rules, {} failing.\n",
+        scan.policy.len(),
+        failing.len()
+    ));
+    if !failing.is_empty() {
+        out.push_str("\n| level | rule | detail |\n| --- | --- | --- |\n");
+        for r in failing {
+            out.push_str(&format!(
+                "| {} | {}: {} | {} |\n",
+                if r.level == super::policy::Level::Error {
+                    "error"
+                } else {
+                    "warning"
+                },
+                r.id,
+                r.title,
+                r.detail
             ));
         }
     }
@@ -271,8 +347,20 @@ pub fn print(
             w.id, w.expires, w.reason
         ));
     }
+    for r in scan.policy.iter().filter(|r| !r.passed) {
+        ui.info(&format!(
+            "  policy   {:<8} {:<32} {}",
+            if r.level == super::policy::Level::Error {
+                "error"
+            } else {
+                "warning"
+            },
+            r.id,
+            r.detail
+        ));
+    }
     ui.info(&format!(
-        "gate (fail on {} and above): {}",
+        "gate (fail on {} and above, and on error-level policy rules): {}",
         scan.fail_on.as_str(),
         if scan.passed { "passed" } else { "FAILED" }
     ));

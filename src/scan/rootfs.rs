@@ -12,8 +12,21 @@ use super::disk::{self, Disk, Partition};
 /// Files larger than this are not read (package databases are far smaller).
 const MAX_FILE: u64 = 256 << 20;
 
+/// What a policy checks of a file: its permission bits, owner and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub dir: bool,
+    pub symlink: bool,
+}
+
 /// Read access to a root filesystem by absolute path.
 pub trait Tree {
+    /// A file's metadata, not following a final symlink; `None` when there is no such file.
+    fn metadata(&self, path: &str) -> io::Result<Option<Meta>>;
     /// A file's bytes, or `None` when there is no such file.
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
     /// The names in a directory, or nothing when there is no such directory.
@@ -25,6 +38,21 @@ pub trait Tree {
 pub struct DirTree(pub PathBuf);
 
 impl Tree for DirTree {
+    fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+        use std::os::unix::fs::MetadataExt as _;
+        match std::fs::symlink_metadata(self.0.join(path.trim_start_matches('/'))) {
+            Ok(m) => Ok(Some(Meta {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                dir: m.is_dir(),
+                symlink: m.file_type().is_symlink(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
         let p = self.0.join(path.trim_start_matches('/'));
         match std::fs::metadata(&p) {
@@ -219,6 +247,23 @@ impl ImageTree {
 }
 
 impl Tree for ImageTree {
+    fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+        let Some((fs, inner)) = self.locate(path) else {
+            return Ok(None);
+        };
+        match fs.symlink_metadata(inner.as_str()) {
+            Ok(m) => Ok(Some(Meta {
+                mode: u32::from(m.mode()),
+                uid: m.uid(),
+                gid: m.gid(),
+                dir: m.is_dir(),
+                symlink: m.is_symlink(),
+            })),
+            Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+            Err(e) => Err(fs_err(path, e)),
+        }
+    }
+
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
         let Some((fs, inner)) = self.locate(path) else {
             return Ok(None);

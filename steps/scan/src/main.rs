@@ -25,8 +25,10 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// findings stay in the reports, and expired waivers are reported. CycloneDX 1.5 and SPDX 2.3
 /// SBOMs with package URLs are written too.
 ///
-/// In this release the hardening policy, rpm databases and LVM are not read yet: a passing scan
-/// means no unwaived vulnerability at or above the threshold.
+/// The hardening policy is the embedded CIS-style baseline (sshd settings, empty passwords,
+/// modes of /etc/shadow and /etc/passwd, world-writable system files, telnet and rsh servers)
+/// without the image's `scan.disable_rules`, plus its `scan.policy` files; a failing rule of
+/// level error fails the gate. rpm databases and LVM are not read yet.
 ///
 /// Exit codes: 0 passed; 1 the gate failed; 2 usage, configuration, image or database error.
 #[derive(Debug, Parser)]
@@ -84,6 +86,8 @@ fn main() -> ExitCode {
                 .display()
                 .to_string(),
             waivers: spec.scan.waivers.clone(),
+            policy: spec.scan.policy.clone(),
+            disable_rules: spec.scan.disable_rules.clone(),
         };
         let (result, reports) =
             tokio::task::spawn_blocking(move || scan::scan_record(&record_path, &options))
@@ -93,9 +97,10 @@ fn main() -> ExitCode {
             Outcome::Done
         } else {
             Outcome::CheckFailed(vec![format!(
-                "{image}: {} findings at or above `{}`; fix or rebuild, and see the SARIF report",
+                "{image}: {} findings at or above `{}` and {} failing policy rules; fix or rebuild, and see the SARIF report",
                 result.findings.iter().filter(|f| result.gates(f)).count(),
-                result.fail_on.as_str()
+                result.fail_on.as_str(),
+                result.policy_failures()
             )])
         })
     })

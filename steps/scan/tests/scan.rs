@@ -28,8 +28,10 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// A qcow2 image of a Debian 12 tree with the packages above.
-fn image(dir: &Path) -> Vec<u8> {
+/// A qcow2 image of a Debian 12 tree with the packages above, and `extra` files
+/// (path, content, mode).
+fn image(dir: &Path, extra: &[(&str, &str, u32)]) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt as _;
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
@@ -39,6 +41,12 @@ fn image(dir: &Path) -> Vec<u8> {
     )
     .unwrap();
     std::fs::write(tree.join("var/lib/dpkg/status"), STATUS).unwrap();
+    for (path, content, mode) in extra {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
     let raw = dir.join("disk.raw");
     run(Command::new("truncate").args(["-s", "16M"]).arg(&raw));
     run(Command::new("/usr/sbin/mke2fs")
@@ -105,6 +113,10 @@ impl Case {
     }
 
     fn with_scan(scan: &str) -> Self {
+        Self::with_image(scan, &[])
+    }
+
+    fn with_image(scan: &str, extra: &[(&str, &str, u32)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("images/global")).unwrap();
         std::fs::write(dir.path().join("images/global/global.pkr.hcl"), "").unwrap();
@@ -113,7 +125,7 @@ impl Case {
             format!("[pipeline]\noutput_dir = \"out\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"images/global/global.pkr.hcl\"\n[image.scan]\n{scan}"),
         )
         .unwrap();
-        let bytes = image(dir.path());
+        let bytes = image(dir.path(), extra);
         let record = common::built(
             &dir.path().join("out/global/debian-12/1.0.0"),
             "1.0.0",
@@ -190,7 +202,7 @@ fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
     );
     assert_eq!(doc["packages"].as_array().unwrap().len(), 3);
     assert!(stderr(&gh.out).contains(
-        "::error title=imagepipe-scan::global/debian-12@1.0.0: 1 findings at or above `high`"
+        "::error title=imagepipe-scan::global/debian-12@1.0.0: 1 findings at or above `high` and 0 failing policy rules"
     ));
 
     // The record holds the result and the reports' digests; publish would refuse it.
@@ -237,7 +249,11 @@ fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
     }
     // JUnit: a case that the scan ran, one per finding, the gating one failed.
     let junit = std::fs::read_to_string(dir.join("scan.junit.xml")).unwrap();
-    assert!(junit.contains("tests=\"3\" failures=\"1\""), "{junit}");
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("name=\"ssh-no-root-login: "),
+        "every rule is a test case"
+    );
     assert!(junit.contains("<failure type=\"critical\""));
     assert_eq!(gh.outputs["status"], "failed");
     assert_eq!(
@@ -437,5 +453,81 @@ fn waivers_accept_findings_until_they_expire_and_sboms_list_every_package() {
         stderr(&out).contains("needs id, reason and expires"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn the_hardening_baseline_gates_and_rules_can_be_switched_off() {
+    let breaches: &[(&str, &str, u32)] = &[
+        (
+            "etc/ssh/sshd_config",
+            "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\n",
+            0o644,
+        ),
+        (
+            "etc/ssh/sshd_config.d/50-cloud.conf",
+            "PermitEmptyPasswords no\n",
+            0o644,
+        ),
+        (
+            "etc/shadow",
+            "root:$y$j9T$abc:19000:0:99999:7:::\nbackdoor::19000:0:99999:7:::\n",
+            0o644,
+        ),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        ("etc/cron.d/open", "* * * * * root true\n", 0o666),
+    ];
+    let case = Case::with_image("fail_on = \"critical\"\n", breaches);
+    std::fs::remove_file(case.osv.join("Debian/DSA-5001-1.json")).unwrap();
+    let out = case.scan();
+    assert_exit(&out, 1);
+    let json: Value = serde_json::from_slice(
+        &std::fs::read(case.record.parent().unwrap().join("scan.json")).unwrap(),
+    )
+    .unwrap();
+    let failing: Vec<(&str, &str)> = json["policy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .map(|r| (r["id"].as_str().unwrap(), r["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            ("ssh-no-root-login", "PermitRootLogin is `yes`, not `no`"),
+            (
+                "shadow-no-empty-password",
+                "/etc/shadow has a forbidden line starting `backdoor`"
+            ),
+            ("shadow-mode", "/etc/shadow: mode 0644 exceeds 0640"),
+            ("no-world-writable-system-files", "/etc/cron.d/open"),
+        ]
+    );
+    // The secret part of a shadow line never reaches a report.
+    assert!(!stderr(&out).contains("$y$"));
+    let rec = Record::read(&case.record).unwrap().record;
+    assert_eq!(rec.scan.unwrap().policy_failures, 4);
+
+    // Switched off, and one rule of the image's own added.
+    std::fs::write(
+        case.path().join("policy.toml"),
+        "[[rule]]\nid = \"motd-present\"\ntitle = \"the login banner is set\"\nlevel = \"warning\"\nkind = \"file_present\"\npaths = [\"/etc/motd\"]\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(case.path().join("imagepipe.toml")).unwrap();
+    std::fs::write(
+        case.path().join("imagepipe.toml"),
+        config.replace(
+            "fail_on = \"critical\"\n",
+            "fail_on = \"critical\"\npolicy = [\"policy.toml\"]\ndisable_rules = [\"ssh-no-root-login\", \"shadow-no-empty-password\", \"shadow-mode\", \"no-world-writable-system-files\"]\n",
+        ),
+    )
+    .unwrap();
+    let out = case.scan();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("motd-present"),
+        "a warning-level rule is shown but does not gate"
     );
 }

@@ -38,6 +38,13 @@ build {
       "export PATH=\"$PATH:/usr/sbin:/sbin\"",
       "debugfs -w -R 'write ${path.root}/files/99-hardening.conf /etc/ssh/sshd_config.d/99-hardening.conf' '${local.disk}'",
       "debugfs -w -R 'rm /usr/bin/telnetd' '${local.disk}'",
+      # The telnet server is gone: so is its package (as `apt-get purge telnetd` would leave it).
+      "debugfs -R 'cat /var/lib/dpkg/status' '${local.disk}' 2>/dev/null | awk 'BEGIN { RS = \"\"; ORS = \"\\n\\n\" } !/^Package: telnetd\\n/' > '${var.imagepipe_output_dir}/.status'",
+      "debugfs -w -R 'rm /var/lib/dpkg/status' '${local.disk}'",
+      "debugfs -w -R 'write ${var.imagepipe_output_dir}/.status /var/lib/dpkg/status' '${local.disk}'",
+      "rm '${var.imagepipe_output_dir}/.status'",
+      # CIS: /etc/shadow is not readable by others.
+      "debugfs -w -R 'set_inode_field /etc/shadow mode 0100640' '${local.disk}'",
       "printf 'GLOBAL_VERSION=%s\\nBUILT_ON_VENDOR=%s\\n' '${var.imagepipe_version}' '${var.imagepipe_parent_version}' > '${var.imagepipe_output_dir}/.release'",
       "debugfs -w -R 'write ${var.imagepipe_output_dir}/.release /etc/global-release' '${local.disk}'",
       "rm '${var.imagepipe_output_dir}/.release'",

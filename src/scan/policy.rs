@@ -1,0 +1,515 @@
+//! The hardening policy: declarative rules checked against the image's files and packages.
+//! The embedded baseline (`baseline.toml`) holds CIS-style rules for Debian, Ubuntu and
+//! RHEL-family images; images switch rules off and add their own. A failing rule of level
+//! `error` fails the gate.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::inventory::Package;
+use super::rootfs::Tree;
+
+const BASELINE: &str = include_str!("baseline.toml");
+
+/// Most entries a world-writable walk visits, and how deep it goes: a hostile filesystem
+/// (directory cycles, millions of entries) cannot keep the scan running.
+const WALK_ENTRIES: usize = 500_000;
+const WALK_DEPTH: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum Check {
+    FilePresent {
+        paths: Vec<String>,
+    },
+    FileAbsent {
+        paths: Vec<String>,
+    },
+    Mode {
+        path: String,
+        /// Octal, e.g. "0640": no permission bit beyond these.
+        max_mode: String,
+        owner_uid: Option<u32>,
+        group_gid: Option<u32>,
+    },
+    Content {
+        path: String,
+        must_match: Option<String>,
+        must_not_match: Option<String>,
+    },
+    PackagePresent {
+        names: Vec<String>,
+    },
+    PackageAbsent {
+        names: Vec<String>,
+    },
+    /// An sshd setting's effective value: the first occurrence wins, drop-ins included first;
+    /// `default` is OpenSSH's own when the setting is absent.
+    Sshd {
+        setting: String,
+        expect: String,
+        default: Option<String>,
+    },
+    WorldWritable {
+        paths: Vec<String>,
+    },
+}
+
+// No deny_unknown_fields here: serde cannot combine it with flatten; `Check` refuses unknown
+// keys instead.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub level: Level,
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rule: Vec<Rule>,
+}
+
+/// One rule's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleResult {
+    pub id: String,
+    pub title: String,
+    pub level: Level,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: {message}")]
+    Bad { file: String, message: String },
+    #[error("reading {path} of the image: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn parse(text: &str, file: &str) -> Result<Vec<Rule>, PolicyError> {
+    let rules = toml::from_str::<RuleFile>(text)
+        .map_err(|e| PolicyError::Bad {
+            file: file.into(),
+            message: e.to_string(),
+        })?
+        .rule;
+    for r in &rules {
+        let bad = |message: String| PolicyError::Bad {
+            file: file.into(),
+            message: format!("rule `{}`: {message}", r.id),
+        };
+        match &r.check {
+            Check::Mode { max_mode, .. } if u32::from_str_radix(max_mode, 8).is_err() => {
+                return Err(bad(format!(
+                    "max_mode `{max_mode}` is not octal like \"0640\""
+                )));
+            }
+            Check::Content {
+                must_match,
+                must_not_match,
+                ..
+            } => {
+                for re in must_match.iter().chain(must_not_match) {
+                    regex::Regex::new(re).map_err(|e| bad(format!("bad regex: {e}")))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(rules)
+}
+
+/// The baseline without `disabled`, plus the rules of `extra` files.
+pub fn rules(extra: &[std::path::PathBuf], disabled: &[String]) -> Result<Vec<Rule>, PolicyError> {
+    let mut rules = parse(BASELINE, "the embedded baseline")?;
+    for path in extra {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Bad {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let added = parse(&text, &path.display().to_string())?;
+        for r in added {
+            // An image's own rule replaces a baseline rule of the same id.
+            rules.retain(|b| b.id != r.id);
+            rules.push(r);
+        }
+    }
+    if let Some(unknown) = disabled.iter().find(|d| !rules.iter().any(|r| &r.id == *d)) {
+        return Err(PolicyError::Bad {
+            file: "imagepipe.toml".into(),
+            message: format!(
+                "scan.disable_rules names `{unknown}`, which no rule has; rules: {}",
+                rules
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    rules.retain(|r| !disabled.contains(&r.id));
+    Ok(rules)
+}
+
+fn read(tree: &dyn Tree, path: &str) -> Result<Option<String>, PolicyError> {
+    tree.read(path)
+        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })
+}
+
+/// The effective sshd settings: `sshd_config` with its `Include`d drop-ins read where the
+/// `Include` stands; as sshd does, the first value of a keyword wins. Keywords are
+/// case-insensitive; a `Match` block ends the global settings.
+pub fn sshd_settings(tree: &dyn Tree) -> Result<BTreeMap<String, String>, PolicyError> {
+    let mut out = BTreeMap::new();
+    let mut files = 0;
+    sshd_file(tree, "/etc/ssh/sshd_config", 0, &mut files, &mut out)?;
+    Ok(out)
+}
+
+/// Reads one sshd configuration file into `out`; returns false when a `Match` ended the
+/// global part.
+fn sshd_file(
+    tree: &dyn Tree,
+    file: &str,
+    depth: usize,
+    files: &mut usize,
+    out: &mut BTreeMap<String, String>,
+) -> Result<bool, PolicyError> {
+    *files += 1;
+    // Includes that include themselves, or thousands of files, end here.
+    if depth > 8 || *files > 256 {
+        return Ok(true);
+    }
+    let Some(text) = read(tree, file)? else {
+        return Ok(true);
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once(|c: char| c.is_whitespace() || c == '=')
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+                        .trim(),
+                )
+            })
+            .unwrap_or((line, ""));
+        let key = key.to_ascii_lowercase();
+        if key == "match" {
+            return Ok(false);
+        }
+        if key == "include" {
+            for pattern in value.split_whitespace() {
+                let pattern = if pattern.starts_with('/') {
+                    pattern.to_string()
+                } else {
+                    format!("/etc/ssh/{pattern}")
+                };
+                for f in expand(tree, &pattern)? {
+                    if !sshd_file(tree, &f, depth + 1, files, out)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            continue;
+        }
+        out.entry(key).or_insert_with(|| value.to_string());
+    }
+    Ok(true)
+}
+
+/// A `*` glob in the last path component, sorted as sshd sorts its matches.
+fn expand(tree: &dyn Tree, pattern: &str) -> Result<Vec<String>, PolicyError> {
+    let (dir, name) = pattern.rsplit_once('/').unwrap_or(("/", pattern));
+    if !name.contains('*') {
+        return Ok(vec![pattern.to_string()]);
+    }
+    let (pre, post) = name.split_once('*').unwrap_or((name, ""));
+    let mut names: Vec<String> = tree
+        .list(dir)
+        .map_err(|source| PolicyError::Read {
+            path: dir.into(),
+            source,
+        })?
+        .into_iter()
+        .filter(|n| n.starts_with(pre) && n.ends_with(post) && n.len() >= pre.len() + post.len())
+        .collect();
+    names.sort();
+    Ok(names.into_iter().map(|n| format!("{dir}/{n}")).collect())
+}
+
+/// Files with the write bit for others under `roots`, not following symlinks.
+fn world_writable(tree: &dyn Tree, roots: &[String]) -> Result<(Vec<String>, bool), PolicyError> {
+    let mut found = Vec::new();
+    let mut seen = 0usize;
+    let mut stack: Vec<(String, usize)> = roots.iter().map(|r| (r.clone(), 0)).collect();
+    while let Some((dir, depth)) = stack.pop() {
+        let names = tree.list(&dir).map_err(|source| PolicyError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        for n in names {
+            seen += 1;
+            if seen > WALK_ENTRIES {
+                return Ok((found, true));
+            }
+            let path = format!("{}/{n}", dir.trim_end_matches('/'));
+            let Some(m) = tree.metadata(&path).map_err(|source| PolicyError::Read {
+                path: path.clone(),
+                source,
+            })?
+            else {
+                continue;
+            };
+            if m.symlink {
+                continue;
+            }
+            if m.dir {
+                if depth < WALK_DEPTH {
+                    stack.push((path, depth + 1));
+                }
+            } else if m.mode & 0o002 != 0 {
+                found.push(path);
+            }
+        }
+    }
+    Ok((found, false))
+}
+
+/// Checks every rule.
+pub fn evaluate(
+    rules: &[Rule],
+    tree: &dyn Tree,
+    packages: &[Package],
+) -> Result<Vec<RuleResult>, PolicyError> {
+    let mut sshd: Option<BTreeMap<String, String>> = None;
+    let mut out = Vec::new();
+    for r in rules {
+        let (passed, detail) = match &r.check {
+            Check::FilePresent { paths } | Check::FileAbsent { paths } => {
+                let mut present = Vec::new();
+                for p in paths {
+                    if tree
+                        .metadata(p)
+                        .map_err(|source| PolicyError::Read {
+                            path: p.clone(),
+                            source,
+                        })?
+                        .is_some()
+                    {
+                        present.push(p.as_str());
+                    }
+                }
+                if matches!(r.check, Check::FilePresent { .. }) {
+                    let missing: Vec<&str> = paths
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|p| !present.contains(p))
+                        .collect();
+                    (
+                        missing.is_empty(),
+                        format!("missing: {}", missing.join(", ")),
+                    )
+                } else {
+                    (
+                        present.is_empty(),
+                        format!("present: {}", present.join(", ")),
+                    )
+                }
+            }
+            Check::Mode {
+                path,
+                max_mode,
+                owner_uid,
+                group_gid,
+            } => {
+                let max = u32::from_str_radix(max_mode, 8).unwrap_or(0);
+                match tree.metadata(path).map_err(|source| PolicyError::Read {
+                    path: path.clone(),
+                    source,
+                })? {
+                    None => (true, format!("{path} is not on the image")),
+                    Some(m) => {
+                        let mut problems = Vec::new();
+                        if m.mode & !max != 0 {
+                            problems.push(format!("mode {:04o} exceeds {max_mode}", m.mode));
+                        }
+                        if owner_uid.is_some_and(|u| u != m.uid) {
+                            problems.push(format!("owner uid {}", m.uid));
+                        }
+                        if group_gid.is_some_and(|g| g != m.gid) {
+                            problems.push(format!("group gid {}", m.gid));
+                        }
+                        (
+                            problems.is_empty(),
+                            format!("{path}: {}", problems.join(", ")),
+                        )
+                    }
+                }
+            }
+            Check::Content {
+                path,
+                must_match,
+                must_not_match,
+            } => match read(tree, path)? {
+                None => (must_match.is_none(), format!("{path} is not on the image")),
+                Some(text) => {
+                    let re = |s: &str| regex::Regex::new(s).ok();
+                    let missing = must_match
+                        .as_deref()
+                        .and_then(re)
+                        .is_some_and(|r| !r.is_match(&text));
+                    let bad = must_not_match.as_deref().and_then(re).and_then(|r| {
+                        r.find(&text)
+                            .map(|m| m.as_str().lines().next().unwrap_or("").to_string())
+                    });
+                    match (missing, bad) {
+                        (false, None) => (true, String::new()),
+                        (true, _) => (false, format!("{path} lacks what the rule requires")),
+                        // Only the key part of the line: shadow lines are secrets.
+                        (_, Some(line)) => (
+                            false,
+                            format!(
+                                "{path} has a forbidden line starting `{}`",
+                                line.split(':').next().unwrap_or("")
+                            ),
+                        ),
+                    }
+                }
+            },
+            Check::PackagePresent { names } | Check::PackageAbsent { names } => {
+                let installed: Vec<&str> = names
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| packages.iter().any(|p| p.name == *n))
+                    .collect();
+                if matches!(r.check, Check::PackageAbsent { .. }) {
+                    (
+                        installed.is_empty(),
+                        format!("installed: {}", installed.join(", ")),
+                    )
+                } else {
+                    (
+                        installed.len() == names.len(),
+                        format!("installed: {}", installed.join(", ")),
+                    )
+                }
+            }
+            Check::Sshd {
+                setting,
+                expect,
+                default,
+            } => {
+                if sshd.is_none() {
+                    sshd = Some(sshd_settings(tree)?);
+                }
+                let settings = sshd.as_ref().map(|s| s.get(&setting.to_ascii_lowercase()));
+                match (settings.flatten(), default) {
+                    (Some(v), _) if v.eq_ignore_ascii_case(expect) => (true, String::new()),
+                    (Some(v), _) => (false, format!("{setting} is `{v}`, not `{expect}`")),
+                    (None, _) if read(tree, "/etc/ssh/sshd_config")?.is_none() => {
+                        (true, "sshd is not configured on the image".into())
+                    }
+                    (None, Some(d)) if d.eq_ignore_ascii_case(expect) => (true, String::new()),
+                    (None, d) => (
+                        false,
+                        format!(
+                            "{setting} is not set (OpenSSH's default `{}` applies), not `{expect}`",
+                            d.as_deref().unwrap_or("?")
+                        ),
+                    ),
+                }
+            }
+            Check::WorldWritable { paths } => {
+                let (found, cut) = world_writable(tree, paths)?;
+                let mut detail = found
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if cut {
+                    detail.push_str(" (the walk stopped at its entry limit)");
+                }
+                (found.is_empty() && !cut, detail)
+            }
+        };
+        out.push(RuleResult {
+            id: r.id.clone(),
+            title: r.title.clone(),
+            level: r.level,
+            passed,
+            detail: if passed { String::new() } else { detail },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::rootfs::DirTree;
+
+    #[test]
+    fn the_baseline_parses_and_rules_can_be_disabled_and_added() {
+        let all = rules(&[], &[]).unwrap();
+        assert!(all.iter().any(|r| r.id == "ssh-no-root-login"));
+        let fewer = rules(&[], &["no-telnetd-binary".into()]).unwrap();
+        assert_eq!(fewer.len(), all.len() - 1);
+        let err = rules(&[], &["nope".into()]).unwrap_err().to_string();
+        assert!(err.contains("`nope`, which no rule has"), "{err}");
+    }
+
+    #[test]
+    fn sshd_effective_settings_follow_includes_and_the_first_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join("etc/ssh");
+        std::fs::create_dir_all(ssh.join("sshd_config.d")).unwrap();
+        std::fs::write(
+            ssh.join("sshd_config"),
+            "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\nPasswordAuthentication yes\nMatch User x\nPermitEmptyPasswords yes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            ssh.join("sshd_config.d/99-hardening.conf"),
+            "permitrootlogin no\n",
+        )
+        .unwrap();
+        std::fs::write(
+            ssh.join("sshd_config.d/10-x.conf"),
+            "PasswordAuthentication=no\n",
+        )
+        .unwrap();
+        let s = sshd_settings(&DirTree(dir.path().into())).unwrap();
+        assert_eq!(s["permitrootlogin"], "no", "the drop-in comes first");
+        assert_eq!(s["passwordauthentication"], "no");
+        assert!(
+            !s.contains_key("permitemptypasswords"),
+            "Match blocks do not count"
+        );
+    }
+}
