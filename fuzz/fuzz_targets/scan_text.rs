@@ -1,0 +1,47 @@
+#![no_main]
+// The text the scan reads out of an image, and the OSV records it is given: dpkg and apk
+// databases, os-release, sshd_config (with Includes) and OSV JSON.
+use std::io;
+
+use imagepipe::scan::rootfs::{Meta, Tree};
+
+/// An image whose sshd_config and one drop-in are the fuzzer's bytes.
+struct OneFile(Vec<u8>);
+
+impl Tree for OneFile {
+    fn metadata(&self, _: &str) -> io::Result<Option<Meta>> {
+        Ok(None)
+    }
+    fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(path.starts_with("/etc/ssh/").then(|| self.0.clone()))
+    }
+    fn list(&self, _: &str) -> io::Result<Vec<String>> {
+        Ok(vec!["a.conf".into(), "b.conf".into()])
+    }
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = imagepipe::scan::inventory::parse_dpkg_status(&text, "fuzz");
+    let _ = imagepipe::scan::inventory::parse_apk_installed(&text);
+    let _ = imagepipe::scan::inventory::parse_os_release(&text);
+    let _ = imagepipe::scan::policy::sshd_settings(&OneFile(data.to_vec()));
+    let mut db = imagepipe::scan::osv::Database::default();
+    if db.add(data, "fuzz").is_ok() {
+        let _ = db.matches("Debian:12", &[]);
+    }
+    for scheme in [
+        imagepipe::scan::version::Scheme::Dpkg,
+        imagepipe::scan::version::Scheme::Rpm,
+        imagepipe::scan::version::Scheme::Apk,
+    ] {
+        let (a, b) = data.split_at(data.len() / 2);
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        // An ordering: antisymmetric on every pair.
+        assert_eq!(
+            scheme.compare(&a, &b),
+            scheme.compare(&b, &a).reverse(),
+            "{scheme:?}: {a:?} {b:?}"
+        );
+    }
+});
