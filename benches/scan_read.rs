@@ -1,0 +1,128 @@
+//! The scan's inventory of a disk image read in place, from qcow2, stream-optimized VMDK and
+//! OVA, against the time `qemu-img convert` alone takes to make a raw copy of the same image (the
+//! first thing a scanner that needs a raw or mounted image does), in the same run; with the
+//! bytes of each image file read and the peak memory.
+//!
+//! `cargo bench --bench scan_read` (IMAGEPIPE_BENCH_FS_MIB, default 512: the filesystem's
+//! size, half of it filled with incompressible files). The package database is this machine's
+//! own `/var/lib/dpkg/status`, a real one.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imagepipe::scan::inventory;
+use imagepipe::scan::rootfs::ImageTree;
+
+fn run(cmd: &mut Command) {
+    assert!(cmd.status().unwrap().success(), "{cmd:?}");
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let mib = support::env_num("IMAGEPIPE_BENCH_FS_MIB", 512);
+    let dir = support::scratch();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/filler")).unwrap();
+    std::fs::copy("/etc/os-release", tree.join("etc/os-release")).unwrap();
+    std::fs::copy("/var/lib/dpkg/status", tree.join("var/lib/dpkg/status")).unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..mib / 2 {
+        rng.fill(&mut block);
+        std::fs::write(tree.join(format!("usr/share/filler/{i}.bin")), &block).unwrap();
+    }
+    let raw = dir.path().join("disk.raw");
+    run(Command::new("truncate").arg(format!("-s{mib}M")).arg(&raw));
+    run(Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&raw));
+    let convert = |fmt: &str, opts: &[&str], out: &Path| {
+        let mut c = Command::new("qemu-img");
+        c.args(["convert", "-q", "-f", "raw", "-O", fmt])
+            .args(opts)
+            .arg(&raw)
+            .arg(out);
+        run(&mut c);
+    };
+    let qcow2 = dir.path().join("disk.qcow2");
+    convert("qcow2", &["-c"], &qcow2);
+    let vmdk = dir.path().join("disk.vmdk");
+    convert("vmdk", &["-o", "subformat=streamOptimized"], &vmdk);
+    let make_ova = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/local-pipeline/scripts/make-ova"
+    );
+    run(Command::new(make_ova)
+        .arg(&raw)
+        .arg("bench")
+        .arg(dir.path()));
+    let ova: PathBuf = dir.path().join("bench.ova");
+
+    let want = inventory::from_dir(&tree).unwrap().1.len();
+    println!("a {mib} MiB ext4 image, {want} packages (this machine's dpkg database)");
+    for (name, image) in [
+        ("qcow2 (compressed)", &qcow2),
+        ("VMDK stream-optimized", &vmdk),
+        ("OVA", &ova),
+    ] {
+        let file_size = std::fs::metadata(image).unwrap().len();
+        let copy = dir.path().join("copy.raw");
+        // qemu-img cannot open an OVA: the baseline unpacks its disk first, as a script would.
+        let is_ova = image.extension().is_some_and(|e| e == "ova");
+        let unpacked = dir.path().join("bench-disk1.vmdk");
+        let baseline = support::best(3, || {
+            let _ = std::fs::remove_file(&copy);
+            let source = if is_ova {
+                run(Command::new("tar")
+                    .arg("-xf")
+                    .arg(image)
+                    .arg("-C")
+                    .arg(dir.path())
+                    .arg("bench-disk1.vmdk"));
+                &unpacked
+            } else {
+                image
+            };
+            run(Command::new("qemu-img")
+                .args(["convert", "-q", "-O", "raw"])
+                .arg(source)
+                .arg(&copy));
+        });
+        let _ = std::fs::remove_file(&copy);
+        let mut read = 0;
+        let ours = support::best(5, || {
+            let t = ImageTree::open(image).unwrap();
+            let (_, packages) = inventory::from_tree(&t).unwrap();
+            assert_eq!(packages.len(), want);
+            read = t.bytes_read();
+        });
+        println!(
+            "{name:<24} inventory {:>7.1} ms, qemu-img convert to raw {:>8.1} ms ({:.0}x the inventory's time); read {} of {} bytes ({:.2}%)",
+            ours.as_secs_f64() * 1e3,
+            baseline.as_secs_f64() * 1e3,
+            baseline.as_secs_f64() / ours.as_secs_f64(),
+            read,
+            file_size,
+            read as f64 * 100.0 / file_size as f64
+        );
+    }
+    println!(
+        "peak memory of this process: {} KiB (the image is never held in memory)",
+        peak_rss_kib()
+    );
+}
