@@ -101,6 +101,16 @@ fn osv(dir: &Path) -> PathBuf {
     dir.join("osv")
 }
 
+/// The finding `id` of a JSON report.
+fn finding<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap()
+}
+
 struct Case {
     dir: tempfile::TempDir,
     record: PathBuf,
@@ -178,24 +188,14 @@ fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["DEBIAN-CVE-2026-0002", "DSA-5001-1"]);
-    let openssl = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "DSA-5001-1")
-        .unwrap();
+    let openssl = finding(&doc, "DSA-5001-1");
     assert_eq!(
         (openssl["severity"].as_str(), openssl["score"].as_f64()),
         (Some("critical"), Some(9.8))
     );
     assert_eq!(openssl["fixed"], "3.0.11-1~deb12u2");
     assert_eq!(openssl["package"], "libssl3");
-    let zlib = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "DEBIAN-CVE-2026-0002")
-        .unwrap();
+    let zlib = finding(&doc, "DEBIAN-CVE-2026-0002");
     assert_eq!(
         zlib["severity"], "unknown",
         "no vector and no rating: unknown, never none"
@@ -363,12 +363,7 @@ fn waivers_accept_findings_until_they_expire_and_sboms_list_every_package() {
     };
     // The waived finding stays visible: in the JSON, and suppressed in the SARIF.
     let json = read("scan.json");
-    let waived = json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "DSA-5001-1")
-        .unwrap();
+    let waived = finding(&json, "DSA-5001-1");
     assert_eq!(
         waived["waived"]["reason"],
         "the TLS server is never started"
