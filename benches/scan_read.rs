@@ -4,8 +4,8 @@
 //! bytes of each image file read and the peak memory.
 //!
 //! `cargo bench --bench scan_read` (IMAGEPIPE_BENCH_FS_MIB, default 512: the filesystem's
-//! size, half of it filled with incompressible files). The package database is this machine's
-//! own `/var/lib/dpkg/status`, a real one.
+//! size). The system is a real Debian 12 minbase tree (mmdebstrap, `scripts/debian-minbase`),
+//! with incompressible files filling half of the rest, so that the image is mostly data.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use imagepipe::scan::inventory;
-use imagepipe::scan::rootfs::ImageTree;
+use imagepipe::scan::rootfs::{ImageTree, Tree as _};
 
 fn run(cmd: &mut Command) {
     assert!(cmd.status().unwrap().success(), "{cmd:?}");
@@ -34,14 +34,38 @@ fn main() {
     let mib = support::env_num("IMAGEPIPE_BENCH_FS_MIB", 512);
     let dir = support::scratch();
     let tree = dir.path().join("tree");
-    std::fs::create_dir_all(tree.join("etc")).unwrap();
-    std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(&tree).unwrap();
+    let minbase = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/debian-minbase"
+    ))
+    .output()
+    .unwrap();
+    assert!(minbase.status.success(), "scripts/debian-minbase failed");
+    let minbase = String::from_utf8(minbase.stdout).unwrap();
+    run(Command::new("tar")
+        .arg("-xpf")
+        .arg(minbase.trim())
+        .arg("-C")
+        .arg(&tree)
+        .arg("--numeric-owner"));
     std::fs::create_dir_all(tree.join("usr/share/filler")).unwrap();
-    std::fs::copy("/etc/os-release", tree.join("etc/os-release")).unwrap();
-    std::fs::copy("/var/lib/dpkg/status", tree.join("var/lib/dpkg/status")).unwrap();
+    let used_mib = String::from_utf8(
+        Command::new("du")
+            .args(["-sm"])
+            .arg(&tree)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split_whitespace()
+    .next()
+    .and_then(|n| n.parse::<usize>().ok())
+    .unwrap_or(0);
     let mut rng = fastrand::Rng::with_seed(3);
     let mut block = vec![0u8; 1 << 20];
-    for i in 0..mib / 2 {
+    for i in 0..mib.saturating_sub(used_mib) / 2 {
         rng.fill(&mut block);
         std::fs::write(tree.join(format!("usr/share/filler/{i}.bin")), &block).unwrap();
     }
@@ -74,7 +98,7 @@ fn main() {
     let ova: PathBuf = dir.path().join("bench.ova");
 
     let want = inventory::from_dir(&tree).unwrap().1.len();
-    println!("a {mib} MiB ext4 image, {want} packages (this machine's dpkg database)");
+    println!("a {mib} MiB ext4 image of Debian 12 minbase, {want} packages");
     for (name, image) in [
         ("qcow2 (compressed)", &qcow2),
         ("VMDK stream-optimized", &vmdk),

@@ -107,6 +107,11 @@ pub const SYNC_WAIT: &str = "IMAGEPIPE_SYNC_WAIT";
 pub const OSV_DB: &str = "IMAGEPIPE_OSV_DB";
 /// `imagepipe-scan`: a database older than this is warned about (`7d`).
 pub const MAX_DB_AGE: &str = "IMAGEPIPE_MAX_DB_AGE";
+/// `imagepipe-scan`: what a database older than the maximum age is, `warn` or `fail`.
+pub const STALE_DB: &str = "IMAGEPIPE_STALE_DB";
+/// `imagepipe-scan`: scan this disk image, root filesystem directory or tarball instead of
+/// the record's artifact.
+pub const SCAN_INPUT: &str = "IMAGEPIPE_SCAN_INPUT";
 
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";

@@ -203,7 +203,8 @@ pub fn detect_format(path: &Path, head: &[u8]) -> Format {
         Some("vhdx") => Format::Vhdx,
         Some("iso") => Format::Iso,
         Some("mf") => Format::Mf,
-        Some("tar") => Format::Tar,
+        Some("tar" | "tgz") => Format::Tar,
+        Some("gz") if path.to_string_lossy().ends_with(".tar.gz") => Format::Tar,
         Some("box") => Format::Box,
         _ => Format::Other,
     }

@@ -9,8 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/rpmdb.rs"]
+mod rpmdb;
+
 use imagepipe::scan::inventory;
-use imagepipe::scan::rootfs::ImageTree;
+use imagepipe::scan::rootfs::{ImageTree, Tree as _};
 
 const STATUS: &str = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b2\n";
 
@@ -60,7 +63,11 @@ fn trees(dir: &Path, separate_var: bool) -> (PathBuf, Option<PathBuf>) {
 }
 
 fn ext4(tree: &Path, out: &Path, label: &str) {
-    run(Command::new("truncate").args(["-s", "16M"]).arg(out));
+    ext4_sized(tree, out, label, "16M");
+}
+
+fn ext4_sized(tree: &Path, out: &Path, label: &str, size: &str) {
+    run(Command::new("truncate").args(["-s", size]).arg(out));
     run(Command::new(sbin("mke2fs"))
         .args(["-q", "-t", "ext4", "-L", label, "-d"])
         .arg(tree)
@@ -126,7 +133,7 @@ fn ova(raw: &Path) -> PathBuf {
 fn scan(image: &Path) -> (inventory::Os, Vec<inventory::Package>, u64, u64) {
     let tree = ImageTree::open(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
     let (os, packages) = inventory::from_tree(&tree).unwrap();
-    (os, packages, tree.bytes_read(), tree.disk_len())
+    (os, packages, tree.bytes_read(), tree.size())
 }
 
 #[test]
@@ -189,6 +196,117 @@ fn a_separate_var_is_followed_through_fstab() {
     assert_eq!(os.id, "debian");
     let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["libc6", "libssl3", "bash"]);
+}
+
+/// A RHEL-family layout: /boot in partition 1, an LVM physical volume in partition 2 whose
+/// volume group `rl` holds `root` (in two segments) and `var` (mounted by its device-mapper
+/// path in fstab, holding the rpm database). The volume group metadata is lvm2's own
+/// (`scripts/make-lvm-fixture`); the filesystems go where `lvs -o seg_pe_ranges` said the
+/// extents are: root 0-3 and 8-11, var 4-7, 1 MiB each, from 1 MiB into the volume.
+#[test]
+fn lvm_volumes_are_read_where_their_extents_lie() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/fstab"),
+        "/dev/mapper/rl-root / ext4 defaults 0 0\nUUID=0e6b9c1e-0000-4000-8000-000000000000 /boot ext4 defaults 0 0\n/dev/mapper/rl-var /var ext4 defaults 0 0\n",
+    )
+    .unwrap();
+    // The rpm database rpm itself writes, moved to the /var volume.
+    let staging = dir.path().join("staging");
+    rpmdb::install(
+        &staging,
+        dir.path(),
+        &[rpmdb::Source {
+            name: "openssl",
+            epoch: Some(1),
+            version: "3.0.7",
+            release: "27.el9",
+            arch: "x86_64",
+            binaries: &["openssl", "openssl-libs"],
+        }],
+    );
+    let want = rpmdb::query(&staging);
+    let boot = dir.path().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("vmlinuz"), "not a kernel").unwrap();
+
+    let (root_fs, var_fs, boot_fs) = (
+        dir.path().join("root.ext4"),
+        dir.path().join("var.ext4"),
+        dir.path().join("boot.ext4"),
+    );
+    ext4_sized(&root, &root_fs, "root", "8M");
+    ext4_sized(&staging.join("var"), &var_fs, "var", "4M");
+    ext4_sized(&boot, &boot_fs, "boot", "8M");
+    let pv = dir.path().join("pv.img");
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&include_bytes!("fixtures/lvm/pv-head.bin.gz")[..]),
+        &mut head,
+    )
+    .unwrap();
+    let mut bytes = vec![0u8; 24 << 20];
+    bytes[..head.len()].copy_from_slice(&head);
+    let mib = 1 << 20;
+    let root_bytes = std::fs::read(&root_fs).unwrap();
+    let var_bytes = std::fs::read(&var_fs).unwrap();
+    for (data, pe) in [
+        (&root_bytes[..4 * mib], 0),
+        (&root_bytes[4 * mib..], 8),
+        (&var_bytes[..], 4),
+    ] {
+        let at = mib + pe * mib;
+        bytes[at..at + data.len()].copy_from_slice(data);
+    }
+    std::fs::write(&pv, &bytes).unwrap();
+    let disk = partitioned(
+        dir.path(),
+        "label: gpt\nstart=2048, size=16384, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\nstart=18432, size=49152, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n",
+        &[(&boot_fs, 2048), (&pv, 18432)],
+    );
+    for image in [qcow2(&disk, true), vmdk(&disk, "streamOptimized")] {
+        let (os, packages, _, _) = scan(&image);
+        assert_eq!(os.ecosystem.as_deref(), Some("Rocky Linux:9"));
+        let mut got: Vec<String> = packages
+            .iter()
+            .map(|p| {
+                let vr = p
+                    .source_version
+                    .split_once(':')
+                    .map_or(p.source_version.as_str(), |(_, vr)| vr);
+                format!(
+                    "{} {} {} {}-{vr}.src.rpm",
+                    p.name, p.version, p.arch, p.source
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{}", image.display());
+    }
+
+    // Without the /var volume's extents the rpm database is not there: an image whose
+    // volume metadata points past its physical volume is refused by name.
+    let mut short = bytes.clone();
+    short.truncate(10 << 20);
+    std::fs::write(&pv, &short).unwrap();
+    let disk = partitioned(
+        dir.path(),
+        "label: gpt\nstart=2048, size=20480, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n",
+        &[(&pv, 2048)],
+    );
+    let err = ImageTree::open(&disk).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("rl/root: extents past the end of their physical volume"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,6 +8,9 @@
 use std::cmp::Ordering;
 use std::process::Command;
 
+#[path = "support/rpmdb.rs"]
+mod rpmdb;
+
 use imagepipe::scan::version::Scheme;
 
 fn pick<'a>(rng: &mut fastrand::Rng, from: &'a [&'a str]) -> &'a str {
@@ -166,4 +169,92 @@ fn dpkg_inventory_matches_dpkg_query() {
     got.sort();
     assert!(want.len() > 50, "a real package database");
     assert_eq!(got, want);
+}
+
+/// The inventory of a tree whose rpm database `rpm` itself wrote (RHEL 9's SQLite backend)
+/// against `rpm -qa` on it: epochs, subpackages of one source, noarch.
+#[test]
+fn rpm_inventory_matches_rpm_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
+    )
+    .unwrap();
+    let s = |name, epoch, version, release, arch, binaries| rpmdb::Source {
+        name,
+        epoch,
+        version,
+        release,
+        arch,
+        binaries,
+    };
+    rpmdb::install(
+        &root,
+        dir.path(),
+        &[
+            s(
+                "openssl",
+                Some(1),
+                "3.0.7",
+                "27.el9",
+                "x86_64",
+                &["openssl", "openssl-libs"],
+            ),
+            s(
+                "glibc",
+                None,
+                "2.34",
+                "83.el9_3.7",
+                "x86_64",
+                &["glibc", "glibc-common", "glibc-minimal-langpack"],
+            ),
+            s("bash", None, "5.1.8", "6.el9_1", "x86_64", &["bash"]),
+            s("tzdata", None, "2023c", "1.el9", "noarch", &["tzdata"]),
+            s(
+                "shadow-utils",
+                Some(2),
+                "4.9",
+                "8.el9",
+                "x86_64",
+                &["shadow-utils"],
+            ),
+            s(
+                "rocky-release",
+                None,
+                "9.3",
+                "1.2.el9",
+                "noarch",
+                &["rocky-release", "rocky-gpg-keys"],
+            ),
+        ],
+    );
+    let (os, packages) = imagepipe::scan::inventory::from_dir(&root).unwrap();
+    assert_eq!(os.ecosystem.as_deref(), Some("Rocky Linux:9"));
+    let mut got: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            assert_eq!(p.scheme, Scheme::Rpm);
+            // SOURCERPM carries no epoch; the package's own applies to its source.
+            let source_vr = p
+                .source_version
+                .split_once(':')
+                .map_or(p.source_version.as_str(), |(_, vr)| vr);
+            format!(
+                "{} {} {} {}-{source_vr}.src.rpm",
+                p.name, p.version, p.arch, p.source
+            )
+        })
+        .collect();
+    got.sort();
+    let want = rpmdb::query(&root);
+    assert_eq!(want.len(), 10, "{want:#?}");
+    assert_eq!(got, want);
+    let libs = packages.iter().find(|p| p.name == "openssl-libs").unwrap();
+    assert_eq!(
+        (libs.source.as_str(), libs.source_version.as_str()),
+        ("openssl", "1:3.0.7-27.el9")
+    );
 }

@@ -1,6 +1,7 @@
 #![no_main]
 // The text the scan reads out of an image, and the OSV records it is given: dpkg and apk
-// databases, os-release, sshd_config (with Includes) and OSV JSON.
+// databases, rpm package headers, LVM volume group metadata, os-release, sshd_config (with
+// Includes), OSV JSON and CVSS vectors.
 use std::io;
 
 use imagepipe::scan::rootfs::{Meta, Tree};
@@ -26,6 +27,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = imagepipe::scan::inventory::parse_apk_installed(&text);
     let _ = imagepipe::scan::inventory::parse_os_release(&text);
     let _ = imagepipe::scan::policy::sshd_settings(&OneFile(data.to_vec()));
+    let _ = imagepipe::scan::rpm::parse_header(data);
+    let _ = imagepipe::scan::osv::cvss_base_score(&text);
+    // A physical volume the corpus's metadata names (`id = "pv-fuzz"`), 64 MiB at 1 MiB.
+    let pvs = std::collections::HashMap::from([(
+        "pvfuzz".to_string(),
+        imagepipe::scan::disk::Partition {
+            start: 1 << 20,
+            len: 64 << 20,
+        },
+    )]);
+    let _ = imagepipe::scan::lvm::map_volumes(&text, &pvs, &mut Default::default());
     let mut db = imagepipe::scan::osv::Database::default();
     if db.add(data, "fuzz").is_ok() {
         let _ = db.matches("Debian:12", &[]);

@@ -9,7 +9,9 @@ def call(Map args = [:]) {
         tag     : 'IMAGEPIPE_TAG',
         osvDb   : 'IMAGEPIPE_OSV_DB',
         maxDbAge: 'IMAGEPIPE_MAX_DB_AGE',
+        staleDb : 'IMAGEPIPE_STALE_DB',
         artifact: 'IMAGEPIPE_ARTIFACT',
+        input   : 'IMAGEPIPE_SCAN_INPUT',
         config  : 'IMAGEPIPE_CONFIG',
     ])
 }

@@ -186,7 +186,7 @@ pub fn from_dir(root: &Path) -> Result<(Os, Vec<Package>), InventoryError> {
     from_tree(&super::rootfs::DirTree(root.to_path_buf()))
 }
 
-/// The inventory of a root filesystem: the OS and its dpkg and apk packages.
+/// The inventory of a root filesystem: the OS and its dpkg, apk and rpm packages.
 pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), InventoryError> {
     let read = |path: &str| -> Result<Option<String>, InventoryError> {
         let bytes = tree.read(path).map_err(|source| InventoryError::Io {
@@ -220,6 +220,7 @@ pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), I
     if let Some(t) = read("/lib/apk/db/installed")? {
         packages.extend(parse_apk_installed(&t));
     }
+    packages.extend(super::rpm::from_tree(tree)?);
     Ok((os, packages))
 }
 

@@ -1,19 +1,20 @@
-//! Scanning built images offline (`imagepipe-scan`, in progress): what is installed, which
-//! known vulnerabilities affect it, and whether it meets the hardening baseline.
+//! Scanning built images offline (`imagepipe-scan`): what is installed, which known
+//! vulnerabilities affect it, and whether it meets the hardening baseline.
 //!
-//! So far: reading disk images in place (raw, qcow2, VMDK, OVA; GPT and MBR; ext2/3/4 with
-//! fstab mounts), the inventory of a root filesystem (the OS and the dpkg and apk packages),
-//! the version orderings every vulnerability range is evaluated with, and matching against an
-//! offline OSV database with CVSS v3 scores, waivers, the gate, the reports (JSON, SARIF,
-//! JUnit, Markdown), SBOMs (CycloneDX, SPDX) and the hardening policy. Not yet: LVM,
-//! tarballs, rpm databases and CVSS v4.
+//! The image is read in place ([`disk`], [`lvm`], [`rootfs`]): raw, qcow2, VMDK, OVA; GPT and
+//! MBR; LVM linear volumes; ext2/3/4 with fstab mounts; or a root filesystem directory or
+//! tarball. The [`inventory`] (the OS and the dpkg, [`rpm`] and apk packages) is matched
+//! against an offline [`osv`] database with the distributions' own [`version`] orderings; the
+//! gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
 
 pub mod disk;
 pub mod inventory;
+pub mod lvm;
 pub mod osv;
 pub mod policy;
 pub mod report;
 pub mod rootfs;
+pub mod rpm;
 pub mod sbom;
 pub mod waiver;
 
@@ -85,6 +86,8 @@ impl Severity {
 pub enum ScanError {
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    StaleDatabase(String),
     #[error("{image}: {source}")]
     Image {
         image: PathBuf,
@@ -110,10 +113,17 @@ pub enum ScanError {
 /// What to scan and how to judge it.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
+    /// A directory of OSV JSON records and `all.zip` dumps, or one zip.
     pub osv_db: PathBuf,
+    /// A database whose newest record is older is stale: a warning, or with `stale_db_fails`
+    /// an error before anything is scanned.
+    pub max_db_age: std::time::Duration,
+    pub stale_db_fails: bool,
     pub fail_on: Severity,
     /// The artifact to scan, by name; default: the record's one disk image.
     pub artifact: Option<String>,
+    /// Scan this instead of an artifact: a disk image, a root filesystem directory or tarball.
+    pub input: Option<PathBuf>,
     /// The image's template, relative to the repository, for SARIF locations.
     pub template: String,
     /// The image's waivers file.
@@ -131,42 +141,34 @@ pub fn scan_record(
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
     let dir = crate::fsutil::parent_dir(record_path).to_path_buf();
-    let disks: Vec<_> = record
-        .artifacts
-        .iter()
-        .filter(|a| match &options.artifact {
-            Some(name) => &a.name == name,
-            None => a.file().is_some_and(|f| {
-                matches!(
-                    f.format,
-                    Format::Raw | Format::Qcow2 | Format::Vmdk | Format::Ova
-                )
-            }),
-        })
-        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)))
-        .collect();
-    let (name, file, sha256) = match disks.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(ScanError::Usage(format!(
-                "{} has no disk image artifact (raw, qcow2, VMDK or OVA){}; name one with --artifact",
-                record.id(),
-                options
-                    .artifact
-                    .as_ref()
-                    .map(|a| format!(" named `{a}`"))
-                    .unwrap_or_default()
-            )));
+    let (name, image_path, sha256) = match &options.input {
+        Some(input) => {
+            let sha256 = if input.is_file() {
+                let digest =
+                    crate::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
+                        image: input.clone(),
+                        source,
+                    })?;
+                Some(digest.sha256.to_string())
+            } else {
+                None
+            };
+            let name = input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| input.display().to_string());
+            (name, input.clone(), sha256)
         }
-        // Disk images of one build hold the same system: the first is as good as any.
-        [first, ..] => first.clone(),
+        None => {
+            let (name, file, sha256) = artifact(&record, options.artifact.as_deref())?;
+            (name, dir.join(file), Some(sha256.to_string()))
+        }
     };
-    let image_path = dir.join(&file);
-    let tree = rootfs::ImageTree::open(&image_path).map_err(|source| ScanError::Image {
+    let tree = rootfs::open(&image_path).map_err(|source| ScanError::Image {
         image: image_path.clone(),
         source,
     })?;
-    let (os, packages) = inventory::from_tree(&tree)?;
+    let (os, packages) = inventory::from_tree(tree.as_ref())?;
     let ecosystem = os.ecosystem.clone().ok_or_else(|| {
         ScanError::Usage(format!(
             "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL)",
@@ -175,9 +177,24 @@ pub fn scan_record(
             os.version_id
         ))
     })?;
-    let db = osv::Database::load_dir(&options.osv_db)?;
+    let db = osv::Database::load(&options.osv_db)?;
+    if options.stale_db_fails {
+        let age = db
+            .newest
+            .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
+        if age.is_none_or(|a| a > options.max_db_age) {
+            return Err(ScanError::StaleDatabase(format!(
+                "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
+                options.osv_db.display(),
+                db.newest
+                    .map(|n| n.format("%Y-%m-%d").to_string())
+                    .unwrap_or_else(|| "missing (no records)".into()),
+                humantime::format_duration(options.max_db_age)
+            )));
+        }
+    }
     let rules = policy::rules(&options.policy, &options.disable_rules)?;
-    let policy_results = policy::evaluate(&rules, &tree, &packages)?;
+    let policy_results = policy::evaluate(&rules, tree.as_ref(), &packages)?;
     let mut findings = db.matches(&ecosystem, &packages);
     let waivers = match &options.waivers {
         Some(path) => waiver::load(path)?,
@@ -197,7 +214,7 @@ pub fn scan_record(
         database_records: db.records,
         database_newest: db.newest,
         bytes_read: tree.bytes_read(),
-        disk_size: tree.disk_len(),
+        disk_size: tree.size(),
         dir: dir.clone(),
         expired_waivers: expired,
         policy: policy_results,
@@ -219,12 +236,11 @@ pub fn scan_record(
         b.push(b'\n');
         b
     };
-    let sha256 = sha256.to_string();
     let subject = sbom::Subject {
         name: &scan.image,
         version: &scan.version,
-        file: &file,
-        sha256: &sha256,
+        file: &scan.artifact,
+        sha256: sha256.as_deref(),
     };
     let outputs: [(&str, &str, Vec<u8>); 6] = [
         (
@@ -273,4 +289,34 @@ pub fn scan_record(
     });
     record.write(record_path)?;
     Ok((scan, reports))
+}
+
+/// The record's artifact to scan: the one named, or its disk image or root filesystem tarball.
+fn artifact(
+    record: &Record,
+    wanted: Option<&str>,
+) -> Result<(String, String, Sha256Hex), ScanError> {
+    let candidates: Vec<_> = record
+        .artifacts
+        .iter()
+        .filter(|a| match wanted {
+            Some(name) => a.name == name,
+            None => a.file().is_some_and(|f| {
+                matches!(
+                    f.format,
+                    Format::Raw | Format::Qcow2 | Format::Vmdk | Format::Ova | Format::Tar
+                )
+            }),
+        })
+        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)))
+        .collect();
+    match candidates.into_iter().next() {
+        // Disk images of one build hold the same system: the first is as good as any.
+        Some(one) => Ok(one),
+        None => Err(ScanError::Usage(format!(
+            "{} has no disk image or root filesystem artifact (raw, qcow2, VMDK, OVA or tar){}; name one with --artifact, or scan a path with --input",
+            record.id(),
+            wanted.map(|a| format!(" named `{a}`")).unwrap_or_default()
+        ))),
+    }
 }

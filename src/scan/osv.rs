@@ -1,11 +1,12 @@
 //! Matching installed packages against an offline OSV database: a directory of OSV JSON
-//! records (<https://ossf.github.io/osv-schema/>).
+//! records (<https://ossf.github.io/osv-schema/>), or osv.dev's per-ecosystem `all.zip` dumps.
 //!
 //! A record affects a package when the ecosystem is the image's (`Debian:12`, …), the name is
 //! the package's source package, and the installed version falls in one of its ranges as the
 //! distribution orders versions, or is listed exactly. Withdrawn records never match.
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use serde::Deserialize;
 use super::Severity;
 use super::inventory::Package;
 use super::version::Scheme;
+
+/// The largest record a zip may hold.
+const MAX_RECORD: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Deserialize)]
 struct Record {
@@ -101,6 +105,8 @@ pub struct Database {
 pub enum OsvError {
     #[error("{file}: not an OSV record: {message}; refresh the database")]
     Bad { file: String, message: String },
+    #[error("{file}: not a zip of OSV records: {message}; download the ecosystem's all.zip again")]
+    Dump { file: String, message: String },
     #[error("{file}: {source}")]
     Io {
         file: String,
@@ -152,17 +158,27 @@ impl Database {
         Ok(())
     }
 
-    /// Loads every `*.json` under `dir`.
-    pub fn load_dir(dir: &Path) -> Result<Self, OsvError> {
+    /// Loads a database: a directory of OSV JSON records and per-ecosystem `all.zip` dumps
+    /// (searched recursively), or one such zip.
+    pub fn load(path: &Path) -> Result<Self, OsvError> {
         let mut db = Self::default();
-        let mut stack = vec![dir.to_path_buf()];
+        if !path.is_dir() {
+            db.add_zip(path)?;
+            return Ok(db);
+        }
+        let mut stack = vec![path.to_path_buf()];
         while let Some(d) = stack.pop() {
             let io = |source| OsvError::Io {
                 file: d.display().to_string(),
                 source,
             };
-            for entry in std::fs::read_dir(&d).map_err(io)? {
-                let path = entry.map_err(io)?.path();
+            let mut entries = std::fs::read_dir(&d)
+                .map_err(io)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io)?;
+            entries.sort();
+            for path in entries {
                 if path.is_dir() {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "json") {
@@ -171,10 +187,53 @@ impl Database {
                         source,
                     })?;
                     db.add(&bytes, &path.display().to_string())?;
+                } else if path.extension().is_some_and(|e| e == "zip") {
+                    db.add_zip(&path)?;
                 }
             }
         }
         Ok(db)
+    }
+
+    /// Adds the records of a zip of OSV JSON files (osv.dev's `<ecosystem>/all.zip`).
+    fn add_zip(&mut self, path: &Path) -> Result<(), OsvError> {
+        let file = path.display().to_string();
+        let io = |source| OsvError::Io {
+            file: file.clone(),
+            source,
+        };
+        let bad = |message: String| OsvError::Dump {
+            file: file.clone(),
+            message,
+        };
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(path).map_err(io)?)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut buf = Vec::new();
+        for i in 0..zip.len() {
+            let entry = zip
+                .by_index(i)
+                .map_err(|e| bad(format!("member {i}: {e}")))?;
+            if entry.is_dir() || !entry.name().ends_with(".json") {
+                continue;
+            }
+            let name = format!("{file}:{}", entry.name());
+            buf.clear();
+            // A record is a few KiB; the limit stops a zip bomb, not a real record.
+            std::io::Read::take(entry, MAX_RECORD + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| OsvError::Bad {
+                    file: name.clone(),
+                    message: format!("unreadable ({e})"),
+                })?;
+            if buf.len() as u64 > MAX_RECORD {
+                return Err(OsvError::Bad {
+                    file: name,
+                    message: format!("larger than {} MiB", MAX_RECORD >> 20),
+                });
+            }
+            self.add(&buf, &name)?;
+        }
+        Ok(())
     }
 
     /// The findings for `packages` of an image whose packages are published under `ecosystem`.
@@ -260,15 +319,15 @@ fn affects(a: &Affected, scheme: Scheme, version: &str) -> Option<Option<String>
     None
 }
 
-/// The severity: from a CVSS v3 vector (computed), else the database's own word; unknown
-/// otherwise, never "none".
+/// The severity: from a CVSS vector's base score (v4.0, else v3.x, else v2, computed by the
+/// `cvss` crate), else the database's own word; unknown otherwise, never "none".
 fn severity(record: &Record, affected: &Affected) -> (Severity, Option<f64>) {
-    let vectors = affected.severity.iter().chain(&record.severity);
-    for s in vectors {
-        if s.kind == "CVSS_V3"
-            && let Some(score) = cvss3_base_score(&s.score)
-        {
-            return (Severity::from_score(score), Some(score));
+    for kind in ["CVSS_V4", "CVSS_V3", "CVSS_V2"] {
+        let vectors = affected.severity.iter().chain(&record.severity);
+        for s in vectors.filter(|s| s.kind == kind) {
+            if let Some(score) = cvss_base_score(&s.score) {
+                return (Severity::from_score(score), Some(score));
+            }
         }
     }
     let words = [
@@ -293,80 +352,23 @@ fn severity(record: &Record, affected: &Affected) -> (Severity, Option<f64>) {
     (Severity::Unknown, None)
 }
 
-/// The CVSS v3.0/v3.1 base score of a vector, by the specification's formulas:
-/// <https://www.first.org/cvss/v3.1/specification-document#7-1-Base-Metrics-Equations>
-pub fn cvss3_base_score(vector: &str) -> Option<f64> {
-    let rest = vector
-        .strip_prefix("CVSS:3.1/")
-        .or_else(|| vector.strip_prefix("CVSS:3.0/"))?;
-    let m: HashMap<&str, &str> = rest
-        .split('/')
-        .filter_map(|kv| kv.split_once(':'))
-        .collect();
-    let get = |k| m.get(k).copied();
-    let scope_changed = match get("S")? {
-        "U" => false,
-        "C" => true,
-        _ => return None,
-    };
-    let av = match get("AV")? {
-        "N" => 0.85,
-        "A" => 0.62,
-        "L" => 0.55,
-        "P" => 0.2,
-        _ => return None,
-    };
-    let ac = match get("AC")? {
-        "L" => 0.77,
-        "H" => 0.44,
-        _ => return None,
-    };
-    let pr = match (get("PR")?, scope_changed) {
-        ("N", _) => 0.85,
-        ("L", false) => 0.62,
-        ("L", true) => 0.68,
-        ("H", false) => 0.27,
-        ("H", true) => 0.5,
-        _ => return None,
-    };
-    let ui = match get("UI")? {
-        "N" => 0.85,
-        "R" => 0.62,
-        _ => return None,
-    };
-    let cia = |k| match get(k)? {
-        "H" => Some(0.56),
-        "L" => Some(0.22),
-        "N" => Some(0.0),
-        _ => None,
-    };
-    let iss = 1.0 - (1.0 - cia("C")?) * (1.0 - cia("I")?) * (1.0 - cia("A")?);
-    let impact = if scope_changed {
-        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02f64).powi(15)
-    } else {
-        6.42 * iss
-    };
-    let exploitability = 8.22 * av * ac * pr * ui;
-    if impact <= 0.0 {
-        return Some(0.0);
-    }
-    let raw = if scope_changed {
-        (1.08 * (impact + exploitability)).min(10.0)
-    } else {
-        (impact + exploitability).min(10.0)
-    };
-    Some(roundup(raw))
-}
-
-/// CVSS 3.1's Roundup: the smallest one-decimal number not below the input, computed on
-/// integers so that floating point cannot round 4.0 up to 4.1.
-fn roundup(x: f64) -> f64 {
-    let i = (x * 100_000.0).round() as i64;
-    if i % 10_000 == 0 {
-        i as f64 / 100_000.0
-    } else {
-        ((i / 10_000) + 1) as f64 / 10.0
-    }
+/// The base score of a CVSS vector (`CVSS:4.0/…`, `CVSS:3.1/…`, `CVSS:3.0/…`, or a bare v2
+/// vector); `None` when it does not parse.
+pub fn cvss_base_score(vector: &str) -> Option<f64> {
+    vector
+        .trim()
+        .parse::<cvss::Cvss>()
+        .ok()
+        .map(|c| c.score())
+        .or_else(|| {
+            // OSV writes v2 vectors without a prefix, which `Cvss` does not accept.
+            vector
+                .trim()
+                .parse::<cvss::v2::Vector>()
+                .ok()
+                .map(|v| v.score().value())
+        })
+        .filter(|s| s.is_finite())
 }
 
 #[cfg(test)]
@@ -374,7 +376,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cvss3_scores_from_the_specification_examples() {
+    fn cvss_scores_from_the_specification_examples() {
         for (vector, want) in [
             ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
             ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N", 7.5),
@@ -383,11 +385,22 @@ mod tests {
             ("CVSS:3.0/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:N/A:N", 5.9),
             ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H", 10.0),
             ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
+            // CVSS v4.0, as FIRST's calculator scores them.
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+                9.3,
+            ),
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N",
+                0.0,
+            ),
+            // v2, as OSV writes it: no prefix.
+            ("AV:N/AC:L/Au:N/C:P/I:P/A:P", 7.5),
         ] {
-            assert_eq!(cvss3_base_score(vector), Some(want), "{vector}");
+            assert_eq!(cvss_base_score(vector), Some(want), "{vector}");
         }
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:X/AC:L"), None);
-        assert_eq!(cvss3_base_score("AV:N/AC:L"), None);
+        assert_eq!(cvss_base_score("CVSS:3.1/AV:X/AC:L"), None);
+        assert_eq!(cvss_base_score("AV:N/AC:L"), None);
     }
 
     fn pkg(name: &str, source: &str, version: &str) -> Package {

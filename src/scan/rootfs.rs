@@ -1,16 +1,30 @@
-//! The root filesystem of an image: a directory, or the ext2/3/4 filesystem of a disk image
-//! that holds `etc/os-release`, with the partitions its `/etc/fstab` mounts (a separate `/usr`
-//! or `/var`). Only the files the scan asks for are read.
+//! The root filesystem of an image: a directory, a tarball, or the ext2/3/4 filesystem of a
+//! disk image (in a partition or an LVM logical volume) that holds `etc/os-release`, with the
+//! filesystems its `/etc/fstab` mounts (a separate `/usr` or `/var`). Only the files the scan asks for are read, and symbolic links
+//! resolve inside the root, never into the machine running the scan.
 
-use std::cell::RefCell;
-use std::io;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::disk::{self, Disk, Partition};
+use super::lvm::{self, Extent};
 
 /// Files larger than this are not read (package databases are far smaller).
 const MAX_FILE: u64 = 256 << 20;
+
+/// Symbolic links followed in one lookup before it is called a loop (Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+/// Entries of a root filesystem tarball; a real system has a few hundred thousand.
+const MAX_TAR_ENTRIES: usize = 4_000_000;
+
+/// The most a compressed tarball may expand to in the temporary directory.
+const MAX_UNPACKED: u64 = 64 << 30;
 
 /// What a policy checks of a file: its permission bits, owner and kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,83 +45,507 @@ pub trait Tree {
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
     /// The names in a directory, or nothing when there is no such directory.
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
+    /// Bytes of the input read so far.
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+    /// The size of what is scanned: a disk's virtual size, a tarball's length.
+    fn size(&self) -> u64 {
+        0
+    }
+}
+
+/// Opens what `path` holds: a root filesystem directory, a root filesystem tarball (plain or
+/// gzip-compressed), or a disk image (raw, qcow2, VMDK, or an OVA).
+pub fn open(path: &Path) -> io::Result<Box<dyn Tree>> {
+    if path.is_dir() {
+        return Ok(Box::new(DirTree(path.to_path_buf())));
+    }
+    let file = File::open(path)?;
+    let mut head = [0u8; 512];
+    let n = file.read_at(&mut head, 0)?;
+    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        return Ok(Box::new(TarTree::gunzip(file)?));
+    }
+    if n == 512 && &head[257..262] == b"ustar" {
+        // An OVA is a tar too: its descriptor sits at the top level.
+        let tar = TarTree::open(file, None)?;
+        if !tar
+            .entries
+            .keys()
+            .any(|k| k.ends_with(".ovf") && k.rfind('/') == Some(0))
+        {
+            return Ok(Box::new(tar));
+        }
+    }
+    Ok(Box::new(ImageTree::open(path)?))
+}
+
+/// Resolves `path` inside a tree: each symbolic link among its components is followed within
+/// the root (an absolute target starts at the root, `..` stops there), the last one only when
+/// `follow`. `readlink` says whether a resolved path is a link, and to what.
+fn resolve(
+    path: &str,
+    follow: bool,
+    readlink: &dyn Fn(&str) -> io::Result<Option<String>>,
+) -> io::Result<String> {
+    let mut todo: Vec<String> = path.split('/').rev().map(String::from).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                out.pop();
+                continue;
+            }
+            _ => out.push(c),
+        }
+        if todo.iter().all(|c| c.is_empty() || c == ".") && !follow {
+            break;
+        }
+        let here = format!("/{}", out.join("/"));
+        if let Some(target) = readlink(&here)? {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{path}: more than {MAX_LINKS} symbolic links; a loop"),
+                ));
+            }
+            out.pop();
+            if target.starts_with('/') {
+                out.clear();
+            }
+            todo.extend(target.split('/').rev().map(String::from));
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+fn too_big(path: &str, len: u64) -> io::Error {
+    io::Error::other(format!(
+        "{path} is {len} bytes; more than a package database can be"
+    ))
 }
 
 /// A root filesystem unpacked in a directory.
 #[derive(Debug)]
 pub struct DirTree(pub PathBuf);
 
+impl DirTree {
+    fn host(&self, path: &str) -> PathBuf {
+        self.0.join(path.trim_start_matches('/'))
+    }
+
+    /// The host path of `path`, its symbolic links resolved inside the root.
+    fn locate(&self, path: &str, follow: bool) -> io::Result<PathBuf> {
+        let readlink = |p: &str| -> io::Result<Option<String>> {
+            match std::fs::symlink_metadata(self.host(p)) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    std::fs::read_link(self.host(p)).map(|t| Some(t.to_string_lossy().into_owned()))
+                }
+                _ => Ok(None),
+            }
+        };
+        Ok(self.host(&resolve(path, follow, &readlink)?))
+    }
+}
+
+fn not_found<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Tree for DirTree {
     fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
         use std::os::unix::fs::MetadataExt as _;
-        match std::fs::symlink_metadata(self.0.join(path.trim_start_matches('/'))) {
-            Ok(m) => Ok(Some(Meta {
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-                dir: m.is_dir(),
-                symlink: m.file_type().is_symlink(),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let m = not_found(std::fs::symlink_metadata(self.locate(path, false)?))?;
+        Ok(m.map(|m| Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            dir: m.is_dir(),
+            symlink: m.file_type().is_symlink(),
+        }))
     }
 
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        let p = self.0.join(path.trim_start_matches('/'));
-        match std::fs::metadata(&p) {
-            Ok(m) if m.len() > MAX_FILE => Err(io::Error::other(format!(
-                "{path} is {} bytes; more than a package database can be",
-                m.len()
-            ))),
-            Ok(_) => std::fs::read(&p).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let p = self.locate(path, true)?;
+        match not_found(std::fs::metadata(&p))? {
+            Some(m) if m.len() > MAX_FILE => Err(too_big(path, m.len())),
+            Some(m) if m.is_dir() => Ok(None),
+            Some(_) => not_found(std::fs::read(&p)),
+            None => Ok(None),
         }
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        match std::fs::read_dir(self.0.join(dir.trim_start_matches('/'))) {
-            Ok(entries) => Ok(entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
+        let Some(entries) = not_found(std::fs::read_dir(self.locate(dir, true)?))? else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TarKind {
+    File {
+        offset: u64,
+        size: u64,
+    },
+    Dir,
+    Symlink(String),
+    /// A hard link: the member it names holds the bytes.
+    Link(String),
+    Other,
+}
+
+#[derive(Debug, Clone)]
+struct TarEntry {
+    meta: Meta,
+    kind: TarKind,
+}
+
+/// A file that counts the bytes read from it.
+#[derive(Debug)]
+struct Counted<'a> {
+    file: &'a File,
+    pos: u64,
+    read: &'a Cell<u64>,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl Seek for Counted<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let len = self.file.metadata()?.len();
+        let target = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::End(d) => len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| io::Error::other("a seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// A root filesystem tarball, read in place: one pass over its headers (skipping the data)
+/// builds an index, then files are read where they lie.
+#[derive(Debug)]
+pub struct TarTree {
+    file: File,
+    len: u64,
+    entries: HashMap<String, TarEntry>,
+    children: HashMap<String, Vec<String>>,
+    read: Cell<u64>,
+    /// The unpacked copy of a compressed tarball, removed with the tree.
+    _unpacked: Option<tempfile::NamedTempFile>,
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// A member name as an absolute path (`./etc/x`, `etc/x` and `/etc/x` are all `/etc/x`).
+fn member_path(name: &Path) -> io::Result<String> {
+    let name = name.to_string_lossy();
+    let mut parts = Vec::new();
+    for c in name.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(invalid(format!(
+                    "member `{}` climbs out of the root with `..`; not a root filesystem tarball",
+                    name.escape_debug()
+                )));
+            }
+            c => parts.push(c),
         }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn parent_of(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("/", path),
+    }
+}
+
+impl TarTree {
+    /// Unpacks a gzip-compressed tarball into the temporary directory, then indexes it.
+    fn gunzip(file: File) -> io::Result<Self> {
+        let mut unpacked = tempfile::NamedTempFile::new()?;
+        let mut gz =
+            flate2::read::MultiGzDecoder::new(io::BufReader::new(file)).take(MAX_UNPACKED + 1);
+        let n = io::copy(&mut gz, unpacked.as_file_mut())
+            .map_err(|e| invalid(format!("the gzip stream is corrupt: {e}")))?;
+        if n > MAX_UNPACKED {
+            return Err(invalid(format!(
+                "the tarball unpacks to more than {} GiB; not a root filesystem",
+                MAX_UNPACKED >> 30
+            )));
+        }
+        let file = unpacked.reopen()?;
+        Self::open(file, Some(unpacked))
+    }
+
+    fn open(file: File, unpacked: Option<tempfile::NamedTempFile>) -> io::Result<Self> {
+        let read = Cell::new(0);
+        let mut entries = HashMap::new();
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        {
+            let mut archive = tar::Archive::new(Counted {
+                file: &file,
+                pos: 0,
+                read: &read,
+            });
+            let bad = |e: io::Error| invalid(format!("not a readable tar: {e}"));
+            for entry in archive.entries_with_seek().map_err(bad)? {
+                let entry = entry.map_err(bad)?;
+                if entries.len() == MAX_TAR_ENTRIES {
+                    return Err(invalid(format!("more than {MAX_TAR_ENTRIES} members")));
+                }
+                let path = member_path(&entry.path().map_err(bad)?)?;
+                let h = entry.header();
+                let link = || -> io::Result<String> {
+                    Ok(entry
+                        .link_name()
+                        .map_err(bad)?
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default())
+                };
+                use tar::EntryType as T;
+                let kind = match h.entry_type() {
+                    T::Regular | T::Continuous => TarKind::File {
+                        offset: entry.raw_file_position(),
+                        size: entry.size(),
+                    },
+                    T::Directory => TarKind::Dir,
+                    T::Symlink => TarKind::Symlink(link()?),
+                    T::Link => TarKind::Link(member_path(Path::new(&link()?))?),
+                    _ => TarKind::Other,
+                };
+                let meta = Meta {
+                    mode: h.mode().map_err(bad)? & 0o7777,
+                    uid: h.uid().map_err(bad)? as u32,
+                    gid: h.gid().map_err(bad)? as u32,
+                    dir: matches!(kind, TarKind::Dir),
+                    symlink: matches!(kind, TarKind::Symlink(_)),
+                };
+                if path != "/" {
+                    let (dir, name) = parent_of(&path);
+                    let names = children.entry(dir.to_string()).or_default();
+                    if !entries.contains_key(&path) {
+                        names.push(name.to_string());
+                    }
+                }
+                entries.insert(path, TarEntry { meta, kind });
+            }
+        }
+        let len = file.metadata()?.len();
+        Ok(Self {
+            file,
+            len,
+            entries,
+            children,
+            read,
+            _unpacked: unpacked,
+        })
+    }
+
+    fn locate(&self, path: &str, follow: bool) -> io::Result<String> {
+        let readlink = |p: &str| -> io::Result<Option<String>> {
+            Ok(match self.entries.get(p).map(|e| &e.kind) {
+                Some(TarKind::Symlink(t)) => Some(t.clone()),
+                _ => None,
+            })
+        };
+        resolve(path, follow, &readlink)
+    }
+}
+
+impl Tree for TarTree {
+    fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+        let p = self.locate(path, false)?;
+        Ok(self
+            .entries
+            .get(&p)
+            .map(|e| e.meta)
+            // Tarballs often leave out the directories above their files.
+            .or_else(|| {
+                self.children.contains_key(&p).then_some(Meta {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    dir: true,
+                    symlink: false,
+                })
+            }))
+    }
+
+    fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        let mut p = self.locate(path, true)?;
+        // A hard link names the member holding the bytes; it may be another hard link.
+        for _ in 0..MAX_LINKS {
+            let Some(entry) = self.entries.get(&p) else {
+                return Ok(None);
+            };
+            match &entry.kind {
+                TarKind::File { offset, size } => {
+                    if *size > MAX_FILE {
+                        return Err(too_big(path, *size));
+                    }
+                    if offset.checked_add(*size).is_none_or(|end| end > self.len) {
+                        return Err(invalid(format!(
+                            "{path}: its {size} bytes run past the end of the tarball; the file is truncated"
+                        )));
+                    }
+                    let mut buf = vec![0; *size as usize];
+                    self.file.read_exact_at(&mut buf, *offset)?;
+                    self.read.set(self.read.get() + size);
+                    return Ok(Some(buf));
+                }
+                TarKind::Link(target) => p = target.clone(),
+                TarKind::Dir | TarKind::Symlink(_) | TarKind::Other => return Ok(None),
+            }
+        }
+        Err(invalid(format!("{path}: a loop of hard links")))
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let p = self.locate(dir, true)?;
+        Ok(self.children.get(&p).cloned().unwrap_or_default())
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.read.get()
+    }
+
+    fn size(&self) -> u64 {
+        self.len
     }
 }
 
 type SharedDisk = Rc<RefCell<Box<dyn Disk>>>;
 
-/// One partition as ext4-view reads it.
-struct PartReader {
+/// A partition or logical volume as ext4-view reads it: its stretches of the disk in order.
+struct VolumeReader {
     disk: SharedDisk,
-    part: Partition,
+    extents: Vec<Extent>,
+    len: u64,
 }
 
-impl ext4_view::Ext4Read for PartReader {
+impl VolumeReader {
+    fn partition(disk: &SharedDisk, p: Partition) -> Self {
+        Self {
+            disk: disk.clone(),
+            extents: vec![Extent {
+                logical: 0,
+                physical: p.start,
+                len: p.len,
+            }],
+            len: p.len,
+        }
+    }
+
+    fn read_at(&self, mut start: u64, mut dst: &mut [u8]) -> io::Result<()> {
+        if start
+            .checked_add(dst.len() as u64)
+            .is_none_or(|e| e > self.len)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the filesystem reads past its volume ({} bytes)", self.len),
+            ));
+        }
+        while !dst.is_empty() {
+            let e = self
+                .extents
+                .iter()
+                .find(|e| e.logical <= start && start < e.logical + e.len)
+                .ok_or_else(|| io::Error::other("a volume with a hole"))?;
+            let n = (e.logical + e.len - start).min(dst.len() as u64) as usize;
+            let (now, rest) = dst.split_at_mut(n);
+            self.disk
+                .borrow_mut()
+                .read_at(e.physical + (start - e.logical), now)?;
+            dst = rest;
+            start += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether it holds an ext2/3/4 filesystem; a read that fails (a truncated or corrupt
+    /// image) is an error, not "no".
+    fn is_ext(&self) -> io::Result<bool> {
+        if self.len <= 2048 {
+            return Ok(false);
+        }
+        let mut m = [0u8; 2];
+        self.read_at(1080, &mut m)?;
+        Ok(m == [0x53, 0xef])
+    }
+}
+
+impl ext4_view::Ext4Read for VolumeReader {
     fn read(
         &mut self,
         start: u64,
         dst: &mut [u8],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        if start
-            .checked_add(dst.len() as u64)
-            .is_none_or(|e| e > self.part.len)
-        {
-            return Err(Box::new(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the filesystem reads past its partition ({} bytes)",
-                    self.part.len
-                ),
-            )));
+        self.read_at(start, dst).map_err(|e| Box::new(e) as _)
+    }
+}
+
+/// A filesystem of the image, and the logical volume holding it (`vg/lv`), if any.
+struct Filesystem {
+    fs: ext4_view::Ext4,
+    volume: Option<String>,
+}
+
+impl Filesystem {
+    /// Whether an fstab device names this filesystem: `UUID=`, `LABEL=`, or a logical
+    /// volume's device path (`/dev/mapper/vg-lv`, `/dev/vg/lv`).
+    fn is(&self, spec: &str) -> bool {
+        if let Some(uuid) = spec.strip_prefix("UUID=") {
+            return self.fs.uuid().to_string().eq_ignore_ascii_case(uuid);
         }
-        self.disk
-            .borrow_mut()
-            .read_at(self.part.start + start, dst)
-            .map_err(|e| Box::new(e) as _)
+        if let Some(label) = spec.strip_prefix("LABEL=") {
+            return self.fs.label().to_str().is_ok_and(|l| l == label);
+        }
+        let Some((vg, lv)) = self.volume.as_deref().and_then(|v| v.split_once('/')) else {
+            return false;
+        };
+        // device-mapper doubles the dashes inside each name.
+        let mapper = format!(
+            "/dev/mapper/{}-{}",
+            vg.replace('-', "--"),
+            lv.replace('-', "--")
+        );
+        spec == mapper || spec == format!("/dev/{vg}/{lv}")
     }
 }
 
@@ -129,17 +567,6 @@ impl std::fmt::Debug for ImageTree {
     }
 }
 
-/// Whether a partition holds an ext2/3/4 filesystem; a read that fails (a truncated or corrupt
-/// image) is an error, not "no".
-fn ext_magic(disk: &SharedDisk, p: Partition) -> io::Result<bool> {
-    if p.len <= 2048 {
-        return Ok(false);
-    }
-    let mut m = [0u8; 2];
-    disk.borrow_mut().read_at(p.start + 1080, &mut m)?;
-    Ok(m == [0x53, 0xef])
-}
-
 fn fs_err(what: &str, e: ext4_view::Ext4Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
 }
@@ -153,37 +580,58 @@ impl ImageTree {
     pub fn from_disk(disk: Box<dyn Disk>) -> io::Result<Self> {
         let disk: SharedDisk = Rc::new(RefCell::new(disk));
         let parts = disk::partitions(&mut **disk.borrow_mut())?;
+        let volumes = lvm::volumes(&mut **disk.borrow_mut(), &parts)?;
+        let readers = parts
+            .iter()
+            .map(|&p| {
+                (
+                    format!("the partition at byte {}", p.start),
+                    None,
+                    VolumeReader::partition(&disk, p),
+                )
+            })
+            .chain(volumes.readable.into_iter().map(|v| {
+                (
+                    format!("logical volume {}", v.name),
+                    Some(v.name),
+                    VolumeReader {
+                        disk: disk.clone(),
+                        extents: v.extents,
+                        len: v.len,
+                    },
+                )
+            }));
         let mut filesystems = Vec::new();
-        for p in parts {
-            if !ext_magic(&disk, p)? {
+        for (what, volume, reader) in readers {
+            if !reader.is_ext()? {
                 continue;
             }
-            let reader = PartReader {
-                disk: disk.clone(),
-                part: p,
-            };
             let fs = ext4_view::Ext4::load(Box::new(reader))
-                .map_err(|e| fs_err(&format!("the ext filesystem at byte {}", p.start), e))?;
-            filesystems.push(fs);
+                .map_err(|e| fs_err(&format!("the ext filesystem of {what}"), e))?;
+            filesystems.push(Filesystem { fs, volume });
         }
         let mut root = None;
-        'search: for (i, fs) in filesystems.iter().enumerate() {
-            for f in ["/etc/os-release", "/usr/lib/os-release"] {
+        'search: for (i, f) in filesystems.iter().enumerate() {
+            for path in ["/etc/os-release", "/usr/lib/os-release"] {
                 // A read that fails is the image's fault, and says so.
-                if fs.exists(f).map_err(|e| fs_err(f, e))? {
+                if f.fs.exists(path).map_err(|e| fs_err(path, e))? {
                     root = Some(i);
                     break 'search;
                 }
             }
         }
         let root = root.ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "no ext2/3/4 filesystem of the image holds etc/os-release: not a Linux root filesystem this scan can read",
-                )
-            })?;
-        let root_fs = filesystems.remove(root);
-        // /etc/fstab names the other filesystems by UUID or label.
+            let mut message = "no ext2/3/4 filesystem of the image holds etc/os-release: not a Linux root filesystem this scan can read".to_string();
+            if !volumes.unreadable.is_empty() {
+                message.push_str(&format!(
+                    " (LVM volumes not read: {})",
+                    volumes.unreadable.join(", ")
+                ));
+            }
+            io::Error::new(io::ErrorKind::NotFound, message)
+        })?;
+        let root_fs = filesystems.remove(root).fs;
+        // /etc/fstab names the other filesystems by UUID, label or volume.
         let fstab = root_fs.read_to_string("/etc/fstab").unwrap_or_default();
         let mut mounts = Vec::new();
         for line in fstab.lines() {
@@ -194,19 +642,11 @@ impl ImageTree {
             if spec.starts_with('#') || *point == "/" || !point.starts_with('/') {
                 continue;
             }
-            let found = filesystems.iter().position(|fs| {
-                if let Some(uuid) = spec.strip_prefix("UUID=") {
-                    fs.uuid().to_string().eq_ignore_ascii_case(uuid)
-                } else if let Some(label) = spec.strip_prefix("LABEL=") {
-                    fs.label().to_str().is_ok_and(|l| l == label)
-                } else {
-                    false
-                }
-            });
+            let found = filesystems.iter().position(|f| f.is(spec));
             if let Some(i) = found {
                 mounts.push((
                     point.trim_end_matches('/').to_string(),
-                    filesystems.remove(i),
+                    filesystems.remove(i).fs,
                 ));
             }
         }
@@ -234,19 +674,17 @@ impl ImageTree {
             ))
         })
     }
-
-    /// Bytes of the image file read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.disk.borrow().bytes_read()
-    }
-
-    /// The image's virtual size.
-    pub fn disk_len(&self) -> u64 {
-        self.disk.borrow().len()
-    }
 }
 
 impl Tree for ImageTree {
+    fn bytes_read(&self) -> u64 {
+        self.disk.borrow().bytes_read()
+    }
+
+    fn size(&self) -> u64 {
+        self.disk.borrow().len()
+    }
+
     fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
         let Some((fs, inner)) = self.locate(path) else {
             return Ok(None);

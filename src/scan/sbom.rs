@@ -28,6 +28,14 @@ pub fn purl(os: &Os, p: &Package) -> String {
     if !p.arch.is_empty() {
         q.push(format!("arch={}", enc(&p.arch)));
     }
+    // The rpm purl type carries the epoch as a qualifier, not in the version.
+    let mut version = p.version.as_str();
+    if p.scheme == Scheme::Rpm
+        && let Some((epoch, vr)) = version.split_once(':')
+    {
+        q.push(format!("epoch={}", enc(epoch)));
+        version = vr;
+    }
     q.push(format!("distro={}", enc(&distro)));
     if p.source != p.name {
         q.push(format!("upstream={}", enc(&p.source)));
@@ -36,7 +44,7 @@ pub fn purl(os: &Os, p: &Package) -> String {
         "pkg:{kind}/{}/{}@{}?{}",
         enc(&os.id),
         enc(&p.name),
-        enc(&p.version),
+        enc(version),
         q.join("&")
     )
 }
@@ -47,7 +55,8 @@ pub struct Subject<'a> {
     pub name: &'a str,
     pub version: &'a str,
     pub file: &'a str,
-    pub sha256: &'a str,
+    /// The image file's digest; none for a root filesystem directory.
+    pub sha256: Option<&'a str>,
 }
 
 pub fn cyclonedx(subject: &Subject<'_>, os: &Os, packages: &[Package]) -> Value {
@@ -61,6 +70,13 @@ pub fn cyclonedx(subject: &Subject<'_>, os: &Os, packages: &[Package]) -> Value 
         json!({ "type": "library", "bom-ref": purl, "name": p.name, "version": p.version, "purl": purl })
     }))
     .collect();
+    let mut component = json!({
+        "type": "file", "bom-ref": "image", "name": subject.name, "version": subject.version,
+        "description": subject.file,
+    });
+    if let Some(sha256) = subject.sha256 {
+        component["hashes"] = json!([{ "alg": "SHA-256", "content": sha256 }]);
+    }
     json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
@@ -69,11 +85,7 @@ pub fn cyclonedx(subject: &Subject<'_>, os: &Os, packages: &[Package]) -> Value 
         "metadata": {
             "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "tools": { "components": [{ "type": "application", "name": "imagepipe-scan", "version": env!("CARGO_PKG_VERSION") }] },
-            "component": {
-                "type": "file", "bom-ref": "image", "name": subject.name, "version": subject.version,
-                "description": subject.file,
-                "hashes": [{ "alg": "SHA-256", "content": subject.sha256 }],
-            },
+            "component": component,
         },
         "components": components,
         "dependencies": [
@@ -95,12 +107,15 @@ pub fn spdx(subject: &Subject<'_>, os: &Os, packages: &[Package]) -> Value {
             .collect()
     };
     let image_id = "SPDXRef-Image".to_string();
-    let mut spdx_packages = vec![json!({
+    let mut image = json!({
         "name": subject.name, "SPDXID": image_id, "versionInfo": subject.version,
         "packageFileName": subject.file, "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
-        "checksums": [{ "algorithm": "SHA256", "checksumValue": subject.sha256 }],
         "primaryPackagePurpose": "OPERATING-SYSTEM",
-    })];
+    });
+    if let Some(sha256) = subject.sha256 {
+        image["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": sha256 }]);
+    }
+    let mut spdx_packages = vec![image];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": image_id,
     })];
@@ -158,5 +173,22 @@ mod tests {
             ..p
         };
         assert!(purl(&debian, &epoch).contains("@1%3A9.2p1-2?"));
+        let rocky = Os {
+            id: "rocky".into(),
+            version_id: "9".into(),
+            ..Os::default()
+        };
+        let rpm = Package {
+            name: "openssl".into(),
+            version: "1:3.0.7-16.el9".into(),
+            arch: "x86_64".into(),
+            source: "openssl".into(),
+            source_version: "1:3.0.7-16.el9".into(),
+            scheme: Scheme::Rpm,
+        };
+        assert_eq!(
+            purl(&rocky, &rpm),
+            "pkg:rpm/rocky/openssl@3.0.7-16.el9?arch=x86_64&epoch=1&distro=rocky-9"
+        );
     }
 }

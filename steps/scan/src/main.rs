@@ -13,11 +13,12 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 
 /// Scan a built disk image offline, without root, mounting or network, and gate it.
 ///
-/// The image Packer produced (raw, qcow2, VMDK or OVA; GPT or MBR; ext2/3/4, following
-/// /etc/fstab to a separate /usr or /var) is read in place. Its OS comes from os-release and its
-/// packages from the dpkg and apk databases; they are matched against an offline OSV database
-/// by the OS's ecosystem and each package's source package, with the distribution's own
-/// version ordering. Findings at or above the image's `scan.fail_on` (default high) fail the
+/// The image Packer produced (raw, qcow2, VMDK or OVA; GPT or MBR; LVM; ext2/3/4, following
+/// /etc/fstab to a separate /usr or /var), or a root filesystem directory or tarball, is read
+/// in place. Its OS comes from os-release and its packages from the dpkg, rpm (rpmdb.sqlite) and apk
+/// databases; they are matched against an offline OSV database by the OS's ecosystem and each
+/// package's source package, with the distribution's own version ordering and severities
+/// from CVSS v4/v3 vectors. Findings at or above the image's `scan.fail_on` (default high) fail the
 /// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
 /// the result into the record, which imagepipe-publish checks.
 ///
@@ -28,7 +29,7 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// The hardening policy is the embedded CIS-style baseline (sshd settings, empty passwords,
 /// modes of /etc/shadow and /etc/passwd, world-writable system files, telnet and rsh servers)
 /// without the image's `scan.disable_rules`, plus its `scan.policy` files; a failing rule of
-/// level error fails the gate. rpm databases and LVM are not read yet.
+/// level error fails the gate.
 ///
 /// Exit codes: 0 passed; 1 the gate failed; 2 usage, configuration, image or database error.
 #[derive(Debug, Parser)]
@@ -42,20 +43,37 @@ struct Args {
     #[command(flatten)]
     target: VersionArgs,
 
-    /// The offline OSV database: a directory of OSV JSON records (osv.dev's per-ecosystem dumps).
-    #[arg(long, env = env::OSV_DB, value_name = "DIR")]
+    /// The offline OSV database: a directory of OSV JSON records and osv.dev's per-ecosystem
+    /// all.zip dumps (searched recursively), or one all.zip.
+    #[arg(long, env = env::OSV_DB, value_name = "PATH")]
     osv_db: Option<PathBuf>,
 
-    /// Warn when the database's newest record is older than this.
+    /// A database whose newest record is older than this is stale.
     #[arg(long, env = env::MAX_DB_AGE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "7d")]
     max_db_age: Duration,
 
-    /// The artifact to scan, by name; default: the record's disk image.
-    #[arg(long, env = env::ARTIFACT, value_name = "NAME")]
+    /// What a stale database is: a warning, or a failure (exit 2) before anything is scanned.
+    #[arg(long, env = env::STALE_DB, value_enum, default_value = "warn")]
+    stale_db: StaleDb,
+
+    /// The artifact to scan, by name; default: the record's disk image or root filesystem
+    /// tarball.
+    #[arg(long, env = env::ARTIFACT, value_name = "NAME", conflicts_with = "input")]
     artifact: Option<String>,
+
+    /// Scan this instead of a record's artifact: a disk image, a root filesystem directory,
+    /// or a root filesystem tarball (plain or gzip). The result still goes into the record.
+    #[arg(long, env = env::SCAN_INPUT, value_name = "PATH")]
+    input: Option<PathBuf>,
 
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StaleDb {
+    Warn,
+    Fail,
 }
 
 #[cfg(test)]
@@ -73,12 +91,15 @@ fn main() -> ExitCode {
         let (image, record_path) = args.target.locate(&config)?;
         let spec = config.image(image.name.as_str())?;
         let osv_db = args.osv_db.clone().context(
-            "say where the OSV database is: --osv-db DIR (a directory of OSV JSON records)",
+            "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
         )?;
         let options = ScanOptions {
             osv_db,
+            max_db_age: args.max_db_age,
+            stale_db_fails: args.stale_db == StaleDb::Fail,
             fail_on: spec.scan.fail_on,
             artifact: args.artifact.clone(),
+            input: args.input.clone(),
             template: spec
                 .template
                 .strip_prefix(&config.dir)

@@ -286,7 +286,7 @@ fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
     .output()
     .unwrap();
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("--osv-db DIR"));
+    assert!(stderr(&out).contains("--osv-db PATH"));
     std::fs::write(case.osv.join("Debian/broken.json"), "{").unwrap();
     let out = case.scan();
     assert_exit(&out, 2);

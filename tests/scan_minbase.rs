@@ -1,0 +1,126 @@
+//! The scan on a real Debian 12 minbase system (mmdebstrap, `scripts/debian-minbase`): its
+//! inventory from the root filesystem tarball and from disk images made of it (qcow2,
+//! stream-optimized VMDK, OVA) is exactly what `dpkg-query -W` lists, read from a small part of
+//! each image.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imagepipe::scan::inventory;
+use imagepipe::scan::rootfs;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn minbase() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/debian-minbase");
+    PathBuf::from(run(&mut Command::new(script)).trim())
+}
+
+/// `name version arch source source-version` per package, sorted.
+fn lines(packages: &[inventory::Package]) -> Vec<String> {
+    let mut out: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                p.name, p.version, p.arch, p.source, p.source_version
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn scan(path: &Path) -> (Vec<String>, u64, u64) {
+    let tree = rootfs::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (os, packages) = inventory::from_tree(tree.as_ref()).unwrap();
+    assert_eq!(
+        os.ecosystem.as_deref(),
+        Some("Debian:12"),
+        "{}",
+        path.display()
+    );
+    (
+        lines(&packages),
+        tree.bytes_read(),
+        std::fs::metadata(path).unwrap().len(),
+    )
+}
+
+#[test]
+fn debian_minbase_inventory_matches_dpkg_query_in_every_format() {
+    let tar = minbase();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    run(Command::new("tar")
+        .args(["-xpf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&tree)
+        .arg("--numeric-owner"));
+    let mut want: Vec<String> = run(Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            tree.join("var/lib/dpkg").display()
+        ))
+        .args([
+            "-W",
+            "-f",
+            "${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\n",
+        ]))
+    .lines()
+    .map(String::from)
+    .collect();
+    want.sort();
+    assert!(want.len() > 80, "a minbase system: {} packages", want.len());
+
+    // The tarball, read in place.
+    let (got, _, _) = scan(&tar);
+    assert_eq!(got, want, "the tarball");
+
+    let raw = dir.path().join("disk.raw");
+    run(Command::new("truncate").args(["-s", "512M"]).arg(&raw));
+    run(Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&raw));
+    let convert = |fmt: &str, opts: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        run(Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "raw", "-O", fmt])
+            .args(opts)
+            .arg(&raw)
+            .arg(&out));
+        out
+    };
+    let qcow2 = convert("qcow2", &["-c"], "disk.qcow2");
+    let vmdk = convert("vmdk", &["-o", "subformat=streamOptimized"], "disk.vmdk");
+    run(Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/local-pipeline/scripts/make-ova"
+    ))
+    .arg(&raw)
+    .arg("minbase")
+    .arg(dir.path()));
+    for image in [qcow2, vmdk, dir.path().join("minbase.ova")] {
+        let (got, read, size) = scan(&image);
+        assert_eq!(got, want, "{}", image.display());
+        // Only the blocks the inventory needs: well under 5% of the image file.
+        assert!(
+            read * 20 < size,
+            "{}: read {read} of {size} bytes",
+            image.display()
+        );
+    }
+}

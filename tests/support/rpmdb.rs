@@ -1,0 +1,111 @@
+//! A root tree with a real rpm database (`var/lib/rpm/rpmdb.sqlite`), made by building empty
+//! packages with `rpmbuild` and installing them with `rpm --root`, as RHEL 9 keeps it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// One source package and the binary packages built from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub epoch: Option<u32>,
+    pub version: &'a str,
+    pub release: &'a str,
+    /// `x86_64` or `noarch`.
+    pub arch: &'a str,
+    pub binaries: &'a [&'a str],
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (apt-get install rpm)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Installs `sources` into `root`'s rpm database, in order.
+pub fn install(root: &Path, work: &Path, sources: &[Source<'_>]) {
+    let top = work.join("rpmbuild");
+    for s in sources {
+        let mut spec = format!(
+            "Name: {}\nVersion: {}\nRelease: {}\nSummary: s\nLicense: MIT\nBuildArch: {}\n",
+            s.name, s.version, s.release, s.arch
+        );
+        if let Some(e) = s.epoch {
+            spec.push_str(&format!("Epoch: {e}\n"));
+        }
+        spec.push_str("%description\nd\n");
+        for b in s.binaries {
+            if *b == s.name {
+                spec.push_str("%files\n");
+            } else {
+                spec.push_str(&format!(
+                    "%package -n {b}\nSummary: s\n%description -n {b}\nd\n%files -n {b}\n"
+                ));
+            }
+        }
+        let path = work.join(format!("{}.spec", s.name));
+        std::fs::write(&path, spec).unwrap();
+        run(Command::new("rpmbuild")
+            .args(["-bb", "--quiet"])
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["--define", "debug_package %{nil}", "--target", s.arch])
+            .arg(&path));
+    }
+    let mut rpms = Vec::new();
+    for s in sources {
+        for b in s.binaries {
+            rpms.push(top.join(format!(
+                "RPMS/{arch}/{b}-{}-{}.{arch}.rpm",
+                s.version,
+                s.release,
+                arch = s.arch
+            )));
+        }
+    }
+    run(Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "--define",
+            "_db_backend sqlite",
+            "--nodeps",
+            "--noscripts",
+            "--ignorearch",
+            "-i",
+        ])
+        .args(&rpms));
+}
+
+/// What `rpm -qa` says of `root`: `name evr arch sourcerpm` per line, sorted.
+pub fn query(root: &Path) -> Vec<String> {
+    let out = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-qa",
+            "--qf",
+            "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE} %{ARCH} %{SOURCERPM}\\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
