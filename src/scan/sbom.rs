@@ -110,7 +110,7 @@ pub fn spdx(subject: &Subject<'_>, os: &Os, packages: &[Package]) -> Value {
     let mut image = json!({
         "name": subject.name, "SPDXID": image_id, "versionInfo": subject.version,
         "packageFileName": subject.file, "downloadLocation": "NOASSERTION", "filesAnalyzed": false,
-        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "primaryPackagePurpose": "OPERATING_SYSTEM",
     });
     if let Some(sha256) = subject.sha256 {
         image["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": sha256 }]);

@@ -526,3 +526,88 @@ fn the_hardening_baseline_gates_and_rules_can_be_switched_off() {
         "a warning-level rule is shown but does not gate"
     );
 }
+
+/// Every report against its format's own definition: SARIF 2.1.0 through the types generated
+/// from its JSON schema (objects with `additionalProperties: false` refuse unknown fields),
+/// CycloneDX 1.5 through cyclonedx-bom's parser and validator, SPDX 2.3 through spdx-rs's
+/// document model (unknown fields refused), and the JUnit XML Jenkins' `junit` step reads.
+#[test]
+fn every_report_validates_against_its_format() {
+    use cyclonedx_bom::validation::Validate as _;
+    // Findings fixed and not fixed, waived and gating, and policy failures.
+    let case = Case::with_image(
+        "fail_on = \"high\"\n",
+        &[("etc/ssh/sshd_config", "PermitRootLogin yes\n", 0o644)],
+    );
+    std::fs::write(
+        case.osv.join("Debian/DEBIAN-CVE-2026-0003.json"),
+        format!(
+            r#"{{"id":"DEBIAN-CVE-2026-0003","modified":"{}","affected":[{{"package":{{"ecosystem":"Debian:12","name":"glibc"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}}]}}]}}]}}"#,
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let out = case.scan();
+    assert_exit(&out, 1);
+    let dir = case.record.parent().unwrap();
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+
+    let sarif: serde_sarif::sarif::Sarif = serde_json::from_slice(&read("scan.sarif"))
+        .unwrap_or_else(|e| panic!("SARIF 2.1.0 schema: {e}"));
+    // The types keep only what the schema defines: a field it does not know would not survive
+    // the round trip.
+    let original: Value = serde_json::from_slice(&read("scan.sarif")).unwrap();
+    assert_eq!(
+        serde_json::to_value(&sarif).unwrap(),
+        original,
+        "SARIF fields outside the schema"
+    );
+    let results = sarif.runs[0].results.as_ref().unwrap();
+    assert!(
+        results.len() >= 4,
+        "3 findings and a policy failure: {}",
+        results.len()
+    );
+
+    let bom = cyclonedx_bom::prelude::Bom::parse_from_json_v1_5(&read("sbom.cdx.json")[..])
+        .unwrap_or_else(|e| panic!("CycloneDX 1.5: {e}"));
+    let validation = bom.validate_version(cyclonedx_bom::models::bom::SpecVersion::V1_5);
+    assert!(validation.passed(), "CycloneDX 1.5: {validation:?}");
+    assert_eq!(
+        bom.components.as_ref().unwrap().0.len(),
+        4,
+        "the OS and 3 packages"
+    );
+
+    let spdx: spdx_rs::models::SPDX =
+        serde_json::from_slice(&read("sbom.spdx.json")).unwrap_or_else(|e| panic!("SPDX 2.3: {e}"));
+    assert_eq!(
+        spdx.package_information.len(),
+        4,
+        "the image and 3 packages"
+    );
+
+    let junit = String::from_utf8(read("scan.junit.xml")).unwrap();
+    let xml = roxmltree::Document::parse(&junit).unwrap();
+    let suites = xml.root_element();
+    assert_eq!(suites.tag_name().name(), "testsuites");
+    let cases: Vec<_> = suites
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    for c in &cases {
+        assert!(c.attribute("classname").is_some() && c.attribute("name").is_some());
+        assert_eq!(c.parent().unwrap().tag_name().name(), "testsuite");
+    }
+    let failures = cases
+        .iter()
+        .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+        .count();
+    let declared: usize = suites
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .map(|s| s.attribute("failures").unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(failures, declared);
+    assert!(failures >= 2, "the critical finding and the sshd rule fail");
+}
