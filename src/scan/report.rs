@@ -289,8 +289,17 @@ pub fn print(
     reports: &[crate::record::Report],
     max_db_age: std::time::Duration,
 ) -> std::io::Result<()> {
+    // A directory has no size to read a part of.
+    let read = if scan.disk_size == 0 {
+        format!("from {}", scan.artifact)
+    } else {
+        format!(
+            "read {} of {} bytes of {}",
+            scan.bytes_read, scan.disk_size, scan.artifact
+        )
+    };
     ui.info(&format!(
-        "{} {}: {} ({}), {} packages; read {} of {} bytes of {}",
+        "{} {}: {} ({}), {} packages; {read}",
         scan.image,
         scan.version,
         if scan.os.pretty_name.is_empty() {
@@ -300,9 +309,6 @@ pub fn print(
         },
         scan.os.ecosystem.as_deref().unwrap_or("-"),
         scan.packages.len(),
-        scan.bytes_read,
-        scan.disk_size,
-        scan.artifact
     ));
     match scan.database_newest {
         Some(newest) => {
