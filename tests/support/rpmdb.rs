@@ -109,3 +109,23 @@ pub fn query(root: &Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// An inventory's packages in [`query`]'s form, to compare with it. SOURCERPM carries no
+/// epoch; the package's own applies to its source.
+pub fn as_query(packages: &[imagepipe::scan::inventory::Package]) -> Vec<String> {
+    let mut lines: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            let vr = p
+                .source_version
+                .split_once(':')
+                .map_or(p.source_version.as_str(), |(_, vr)| vr);
+            format!(
+                "{} {} {} {}-{vr}.src.rpm",
+                p.name, p.version, p.arch, p.source
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}

@@ -178,20 +178,23 @@ fn a_rocky_image_s_rpm_database_is_matched_with_rpm_ordering_from_an_all_zip() {
     }
     zip.finish().unwrap();
 
-    let out = command(
-        BIN,
-        dir.path(),
-        &[
-            "--image",
-            "global/debian-12",
-            "--version",
-            "1.0.0",
-            "--json",
-        ],
-    )
-    .env("IMAGEPIPE_OSV_DB", dir.path().join("osv"))
-    .output()
-    .unwrap();
+    let scan = |db: &Path| {
+        command(
+            BIN,
+            dir.path(),
+            &[
+                "--image",
+                "global/debian-12",
+                "--version",
+                "1.0.0",
+                "--json",
+            ],
+        )
+        .env("IMAGEPIPE_OSV_DB", db)
+        .output()
+        .unwrap()
+    };
+    let out = scan(&dir.path().join("osv"));
     assert_exit(&out, 1);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["os"]["ecosystem"], eco);
@@ -241,30 +244,9 @@ fn a_rocky_image_s_rpm_database_is_matched_with_rpm_ordering_from_an_all_zip() {
     );
 
     // The zip named directly is the same database; a corrupt zip is exit 2, named.
-    let out = command(
-        BIN,
-        dir.path(),
-        &[
-            "--image",
-            "global/debian-12",
-            "--version",
-            "1.0.0",
-            "--json",
-        ],
-    )
-    .env("IMAGEPIPE_OSV_DB", db.join("all.zip"))
-    .output()
-    .unwrap();
-    assert_exit(&out, 1);
+    assert_exit(&scan(&db.join("all.zip")), 1);
     std::fs::write(db.join("all.zip"), b"PK\x03\x04 not really").unwrap();
-    let out = command(
-        BIN,
-        dir.path(),
-        &["--image", "global/debian-12", "--version", "1.0.0"],
-    )
-    .env("IMAGEPIPE_OSV_DB", dir.path().join("osv"))
-    .output()
-    .unwrap();
+    let out = scan(&dir.path().join("osv"));
     assert_exit(&out, 2);
     assert!(
         stderr(&out).contains("all.zip: not a zip of OSV records"),
@@ -374,8 +356,7 @@ fn root_filesystem_directories_and_tarballs_are_scanned_in_place() {
 
     // A tarball reaching out of its root with `..` is refused, by name, exit 2.
     let hostile = dir.path().join("hostile.tar");
-    let mut builder = tar_builder(&hostile);
-    builder.append_data_dotdot("../etc/os-release", b"ID=debian\n");
+    tar_with_dotdot(&hostile);
     let out = scan(&["--input", hostile.to_str().unwrap()]);
     assert_exit(&out, 2);
     assert!(
@@ -388,33 +369,18 @@ fn root_filesystem_directories_and_tarballs_are_scanned_in_place() {
     assert_exit(&out, 2);
 }
 
-/// A tar writer that, unlike tar(1), keeps a `..` in a member name.
-struct RawTar(std::fs::File);
-
-fn tar_builder(path: &Path) -> RawTar {
-    RawTar(std::fs::File::create(path).unwrap())
-}
-
-impl RawTar {
-    fn append_data_dotdot(&mut self, name: &str, data: &[u8]) {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000644");
-        h[108..115].copy_from_slice(b"0000000");
-        h[116..123].copy_from_slice(b"0000000");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        self.0.write_all(&h).unwrap();
-        self.0.write_all(data).unwrap();
-        let pad = (512 - data.len() % 512) % 512;
-        self.0.write_all(&vec![0; pad + 1024]).unwrap();
-    }
+/// A tarball whose one member climbs out with `..`, which tar(1) would not write.
+fn tar_with_dotdot(path: &Path) {
+    let data = b"ID=debian\n";
+    let mut h = tar::Header::new_ustar();
+    let name = b"../etc/os-release";
+    h.as_ustar_mut().unwrap().name[..name.len()].copy_from_slice(name);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    builder.append(&h, &data[..]).unwrap();
+    builder.finish().unwrap();
 }
 
 #[test]
