@@ -120,6 +120,8 @@ fn a_rocky_image_s_rpm_database_is_matched_with_rpm_ordering_from_an_all_zip() {
             ),
             s("bash", None, "5.1.8", "6.el9_1", &["bash"]),
             s("glibc", None, "2.34", "83.el9", &["glibc"]),
+            // The baseline's RHEL-family name for a telnet server.
+            s("telnet", Some(1), "0.17", "85.el9", &["telnet-server"]),
         ],
     );
     let bytes = qcow2(&tree, dir.path());
@@ -198,7 +200,15 @@ fn a_rocky_image_s_rpm_database_is_matched_with_rpm_ordering_from_an_all_zip() {
     assert_exit(&out, 1);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["os"]["ecosystem"], eco);
-    assert_eq!(doc["packages"].as_array().unwrap().len(), 4);
+    assert_eq!(doc["packages"].as_array().unwrap().len(), 5);
+    let failing: Vec<&str> = doc["policy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["no-telnet-server"]);
     assert_eq!(
         ids(&doc),
         [
