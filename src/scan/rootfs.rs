@@ -744,3 +744,38 @@ impl Tree for ImageTree {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let links = HashMap::from([
+            ("/etc/os-release", "../usr/lib/os-release"),
+            ("/lib", "usr/lib"),
+            ("/var/lib/rpm", "/usr/lib/sysimage/rpm"),
+            ("/escape", "../../../../etc"),
+            ("/loop/a", "b"),
+            ("/loop/b", "a"),
+        ]);
+        let readlink =
+            |p: &str| -> io::Result<Option<String>> { Ok(links.get(p).map(|t| t.to_string())) };
+        let r = |p: &str, follow: bool| resolve(p, follow, &readlink).unwrap();
+        assert_eq!(r("/etc/os-release", true), "/usr/lib/os-release");
+        assert_eq!(r("/etc/os-release", false), "/etc/os-release");
+        assert_eq!(
+            r("/lib/apk/db/installed", false),
+            "/usr/lib/apk/db/installed"
+        );
+        assert_eq!(
+            r("/var/lib/rpm/rpmdb.sqlite", true),
+            "/usr/lib/sysimage/rpm/rpmdb.sqlite"
+        );
+        // `..` stops at the root, as it does in a chroot.
+        assert_eq!(r("/escape/shadow", true), "/etc/shadow");
+        assert_eq!(r("/../../etc/./passwd", true), "/etc/passwd");
+        let err = resolve("/loop/a", true, &readlink).unwrap_err();
+        assert!(err.to_string().contains("a loop"), "{err}");
+    }
+}
