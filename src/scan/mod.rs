@@ -141,6 +141,22 @@ pub fn scan_record(
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
     let dir = crate::fsutil::parent_dir(record_path).to_path_buf();
+    let db = osv::Database::load(&options.osv_db)?;
+    if options.stale_db_fails {
+        let age = db
+            .newest
+            .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
+        if age.is_none_or(|a| a > options.max_db_age) {
+            return Err(ScanError::StaleDatabase(format!(
+                "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
+                options.osv_db.display(),
+                db.newest
+                    .map(|n| n.format("%Y-%m-%d").to_string())
+                    .unwrap_or_else(|| "missing (no records)".into()),
+                humantime::format_duration(options.max_db_age)
+            )));
+        }
+    }
     let (name, image_path, sha256) = match &options.input {
         Some(input) => {
             let sha256 = if input.is_file() {
@@ -177,22 +193,6 @@ pub fn scan_record(
             os.version_id
         ))
     })?;
-    let db = osv::Database::load(&options.osv_db)?;
-    if options.stale_db_fails {
-        let age = db
-            .newest
-            .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
-        if age.is_none_or(|a| a > options.max_db_age) {
-            return Err(ScanError::StaleDatabase(format!(
-                "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
-                options.osv_db.display(),
-                db.newest
-                    .map(|n| n.format("%Y-%m-%d").to_string())
-                    .unwrap_or_else(|| "missing (no records)".into()),
-                humantime::format_duration(options.max_db_age)
-            )));
-        }
-    }
     let rules = policy::rules(&options.policy, &options.disable_rules)?;
     let policy_results = policy::evaluate(&rules, tree.as_ref(), &packages)?;
     let mut findings = db.matches(&ecosystem, &packages);

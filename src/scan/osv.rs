@@ -159,11 +159,15 @@ impl Database {
     }
 
     /// Loads a database: a directory of OSV JSON records and per-ecosystem `all.zip` dumps
-    /// (searched recursively), or one such zip.
+    /// (searched recursively), or one such zip or record.
     pub fn load(path: &Path) -> Result<Self, OsvError> {
         let mut db = Self::default();
         if !path.is_dir() {
-            db.add_zip(path)?;
+            if path.extension().is_some_and(|e| e == "json") {
+                db.add_file(path)?;
+            } else {
+                db.add_zip(path)?;
+            }
             return Ok(db);
         }
         let mut stack = vec![path.to_path_buf()];
@@ -182,17 +186,22 @@ impl Database {
                 if path.is_dir() {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "json") {
-                    let bytes = std::fs::read(&path).map_err(|source| OsvError::Io {
-                        file: path.display().to_string(),
-                        source,
-                    })?;
-                    db.add(&bytes, &path.display().to_string())?;
+                    db.add_file(&path)?;
                 } else if path.extension().is_some_and(|e| e == "zip") {
                     db.add_zip(&path)?;
                 }
             }
         }
         Ok(db)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<(), OsvError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| OsvError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        self.add(&bytes, &file)
     }
 
     /// Adds the records of a zip of OSV JSON files (osv.dev's `<ecosystem>/all.zip`).
