@@ -184,6 +184,9 @@ fn a_separate_var_is_followed_through_fstab() {
     let dir = tempfile::tempdir().unwrap();
     let (root, var) = trees(dir.path(), true);
     let var = var.unwrap();
+    // Links from one mounted filesystem into the other, and within the mounted one.
+    std::os::unix::fs::symlink("/var/lib/dpkg", root.join("etc/dpkg-db")).unwrap();
+    std::os::unix::fs::symlink("dpkg", var.join("lib/db")).unwrap();
     let (root_fs, var_fs) = (dir.path().join("root.ext4"), dir.path().join("var.ext4"));
     ext4(&root, &root_fs, "root");
     ext4(&var, &var_fs, "var");
@@ -192,10 +195,19 @@ fn a_separate_var_is_followed_through_fstab() {
         "label: gpt\nstart=2048, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\nstart=36864, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
         &[(&var_fs, 2048), (&root_fs, 36864)],
     );
-    let (os, packages, _, _) = scan(&qcow2(&disk, true));
+    let image = qcow2(&disk, true);
+    let (os, packages, _, _) = scan(&image);
     assert_eq!(os.id, "debian");
     let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["libc6", "libssl3", "bash"]);
+    let tree = ImageTree::open(&image).unwrap();
+    assert_eq!(
+        tree.canonical("/etc/dpkg-db/status").unwrap(),
+        "/var/lib/dpkg/status"
+    );
+    assert_eq!(tree.canonical("/var/lib/db").unwrap(), "/var/lib/dpkg");
+    assert!(tree.metadata("/var/lib/dpkg").unwrap().unwrap().dir);
+    assert!(tree.metadata("/var/lib/db").unwrap().unwrap().symlink);
 }
 
 /// A RHEL-family layout: /boot in partition 1, an LVM physical volume in partition 2 whose

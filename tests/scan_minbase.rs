@@ -1,15 +1,15 @@
 //! The scan on a real Debian 12 minbase system (mmdebstrap, `scripts/debian-minbase`): its
 //! inventory from the root filesystem tarball and from disk images made of it (qcow2,
 //! stream-optimized VMDK, OVA) is exactly what `dpkg-query -W` lists, read from a small part of
-//! each image.
+//! each image, and the hardening baseline judges every form of it alike.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imagepipe::scan::inventory;
 use imagepipe::scan::rootfs;
+use imagepipe::scan::{inventory, policy};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -41,7 +41,8 @@ fn lines(packages: &[inventory::Package]) -> Vec<String> {
     out
 }
 
-fn scan(path: &Path) -> (Vec<String>, u64, u64) {
+/// The inventory, the baseline's verdicts, and the bytes the inventory read of the file's size.
+fn scan(path: &Path) -> (Vec<String>, Vec<String>, u64, u64) {
     let tree = rootfs::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (os, packages) = inventory::from_tree(tree.as_ref()).unwrap();
     assert_eq!(
@@ -50,9 +51,18 @@ fn scan(path: &Path) -> (Vec<String>, u64, u64) {
         "{}",
         path.display()
     );
+    // What the inventory alone read; the policy then walks every system directory.
+    let read = tree.bytes_read();
+    let rules = policy::rules(&[], &[]).unwrap();
+    let verdicts = policy::evaluate(&rules, tree.as_ref(), &packages)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .map(|r| format!("{} {} {}", r.id, r.passed, r.detail))
+        .collect();
     (
         lines(&packages),
-        tree.bytes_read(),
+        verdicts,
+        read,
         std::fs::metadata(path).unwrap().len(),
     )
 }
@@ -85,9 +95,16 @@ fn debian_minbase_inventory_matches_dpkg_query_in_every_format() {
     want.sort();
     assert!(want.len() > 80, "a minbase system: {} packages", want.len());
 
-    // The tarball, read in place.
-    let (got, _, _) = scan(&tar);
+    // The tarball, read in place. The baseline's verdicts on a real system (merged /usr:
+    // /bin, /sbin and /lib are links) are the reference for the images made of it.
+    let (got, baseline, _, _) = scan(&tar);
     assert_eq!(got, want, "the tarball");
+    assert!(
+        baseline
+            .iter()
+            .any(|v| v.starts_with("no-world-writable-system-files true")),
+        "{baseline:#?}"
+    );
 
     let raw = dir.path().join("disk.raw");
     run(Command::new("truncate").args(["-s", "512M"]).arg(&raw));
@@ -114,8 +131,9 @@ fn debian_minbase_inventory_matches_dpkg_query_in_every_format() {
     .arg("minbase")
     .arg(dir.path()));
     for image in [qcow2, vmdk, dir.path().join("minbase.ova")] {
-        let (got, read, size) = scan(&image);
+        let (got, verdicts, read, size) = scan(&image);
         assert_eq!(got, want, "{}", image.display());
+        assert_eq!(verdicts, baseline, "{}", image.display());
         // Only the blocks the inventory needs: well under 5% of the image file.
         assert!(
             read * 20 < size,

@@ -19,6 +19,9 @@ impl Tree for OneFile {
     fn list(&self, _: &str) -> io::Result<Vec<String>> {
         Ok(vec!["a.conf".into(), "b.conf".into()])
     }
+    fn canonical(&self, path: &str) -> io::Result<String> {
+        Ok(path.to_string())
+    }
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

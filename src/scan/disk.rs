@@ -138,6 +138,45 @@ impl Disk for Raw {
     }
 }
 
+/// What the decompressed-data caches may hold: a filesystem walk revisits the same inode
+/// tables and directory blocks, and inflating a cluster costs far more than keeping it.
+const CACHE_BYTES: usize = 8 << 20;
+
+/// A small most-recently-used cache: hits move to the front, the oldest entry goes first.
+#[derive(Debug)]
+struct Lru<K, V> {
+    cap: usize,
+    items: Vec<(K, V)>,
+}
+
+impl<K: PartialEq + Copy, V> Lru<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            items: Vec::new(),
+        }
+    }
+
+    /// `item_bytes`-sized entries within [`CACHE_BYTES`].
+    fn sized(item_bytes: usize) -> Self {
+        Self::new((CACHE_BYTES / item_bytes.max(1)).clamp(2, 256))
+    }
+
+    fn get(&mut self, key: K) -> Option<&V> {
+        let i = self.items.iter().position(|(k, _)| *k == key)?;
+        let item = self.items.remove(i);
+        self.items.insert(0, item);
+        self.items.first().map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.items.len() == self.cap {
+            self.items.pop();
+        }
+        self.items.insert(0, (key, value));
+    }
+}
+
 /// A qcow2 image (version 2 or 3), compressed clusters included; no backing files, no
 /// encryption. <https://gitlab.com/qemu-project/qemu/-/blob/master/docs/interop/qcow2.txt>
 #[derive(Debug)]
@@ -147,10 +186,10 @@ pub struct Qcow2 {
     size: u64,
     cluster_bits: u32,
     l1: Vec<u64>,
-    /// The last L2 table read, by its offset: reads are mostly sequential.
-    l2_cache: Option<(u64, Vec<u64>)>,
-    /// The last cluster decompressed, by its L2 entry.
-    cluster_cache: Option<(u64, Vec<u8>)>,
+    /// L2 tables by their offset.
+    l2_cache: Lru<u64, Vec<u64>>,
+    /// Decompressed clusters by their L2 entry.
+    cluster_cache: Lru<u64, Vec<u8>>,
     read: u64,
 }
 
@@ -220,8 +259,8 @@ impl Qcow2 {
             size,
             cluster_bits,
             l1,
-            l2_cache: None,
-            cluster_cache: None,
+            l2_cache: Lru::sized(1 << cluster_bits),
+            cluster_cache: Lru::sized(1 << cluster_bits),
             read: 104 + l1_size * 8,
         })
     }
@@ -254,29 +293,25 @@ impl Qcow2 {
             buf.fill(0);
             return Ok(());
         }
-        if self.l2_cache.as_ref().is_none_or(|(o, _)| *o != l2_offset) {
+        if self.l2_cache.get(l2_offset).is_none() {
             let mut raw = vec![0u8; cluster as usize];
             self.file_read(l2_offset, &mut raw)?;
             let table = raw
                 .chunks_exact(8)
                 .map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])))
                 .collect();
-            self.l2_cache = Some((l2_offset, table));
+            self.l2_cache.insert(l2_offset, table);
         }
         let entry = self
             .l2_cache
-            .as_ref()
-            .map_or(0, |(_, t)| t[(index % l2_entries) as usize]);
+            .get(l2_offset)
+            .map_or(0, |t| t[(index % l2_entries) as usize]);
         if entry & QCOW2_COMPRESSED != 0 {
-            if self.cluster_cache.as_ref().is_none_or(|(e, _)| *e != entry) {
+            if self.cluster_cache.get(entry).is_none() {
                 let data = self.inflate(entry)?;
-                self.cluster_cache = Some((entry, data));
+                self.cluster_cache.insert(entry, data);
             }
-            let data = self
-                .cluster_cache
-                .as_ref()
-                .map(|(_, d)| d.as_slice())
-                .unwrap_or(&[]);
+            let data = self.cluster_cache.get(entry).map_or(&[][..], Vec::as_slice);
             buf.copy_from_slice(&data[within as usize..within as usize + buf.len()]);
             return Ok(());
         }
@@ -358,8 +393,8 @@ pub struct Vmdk {
     /// Per grain table: its sector offset (0: none).
     gd: Vec<u32>,
     gt_entries: u64,
-    gt_cache: Option<(u32, Vec<u32>)>,
-    grain_cache: Option<(u32, Vec<u8>)>,
+    gt_cache: Lru<u32, Vec<u32>>,
+    grain_cache: Lru<u32, Vec<u8>>,
     read: u64,
 }
 
@@ -424,8 +459,8 @@ impl Vmdk {
             compressed: flags & (1 << 16) != 0,
             gd,
             gt_entries,
-            gt_cache: None,
-            grain_cache: None,
+            gt_cache: Lru::sized(gt_entries as usize * 4),
+            grain_cache: Lru::sized(grain as usize),
             read,
         })
     }
@@ -454,19 +489,20 @@ impl Vmdk {
             buf.fill(0);
             return Ok(());
         }
-        if self.gt_cache.as_ref().is_none_or(|(t, _)| *t != table) {
+        if self.gt_cache.get(table).is_none() {
             let mut raw = vec![0u8; self.gt_entries as usize * 4];
             self.fetch(u64::from(table) * 512, &mut raw)?;
             let entries = raw
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            self.gt_cache = Some((table, entries));
+            self.gt_cache.insert(table, entries);
         }
+        let gt_entries = self.gt_entries;
         let sector = self
             .gt_cache
-            .as_ref()
-            .map_or(0, |(_, e)| e[(index % self.gt_entries) as usize]);
+            .get(table)
+            .map_or(0, |e| e[(index % gt_entries) as usize]);
         // 0: never written; 1: a grain of zeros.
         if sector <= 1 {
             buf.fill(0);
@@ -476,7 +512,7 @@ impl Vmdk {
         if !self.compressed {
             return self.fetch(at + within as u64, buf);
         }
-        if self.grain_cache.as_ref().is_none_or(|(s, _)| *s != sector) {
+        if self.grain_cache.get(sector).is_none() {
             // A compressed grain: its LBA (8 bytes), the data size (4), then zlib data.
             let mut marker = [0u8; 12];
             self.fetch(at, &mut marker)?;
@@ -496,13 +532,9 @@ impl Vmdk {
                 .map_err(|e| invalid(format!("a compressed VMDK grain at {at} is corrupt: {e}")))?;
             // The last grain of a disk may be short; the rest reads as zeros.
             out.resize(self.grain as usize, 0);
-            self.grain_cache = Some((sector, out));
+            self.grain_cache.insert(sector, out);
         }
-        let data = self
-            .grain_cache
-            .as_ref()
-            .map(|(_, d)| d.as_slice())
-            .unwrap_or(&[]);
+        let data = self.grain_cache.get(sector).map_or(&[][..], Vec::as_slice);
         buf.copy_from_slice(&data[within..within + buf.len()]);
         Ok(())
     }

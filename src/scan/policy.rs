@@ -266,25 +266,21 @@ fn expand(tree: &dyn Tree, pattern: &str) -> Result<Vec<String>, PolicyError> {
 fn world_writable(tree: &dyn Tree, roots: &[String]) -> Result<(Vec<String>, bool), PolicyError> {
     let mut found = Vec::new();
     let mut seen = 0usize;
-    let mut stack: Vec<(String, usize)> = roots.iter().map(|r| (r.clone(), 0)).collect();
+    let mut stack: Vec<(String, usize)> = distinct_roots(tree, roots)?
+        .into_iter()
+        .map(|r| (r, 0))
+        .collect();
     while let Some((dir, depth)) = stack.pop() {
-        let names = tree.list(&dir).map_err(|source| PolicyError::Read {
+        let entries = tree.list_meta(&dir).map_err(|source| PolicyError::Read {
             path: dir.clone(),
             source,
         })?;
-        for n in names {
+        for (n, m) in entries {
             seen += 1;
             if seen > WALK_ENTRIES {
                 return Ok((found, true));
             }
             let path = format!("{}/{n}", dir.trim_end_matches('/'));
-            let Some(m) = tree.metadata(&path).map_err(|source| PolicyError::Read {
-                path: path.clone(),
-                source,
-            })?
-            else {
-                continue;
-            };
             if m.symlink {
                 continue;
             }
@@ -298,6 +294,26 @@ fn world_writable(tree: &dyn Tree, roots: &[String]) -> Result<(Vec<String>, boo
         }
     }
     Ok((found, false))
+}
+
+/// `roots` with their links resolved, leaving out any inside another: in a merged-`/usr`
+/// image `/bin` is `/usr/bin`, and walking it twice would report each finding twice.
+fn distinct_roots(tree: &dyn Tree, roots: &[String]) -> Result<Vec<String>, PolicyError> {
+    let mut out: Vec<String> = Vec::new();
+    for r in roots {
+        let c = tree.canonical(r).map_err(|source| PolicyError::Read {
+            path: r.clone(),
+            source,
+        })?;
+        out.push(c);
+    }
+    let inside =
+        |a: &str, b: &str| b == "/" || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'));
+    let all = out.clone();
+    out.retain(|a| !all.iter().any(|b| b != a && inside(a, b)));
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Checks every rule.
@@ -482,6 +498,45 @@ mod tests {
         assert_eq!(fewer.len(), all.len() - 1);
         let err = rules(&[], &["nope".into()]).unwrap_err().to_string();
         assert!(err.contains("`nope`, which no rule has"), "{err}");
+    }
+
+    #[test]
+    fn a_merged_usr_is_walked_once_and_findings_named_by_their_real_path() {
+        use std::os::unix::fs::{PermissionsExt as _, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        // Absolute, as some images have it: it must resolve inside the root, not on this host.
+        symlink("/usr/lib", root.join("lib")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        for f in ["usr/bin/open", "usr/lib/open", "etc/closed"] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        for (f, mode) in [
+            ("usr/bin/open", 0o777),
+            ("usr/lib/open", 0o666),
+            ("etc/closed", 0o644),
+        ] {
+            std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let tree = DirTree(root.to_path_buf());
+        let roots = ["/etc", "/usr", "/bin", "/sbin", "/lib"].map(String::from);
+        assert_eq!(
+            distinct_roots(&tree, &roots).unwrap(),
+            ["/etc", "/sbin", "/usr"]
+        );
+        let (mut found, cut) = world_writable(&tree, &roots).unwrap();
+        found.sort();
+        assert_eq!(found, ["/usr/bin/open", "/usr/lib/open"]);
+        assert!(!cut);
+        // Without /usr among the roots, the linked directories are walked where they lead.
+        let roots = ["/bin", "/lib"].map(String::from);
+        assert_eq!(
+            distinct_roots(&tree, &roots).unwrap(),
+            ["/usr/bin", "/usr/lib"]
+        );
     }
 
     #[test]

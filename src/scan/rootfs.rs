@@ -45,6 +45,19 @@ pub trait Tree {
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
     /// The names in a directory, or nothing when there is no such directory.
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
+    /// The names in a directory with their metadata (links not followed), for walks.
+    fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
+        let mut out = Vec::new();
+        for name in self.list(dir)? {
+            let path = format!("{}/{name}", dir.trim_end_matches('/'));
+            if let Some(m) = self.metadata(&path)? {
+                out.push((name, m));
+            }
+        }
+        Ok(out)
+    }
+    /// `path` with every symbolic link in it resolved inside the root.
+    fn canonical(&self, path: &str) -> io::Result<String>;
     /// Bytes of the input read so far.
     fn bytes_read(&self) -> u64 {
         0
@@ -140,6 +153,10 @@ impl DirTree {
 
     /// The host path of `path`, its symbolic links resolved inside the root.
     fn locate(&self, path: &str, follow: bool) -> io::Result<PathBuf> {
+        Ok(self.host(&self.resolve(path, follow)?))
+    }
+
+    fn resolve(&self, path: &str, follow: bool) -> io::Result<String> {
         let readlink = |p: &str| -> io::Result<Option<String>> {
             match std::fs::symlink_metadata(self.host(p)) {
                 Ok(m) if m.file_type().is_symlink() => {
@@ -148,7 +165,7 @@ impl DirTree {
                 _ => Ok(None),
             }
         };
-        Ok(self.host(&resolve(path, follow, &readlink)?))
+        resolve(path, follow, &readlink)
     }
 }
 
@@ -198,6 +215,10 @@ impl Tree for DirTree {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect())
+    }
+
+    fn canonical(&self, path: &str) -> io::Result<String> {
+        self.resolve(path, true)
     }
 }
 
@@ -438,6 +459,10 @@ impl Tree for TarTree {
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let p = self.locate(dir, true)?;
         Ok(self.children.get(&p).cloned().unwrap_or_default())
+    }
+
+    fn canonical(&self, path: &str) -> io::Result<String> {
+        self.locate(path, true)
     }
 
     fn bytes_read(&self) -> u64 {
@@ -690,13 +715,7 @@ impl Tree for ImageTree {
             return Ok(None);
         };
         match fs.symlink_metadata(inner.as_str()) {
-            Ok(m) => Ok(Some(Meta {
-                mode: u32::from(m.mode()),
-                uid: m.uid(),
-                gid: m.gid(),
-                dir: m.is_dir(),
-                symlink: m.is_symlink(),
-            })),
+            Ok(m) => Ok(Some(meta(&m))),
             Err(ext4_view::Ext4Error::NotFound) => Ok(None),
             Err(e) => Err(fs_err(path, e)),
         }
@@ -722,6 +741,63 @@ impl Tree for ImageTree {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.entries(dir, |_| Ok(()))
+            .map(|v| v.into_iter().map(|(n, ())| n).collect())
+    }
+
+    fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
+        // The entry's own inode: no lookup from the root for each name.
+        let mut entries = self.entries(dir, |e| e.metadata().map(|m| meta(&m)))?;
+        // A mount point shows the mounted filesystem's root, as it would on the running system.
+        for (name, m) in &mut entries {
+            let path = format!("{}/{name}", dir.trim_end_matches('/'));
+            if self.mounts.iter().any(|(point, _)| *point == path)
+                && let Some(mounted) = self.metadata(&path)?
+            {
+                *m = mounted;
+            }
+        }
+        Ok(entries)
+    }
+
+    fn canonical(&self, path: &str) -> io::Result<String> {
+        // Link by link, so that a link may lead from one mounted filesystem into another.
+        let readlink = |p: &str| -> io::Result<Option<String>> {
+            let Some((fs, inner)) = self.locate(p) else {
+                return Ok(None);
+            };
+            match fs.symlink_metadata(inner.as_str()) {
+                Ok(m) if m.is_symlink() => {
+                    let target = fs.read_link(inner.as_str()).map_err(|e| fs_err(p, e))?;
+                    target.to_str().map(|t| Some(t.to_string())).map_err(|_| {
+                        io::Error::other(format!("{p}: a link target that is not UTF-8"))
+                    })
+                }
+                Ok(_) | Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                Err(e) => Err(fs_err(p, e)),
+            }
+        };
+        resolve(path, true, &readlink)
+    }
+}
+
+fn meta(m: &ext4_view::Metadata) -> Meta {
+    Meta {
+        mode: u32::from(m.mode()),
+        uid: m.uid(),
+        gid: m.gid(),
+        dir: m.is_dir(),
+        symlink: m.is_symlink(),
+    }
+}
+
+impl ImageTree {
+    /// A directory's entries (without `.` and `..`), each with what `with` reads of it.
+    fn entries<T>(
+        &self,
+        dir: &str,
+        with: impl Fn(&ext4_view::DirEntry) -> Result<T, ext4_view::Ext4Error>,
+    ) -> io::Result<Vec<(String, T)>> {
         let Some((fs, inner)) = self.locate(dir) else {
             return Ok(Vec::new());
         };
@@ -738,7 +814,8 @@ impl Tree for ImageTree {
                 .as_str()
                 .map_err(|_| io::Error::other(format!("{dir}: a name that is not UTF-8")))?;
             if name != "." && name != ".." {
-                out.push(name.to_string());
+                let value = with(&entry).map_err(|e| fs_err(&format!("{dir}/{name}"), e))?;
+                out.push((name.to_string(), value));
             }
         }
         Ok(out)
