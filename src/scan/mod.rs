@@ -296,7 +296,7 @@ fn artifact(
     record: &Record,
     wanted: Option<&str>,
 ) -> Result<(String, String, Sha256Hex), ScanError> {
-    let candidates: Vec<_> = record
+    let first = record
         .artifacts
         .iter()
         .filter(|a| match wanted {
@@ -308,9 +308,8 @@ fn artifact(
                 )
             }),
         })
-        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)))
-        .collect();
-    match candidates.into_iter().next() {
+        .find_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)));
+    match first {
         // Disk images of one build hold the same system: the first is as good as any.
         Some(one) => Ok(one),
         None => Err(ScanError::Usage(format!(
