@@ -4,7 +4,7 @@
 //! resolve inside the root, never into the machine running the scan.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt as _;
@@ -278,7 +278,7 @@ pub struct TarTree {
     file: File,
     len: u64,
     entries: HashMap<String, TarEntry>,
-    children: HashMap<String, Vec<String>>,
+    children: HashMap<String, BTreeSet<String>>,
     read: Cell<u64>,
     /// The unpacked copy of a compressed tarball, removed with the tree.
     _unpacked: Option<tempfile::NamedTempFile>,
@@ -336,7 +336,7 @@ impl TarTree {
     fn open(file: File, unpacked: Option<tempfile::NamedTempFile>) -> io::Result<Self> {
         let read = Cell::new(0);
         let mut entries = HashMap::new();
-        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        let mut children: HashMap<String, BTreeSet<String>> = HashMap::new();
         {
             let mut archive = tar::Archive::new(Counted {
                 file: &file,
@@ -376,12 +376,19 @@ impl TarTree {
                     dir: matches!(kind, TarKind::Dir),
                     symlink: matches!(kind, TarKind::Symlink(_)),
                 };
-                if path != "/" {
-                    let (dir, name) = parent_of(&path);
-                    let names = children.entry(dir.to_string()).or_default();
-                    if !entries.contains_key(&path) {
-                        names.push(name.to_string());
+                // Tarballs often leave out the directories above their files: each ancestor
+                // is listed in its parent all the same, up to the first one already there.
+                let mut p = path.as_str();
+                while p != "/" {
+                    let (dir, name) = parent_of(p);
+                    if !children
+                        .entry(dir.to_string())
+                        .or_default()
+                        .insert(name.to_string())
+                    {
+                        break;
                     }
+                    p = dir;
                 }
                 entries.insert(path, TarEntry { meta, kind });
             }
@@ -458,7 +465,11 @@ impl Tree for TarTree {
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let p = self.locate(dir, true)?;
-        Ok(self.children.get(&p).cloned().unwrap_or_default())
+        Ok(self
+            .children
+            .get(&p)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn canonical(&self, path: &str) -> io::Result<String> {
@@ -854,5 +865,35 @@ mod tests {
         assert_eq!(r("/../../etc/./passwd", true), "/etc/passwd");
         let err = resolve("/loop/a", true, &readlink).unwrap_err();
         assert!(err.to_string().contains("a loop"), "{err}");
+    }
+
+    #[test]
+    fn a_tarball_without_directory_members_lists_every_ancestor() {
+        let mut tar = tar::Builder::new(tempfile::tempfile().unwrap());
+        for (name, mode) in [
+            ("./usr/bin/open", 0o777),
+            ("usr/bin/closed", 0o755),
+            ("etc/os-release", 0o644),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(mode);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            tar.append_data(&mut h, name, &b"x"[..]).unwrap();
+        }
+        let tree = TarTree::open(tar.into_inner().unwrap(), None).unwrap();
+        assert_eq!(tree.list("/").unwrap(), ["etc", "usr"]);
+        assert_eq!(tree.list("/usr").unwrap(), ["bin"]);
+        assert_eq!(tree.list("/usr/bin").unwrap(), ["closed", "open"]);
+        assert!(tree.metadata("/usr").unwrap().unwrap().dir);
+        let modes: Vec<(String, u32)> = tree
+            .list_meta("/usr/bin")
+            .unwrap()
+            .into_iter()
+            .map(|(n, m)| (n, m.mode))
+            .collect();
+        assert_eq!(modes, [("closed".into(), 0o755), ("open".into(), 0o777)]);
     }
 }
