@@ -189,7 +189,21 @@ fn a_separate_var_is_followed_through_fstab() {
     std::os::unix::fs::symlink("dpkg", var.join("lib/db")).unwrap();
     let (root_fs, var_fs) = (dir.path().join("root.ext4"), dir.path().join("var.ext4"));
     ext4(&root, &root_fs, "root");
-    ext4(&var, &var_fs, "var");
+    // The mounted filesystem's root is owned by someone else than the mount point beneath it.
+    run(Command::new("truncate").args(["-s", "16M"]).arg(&var_fs));
+    run(Command::new(sbin("mke2fs"))
+        .args([
+            "-q",
+            "-t",
+            "ext4",
+            "-L",
+            "var",
+            "-E",
+            "root_owner=7:7",
+            "-d",
+        ])
+        .arg(&var)
+        .arg(&var_fs));
     let disk = partitioned(
         dir.path(),
         "label: gpt\nstart=2048, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\nstart=36864, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
@@ -208,6 +222,10 @@ fn a_separate_var_is_followed_through_fstab() {
     assert_eq!(tree.canonical("/var/lib/db").unwrap(), "/var/lib/dpkg");
     assert!(tree.metadata("/var/lib/dpkg").unwrap().unwrap().dir);
     assert!(tree.metadata("/var/lib/db").unwrap().unwrap().symlink);
+    let var_meta = tree.metadata("/var").unwrap().unwrap();
+    assert_eq!((var_meta.uid, var_meta.gid), (7, 7));
+    let listed = tree.list_meta("/").unwrap();
+    assert_eq!(listed.iter().find(|(n, _)| n == "var").unwrap().1, var_meta);
 }
 
 /// A RHEL-family layout: /boot in partition 1, an LVM physical volume in partition 2 whose
