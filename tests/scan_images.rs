@@ -220,6 +220,12 @@ fn a_separate_var_is_followed_through_fstab() {
         "/var/lib/dpkg/status"
     );
     assert_eq!(tree.canonical("/var/lib/db").unwrap(), "/var/lib/dpkg");
+    // Reads and listings follow a link from one filesystem into the other too.
+    assert_eq!(
+        tree.read("/etc/dpkg-db/status").unwrap().as_deref(),
+        Some(STATUS.as_bytes())
+    );
+    assert_eq!(tree.list("/etc/dpkg-db").unwrap(), ["status"]);
     assert!(tree.metadata("/var/lib/dpkg").unwrap().unwrap().dir);
     assert!(tree.metadata("/var/lib/db").unwrap().unwrap().symlink);
     let var_meta = tree.metadata("/var").unwrap().unwrap();

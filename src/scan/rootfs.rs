@@ -45,7 +45,9 @@ pub trait Tree {
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
     /// The names in a directory, or nothing when there is no such directory.
     fn list(&self, dir: &str) -> io::Result<Vec<String>>;
-    /// The names in a directory with their metadata (links not followed), for walks.
+    /// The names in a directory with their metadata (links not followed), for walks: `dir`
+    /// has no links in it (it comes from [`Tree::canonical`], or the walk reached it through
+    /// directories), so a tree need not resolve it again.
     fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
         let mut out = Vec::new();
         for name in self.list(dir)? {
@@ -691,8 +693,8 @@ impl ImageTree {
         Ok(Self { disk, mounts })
     }
 
-    /// The filesystem holding `path`, and the path within it.
-    fn locate(&self, path: &str) -> Option<(&ext4_view::Ext4, String)> {
+    /// The filesystem holding `path` (with no links in it), and the path within it.
+    fn mount_of(&self, path: &str) -> Option<(&ext4_view::Ext4, String)> {
         self.mounts.iter().find_map(|(point, fs)| {
             let inner = if point == "/" {
                 Some(path)
@@ -710,6 +712,31 @@ impl ImageTree {
             ))
         })
     }
+
+    /// Resolves `path` link by link across the mounted filesystems (ext4-view alone would
+    /// follow a link only within its own filesystem).
+    fn resolve(&self, path: &str, follow: bool) -> io::Result<String> {
+        let readlink = |p: &str| -> io::Result<Option<String>> {
+            let Some((fs, inner)) = self.mount_of(p) else {
+                return Ok(None);
+            };
+            match fs.symlink_metadata(inner.as_str()) {
+                Ok(m) if m.is_symlink() => {
+                    let target = fs.read_link(inner.as_str()).map_err(|e| fs_err(p, e))?;
+                    target.to_str().map(|t| Some(t.to_string())).map_err(|_| {
+                        io::Error::other(format!("{p}: a link target that is not UTF-8"))
+                    })
+                }
+                Ok(_) | Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                Err(e) => Err(fs_err(p, e)),
+            }
+        };
+        resolve(path, follow, &readlink)
+    }
+
+    fn locate(&self, path: &str, follow: bool) -> io::Result<Option<(&ext4_view::Ext4, String)>> {
+        Ok(self.mount_of(&self.resolve(path, follow)?))
+    }
 }
 
 impl Tree for ImageTree {
@@ -722,7 +749,7 @@ impl Tree for ImageTree {
     }
 
     fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
-        let Some((fs, inner)) = self.locate(path) else {
+        let Some((fs, inner)) = self.locate(path, false)? else {
             return Ok(None);
         };
         match fs.symlink_metadata(inner.as_str()) {
@@ -733,7 +760,7 @@ impl Tree for ImageTree {
     }
 
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        let Some((fs, inner)) = self.locate(path) else {
+        let Some((fs, inner)) = self.locate(path, true)? else {
             return Ok(None);
         };
         match fs.metadata(inner.as_str()) {
@@ -752,7 +779,8 @@ impl Tree for ImageTree {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        self.entries(dir, |_| Ok(()))
+        let resolved = self.resolve(dir, true)?;
+        self.entries(&resolved, |_| Ok(()))
             .map(|v| v.into_iter().map(|(n, ())| n).collect())
     }
 
@@ -772,23 +800,7 @@ impl Tree for ImageTree {
     }
 
     fn canonical(&self, path: &str) -> io::Result<String> {
-        // Link by link, so that a link may lead from one mounted filesystem into another.
-        let readlink = |p: &str| -> io::Result<Option<String>> {
-            let Some((fs, inner)) = self.locate(p) else {
-                return Ok(None);
-            };
-            match fs.symlink_metadata(inner.as_str()) {
-                Ok(m) if m.is_symlink() => {
-                    let target = fs.read_link(inner.as_str()).map_err(|e| fs_err(p, e))?;
-                    target.to_str().map(|t| Some(t.to_string())).map_err(|_| {
-                        io::Error::other(format!("{p}: a link target that is not UTF-8"))
-                    })
-                }
-                Ok(_) | Err(ext4_view::Ext4Error::NotFound) => Ok(None),
-                Err(e) => Err(fs_err(p, e)),
-            }
-        };
-        resolve(path, true, &readlink)
+        self.resolve(path, true)
     }
 }
 
@@ -803,13 +815,14 @@ fn meta(m: &ext4_view::Metadata) -> Meta {
 }
 
 impl ImageTree {
-    /// A directory's entries (without `.` and `..`), each with what `with` reads of it.
+    /// The entries (without `.` and `..`) of a directory whose path has no links in it, each
+    /// with what `with` reads of it.
     fn entries<T>(
         &self,
         dir: &str,
         with: impl Fn(&ext4_view::DirEntry) -> Result<T, ext4_view::Ext4Error>,
     ) -> io::Result<Vec<(String, T)>> {
-        let Some((fs, inner)) = self.locate(dir) else {
+        let Some((fs, inner)) = self.mount_of(dir) else {
             return Ok(Vec::new());
         };
         let entries = match fs.read_dir(inner.as_str()) {
