@@ -374,7 +374,6 @@ pub fn map_volumes(
         'lv: for (lv_name, lv) in lvs.sections() {
             let name = format!("{vg_name}/{lv_name}");
             let mut extents = Vec::new();
-            let mut len = 0u64;
             for (_, seg) in lv.sections() {
                 let why = match (seg.str("type"), seg.num("stripe_count")) {
                     (Some("striped"), Some(1)) => None,
@@ -423,18 +422,20 @@ pub fn map_volumes(
                     physical: part.start + within,
                     len: seg_len,
                 });
-                len = len.max(logical + seg_len);
             }
             extents.sort_by_key(|e| e.logical);
-            // A volume's segments must tile it from its start, without gaps or overlaps.
-            let mut at = 0;
+            // A volume's segments must tile it from its start, without gaps or overlaps; its
+            // length is where the last one ends.
+            let mut len = 0u64;
             for e in &extents {
-                if e.logical != at {
+                if e.logical != len {
                     return Err(format!(
-                        "{name}: its segments leave a gap or overlap at byte {at}"
+                        "{name}: its segments leave a gap or overlap at byte {len}"
                     ));
                 }
-                at += e.len;
+                len = len
+                    .checked_add(e.len)
+                    .ok_or_else(|| format!("{name}: extents beyond any disk"))?;
             }
             if !extents.is_empty() {
                 out.readable.push(Volume { name, extents, len });

@@ -1,7 +1,8 @@
 //! The root filesystem of an image: a directory, a tarball, or the ext2/3/4 filesystem of a
 //! disk image (in a partition or an LVM logical volume) that holds `etc/os-release`, with the
-//! filesystems its `/etc/fstab` mounts (a separate `/usr` or `/var`). Only the files the scan asks for are read, and symbolic links
-//! resolve inside the root, never into the machine running the scan.
+//! filesystems its `/etc/fstab` mounts (a separate `/usr` or `/var`). Only the files the scan
+//! asks for are read, and symbolic links resolve inside the root, never into the machine
+//! running the scan.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};

@@ -117,10 +117,14 @@ pub fn parse_header(blob: &[u8]) -> Result<Header, String> {
 impl Header {
     /// `[epoch:]version-release`, the form OSV's rpm ecosystems use.
     pub fn evr(&self) -> String {
-        let vr = format!("{}-{}", self.version, self.release);
+        self.with_epoch(&self.version, &self.release)
+    }
+
+    /// `[epoch:]version-release`; a source package takes its binary's epoch.
+    fn with_epoch(&self, version: &str, release: &str) -> String {
         match self.epoch {
-            Some(e) if e > 0 => format!("{e}:{vr}"),
-            _ => vr,
+            Some(e) if e > 0 => format!("{e}:{version}-{release}"),
+            _ => format!("{version}-{release}"),
         }
     }
 
@@ -134,12 +138,7 @@ impl Header {
         let mut parts = stem.map(|s| s.rsplitn(3, '-').collect::<Vec<_>>());
         match parts.as_deref_mut() {
             Some([release, version, name]) if !name.is_empty() => {
-                let vr = format!("{version}-{release}");
-                let evr = match self.epoch {
-                    Some(e) if e > 0 => format!("{e}:{vr}"),
-                    _ => vr,
-                };
-                (name.to_string(), evr)
+                (name.to_string(), self.with_epoch(version, release))
             }
             _ => (self.name.clone(), self.evr()),
         }
