@@ -9,17 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+#[path = "../tests/support/images.rs"]
+mod images;
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use imagepipe::scan::rootfs::{ImageTree, Tree as _};
 use imagepipe::scan::{inventory, policy};
-
-fn run(cmd: &mut Command) {
-    assert!(cmd.status().unwrap().success(), "{cmd:?}");
-}
+use images::run;
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -70,32 +68,10 @@ fn main() {
         std::fs::write(tree.join(format!("usr/share/filler/{i}.bin")), &block).unwrap();
     }
     let raw = dir.path().join("disk.raw");
-    run(Command::new("truncate").arg(format!("-s{mib}M")).arg(&raw));
-    run(Command::new("/usr/sbin/mke2fs")
-        .args(["-q", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&raw));
-    let convert = |fmt: &str, opts: &[&str], out: &Path| {
-        let mut c = Command::new("qemu-img");
-        c.args(["convert", "-q", "-f", "raw", "-O", fmt])
-            .args(opts)
-            .arg(&raw)
-            .arg(out);
-        run(&mut c);
-    };
-    let qcow2 = dir.path().join("disk.qcow2");
-    convert("qcow2", &["-c"], &qcow2);
-    let vmdk = dir.path().join("disk.vmdk");
-    convert("vmdk", &["-o", "subformat=streamOptimized"], &vmdk);
-    let make_ova = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/local-pipeline/scripts/make-ova"
-    );
-    run(Command::new(make_ova)
-        .arg(&raw)
-        .arg("bench")
-        .arg(dir.path()));
-    let ova: PathBuf = dir.path().join("bench.ova");
+    images::ext4(&tree, &raw, "root", &format!("{mib}M"));
+    let qcow2 = images::qcow2(&raw, true);
+    let vmdk = images::vmdk(&raw, "streamOptimized");
+    let ova = images::ova(&raw, "bench");
 
     let want = inventory::from_dir(&tree).unwrap().1.len();
     println!("a {mib} MiB ext4 image of Debian 12 minbase, {want} packages");

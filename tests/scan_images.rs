@@ -9,40 +9,22 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/images.rs"]
+mod images;
 #[path = "support/rpmdb.rs"]
 mod rpmdb;
 
 use imagepipe::scan::inventory;
 use imagepipe::scan::rootfs::{ImageTree, Tree as _};
+use images::{DEBIAN_12_OS_RELEASE, ext4, ova, qcow2, run, sbin, vmdk};
 
 const STATUS: &str = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b2\n";
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sbin(name: &str) -> PathBuf {
-    ["/usr/sbin", "/sbin", "/usr/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
 
 /// A Debian-like root tree; with `separate_var`, /var goes to its own tree and fstab mounts it.
 fn trees(dir: &Path, separate_var: bool) -> (PathBuf, Option<PathBuf>) {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/os-release"),
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    std::fs::write(root.join("etc/os-release"), DEBIAN_12_OS_RELEASE).unwrap();
     let var_root = if separate_var {
         let v = dir.join("var");
         std::fs::create_dir_all(v.join("lib/dpkg")).unwrap();
@@ -60,18 +42,6 @@ fn trees(dir: &Path, separate_var: bool) -> (PathBuf, Option<PathBuf>) {
         None
     };
     (root, var_root)
-}
-
-fn ext4(tree: &Path, out: &Path, label: &str) {
-    ext4_sized(tree, out, label, "16M");
-}
-
-fn ext4_sized(tree: &Path, out: &Path, label: &str, size: &str) {
-    run(Command::new("truncate").args(["-s", size]).arg(out));
-    run(Command::new(sbin("mke2fs"))
-        .args(["-q", "-t", "ext4", "-L", label, "-d"])
-        .arg(tree)
-        .arg(out));
 }
 
 /// A disk with a partition table made by sfdisk, each filesystem copied into its partition.
@@ -96,40 +66,6 @@ fn partitioned(dir: &Path, table: &str, filesystems: &[(&Path, u64)]) -> PathBuf
     disk
 }
 
-fn qcow2(raw: &Path, compressed: bool) -> PathBuf {
-    let out = raw.with_extension(if compressed { "c.qcow2" } else { "qcow2" });
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["convert", "-q", "-f", "raw", "-O", "qcow2"]);
-    if compressed {
-        cmd.arg("-c");
-    }
-    run(cmd.arg(raw).arg(&out));
-    out
-}
-
-fn vmdk(raw: &Path, subformat: &str) -> PathBuf {
-    let out = raw.with_extension(format!("{subformat}.vmdk"));
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "vmdk", "-o"])
-        .arg(format!("subformat={subformat}"))
-        .arg(raw)
-        .arg(&out));
-    out
-}
-
-/// An OVA as the example pipeline packages one (stream-optimized disk, OVF, manifest, tar).
-fn ova(raw: &Path) -> PathBuf {
-    let out = raw.parent().unwrap();
-    run(Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/local-pipeline/scripts/make-ova"
-    ))
-    .arg(raw)
-    .arg("scanned")
-    .arg(out));
-    out.join("scanned.ova")
-}
-
 fn scan(image: &Path) -> (inventory::Os, Vec<inventory::Package>, u64, u64) {
     let tree = ImageTree::open(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
     let (os, packages) = inventory::from_tree(&tree).unwrap();
@@ -144,7 +80,7 @@ fn every_format_and_table_yields_the_tree_s_inventory() {
     assert_eq!(want.1.len(), 3);
     assert_eq!(want.0.ecosystem.as_deref(), Some("Debian:12"));
     let fs = dir.path().join("root.ext4");
-    ext4(&root, &fs, "root");
+    ext4(&root, &fs, "root", "16M");
 
     let gpt = partitioned(
         dir.path(),
@@ -165,7 +101,7 @@ fn every_format_and_table_yields_the_tree_s_inventory() {
         qcow2(&mbr, true),
         vmdk(&gpt, "streamOptimized"),
         vmdk(&mbr, "monolithicSparse"),
-        ova(&gpt),
+        ova(&gpt, "scanned"),
     ];
     for image in &images {
         let (os, packages, read, size) = scan(image);
@@ -188,7 +124,7 @@ fn a_separate_var_is_followed_through_fstab() {
     std::os::unix::fs::symlink("/var/lib/dpkg", root.join("etc/dpkg-db")).unwrap();
     std::os::unix::fs::symlink("dpkg", var.join("lib/db")).unwrap();
     let (root_fs, var_fs) = (dir.path().join("root.ext4"), dir.path().join("var.ext4"));
-    ext4(&root, &root_fs, "root");
+    ext4(&root, &root_fs, "root", "16M");
     // The mounted filesystem's root is owned by someone else than the mount point beneath it.
     run(Command::new("truncate").args(["-s", "16M"]).arg(&var_fs));
     run(Command::new(sbin("mke2fs"))
@@ -279,9 +215,9 @@ fn lvm_volumes_are_read_where_their_extents_lie() {
         dir.path().join("var.ext4"),
         dir.path().join("boot.ext4"),
     );
-    ext4_sized(&root, &root_fs, "root", "8M");
-    ext4_sized(&staging.join("var"), &var_fs, "var", "4M");
-    ext4_sized(&boot, &boot_fs, "boot", "8M");
+    ext4(&root, &root_fs, "root", "8M");
+    ext4(&staging.join("var"), &var_fs, "var", "4M");
+    ext4(&boot, &boot_fs, "boot", "8M");
     let pv = dir.path().join("pv.img");
     let mut head = Vec::new();
     std::io::Read::read_to_end(
@@ -337,7 +273,7 @@ fn broken_and_hostile_images_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let (root, _) = trees(dir.path(), false);
     let fs = dir.path().join("root.ext4");
-    ext4(&root, &fs, "root");
+    ext4(&root, &fs, "root", "16M");
     let q = qcow2(&fs, false);
     let bytes = std::fs::read(&q).unwrap();
     let write = |name: &str, b: &[u8]| {

@@ -8,18 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/images.rs"]
+mod images;
+
 use imagepipe::scan::rootfs;
 use imagepipe::scan::{inventory, policy};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use images::{ext4, ova, qcow2, run, vmdk};
 
 fn minbase() -> PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/debian-minbase");
@@ -107,30 +101,12 @@ fn debian_minbase_inventory_matches_dpkg_query_in_every_format() {
     );
 
     let raw = dir.path().join("disk.raw");
-    run(Command::new("truncate").args(["-s", "512M"]).arg(&raw));
-    run(Command::new("/usr/sbin/mke2fs")
-        .args(["-q", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&raw));
-    let convert = |fmt: &str, opts: &[&str], name: &str| {
-        let out = dir.path().join(name);
-        run(Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", fmt])
-            .args(opts)
-            .arg(&raw)
-            .arg(&out));
-        out
-    };
-    let qcow2 = convert("qcow2", &["-c"], "disk.qcow2");
-    let vmdk = convert("vmdk", &["-o", "subformat=streamOptimized"], "disk.vmdk");
-    run(Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/local-pipeline/scripts/make-ova"
-    ))
-    .arg(&raw)
-    .arg("minbase")
-    .arg(dir.path()));
-    for image in [qcow2, vmdk, dir.path().join("minbase.ova")] {
+    ext4(&tree, &raw, "root", "512M");
+    for image in [
+        qcow2(&raw, true),
+        vmdk(&raw, "streamOptimized"),
+        ova(&raw, "minbase"),
+    ] {
         let (got, verdicts, read, size) = scan(&image);
         assert_eq!(got, want, "{}", image.display());
         assert_eq!(verdicts, baseline, "{}", image.display());

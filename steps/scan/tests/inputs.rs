@@ -6,6 +6,8 @@
 
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/images.rs"]
+mod images;
 #[path = "../../../tests/support/rpmdb.rs"]
 mod rpmdb;
 #[path = "../../../tests/support/step.rs"]
@@ -15,19 +17,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use images::{DEBIAN_12_OS_RELEASE, run};
 use serde_json::Value;
 use support::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-scan");
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An `imagepipe.toml` for `global/debian-12` (whatever the tree holds) in a new directory.
 fn project() -> tempfile::TempDir {
@@ -42,20 +36,11 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
-/// A qcow2 image of `tree` (mke2fs -d, qemu-img convert).
+/// A qcow2 image of `tree`.
 fn qcow2(tree: &Path, dir: &Path) -> Vec<u8> {
     let raw = dir.join("disk.raw");
-    run(Command::new("truncate").args(["-s", "16M"]).arg(&raw));
-    run(Command::new("/usr/sbin/mke2fs")
-        .args(["-q", "-t", "ext4", "-d"])
-        .arg(tree)
-        .arg(&raw));
-    let q = dir.join("disk.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&q));
-    std::fs::read(q).unwrap()
+    images::ext4(tree, &raw, "root", "16M");
+    std::fs::read(images::qcow2(&raw, false)).unwrap()
 }
 
 /// An OSV record affecting `name` in `ecosystem` until `fixed`.
@@ -272,11 +257,7 @@ fn debian_tree(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
     std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
-    std::fs::write(
-        tree.join("usr/lib/os-release"),
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    std::fs::write(tree.join("usr/lib/os-release"), DEBIAN_12_OS_RELEASE).unwrap();
     std::os::unix::fs::symlink("../usr/lib/os-release", tree.join("etc/os-release")).unwrap();
     std::fs::write(
         tree.join("var/lib/dpkg/status.imagepipe-test"),

@@ -5,28 +5,21 @@
 
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/images.rs"]
+mod images;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use imagepipe::record::{GateStatus, Record};
+use images::DEBIAN_12_OS_RELEASE;
 use serde_json::Value;
 use support::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-scan");
 
 const STATUS: &str = "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u1\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n";
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A qcow2 image of a Debian 12 tree with the packages above, and `extra` files
 /// (path, content, mode).
@@ -35,11 +28,7 @@ fn image(dir: &Path, extra: &[(&str, &str, u32)]) -> Vec<u8> {
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
-    std::fs::write(
-        tree.join("etc/os-release"),
-        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
+    std::fs::write(tree.join("etc/os-release"), DEBIAN_12_OS_RELEASE).unwrap();
     std::fs::write(tree.join("var/lib/dpkg/status"), STATUS).unwrap();
     for (path, content, mode) in extra {
         let p = tree.join(path);
@@ -48,17 +37,8 @@ fn image(dir: &Path, extra: &[(&str, &str, u32)]) -> Vec<u8> {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
     }
     let raw = dir.join("disk.raw");
-    run(Command::new("truncate").args(["-s", "16M"]).arg(&raw));
-    run(Command::new("/usr/sbin/mke2fs")
-        .args(["-q", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&raw));
-    let q = dir.join("disk.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-c", "-f", "raw", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&q));
-    std::fs::read(q).unwrap()
+    images::ext4(&tree, &raw, "root", "16M");
+    std::fs::read(images::qcow2(&raw, true)).unwrap()
 }
 
 fn osv(dir: &Path) -> PathBuf {
