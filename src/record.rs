@@ -296,9 +296,11 @@ pub struct SeverityCounts {
 pub struct ScanSection {
     pub status: GateStatus,
     pub scanned_at: DateTime<Utc>,
-    /// Findings that count (not waived), per severity.
+    /// Vulnerabilities (advisories) that count, not waived, per severity: each once, at its
+    /// highest severity, however many installed packages it affects.
     pub vulnerabilities: SeverityCounts,
     pub policy_failures: u32,
+    /// Vulnerabilities whose every finding is waived.
     pub waived: u32,
     pub reports: Vec<Report>,
 }

@@ -221,9 +221,22 @@ pub fn scan_record(
     };
     scan.passed = !scan.findings.iter().any(|f| scan.gates(f)) && scan.policy_failures() == 0;
 
-    let mut counts = SeverityCounts::default();
+    // A vulnerability is counted once, however many installed packages it affects: per
+    // advisory id, at the highest severity it has among its findings.
+    let mut by_id: std::collections::BTreeMap<&str, Severity> = Default::default();
     for f in scan.findings.iter().filter(|f| f.waived.is_none()) {
-        match f.severity {
+        let s = by_id.entry(&f.id).or_insert(f.severity);
+        *s = (*s).max(f.severity);
+    }
+    let waived: std::collections::BTreeSet<&str> = scan
+        .findings
+        .iter()
+        .filter(|f| f.waived.is_some() && !by_id.contains_key(f.id.as_str()))
+        .map(|f| f.id.as_str())
+        .collect();
+    let mut counts = SeverityCounts::default();
+    for severity in by_id.values() {
+        match severity {
             Severity::Critical => counts.critical += 1,
             Severity::High => counts.high += 1,
             Severity::Medium => counts.medium += 1,
@@ -284,7 +297,7 @@ pub fn scan_record(
         scanned_at: chrono::Utc::now(),
         vulnerabilities: counts,
         policy_failures: scan.policy_failures() as u32,
-        waived: scan.findings.iter().filter(|f| f.waived.is_some()).count() as u32,
+        waived: waived.len() as u32,
         reports: reports.clone(),
     });
     record.write(record_path)?;

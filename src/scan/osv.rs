@@ -1,14 +1,35 @@
 //! Matching installed packages against an offline OSV database: a directory of OSV JSON
 //! records (<https://ossf.github.io/osv-schema/>), or osv.dev's per-ecosystem `all.zip` dumps.
 //!
-//! A record affects a package when the ecosystem is the image's (`Debian:12`, …), the name is
-//! the package's source package, and the installed version falls in one of its ranges as the
-//! distribution orders versions, or is listed exactly. Withdrawn records never match.
+//! A record is evaluated exactly as the schema's "Evaluation" section prescribes (schema 1.7.5,
+//! `IsVulnerable`): "A version is considered affected if it lies within any one of the ranges
+//! or is listed in the versions list", over every `affected` entry whose package is the
+//! installed one. In detail:
+//!
+//! - An entry applies when its `name` is the package's source package (distributions publish
+//!   by source) and its ecosystem is the image's (`Debian:12`) or the same ecosystem without a
+//!   release (`Debian`), since "the ecosystem string might optionally have a `:<RELEASE>`
+//!   suffix to scope the package to a particular Debian release".
+//! - `versions` lists match by exact string (`IncludedInVersions`: `if v == version`).
+//! - Ranges: a range is considered only `BeforeLimits` ("if evt.limit is present and v <
+//!   evt.limit", with an implicit `"*"` when there is none, and `*` meaning infinity); its
+//!   events are `sorted` in the ecosystem's order (`introduced: "0"` "sorts before any other
+//!   version") and walked: `introduced` opens, `fixed` closes at the fixed version,
+//!   `last_affected` closes above it. `ECOSYSTEM` ranges use the distribution's own ordering,
+//!   `SEMVER` ranges SemVer 2.0 precedence, and `GIT` ranges are skipped: they "cannot be
+//!   answered without access to a copy of the underlying Git repository".
+//! - A withdrawn record ("If the field is missing, then the entry has not been withdrawn")
+//!   never matches.
+//!
+//! A record is one vulnerability: it gives at most one finding per installed package, however
+//! many entries name it. The fix reported is the lowest `fixed` version, above the installed
+//! one, at which the record no longer applies at all; none when no such version exists (a
+//! version that only closes one range while another still covers it is no fix).
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -83,18 +104,13 @@ struct Event {
     limit: Option<String>,
 }
 
-/// One advisory's affected entry for one package.
-#[derive(Debug)]
-struct Entry {
-    record: Arc<Record>,
-    affected: Affected,
-}
-
 /// The loaded database.
 #[derive(Debug, Default)]
 pub struct Database {
-    /// By `(ecosystem, package name)`.
-    entries: HashMap<(String, String), Vec<Entry>>,
+    /// Every record that is not withdrawn.
+    records_by_index: Vec<Record>,
+    /// `(ecosystem as written, package name)` → the records naming it, each once, in load order.
+    entries: HashMap<(String, String), Vec<usize>>,
     pub records: usize,
     pub withdrawn: usize,
     /// The newest `modified` of any record: how fresh the database is.
@@ -144,17 +160,18 @@ impl Database {
             self.withdrawn += 1;
             return Ok(());
         }
-        let record = Arc::new(record);
+        let index = self.records_by_index.len();
         for affected in &record.affected {
             let Some(p) = &affected.package else { continue };
-            self.entries
+            let list = self
+                .entries
                 .entry((p.ecosystem.clone(), p.name.clone()))
-                .or_default()
-                .push(Entry {
-                    record: record.clone(),
-                    affected: affected.clone(),
-                });
+                .or_default();
+            if list.last() != Some(&index) {
+                list.push(index);
+            }
         }
+        self.records_by_index.push(record);
         Ok(())
     }
 
@@ -245,29 +262,53 @@ impl Database {
         Ok(())
     }
 
-    /// The findings for `packages` of an image whose packages are published under `ecosystem`.
+    /// The findings for `packages` of an image whose packages are published under `ecosystem`
+    /// (`Debian:12`): one per record and installed package at most.
     pub fn matches(&self, ecosystem: &str, packages: &[Package]) -> Vec<Finding> {
+        // Records that name the ecosystem without its release apply to every release.
+        let base = ecosystem.split_once(':').map(|(b, _)| b);
         let mut out = Vec::new();
         for p in packages {
-            let Some(entries) = self.entries.get(&(ecosystem.to_string(), p.source.clone())) else {
-                continue;
-            };
-            for e in entries {
+            let mut records: Vec<usize> = [Some(ecosystem), base]
+                .into_iter()
+                .flatten()
+                .filter_map(|eco| self.entries.get(&(eco.to_string(), p.source.clone())))
+                .flatten()
+                .copied()
+                .collect();
+            records.sort_unstable();
+            records.dedup();
+            for i in records {
+                let record = &self.records_by_index[i];
+                let applies = |a: &&Affected| {
+                    a.package.as_ref().is_some_and(|pkg| {
+                        pkg.name == p.source
+                            && (pkg.ecosystem == ecosystem || Some(pkg.ecosystem.as_str()) == base)
+                    })
+                };
+                let entries: Vec<&Affected> = record.affected.iter().filter(applies).collect();
                 // Distributions publish ranges over source versions.
-                let Some(fixed) = affects(&e.affected, p.scheme, &p.source_version) else {
+                let Some(fixed) = evaluate(&entries, p.scheme, &p.source_version) else {
                     continue;
                 };
-                let (severity, score) = severity(&e.record, &e.affected);
+                let (severity, score) = entries
+                    .iter()
+                    .map(|a| severity(record, a))
+                    .max_by(|a, b| {
+                        let score = |s: Option<f64>| s.unwrap_or(-1.0);
+                        a.0.cmp(&b.0).then(score(a.1).total_cmp(&score(b.1)))
+                    })
+                    .unwrap_or((Severity::Unknown, None));
                 out.push(Finding {
-                    id: e.record.id.clone(),
-                    aliases: e.record.aliases.clone(),
+                    id: record.id.clone(),
+                    aliases: record.aliases.clone(),
                     package: p.name.clone(),
                     source: p.source.clone(),
                     installed: p.version.clone(),
                     fixed,
                     severity,
                     score,
-                    summary: e.record.summary.clone(),
+                    summary: record.summary.clone(),
                     waived: None,
                 });
             }
@@ -276,56 +317,130 @@ impl Database {
     }
 }
 
-/// Whether `version` is affected; `Some(first fixed version after it, if any)` when it is.
-fn affects(a: &Affected, scheme: Scheme, version: &str) -> Option<Option<String>> {
-    if a.versions
+/// Whether one record, through its `entries` for a package, affects `version`; when it does,
+/// `Some(fix)`: the lowest `fixed` version above it at which the record no longer applies.
+fn evaluate(entries: &[&Affected], scheme: Scheme, version: &str) -> Option<Option<String>> {
+    if !is_vulnerable(entries, scheme, version) {
+        return None;
+    }
+    let mut candidates: Vec<&str> = entries
         .iter()
-        .any(|v| scheme.compare(v, version).is_eq())
-    {
-        return Some(None);
-    }
-    for range in a.ranges.iter().filter(|r| r.kind == "ECOSYSTEM") {
-        // Evaluate the events in version order, as the OSV schema prescribes.
-        let mut events: Vec<(&str, &Event)> = range
-            .events
-            .iter()
-            .filter_map(|e| {
-                let v = e
-                    .introduced
-                    .as_deref()
-                    .or(e.fixed.as_deref())
-                    .or(e.last_affected.as_deref())
-                    .or(e.limit.as_deref())?;
-                Some((v, e))
+        .flat_map(|a| &a.ranges)
+        .filter(|r| r.kind == "ECOSYSTEM" || r.kind == "SEMVER")
+        .flat_map(|r| &r.events)
+        .filter_map(|e| e.fixed.as_deref())
+        .filter(|f| scheme.compare(f, version).is_gt())
+        .collect();
+    candidates.sort_by(|a, b| scheme.compare(a, b).then_with(|| a.cmp(b)));
+    candidates.dedup();
+    Some(
+        candidates
+            .into_iter()
+            .find(|f| !is_vulnerable(entries, scheme, f))
+            .map(str::to_string),
+    )
+}
+
+/// The schema's `IsVulnerable` over the entries that name the package.
+fn is_vulnerable(entries: &[&Affected], scheme: Scheme, version: &str) -> bool {
+    entries.iter().any(|a| {
+        a.versions.iter().any(|v| v == version)
+            || a.ranges.iter().any(|r| match r.kind.as_str() {
+                "ECOSYSTEM" => in_range(r, version, &|x, y| scheme.compare(x, y)),
+                "SEMVER" => in_semver_range(r, version),
+                // GIT ranges need the repository; other types are not defined.
+                _ => false,
             })
-            .collect();
-        events.sort_by(|(x, _), (y, _)| match (*x, *y) {
-            ("0", "0") => std::cmp::Ordering::Equal,
-            ("0", _) => std::cmp::Ordering::Less,
-            (_, "0") => std::cmp::Ordering::Greater,
-            _ => scheme.compare(x, y),
-        });
-        let mut affected = false;
-        for (v, e) in &events {
-            let reached = *v == "0" || scheme.compare(version, v).is_ge();
-            let past_end = ((e.fixed.is_some() || e.limit.is_some()) && reached)
-                || (e.last_affected.is_some() && scheme.compare(version, v).is_gt());
-            if e.introduced.is_some() && reached {
-                affected = true;
-            } else if past_end {
-                affected = false;
-            }
+    })
+}
+
+/// A SEMVER range, with SemVer 2.0 precedence (build metadata ignored). A version that is not
+/// SemVer is not in it.
+fn in_semver_range(range: &Range, version: &str) -> bool {
+    let parse = |v: &str| semver::Version::parse(v).ok();
+    let values = range
+        .events
+        .iter()
+        .filter_map(|e| e.value().map(|(_, v)| v));
+    if parse(version).is_none()
+        || values
+            .filter(|v| *v != "0" && !v.contains('*'))
+            .any(|v| parse(v).is_none())
+    {
+        return false;
+    }
+    in_range(range, version, &|x, y| match (parse(x), parse(y)) {
+        (Some(x), Some(y)) => x.cmp_precedence(&y),
+        _ => std::cmp::Ordering::Equal,
+    })
+}
+
+/// The schema's `BeforeLimits` and `IncludedInRanges` for one range, in an ordering.
+fn in_range(range: &Range, version: &str, cmp: &dyn Fn(&str, &str) -> Ordering) -> bool {
+    let limits: Vec<&str> = range
+        .events
+        .iter()
+        .filter_map(|e| e.limit.as_deref())
+        .collect();
+    let before_limits = limits.is_empty()
+        || limits
+            .iter()
+            .any(|l| l.contains('*') || cmp(version, l).is_lt());
+    if !before_limits {
+        return false;
+    }
+    // `sorted(range.events)`: a stable sort keeps a timeline's order where versions tie.
+    let mut events: Vec<(EventKind, &str)> = range
+        .events
+        .iter()
+        .filter_map(Event::value)
+        .filter(|(kind, _)| *kind != EventKind::Limit)
+        .collect();
+    events.sort_by(|(ka, a), (kb, b)| {
+        let zero = |k: &EventKind, v: &str| *k == EventKind::Introduced && v == "0";
+        match (zero(ka, a), zero(kb, b)) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => cmp(a, b),
         }
-        if affected {
-            let fixed = events
-                .iter()
-                .filter(|(v, e)| e.fixed.is_some() && scheme.compare(v, version).is_gt())
-                .map(|(v, _)| v.to_string())
-                .next();
-            return Some(fixed);
+    });
+    let mut vulnerable = false;
+    for (kind, v) in events {
+        match kind {
+            EventKind::Introduced if v == "0" || cmp(version, v).is_ge() => vulnerable = true,
+            EventKind::Fixed if cmp(version, v).is_ge() => vulnerable = false,
+            EventKind::LastAffected if cmp(version, v).is_gt() => vulnerable = false,
+            _ => {}
         }
     }
-    None
+    vulnerable
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Introduced,
+    Fixed,
+    LastAffected,
+    Limit,
+}
+
+impl Event {
+    /// The event's kind and version; `None` for an event that is not exactly one of the four
+    /// ("Only a single type … is allowed in each event object").
+    fn value(&self) -> Option<(EventKind, &str)> {
+        let all = [
+            (EventKind::Introduced, &self.introduced),
+            (EventKind::Fixed, &self.fixed),
+            (EventKind::LastAffected, &self.last_affected),
+            (EventKind::Limit, &self.limit),
+        ];
+        let mut set = all
+            .iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)));
+        let first = set.next()?;
+        set.next().is_none().then_some(first)
+    }
 }
 
 /// The severity: from a CVSS vector's base score (v4.0, else v3.x, else v2, computed by the

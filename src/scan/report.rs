@@ -63,8 +63,8 @@ fn security_severity(f: &Finding) -> String {
 
 fn message(f: &Finding) -> String {
     let fixed = f.fixed.as_ref().map_or_else(
-        || "no fixed version yet".to_string(),
-        |v| format!("fixed in {v}"),
+        || "no version is free of it yet".to_string(),
+        |v| format!("fixed in {v}, the first version it no longer affects at all"),
     );
     format!(
         "{} {} (source {}) is affected by {} ({}); {fixed}",
@@ -239,7 +239,7 @@ pub fn markdown(scan: &Scan) -> String {
     );
     if !scan.findings.is_empty() {
         out.push_str(
-            "| severity | id | package | installed | fixed |\n| --- | --- | --- | --- | --- |\n",
+            "| severity | id | package | installed | fixed | waived |\n| --- | --- | --- | --- | --- | --- |\n",
         );
         let mut findings = scan.findings.clone();
         findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
@@ -256,6 +256,9 @@ pub fn markdown(scan: &Scan) -> String {
                     .map_or_else(|| "-".to_string(), |w| format!("until {}", w.expires))
             ));
         }
+        out.push_str(
+            "\n_fixed_: the lowest version the advisory no longer affects at all (`-`: none yet).\n",
+        );
     }
     let failing: Vec<_> = scan.policy.iter().filter(|r| !r.passed).collect();
     out.push_str(&format!(

@@ -591,3 +591,43 @@ fn every_report_validates_against_its_format() {
     assert_eq!(failures, declared);
     assert!(failures >= 2, "the critical finding and the sshd rule fail");
 }
+
+#[test]
+fn a_record_naming_a_package_twice_is_one_vulnerability() {
+    let case = Case::new("high");
+    // One advisory whose two entries both name openssl: for the release, and for every
+    // release (no `:12`), with a fix the first range has and the second reopens.
+    std::fs::write(
+        case.osv.join("Debian/DSA-5003-1.json"),
+        format!(
+            r#"{{"id":"DSA-5003-1","modified":"{}","severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}}],"affected":[
+              {{"package":{{"ecosystem":"Debian:12","name":"openssl"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"3.0.11-1~deb12u2"}}]}}]}},
+              {{"package":{{"ecosystem":"Debian","name":"openssl"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"3.0.0"}},{{"fixed":"3.0.11-1"}}]}}]}}]}}"#,
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let out = case.scan();
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(case.record.parent().unwrap().join("scan.json")).unwrap(),
+    )
+    .unwrap();
+    let found: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "DSA-5003-1")
+        .collect();
+    assert_eq!(found.len(), 1, "one finding for one package");
+    // deb12u2 closes the first entry's range but is still in the second's: the fix is the
+    // version where the advisory no longer applies at all.
+    assert_eq!(found[0]["fixed"], "3.0.11-1");
+    let rec = Record::read(&case.record).unwrap().record;
+    let counts = rec.scan.unwrap().vulnerabilities;
+    assert_eq!(
+        (counts.critical, counts.unknown),
+        (2, 1),
+        "DSA-5001-1 and DSA-5003-1 once each"
+    );
+}
