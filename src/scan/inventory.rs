@@ -109,9 +109,36 @@ fn stanzas(text: &str) -> Vec<Vec<(String, String)>> {
     out
 }
 
-/// Packages of a dpkg database file, as `dpkg-query -W` lists them: every stanza whose
-/// status is not `not-installed`.
-pub fn parse_dpkg_status(text: &str, file: &str) -> Result<Vec<Package>, InventoryError> {
+/// What dpkg's `Status:` says about a package's files (the third word, dpkg(1) "Package
+/// states"; the first word is only what the administrator wants, the second an error flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Files {
+    /// `installed`, `triggers-pending`, `triggers-awaited`, `half-configured`, `unpacked`: the
+    /// files of `Version` are on disk, configured or not. APT treats each as installed.
+    Present,
+    /// `half-installed`: an installation or removal stopped half way. The files may be there
+    /// (a failed upgrade keeps the old version's) or gone (a failed fresh install, a failed
+    /// removal): only the file list can tell.
+    Unknown,
+    /// `config-files` (removed, configuration left) and `not-installed`.
+    Absent,
+}
+
+/// One stanza of a dpkg database.
+#[derive(Debug, Clone)]
+struct DpkgEntry {
+    package: Package,
+    files: Files,
+}
+
+/// The stanzas of a dpkg database file. A stanza without `Status` is installed in a
+/// `status.d` file (distroless images write no status), but not in `status`, where dpkg reads
+/// it as not installed.
+fn dpkg_entries(
+    text: &str,
+    file: &str,
+    missing_status: Files,
+) -> Result<Vec<DpkgEntry>, InventoryError> {
     let mut out = Vec::new();
     for stanza in stanzas(text) {
         let field = |k: &str| {
@@ -126,10 +153,15 @@ pub fn parse_dpkg_status(text: &str, file: &str) -> Result<Vec<Package>, Invento
                 message: "a stanza without `Package`".into(),
             });
         };
-        // status.d files (distroless images) carry no Status: they are installed.
-        if field("Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("not-installed")) {
-            continue;
-        }
+        let files = match field("Status").map(|s| s.split_whitespace().nth(2)) {
+            None => missing_status,
+            Some(Some(
+                "installed" | "triggers-pending" | "triggers-awaited" | "half-configured"
+                | "unpacked",
+            )) => Files::Present,
+            Some(Some("half-installed")) => Files::Unknown,
+            Some(_) => Files::Absent,
+        };
         let version = field("Version").unwrap_or("").to_string();
         // `Source: name` or `Source: name (version)` when it differs from the binary.
         let (source, source_version) = match field("Source") {
@@ -145,16 +177,103 @@ pub fn parse_dpkg_status(text: &str, file: &str) -> Result<Vec<Package>, Invento
             },
             None => (name.to_string(), version.clone()),
         };
-        out.push(Package {
-            name: name.to_string(),
-            version,
-            arch: field("Architecture").unwrap_or("").to_string(),
-            source,
-            source_version,
-            scheme: Scheme::Dpkg,
+        out.push(DpkgEntry {
+            package: Package {
+                name: name.to_string(),
+                version,
+                arch: field("Architecture").unwrap_or("").to_string(),
+                source,
+                source_version,
+                scheme: Scheme::Dpkg,
+            },
+            files,
         });
     }
     Ok(out)
+}
+
+/// The packages of a dpkg `status` file whose files its `Status:` says are installed:
+/// `installed`, `triggers-pending`, `triggers-awaited`, `half-configured` and `unpacked`; not
+/// `config-files` or `not-installed`, which `dpkg-query -W` lists too. A `half-installed`
+/// package is left out here: only [`from_tree`], which can look at its files, decides it.
+pub fn parse_dpkg_status(text: &str, file: &str) -> Result<Vec<Package>, InventoryError> {
+    Ok(dpkg_entries(text, file, Files::Absent)?
+        .into_iter()
+        .filter(|e| e.files == Files::Present)
+        .map(|e| e.package)
+        .collect())
+}
+
+/// The dpkg database as dpkg-query reads it: `status`, then each journal file in `updates/`
+/// (left by a dpkg that was stopped before it folded them in) in name order, a later stanza
+/// replacing an earlier one of the same package and architecture.
+fn dpkg_database(
+    tree: &dyn super::rootfs::Tree,
+    read: &dyn Fn(&str) -> Result<Option<String>, InventoryError>,
+) -> Result<Vec<DpkgEntry>, InventoryError> {
+    const ADMIN: &str = "/var/lib/dpkg";
+    let mut entries: Vec<DpkgEntry> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String), usize> = Default::default();
+    let mut merge = |new: Vec<DpkgEntry>| {
+        for e in new {
+            let key = (e.package.name.clone(), e.package.arch.clone());
+            match index.get(&key) {
+                Some(&i) => entries[i] = e,
+                None => {
+                    index.insert(key, entries.len());
+                    entries.push(e);
+                }
+            }
+        }
+    };
+    let status = format!("{ADMIN}/status");
+    if let Some(t) = read(&status)? {
+        merge(dpkg_entries(&t, &status, Files::Absent)?);
+    }
+    let dir = format!("{ADMIN}/updates");
+    let mut journal: Vec<String> = tree
+        .list(&dir)
+        .map_err(|source| InventoryError::Io {
+            file: dir.clone(),
+            source,
+        })?
+        .into_iter()
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    journal.sort();
+    for n in journal {
+        let file = format!("{dir}/{n}");
+        if let Some(t) = read(&file)? {
+            merge(dpkg_entries(&t, &file, Files::Absent)?);
+        }
+    }
+    Ok(entries)
+}
+
+/// Whether a half-installed package's files are on disk: any file its list (`info/<name>.list`
+/// or, for `Multi-Arch: same`, `info/<name>:<arch>.list`) names exists as a file or link.
+fn half_installed_files_present(
+    tree: &dyn super::rootfs::Tree,
+    read: &dyn Fn(&str) -> Result<Option<String>, InventoryError>,
+    p: &Package,
+) -> Result<bool, InventoryError> {
+    for list in [
+        format!("/var/lib/dpkg/info/{}:{}.list", p.name, p.arch),
+        format!("/var/lib/dpkg/info/{}.list", p.name),
+    ] {
+        let Some(text) = read(&list)? else { continue };
+        for path in text.lines().filter(|l| l.starts_with('/')) {
+            let meta = tree.metadata(path).map_err(|source| InventoryError::Io {
+                file: path.to_string(),
+                source,
+            })?;
+            if meta.is_some_and(|m| !m.dir) {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    Ok(false)
 }
 
 /// Packages of apk's database (`lib/apk/db/installed`): `P:` name, `V:` version, `A:` arch,
@@ -200,8 +319,15 @@ pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), I
         None => Os::default(),
     };
     let mut packages = Vec::new();
-    if let Some(t) = read("/var/lib/dpkg/status")? {
-        packages.extend(parse_dpkg_status(&t, "/var/lib/dpkg/status")?);
+    for e in dpkg_database(tree, &read)? {
+        let installed = match e.files {
+            Files::Present => true,
+            Files::Unknown => half_installed_files_present(tree, &read, &e.package)?,
+            Files::Absent => false,
+        };
+        if installed {
+            packages.push(e.package);
+        }
     }
     let mut names = tree
         .list("/var/lib/dpkg/status.d")
@@ -214,7 +340,13 @@ pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), I
     for n in names.iter().filter(|n| !n.ends_with(".md5sums")) {
         let file = format!("/var/lib/dpkg/status.d/{n}");
         if let Some(t) = read(&file)? {
-            packages.extend(parse_dpkg_status(&t, &file)?);
+            let entries = dpkg_entries(&t, &file, Files::Present)?;
+            packages.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| e.files == Files::Present)
+                    .map(|e| e.package),
+            );
         }
     }
     if let Some(t) = read("/lib/apk/db/installed")? {
@@ -244,6 +376,44 @@ mod tests {
         let rocky = parse_os_release("ID=\"rocky\"\nVERSION_ID=\"9.3\"\n");
         assert_eq!(rocky.ecosystem.as_deref(), Some("Rocky Linux:9"));
         assert_eq!(parse_os_release("ID=plan9\n").ecosystem, None);
+    }
+
+    #[test]
+    fn dpkg_states_decide_what_is_installed() {
+        let stanza = |name: &str, status: &str| {
+            format!("Package: {name}\nStatus: {status}\nVersion: 1\nArchitecture: amd64\n\n")
+        };
+        let mut text = String::new();
+        for (name, status) in [
+            ("ii", "install ok installed"),
+            ("hi", "hold ok installed"),
+            ("ri", "deinstall ok installed"),
+            ("it", "install ok triggers-pending"),
+            ("iw", "install ok triggers-awaited"),
+            ("if", "install ok half-configured"),
+            ("iu", "install ok unpacked"),
+            ("ih", "install reinstreq half-installed"),
+            ("rc", "deinstall ok config-files"),
+            ("ic", "install ok config-files"),
+            ("pn", "purge ok not-installed"),
+        ] {
+            text.push_str(&stanza(name, status));
+        }
+        text.push_str("Package: nostatus\nVersion: 1\n");
+        let names: Vec<String> = parse_dpkg_status(&text, "status")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["ii", "hi", "ri", "it", "iw", "if", "iu"]);
+        // In status.d (distroless), a stanza without Status is installed.
+        let entries = dpkg_entries(
+            "Package: base\nVersion: 1\n",
+            "status.d/base",
+            Files::Present,
+        )
+        .unwrap();
+        assert_eq!(entries[0].files, Files::Present);
     }
 
     #[test]
