@@ -122,6 +122,7 @@ fn main() {
     let plan = support::best(rounds, || {
         planned = imagepipe::tag::plan_changes(&config, dir.path(), head, &scope)
             .unwrap()
+            .0
             .len();
     });
     let git = support::best(rounds, || {

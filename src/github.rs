@@ -16,6 +16,7 @@ use octocrab::Octocrab;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::git::tags::TagObject;
 use crate::http::RetryPolicy;
 use crate::secret::Secret;
 
@@ -129,6 +130,8 @@ struct TagAnswer {
     sha: String,
     #[serde(default)]
     object: Option<GitObject>,
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,10 +389,19 @@ impl GitHub {
 
     /// The commit a tag points at, following an annotated tag's object; `None` when absent.
     pub async fn tag_commit(&self, tag: &str) -> Result<Option<String>, GitHubError> {
+        Ok(match self.read_tag(tag).await? {
+            TagObject::Annotated { commit, .. } | TagObject::Lightweight { commit } => Some(commit),
+            TagObject::Missing => None,
+        })
+    }
+
+    /// A tag as the repository on GitHub holds it: an annotated tag's commit and message, a
+    /// lightweight tag's commit, or nothing.
+    pub async fn read_tag(&self, tag: &str) -> Result<TagObject, GitHubError> {
         let path = self.path(&format!("git/ref/tags/{tag}"));
         let (status, _, bytes) = self.call(Method::GET, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok(TagObject::Missing);
         }
         if !status.is_success() {
             let message = message_of(&bytes);
@@ -409,12 +421,17 @@ impl GitHub {
         }
         let answer: RefAnswer = Self::decode(Method::GET, &path, &bytes)?;
         if answer.object.kind != "tag" {
-            return Ok(Some(answer.object.sha));
+            return Ok(TagObject::Lightweight {
+                commit: answer.object.sha,
+            });
         }
         let path = self.path(&format!("git/tags/{}", answer.object.sha));
         let (_, bytes) = self.call_ok(Method::GET, &path, None).await?;
         let tag: TagAnswer = Self::decode(Method::GET, &path, &bytes)?;
-        Ok(Some(tag.object.map_or(tag.sha, |o| o.sha)))
+        Ok(TagObject::Annotated {
+            commit: tag.object.map_or(tag.sha, |o| o.sha),
+            message: tag.message,
+        })
     }
 
     /// Deletes a tag ref (used only to undo tags this run created).
@@ -501,6 +518,27 @@ pub async fn review_gate(
     };
     let reviews = gh.reviews(pull.number).await?;
     Ok(judge_reviews(pull, &reviews, required))
+}
+
+/// The repository the steps talk to: the flag, `tag.github_repository`, `GITHUB_REPOSITORY`,
+/// then the URL of the git remote.
+pub fn repository(
+    explicit: Option<&str>,
+    config: &crate::config::Config,
+    remote: &str,
+) -> Option<String> {
+    explicit
+        .map(str::to_string)
+        .or_else(|| config.tag.github_repository.clone())
+        .or_else(|| crate::env::var(crate::env::GITHUB_REPOSITORY))
+        .or_else(|| crate::git::tags::github_repository(&config.dir, remote))
+}
+
+/// A client for `repository` at `GITHUB_API_URL` (GitHub Enterprise) or github.com.
+pub fn connect(repository: &str, token: &Secret) -> Result<GitHub, GitHubError> {
+    let api_url =
+        crate::env::var(crate::env::GITHUB_API_URL).unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    GitHub::new(&api_url, token, repository, RetryPolicy::default())
 }
 
 /// The token for the GitHub API: `IMAGEPIPE_GITHUB_TOKEN`, else `GITHUB_TOKEN`; masked on read.

@@ -9,10 +9,12 @@
 //! by hand) build like any other tag but are ignored here: they never serve as the last version,
 //! and imagepipe-tag never creates them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use std::str::FromStr as _;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use semver::Version;
 use serde::Serialize;
 
@@ -41,6 +43,55 @@ pub enum TagPlanError {
     },
     #[error("--cascade-from {0}: the image has no descendants in imagepipe.toml")]
     NoDescendants(ImageRef),
+    #[error(transparent)]
+    History(#[from] git::checkout::HistoryError),
+    #[error(
+        "--cascade-from {image}: that version is not published in {store}, so the builds of the \
+         tags this cascade would create could not find their parent; cascade after \
+         imagepipe-publish has published it"
+    )]
+    ParentNotPublished { image: ImageRef, store: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Completes a CI checkout before planning: the whole history, and every image tag the remote
+/// holds (see [`git::checkout`]). `note` hears what was fetched.
+pub fn complete_history(
+    config: &Config,
+    dir: &Path,
+    remote: &str,
+    note: &dyn Fn(&str),
+) -> Result<git::checkout::Completion, TagPlanError> {
+    let is_image_tag = |name: &str| {
+        config
+            .tag_format
+            .parse_tag(name)
+            .is_ok_and(|r| config.image(r.name.as_str()).is_ok())
+    };
+    Ok(git::checkout::ensure_complete(
+        dir,
+        remote,
+        &is_image_tag,
+        note,
+    )?)
+}
+
+/// Refuses a cascade from a version the store does not hold.
+pub async fn check_published(
+    store: &dyn crate::store::Store,
+    from: &ImageRef,
+) -> Result<(), TagPlanError> {
+    match store.fetch_record(from).await {
+        Ok(_) => Ok(()),
+        Err(crate::store::StoreError::VersionNotFound { .. }) => {
+            Err(TagPlanError::ParentNotPublished {
+                image: from.clone(),
+                store: store.location(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One tag to create.
@@ -147,15 +198,103 @@ fn short(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-/// Plans tags for the images (of `scope`) changed between their last release and `head`.
-pub fn plan_changes(
-    config: &Config,
+/// One glob set over every image's watched paths, and the image (index in `scope`) of each glob.
+fn watched_paths(scope: &[&Image]) -> Result<(GlobSet, Vec<usize>), TagPlanError> {
+    let mut globs = GlobSetBuilder::new();
+    let mut glob_image = Vec::new();
+    for (i, img) in scope.iter().enumerate() {
+        for pattern in &img.paths {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| TagPlanError::Glob {
+                    image: img.name.clone(),
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+            globs.add(glob);
+            glob_image.push(i);
+        }
+    }
+    let globs = globs.build().map_err(|e| TagPlanError::Glob {
+        image: scope.first().map_or_else(
+            || ImageName::from_str("none").expect("a valid name"),
+            |i| i.name.clone(),
+        ),
+        pattern: String::new(),
+        reason: e.to_string(),
+    })?;
+    Ok((globs, glob_image))
+}
+
+/// The images of `scope` whose watched paths hold any of `files` (repository-relative), in
+/// `scope`'s order: what a pull request changes.
+pub fn images_touched<'a>(
+    scope: &[&'a Image],
+    files: &[String],
+) -> Result<Vec<&'a Image>, TagPlanError> {
+    let (globs, glob_image) = watched_paths(scope)?;
+    let mut hit = vec![false; scope.len()];
+    for f in files {
+        for g in globs.matches(f) {
+            hit[glob_image[g]] = true;
+        }
+    }
+    Ok(scope
+        .iter()
+        .zip(hit)
+        .filter_map(|(img, hit)| hit.then_some(*img))
+        .collect())
+}
+
+/// What changed in one image since its last release tag.
+#[derive(Debug)]
+struct Changes<'a> {
+    image: &'a Image,
+    last: Option<&'a (Version, TagRef)>,
+    /// The commits that touched its paths, newest first.
+    commits: Vec<Change>,
+    /// The largest bump among them; `None` when there is none.
+    bump: Option<Bump>,
+}
+
+impl Changes<'_> {
+    /// The next version for at least `floor`, and why.
+    fn next(&self, config: &Config, floor: Option<Bump>) -> (Option<Version>, Version, String) {
+        let previous = self.last.map(|(v, _)| v.clone());
+        let bump = self.bump.max(floor).unwrap_or(Bump::Patch);
+        let n = self.commits.len();
+        match self.last {
+            Some((prev, t)) => {
+                let effective = effective_bump(prev, bump);
+                let how = if effective == bump {
+                    bump.to_string()
+                } else {
+                    format!("{bump}, a {effective} below 1.0.0")
+                };
+                let why = if n == 0 {
+                    format!("no commit changed its paths since {} ({how})", t.name)
+                } else {
+                    format!("{n} commit(s) changed its paths since {} ({how})", t.name)
+                };
+                (previous, next_version(prev, bump), why)
+            }
+            None => (
+                None,
+                first_version(config, self.image),
+                format!("first release: {n} commit(s) touch its paths"),
+            ),
+        }
+    }
+}
+
+/// The changes of each image of `scope` between its last release tag and `head`.
+fn changes<'a>(
     dir: &Path,
     head: &str,
-    scope: &[&Image],
-) -> Result<Vec<Planned>, TagPlanError> {
-    let all_tags = git::tags::list(dir)?;
-    let releases = releases(config, &all_tags);
+    scope: &[&'a Image],
+    releases: &'a HashMap<ImageName, Vec<(Version, TagRef)>>,
+) -> Result<Vec<Changes<'a>>, TagPlanError> {
     let last: Vec<Option<&(Version, TagRef)>> = scope
         .iter()
         .map(|img| releases.get(&img.name).and_then(|v| v.last()))
@@ -187,28 +326,7 @@ pub fn plan_changes(
     );
     let reach = history::reachability(&commits, &starts);
 
-    let mut globs = GlobSetBuilder::new();
-    let mut glob_image = Vec::new();
-    for (i, img) in scope.iter().enumerate() {
-        for pattern in &img.paths {
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| TagPlanError::Glob {
-                    image: img.name.clone(),
-                    pattern: pattern.clone(),
-                    reason: e.to_string(),
-                })?;
-            globs.add(glob);
-            glob_image.push(i);
-        }
-    }
-    let globs = globs.build().map_err(|e| TagPlanError::Glob {
-        image: scope[0].name.clone(),
-        pattern: String::new(),
-        reason: e.to_string(),
-    })?;
-
+    let (globs, glob_image) = watched_paths(scope)?;
     let mut changed: Vec<Vec<usize>> = vec![Vec::new(); scope.len()];
     let mut hits = Vec::new();
     let mut touched = vec![usize::MAX; scope.len()];
@@ -227,61 +345,85 @@ pub fn plan_changes(
             }
         }
     }
+    Ok(scope
+        .iter()
+        .zip(last)
+        .zip(changed)
+        .map(|((image, last), changed)| Changes {
+            image,
+            last,
+            bump: changed
+                .iter()
+                .map(|&ci| bump_for(&commits[ci].subject, &commits[ci].body))
+                .max(),
+            commits: changed
+                .iter()
+                .map(|&ci| Change {
+                    id: short(&commits[ci].id),
+                    subject: commits[ci].subject.clone(),
+                })
+                .collect(),
+        })
+        .collect())
+}
 
+/// Plans tags for the images (of `scope`) changed between their last release and `head`.
+///
+/// An image whose ancestor is tagged in the same plan is not tagged now: CD would build both
+/// tags at once, and the child would be built on the old parent, or fail without one. The
+/// cascade from that ancestor tags it, with its own changes, once the ancestor is published.
+pub fn plan_changes(
+    config: &Config,
+    dir: &Path,
+    head: &str,
+    scope: &[&Image],
+) -> Result<(Vec<Planned>, Vec<Skipped>), TagPlanError> {
+    let all_tags = git::tags::list(dir)?;
+    let releases = releases(config, &all_tags);
+    let changed: Vec<Changes> = changes(dir, head, scope, &releases)?
+        .into_iter()
+        .filter(|c| !c.commits.is_empty())
+        .collect();
     let mut planned = Vec::new();
-    for (i, img) in scope.iter().enumerate() {
-        if changed[i].is_empty() {
+    let mut skipped = Vec::new();
+    for c in &changed {
+        if let Some(ancestor) = config
+            .ancestors(c.image)
+            .find(|a| changed.iter().any(|o| o.image.name == a.name))
+        {
+            skipped.push(Skipped {
+                image: c.image.name.clone(),
+                reason: format!(
+                    "{} commit(s) changed it, but its ancestor {} is tagged now: the cascade \
+                     tags it with these changes once {} is published",
+                    c.commits.len(),
+                    ancestor.name,
+                    ancestor.name
+                ),
+            });
             continue;
         }
-        let bump = changed[i]
-            .iter()
-            .map(|&ci| bump_for(&commits[ci].subject, &commits[ci].body))
-            .max()
-            .unwrap_or(Bump::Patch);
-        let previous = last[i].map(|(v, _)| v.clone());
-        let (version, reason) = match (&previous, last[i]) {
-            (Some(prev), Some((_, t))) => {
-                let effective = effective_bump(prev, bump);
-                let how = if effective == bump {
-                    bump.to_string()
-                } else {
-                    format!("{bump}, a {effective} below 1.0.0")
-                };
-                (
-                    next_version(prev, bump),
-                    format!(
-                        "{} commit(s) changed its paths since {} ({how})",
-                        changed[i].len(),
-                        t.name
-                    ),
-                )
-            }
-            _ => (
-                first_version(config, img),
-                format!(
-                    "first release: {} commit(s) touch its paths",
-                    changed[i].len()
-                ),
-            ),
-        };
-        let mut p = Planned::new(config, img, previous, version, head, reason);
-        p.commits = changed[i]
-            .iter()
-            .map(|&ci| Change {
-                id: short(&commits[ci].id),
-                subject: commits[ci].subject.clone(),
-            })
-            .collect();
+        let (previous, version, reason) = c.next(config, None);
+        let mut p = Planned::new(config, c.image, previous, version, head, reason);
+        p.commits = c.commits.clone();
         planned.push(p);
     }
     mark_existing(&all_tags, &mut planned)?;
-    Ok(planned)
+    Ok((planned, skipped))
 }
 
-/// Plans the patch rebuilds of every descendant of `from`, parents first, each pinned to its
-/// parent's new version. A descendant whose `parent_version` the new parent does not satisfy is
-/// skipped together with its own descendants; one whose last tag already pins the same parent
-/// was cascaded before and is skipped too.
+/// Plans the rebuilds of the direct children of `from`, each pinned to it: a patch release, or
+/// more when the child's own commits since its last tag call for it (the changes CI left to
+/// the cascade, see [`plan_changes`]).
+///
+/// Only children are tagged: a grandchild's pin would name a version that is only being built,
+/// and CD starts a build for every new tag at once, so that build would fail. Each child's CD
+/// run continues the cascade once the child is published (`--cascade-from <child>@<version>`),
+/// so every tag's pinned parent is published before the tag exists.
+///
+/// A child whose `parent_version` the new parent does not satisfy is skipped, and so is one
+/// whose last tag already pins the same parent (cascaded before), which makes a cascade
+/// idempotent. Deeper descendants are listed as following later.
 pub fn plan_cascade(
     config: &Config,
     dir: &Path,
@@ -295,74 +437,58 @@ pub fn plan_cascade(
     }
     let all_tags = git::tags::list(dir)?;
     let releases = releases(config, &all_tags);
-    let mut new_versions: BTreeMap<ImageName, ImageRef> = BTreeMap::new();
-    new_versions.insert(from.name.clone(), from.clone());
-    let mut planned = Vec::new();
+    let mut children = Vec::new();
     let mut skipped = Vec::new();
     for img in descendants {
         let Some(spec) = &img.parent else { continue };
-        let Some(pin) = new_versions.get(&spec.name).cloned() else {
+        if spec.name != from.name {
             skipped.push(Skipped {
                 image: img.name.clone(),
-                reason: format!("its parent {} is not rebuilt in this cascade", spec.name),
-            });
-            continue;
-        };
-        if !spec.requirement.matches(&pin.version) {
-            skipped.push(Skipped {
-                image: img.name.clone(),
-                reason: format!("{pin} does not satisfy its parent_version `{}`; change imagepipe.toml to adopt it", spec.requirement),
+                reason: format!(
+                    "tagged when its parent {} is rebuilt and published (that run continues the cascade)",
+                    spec.name
+                ),
             });
             continue;
         }
-        let last = releases.get(&img.name).and_then(|v| v.last());
-        if let Some((v, t)) = last {
-            let already = git::tags::message(dir, &t.name)?;
-            if git::parse_parent_pin(&already)
+        if !spec.requirement.matches(&from.version) {
+            skipped.push(Skipped {
+                image: img.name.clone(),
+                reason: format!("{from} does not satisfy its parent_version `{}`; change imagepipe.toml to adopt it", spec.requirement),
+            });
+            continue;
+        }
+        if let Some((_, t)) = releases.get(&img.name).and_then(|v| v.last())
+            && let git::tags::TagObject::Annotated { message, .. } = git::tags::read(dir, &t.name)?
+            && git::parse_parent_pin(&message)
                 .and_then(Result::ok)
                 .as_ref()
-                == Some(&pin)
-            {
-                // Cascaded before: its descendants follow that version.
-                new_versions.insert(
-                    img.name.clone(),
-                    ImageRef {
-                        name: img.name.clone(),
-                        version: v.clone(),
-                    },
-                );
-                skipped.push(Skipped {
-                    image: img.name.clone(),
-                    reason: format!("{} is already built on {pin}", t.name),
-                });
-                continue;
-            }
-        }
-        let previous = last.map(|(v, _)| v.clone());
-        let version = previous.as_ref().map_or_else(
-            || first_version(config, img),
-            |p| next_version(p, Bump::Patch),
-        );
-        new_versions.insert(
-            img.name.clone(),
-            ImageRef {
-                name: img.name.clone(),
-                version: version.clone(),
-            },
-        );
-        if !scope.iter().any(|s| s.name == img.name) {
+                == Some(from)
+        {
+            skipped.push(Skipped {
+                image: img.name.clone(),
+                reason: format!("{} is already built on {from}", t.name),
+            });
             continue;
         }
-        let mut p = Planned::new(
-            config,
-            img,
-            previous,
-            version,
-            head,
-            format!("rebuild on {pin}"),
-        );
-        p.parent = Some(pin);
-        planned.push(p);
+        if scope.iter().any(|s| s.name == img.name) {
+            children.push(img);
+        }
+    }
+    let mut planned = Vec::new();
+    if !children.is_empty() {
+        for c in changes(dir, head, &children, &releases)? {
+            let (previous, version, why) = c.next(config, Some(Bump::Patch));
+            let reason = if c.commits.is_empty() {
+                format!("rebuild on {from}")
+            } else {
+                format!("rebuild on {from}; {why}")
+            };
+            let mut p = Planned::new(config, c.image, previous, version, head, reason);
+            p.commits = c.commits;
+            p.parent = Some(from.clone());
+            planned.push(p);
+        }
     }
     mark_existing(&all_tags, &mut planned)?;
     Ok((planned, skipped))
@@ -449,7 +575,11 @@ pub fn create_with_git(
     };
     let names: Vec<String> = planned.iter().map(|p| p.tag.clone()).collect();
     if let Err(source) = git::tags::push_atomic(dir, remote, &names) {
-        let on_remote = git::tags::remote_commits(dir, remote, &names).unwrap_or_default();
+        let on_remote: HashMap<String, String> = git::tags::list_remote(dir, remote, &names)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, t)| (name, t.commit))
+            .collect();
         let conflict = planned
             .iter()
             .find(|p| on_remote.get(&p.tag).is_some_and(|c| c != &p.commit));

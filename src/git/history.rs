@@ -51,6 +51,29 @@ pub fn walk(dir: &Path, tips: &[&str], exclude: &[&str]) -> Result<Vec<Commit>, 
     Ok(parse_log(&bytes))
 }
 
+/// The files that differ between the merge base of `base` and HEAD, and HEAD: what a pull
+/// request onto `base` changes, as GitHub lists it.
+pub fn changed_since(dir: &Path, base: &str) -> Result<Vec<String>, GitError> {
+    let range = format!("{base}...HEAD");
+    let out = git_bytes(
+        dir,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            "--end-of-options",
+            &range,
+            "--",
+        ],
+    )?;
+    Ok(String::from_utf8_lossy(&out)
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 /// Parses `git log -z --name-only --format=%x1e%H %P%x1f%s%x1f%b%x1f`.
 pub fn parse_log(out: &[u8]) -> Vec<Commit> {
     let text = String::from_utf8_lossy(out);

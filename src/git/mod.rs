@@ -1,6 +1,7 @@
 //! Git, through the `git` command: the same program, configuration and credentials the user's
 //! CI already uses to fetch and push.
 
+pub mod checkout;
 pub mod history;
 pub mod tags;
 
@@ -46,6 +47,42 @@ pub(crate) fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> 
     Ok(out.stdout)
 }
 
+/// [`git_bytes`] with `input` on git's stdin.
+pub(crate) fn git_bytes_stdin(
+    dir: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> Result<Vec<u8>, GitError> {
+    use std::io::Write as _;
+    let spawn = |source| GitError::Spawn {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // git reads all of its input before it answers, so writing first cannot deadlock.
+        stdin.write_all(input).map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        return Err(GitError::Failed {
+            dir: dir.to_path_buf(),
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
 /// [`git_bytes`] as trimmed text.
 pub(crate) fn git_text(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&git_bytes(dir, args)?)
@@ -64,17 +101,6 @@ pub fn head(dir: &Path) -> Option<(String, bool)> {
     let dirty =
         git(dir, &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some((commit, dirty))
-}
-
-/// The `parent: <image>@<version>` pin in an annotated tag's message, if the tag exists here
-/// and carries one.
-pub fn tag_parent_pin(dir: &Path, tag: &str) -> Option<Result<ImageRef, crate::image::RefError>> {
-    let refname = format!(
-        "refs/tags/{}",
-        tag.strip_prefix("refs/tags/").unwrap_or(tag)
-    );
-    let message = git(dir, &["for-each-ref", "--format=%(contents)", &refname])?;
-    parse_parent_pin(&message)
 }
 
 /// Finds the pin line in a tag message.

@@ -54,16 +54,134 @@ pub fn resolve_commit(dir: &Path, rev: &str) -> Result<String, GitError> {
     )
 }
 
-/// The message of an annotated tag (empty for a lightweight one).
-pub fn message(dir: &Path, tag: &str) -> Result<String, GitError> {
-    git_text(
+/// What a tag ref is in one repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagObject {
+    /// An annotated tag: a tag object with its own message.
+    Annotated {
+        commit: String,
+        message: String,
+    },
+    /// A ref straight to a commit. `actions/checkout` and other CD checkouts fetch tags this
+    /// way (`+<sha>:refs/tags/<name>`), even when the tag is annotated on the remote, so a
+    /// lightweight ref here says nothing about what the tag is.
+    Lightweight {
+        commit: String,
+    },
+    Missing,
+}
+
+/// Reads a tag from the local repository. The message comes only from a tag object: on a
+/// lightweight ref `%(contents)` is the commit's message, which must never be read as a tag's.
+pub fn read(dir: &Path, tag: &str) -> Result<TagObject, GitError> {
+    read_ref(dir, &format!("refs/tags/{tag}"))
+}
+
+fn read_ref(dir: &Path, refname: &str) -> Result<TagObject, GitError> {
+    let out = git_bytes(
         dir,
         &[
             "for-each-ref",
-            "--format=%(contents)",
-            &format!("refs/tags/{tag}"),
+            "--format=%(objecttype)%00%(objectname)%00%(*objectname)%00%(contents)",
+            refname,
         ],
-    )
+    )?;
+    let text = String::from_utf8_lossy(&out);
+    let mut f = text.splitn(4, '\0');
+    let (kind, object, peeled, contents) = (
+        f.next().unwrap_or(""),
+        f.next().unwrap_or(""),
+        f.next().unwrap_or(""),
+        f.next().unwrap_or(""),
+    );
+    Ok(match kind {
+        "" => TagObject::Missing,
+        "tag" => TagObject::Annotated {
+            commit: peeled.to_string(),
+            message: contents.trim_end_matches('\n').to_string(),
+        },
+        _ => TagObject::Lightweight {
+            commit: object.to_string(),
+        },
+    })
+}
+
+/// Fetches one tag from `remote` into a private ref, reads it, and removes the private ref
+/// again, so that the checkout's own refs are never changed by reading a tag.
+pub fn read_remote(dir: &Path, remote: &str, tag: &str) -> Result<TagObject, GitError> {
+    let private = format!("refs/imagepipe/fetched-tags/{tag}");
+    let spec = format!("+refs/tags/{tag}:{private}");
+    let fetched = git_bytes(
+        dir,
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            remote,
+            &spec,
+        ],
+    );
+    let result = match fetched {
+        Ok(_) => read_ref(dir, &private),
+        // `couldn't find remote ref`: the remote has no such tag.
+        Err(GitError::Failed { stderr, .. }) if stderr.contains("find remote ref") => {
+            Ok(TagObject::Missing)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = git_bytes(dir, &["update-ref", "-d", &private]);
+    result
+}
+
+/// One tag as `git ls-remote --tags` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTag {
+    /// The object the ref names: a tag object for an annotated tag, else the commit.
+    pub object: String,
+    /// The commit, peeled through a tag object.
+    pub commit: String,
+}
+
+/// The tags of `remote` by name: those named in `only`, or all of them when it is empty.
+pub fn list_remote(
+    dir: &Path,
+    remote: &str,
+    only: &[String],
+) -> Result<std::collections::BTreeMap<String, RemoteTag>, GitError> {
+    let refs: Vec<String> = only.iter().map(|t| format!("refs/tags/{t}")).collect();
+    let mut args = vec!["ls-remote", "--tags", "--end-of-options", remote];
+    args.extend(refs.iter().map(String::as_str));
+    let out = git_text(dir, &args)?;
+    let mut map: std::collections::BTreeMap<String, RemoteTag> = Default::default();
+    for line in out.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let Some(name) = name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        match name.strip_suffix("^{}") {
+            Some(n) => {
+                let t = map.entry(n.to_string()).or_insert_with(|| RemoteTag {
+                    object: String::new(),
+                    commit: String::new(),
+                });
+                t.commit = sha.to_string();
+            }
+            None => {
+                let t = map.entry(name.to_string()).or_insert_with(|| RemoteTag {
+                    object: String::new(),
+                    commit: String::new(),
+                });
+                t.object = sha.to_string();
+                if t.commit.is_empty() {
+                    t.commit = sha.to_string();
+                }
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// Creates an annotated tag on `commit`, with the message exactly as given.
@@ -126,36 +244,6 @@ pub fn push_atomic(dir: &Path, remote: &str, tags: &[String]) -> Result<(), GitE
     let mut args = vec!["push", "--atomic", "--porcelain", "--no-verify", remote];
     args.extend(refs.iter().map(String::as_str));
     git_bytes(dir, &args).map(|_| ())
-}
-
-/// The commits the remote's tags point at (peeled), for the given tag names.
-pub fn remote_commits(
-    dir: &Path,
-    remote: &str,
-    tags: &[String],
-) -> Result<std::collections::HashMap<String, String>, GitError> {
-    let refs: Vec<String> = tags.iter().map(|t| format!("refs/tags/{t}")).collect();
-    let mut args = vec!["ls-remote", "--tags", remote];
-    args.extend(refs.iter().map(String::as_str));
-    let out = git_text(dir, &args)?;
-    let mut map = std::collections::HashMap::new();
-    for line in out.lines() {
-        let Some((sha, name)) = line.split_once('\t') else {
-            continue;
-        };
-        let name = name.trim_start_matches("refs/tags/");
-        match name.strip_suffix("^{}") {
-            // The peeled line wins over the tag object's.
-            Some(n) => {
-                map.insert(n.to_string(), sha.to_string());
-            }
-            None => {
-                map.entry(name.to_string())
-                    .or_insert_with(|| sha.to_string());
-            }
-        }
-    }
-    Ok(map)
 }
 
 /// The common ancestor of several commits, below which no commit matters to any of them.

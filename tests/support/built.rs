@@ -17,6 +17,23 @@ pub fn built(
     files: &[(&str, &[u8])],
     scan: Option<GateStatus>,
 ) -> PathBuf {
+    let parent = record::ParentId {
+        name: "vendor/debian-12".parse().unwrap(),
+        version: "12.8.0".parse().unwrap(),
+        record_sha256: imagepipe::hash::Sha256Hex::digest(b"parent"),
+    };
+    built_as(dir, "global/debian-12", version, Some(parent), files, scan)
+}
+
+/// [`built`] for any image and parent.
+pub fn built_as(
+    dir: &Path,
+    image: &str,
+    version: &str,
+    parent: Option<record::ParentId>,
+    files: &[(&str, &[u8])],
+    scan: Option<GateStatus>,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let mut artifacts = Vec::new();
     for (name, bytes) in files {
@@ -38,14 +55,10 @@ pub fn built(
     let record = Record {
         schema_version: record::SCHEMA_VERSION,
         image: ImageId {
-            name: "global/debian-12".parse().unwrap(),
+            name: image.parse().unwrap(),
             version: version.parse().unwrap(),
         },
-        parent: Some(record::ParentId {
-            name: "vendor/debian-12".parse().unwrap(),
-            version: "12.8.0".parse().unwrap(),
-            record_sha256: imagepipe::hash::Sha256Hex::digest(b"parent"),
-        }),
+        parent,
         source: Source {
             commit: Some("c".repeat(40)),
             tag: None,

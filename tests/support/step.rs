@@ -172,3 +172,14 @@ pub fn action_defaults(cmd: &mut Command, action_yml: &str) {
         cmd.env(var.as_str().unwrap(), default);
     }
 }
+
+/// Another step's binary, which `cargo test --workspace` builds beside this package's own.
+pub fn sibling_bin(this: &str, name: &str) -> std::path::PathBuf {
+    let p = Path::new(this).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the workspace's tests (`cargo test --workspace`), which build every step",
+        p.display()
+    );
+    p
+}

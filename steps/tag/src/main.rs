@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use imagepipe::config::{Config, Image};
-use imagepipe::github::{self, Gate, GitHub};
+use imagepipe::github::{self, Gate};
 use imagepipe::image::ImageRef;
 use imagepipe::step::{self, CommonArgs, Outcome, Ui};
 use imagepipe::tag;
@@ -124,13 +124,25 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
             .map(|n| config.image(n))
             .collect::<Result<_, _>>()?
     };
+    let remote = args
+        .remote
+        .clone()
+        .unwrap_or_else(|| config.tag.remote.clone());
+    // Versions come from the whole history and every tag, never from a partial checkout.
+    tag::complete_history(&config, &dir, &remote, &|note| ui.info(note))?;
     let (planned, skipped) = match &args.cascade_from {
         Some(from) => {
             let from: ImageRef = from.parse().context("--cascade-from")?;
             config.image(from.name.as_str())?;
-            tag::plan_cascade(&config, &dir, &head, &from, &scope)?
+            let plan = tag::plan_cascade(&config, &dir, &head, &from, &scope)?;
+            // A child's build starts as soon as its tag exists, and needs its pinned parent.
+            if plan.0.iter().any(|p| !p.exists) {
+                let store = imagepipe::store::open(&config.store, &ui)?;
+                tag::check_published(store.as_ref(), &from).await?;
+            }
+            plan
         }
-        None => (tag::plan_changes(&config, &dir, &head, &scope)?, Vec::new()),
+        None => tag::plan_changes(&config, &dir, &head, &scope)?,
     };
     tag::report_plan(&ui, &planned, &skipped);
     if planned.iter().all(|p| p.exists) {
@@ -138,26 +150,17 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Done);
     }
 
-    let repository = || {
-        args.repository
-            .clone()
-            .or_else(|| config.tag.github_repository.clone())
-            .or_else(|| env::var(env::GITHUB_REPOSITORY))
-            .or_else(|| git::tags::github_repository(&dir, args.remote.as_deref().unwrap_or(&config.tag.remote)))
-            .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")
-    };
-    let api_url =
-        env::var(env::GITHUB_API_URL).unwrap_or_else(|| github::DEFAULT_API_URL.to_string());
-    let client = |token| {
-        GitHub::new(&api_url, &token, &repository()?, Default::default())
-            .map_err(anyhow::Error::from)
+    let client = |token: &imagepipe::secret::Secret| {
+        let repository = github::repository(args.repository.as_deref(), &config, &remote)
+            .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
+        github::connect(&repository, token).map_err(anyhow::Error::from)
     };
     let review = if args.no_review_gate {
         ui.warn("the review gate is skipped (--no-review-gate); the tag messages record it");
         "gate skipped with --no-review-gate".to_string()
     } else {
         let token = github::token(&ui).context("the review gate needs a GitHub token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN (or pass --no-review-gate for local use)")?;
-        let gh = client(token)?;
+        let gh = client(&token)?;
         match github::review_gate(
             &gh,
             &head,
@@ -185,17 +188,13 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
     let messages: Vec<String> = planned.iter().map(|p| tag::message(p, &review)).collect();
     let created = match args.via {
         Via::Git => {
-            let remote = args.push.then(|| {
-                args.remote
-                    .clone()
-                    .unwrap_or_else(|| config.tag.remote.clone())
-            });
-            tag::create_with_git(&dir, &planned, &messages, remote.as_deref())?
+            let push = args.push.then_some(remote.as_str());
+            tag::create_with_git(&dir, &planned, &messages, push)?
         }
         Via::Github => {
             let token = github::token(&ui)
                 .context("--via github needs a token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN")?;
-            tag::create_with_api(&client(token)?, &planned, &messages).await?
+            tag::create_with_api(&client(&token)?, &planned, &messages).await?
         }
     };
     tag::report_created(&ui, &planned, &created)?;

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../tests/support/built.rs"]
+mod built;
 mod github;
 #[path = "../../../tests/support/server.rs"]
 mod server;
@@ -80,6 +82,16 @@ impl Repo {
             .collect()
     }
 
+    /// Puts a record of `image@version` into the embedded default store, as publishing does.
+    fn publish(&self, image: &str, version: &str) {
+        let dir = self
+            .path()
+            .join(".imagepipe/store")
+            .join(image)
+            .join(version);
+        built::built_as(&dir, image, version, None, &[], None);
+    }
+
     fn message(&self, tag: &str) -> String {
         self.git(&[
             "for-each-ref",
@@ -141,9 +153,26 @@ parent = "product/nginx"
 parent_version = "^1"
 "#;
 
-/// The layered repository with every image released once.
+/// Two images of two chains, tagged in one run.
+const TWO_ROOTS: &str = r#"
+[tag]
+first_version = "1.0.0"
+
+[[image]]
+name = "vendor/debian-12"
+template = "images/vendor"
+first_version = "12.0.0"
+
+[[image]]
+name = "global/debian-12"
+template = "images/global"
+"#;
+
+/// The layered repository with every image released once, as CI and CD release them: CI tags
+/// the vendor image, and each published layer's cascade tags its children.
 fn released() -> Repo {
     let repo = Repo::new(LAYERS);
+    repo.write(".gitignore", ".imagepipe/\n");
     repo.commit(
         "initial layout",
         &[
@@ -153,7 +182,18 @@ fn released() -> Repo {
             "images/web/w.pkr.hcl",
         ],
     );
-    assert_exit(&repo.tag(&[]), 0);
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    assert_eq!(repo.tags(), ["vendor/debian-12/v12.0.0"]);
+    for from in [
+        "vendor/debian-12@12.0.0",
+        "global/debian-12@1.0.0",
+        "product/nginx@1.0.0",
+    ] {
+        let (image, version) = from.split_once('@').unwrap();
+        repo.publish(image, version);
+        assert_exit(&repo.tag(&["--cascade-from", from]), 0);
+    }
     assert_eq!(
         repo.tags(),
         [
@@ -185,7 +225,13 @@ fn tags_exactly_the_images_whose_paths_changed() {
         .filter(|t| t.contains("/v1.") && !t.ends_with("v1.0.0"))
         .collect();
     new.sort();
-    assert_eq!(new, ["global/debian-12/v1.1.0", "service/web/v1.0.1"]);
+    // The web image changed too, but below global: its tag comes with global's cascade.
+    assert_eq!(new, ["global/debian-12/v1.1.0"]);
+    assert!(
+        stderr(&out).contains("service/web  skipped: 1 commit(s) changed it, but its ancestor global/debian-12 is tagged now"),
+        "{}",
+        stderr(&out)
+    );
     let msg = repo.message("global/debian-12/v1.1.0");
     assert!(msg.starts_with("global/debian-12 v1.1.0\n\n1 commit(s) changed its paths since global/debian-12/v1.0.0 (minor)\n"), "{msg}");
     assert!(
@@ -205,6 +251,12 @@ fn tags_exactly_the_images_whose_paths_changed() {
         repo.git(&["rev-parse", "global/debian-12/v1.1.0^{commit}"]),
         repo.git(&["rev-parse", "HEAD"])
     );
+
+    // A later run no longer sees global tagged in the same run: web's own change is tagged
+    // then, unpinned, and built on the newest published global.
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    assert!(repo.tags().contains(&"service/web/v1.0.1".to_string()));
 
     // Nothing changed since: nothing to tag.
     let out = repo.tag(&[]);
@@ -229,18 +281,40 @@ fn a_parent_change_tags_only_the_parent_and_shared_paths_tag_every_owner() {
         "children are rebuilt by the cascade, not here"
     );
 
+    // A shared path changes two images of one chain: the ancestor is tagged now, and the
+    // descendant, whose build needs the new ancestor, by the cascade with its own changes.
     repo.commit("feat!: new CIS benchmark", &["shared/hardening/cis.yml"]);
-    assert_exit(&repo.tag(&[]), 0);
+    let out = repo.tag(&[]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("product/nginx  skipped: 1 commit(s) changed it, but its ancestor global/debian-12 is tagged now: the cascade tags it with these changes once global/debian-12 is published"),
+        "{}",
+        stderr(&out)
+    );
     let tags = repo.tags();
     assert!(
         tags.contains(&"global/debian-12/v2.0.0".to_string()),
         "{tags:?}"
     );
+    assert_eq!(tags.len(), 6);
+    repo.publish("global/debian-12", "2.0.0");
+    let out = repo.tag(&["--cascade-from", "global/debian-12@2.0.0"]);
+    assert_exit(&out, 0);
     assert!(
-        tags.contains(&"product/nginx/v2.0.0".to_string()),
-        "{tags:?}"
+        repo.tags().contains(&"product/nginx/v2.0.0".to_string()),
+        "the breaking change of its own makes the rebuild a major release: {}",
+        stderr(&out)
     );
-    assert_eq!(tags.len(), 7);
+    let message = repo.message("product/nginx/v2.0.0");
+    assert!(message.contains("rebuild on global/debian-12@2.0.0; 1 commit(s) changed its paths since product/nginx/v1.0.0 (major)"), "{message}");
+    assert!(
+        message.contains("- feat!: new CIS benchmark ("),
+        "{message}"
+    );
+    assert!(
+        message.contains("\nparent: global/debian-12@2.0.0\n"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -312,25 +386,56 @@ fn existing_tags_are_never_moved() {
 }
 
 #[test]
-fn cascade_tags_every_descendant_in_order_with_pins() {
+fn cascade_tags_children_pinned_to_published_parents() {
     let repo = released();
     repo.commit("fix(vendor): point release", &["images/vendor/v.pkr.hcl"]);
     assert_exit(&repo.tag(&[]), 0);
+    let created = |out: &Output| -> Vec<String> {
+        stderr(out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("created "))
+            .map(str::to_string)
+            .collect()
+    };
+
+    // A version that is not published yet cannot be cascaded from: the children's builds
+    // would not find their parent.
+    let out = repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(
+            "--cascade-from vendor/debian-12@12.0.1: that version is not published in file:"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.tags().len(), 5, "nothing was tagged");
+
+    // Published, each level tags only its children, pinned to the parent CD just published;
+    // the grandchildren follow when their parents are published in turn.
+    repo.publish("vendor/debian-12", "12.0.1");
     let out = repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]);
     assert_exit(&out, 0);
-    let err = stderr(&out);
-    let order: Vec<&str> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("created "))
-        .collect();
-    assert_eq!(
-        order,
-        [
-            "global/debian-12/v1.0.1",
-            "product/nginx/v1.0.1",
-            "service/web/v1.0.1"
-        ]
+    assert_eq!(created(&out), ["global/debian-12/v1.0.1"]);
+    assert!(
+        stderr(&out).contains("product/nginx  skipped: tagged when its parent global/debian-12 is rebuilt and published (that run continues the cascade)"),
+        "{}",
+        stderr(&out)
     );
+    for (from, child, tag) in [
+        (
+            "global/debian-12@1.0.1",
+            "product/nginx",
+            "product/nginx/v1.0.1",
+        ),
+        ("product/nginx@1.0.1", "service/web", "service/web/v1.0.1"),
+    ] {
+        let (image, version) = from.split_once('@').unwrap();
+        repo.publish(image, version);
+        let out = repo.tag(&["--cascade-from", from]);
+        assert_exit(&out, 0);
+        assert_eq!(created(&out), [tag], "{child}");
+    }
     assert!(
         repo.message("global/debian-12/v1.0.1")
             .contains("\nparent: vendor/debian-12@12.0.1\n")
@@ -344,7 +449,7 @@ fn cascade_tags_every_descendant_in_order_with_pins() {
             .contains("\nparent: product/nginx@1.0.1\n")
     );
 
-    // Running it again is a no-op: every descendant is already built on the new parent.
+    // Running it again is a no-op: the child is already built on the new parent.
     let out = repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]);
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("global/debian-12  skipped: global/debian-12/v1.0.1 is already built on vendor/debian-12@12.0.1"), "{}", stderr(&out));
@@ -417,9 +522,10 @@ fn parse_round_trips_every_tag_this_step_creates() {
     let repo = released();
     repo.commit("fix(vendor): x", &["images/vendor/v.pkr.hcl"]);
     assert_exit(&repo.tag(&[]), 0);
+    repo.publish("vendor/debian-12", "12.0.1");
     assert_exit(&repo.tag(&["--cascade-from", "vendor/debian-12@12.0.1"]), 0);
     let tags = repo.tags();
-    assert_eq!(tags.len(), 8);
+    assert_eq!(tags.len(), 6);
     for t in &tags {
         let out = repo.run(&["parse", t, "--json"]);
         assert_exit(&out, 0);
@@ -445,7 +551,7 @@ fn parse_round_trips_every_tag_this_step_creates() {
 
 fn bare_remote(repo: &Repo) -> tempfile::TempDir {
     let remote = tempfile::tempdir().unwrap();
-    git_in(remote.path(), &["init", "-q", "--bare"]);
+    git_in(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
     repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
     repo.git(&["push", "-q", "origin", "main"]);
     remote
@@ -453,13 +559,14 @@ fn bare_remote(repo: &Repo) -> tempfile::TempDir {
 
 #[test]
 fn push_is_atomic_and_a_lost_race_leaves_nothing_behind() {
-    let repo = Repo::new(LAYERS);
+    let repo = Repo::new(TWO_ROOTS);
     repo.commit(
         "initial",
         &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
     );
     let remote = bare_remote(&repo);
-    // Another run already pushed one of the tags, on another commit.
+    // Another run pushes one of the tags, on another commit, just before this run's push: the
+    // remote's hook lands it, then turns this push away.
     let other = tempfile::tempdir().unwrap();
     git_in(
         other.path(),
@@ -467,26 +574,21 @@ fn push_is_atomic_and_a_lost_race_leaves_nothing_behind() {
     );
     std::fs::write(other.path().join("x"), "x").unwrap();
     git_in(other.path(), &["add", "x"]);
+    git_in(other.path(), &["commit", "-qm", "other"]);
     git_in(
         other.path(),
-        &[
-            "-c",
-            "user.name=o",
-            "-c",
-            "user.email=o@e",
-            "commit",
-            "-qm",
-            "other",
-        ],
+        &["push", "-q", "origin", "HEAD:refs/heads/other"],
     );
-    git_in(
-        other.path(),
-        &["tag", "-a", "global/debian-12/v1.0.0", "-m", "theirs"],
-    );
-    git_in(
-        other.path(),
-        &["push", "-q", "origin", "global/debian-12/v1.0.0"],
-    );
+    let theirs = git_in(other.path(), &["rev-parse", "HEAD"]);
+    let hook = remote.path().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nenv -u GIT_QUARANTINE_PATH git update-ref refs/tags/global/debian-12/v1.0.0 {theirs}\nrm \"$0\"\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let out = repo.tag(&["--push"]);
     assert_exit(&out, 2);
@@ -741,7 +843,7 @@ fn tags_through_the_api() {
 
 #[test]
 fn api_conflicts_roll_back_what_the_run_created() {
-    let repo = Repo::new(LAYERS);
+    let repo = Repo::new(TWO_ROOTS);
     let head = repo.commit(
         "feat: images",
         &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
@@ -827,4 +929,190 @@ fn action_yml_matches_the_cli_and_the_outputs() {
         "{}",
         stderr(out)
     );
+}
+
+/// `released()` with one more change, pushed with its tags to a bare remote that serves
+/// shallow and by-commit fetches as GitHub does.
+fn released_with_remote() -> (Repo, tempfile::TempDir) {
+    let repo = released();
+    repo.commit("feat(global): auditd", &["images/global/g.pkr.hcl"]);
+    let remote = bare_remote(&repo);
+    git_in(
+        remote.path(),
+        &["config", "uploadpack.allowAnySHA1InWant", "true"],
+    );
+    repo.git(&["push", "-q", "origin", "main", "--tags"]);
+    (repo, remote)
+}
+
+fn file_url(dir: &Path) -> String {
+    // `--depth` is ignored for plain paths: only a URL makes a real shallow clone.
+    format!("file://{}", dir.display())
+}
+
+fn plan_json(out: &Output) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["planned"].clone()
+}
+
+#[test]
+fn ci_checkouts_plan_exactly_what_a_full_clone_plans() {
+    let (repo, remote) = released_with_remote();
+    let full = repo.tag(&["--dry-run", "--json"]);
+    assert_exit(&full, 0);
+    let want = plan_json(&full);
+    assert_eq!(want[0]["tag"], "global/debian-12/v1.1.0");
+    assert_eq!(want.as_array().unwrap().len(), 1);
+
+    // actions/checkout's default (`--depth 1`, no tags), and a full clone without tags.
+    let scratch = tempfile::tempdir().unwrap();
+    for (name, args, fetched) in [
+        (
+            "shallow",
+            vec!["clone", "-q", "--depth", "1", "--no-tags"],
+            "this checkout is a shallow clone: fetching the whole history, 4 missing tag(s) from `origin`",
+        ),
+        (
+            "tagless",
+            vec!["clone", "-q", "--no-tags"],
+            "this checkout lacks tags its remote has: fetching 4 missing tag(s) from `origin`",
+        ),
+    ] {
+        let dir = scratch.path().join(name);
+        let mut args = args.clone();
+        let url = file_url(remote.path());
+        args.extend([url.as_str(), dir.to_str().unwrap()]);
+        git_in(scratch.path(), &args);
+        let ci = Repo {
+            dir: tempfile::TempDir::new_in(scratch.path()).unwrap(),
+        };
+        std::fs::remove_dir(ci.path()).unwrap();
+        std::fs::rename(&dir, ci.path()).unwrap();
+        let out = ci.tag(&["--dry-run", "--json"]);
+        assert_exit(&out, 0);
+        assert!(stderr(&out).contains(fetched), "{name}: {}", stderr(&out));
+        assert_eq!(plan_json(&out), want, "{name}");
+        assert_eq!(ci.git(&["rev-parse", "--is-shallow-repository"]), "false");
+
+        // Pushing from it creates the tag a full clone would have, and nothing else.
+        let out = ci.tag(&["--push"]);
+        assert_exit(&out, 0);
+        let on_remote = git_in(remote.path(), &["tag", "-l"]);
+        assert_eq!(on_remote.lines().count(), 5, "{on_remote}");
+        assert!(on_remote.contains("global/debian-12/v1.1.0"));
+        git_in(remote.path(), &["tag", "-d", "global/debian-12/v1.1.0"]);
+    }
+}
+
+#[test]
+fn an_incomplete_checkout_that_cannot_be_completed_tags_nothing() {
+    let (_repo, remote) = released_with_remote();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("ci");
+    git_in(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--no-tags",
+            &file_url(remote.path()),
+            dir.to_str().unwrap(),
+        ],
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["--no-review-gate"];
+        all.extend(args);
+        support::command(BIN, &dir, &all).output().unwrap()
+    };
+
+    // The remote cannot be reached: the tags it may hold cannot be known.
+    git_in(
+        &dir,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "file:///nonexistent/repo.git",
+        ],
+    );
+    let out = run(&["--push"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("cannot list the tags of remote `origin`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No remote at all: a shallow clone cannot be completed, with the fix named.
+    git_in(&dir, &["remote", "remove", "origin"]);
+    for args in [&["--dry-run"][..], &["--push"]] {
+        let out = run(args);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("is a shallow clone and has no remote `origin`"),
+            "{err}"
+        );
+        assert!(err.contains("`fetch-depth: 0`"), "{err}");
+        assert!(err.contains("git fetch --unshallow --tags"), "{err}");
+    }
+    assert_eq!(git_in(&dir, &["tag", "-l"]), "", "nothing was tagged");
+    assert_eq!(git_in(remote.path(), &["tag", "-l"]).lines().count(), 4);
+}
+
+#[test]
+fn a_local_tag_that_differs_from_the_remote_stops_the_plan() {
+    let (repo, remote) = released_with_remote();
+    // Someone moved a release tag in their clone.
+    repo.git(&["tag", "-f", "-a", "global/debian-12/v1.0.0", "-m", "moved"]);
+    let out = repo.tag(&["--dry-run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("tag global/debian-12/v1.0.0 is on commit")
+            && stderr(&out).contains("published tags are never moved"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = remote;
+}
+
+#[test]
+fn a_cd_checkout_of_a_lightweight_tag_gets_the_annotated_tags() {
+    let (repo, remote) = released_with_remote();
+    let tag = "vendor/debian-12/v12.0.0";
+    let sha = repo.git(&["rev-parse", &format!("{tag}^{{commit}}")]);
+    // What actions/checkout does for a tag push: the tag arrives as a lightweight ref.
+    let cd = tempfile::tempdir().unwrap();
+    git_in(cd.path(), &["init", "-q"]);
+    git_in(
+        cd.path(),
+        &["remote", "add", "origin", &file_url(remote.path())],
+    );
+    git_in(
+        cd.path(),
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--depth=1",
+            "origin",
+            &format!("+{sha}:refs/tags/{tag}"),
+        ],
+    );
+    git_in(cd.path(), &["checkout", "-q", tag]);
+    assert_eq!(git_in(cd.path(), &["cat-file", "-t", tag]), "commit");
+    std::fs::write(cd.path().join(".gitignore"), ".imagepipe/\n").unwrap();
+
+    let out = support::command(BIN, cd.path(), &["--no-review-gate", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("fetching the whole history, 3 missing tag(s), 1 annotated tag(s) held here as lightweight refs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(git_in(cd.path(), &["cat-file", "-t", tag]), "tag");
 }
