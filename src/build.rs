@@ -80,6 +80,34 @@ pub enum BuildError {
         tag: String,
         source: crate::image::RefError,
     },
+    #[error(
+        "the tag {tag} pins the parent to {pin}, but the build was asked to use {given}; a tag's \
+         build uses exactly the parent its tag names: drop --parent/--parent-record"
+    )]
+    PinContradicted {
+        tag: String,
+        pin: ImageRef,
+        given: String,
+    },
+    #[error(
+        "cannot read the annotated tag {tag}, whose `parent:` line says which parent to build on: \
+         {reason}; the build never guesses another parent. Fetch the tag itself \
+         (`git fetch origin +refs/tags/{tag}:refs/tags/{tag}`), read it through the GitHub API \
+         with --via github, or name the parent with --parent IMAGE@VERSION"
+    )]
+    TagUnreadable { tag: String, reason: String },
+    #[error(
+        "the tag {tag} is on commit {here} here but on {remote_commit} on the remote `{remote}`; \
+         published tags are never moved: check out the remote's tag"
+    )]
+    TagDiffers {
+        tag: String,
+        here: String,
+        remote_commit: String,
+        remote: String,
+    },
+    #[error(transparent)]
+    GitHub(#[from] crate::github::GitHubError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -130,9 +158,20 @@ pub enum ParentChoice {
     RecordFile(PathBuf),
 }
 
+/// Where a tag's annotation is read.
+#[derive(Debug, Clone, Default)]
+pub enum TagVia {
+    /// The local repository, then the tag object fetched from `tag.remote`.
+    #[default]
+    Git,
+    /// The GitHub API, for CD jobs without git access to the repository.
+    GitHub(crate::github::GitHub),
+}
+
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub tag_via: TagVia,
     pub image: Option<String>,
     pub version: Option<String>,
     pub tag: Option<String>,
@@ -207,6 +246,52 @@ impl VarValue {
     }
 }
 
+/// The parent as a template sees it.
+struct ParentVars {
+    name: String,
+    version: String,
+    /// Artifact name → location, the first being the primary one.
+    artifacts: Vec<(String, String)>,
+}
+
+/// Every variable imagepipe generates for a template.
+fn generated_variables(
+    name: &ImageName,
+    version: &Version,
+    commit: Option<&str>,
+    output_dir: &Path,
+    manifest_path: &Path,
+    parent: Option<&ParentVars>,
+) -> BTreeMap<String, VarValue> {
+    let text = |s: &str| VarValue::Text(s.to_string());
+    let mut variables = BTreeMap::new();
+    variables.insert("imagepipe_image".into(), text(name.as_str()));
+    variables.insert("imagepipe_version".into(), text(&version.to_string()));
+    variables.insert("imagepipe_git_commit".into(), text(commit.unwrap_or("")));
+    variables.insert(
+        "imagepipe_output_dir".into(),
+        text(&output_dir.display().to_string()),
+    );
+    variables.insert(
+        "imagepipe_manifest".into(),
+        text(&manifest_path.display().to_string()),
+    );
+    let (pname, pversion, primary, all) = match parent {
+        Some(p) => (
+            p.name.as_str(),
+            p.version.as_str(),
+            p.artifacts.first().map_or("", |a| a.1.as_str()),
+            p.artifacts.iter().cloned().collect(),
+        ),
+        None => ("", "", "", BTreeMap::new()),
+    };
+    variables.insert("imagepipe_parent_image".into(), text(pname));
+    variables.insert("imagepipe_parent_version".into(), text(pversion));
+    variables.insert("imagepipe_parent_artifact".into(), text(primary));
+    variables.insert("imagepipe_parent_artifacts".into(), VarValue::Map(all));
+    variables
+}
+
 /// How long Packer gets to clean up after an interrupt before it is killed.
 pub const CLEANUP_GRACE: Duration = Duration::from_secs(120);
 
@@ -250,16 +335,26 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
     let template = Template::inspect(&image.template)?;
 
     let mut choice = req.parent.clone();
-    if choice == ParentChoice::Resolve
+    let mut tag_pin = None;
+    if image.parent.is_some()
         && let Some(tag) = &tag
-        && let Some(pin) = crate::git::tag_parent_pin(&config.dir, tag)
+        && let Some(pin) = read_tag_pin(config, tag, &req.tag_via, ui).await?
     {
-        let pin = pin.map_err(|source| BuildError::BadTagPin {
-            tag: tag.clone(),
-            source,
-        })?;
-        ui.info(&format!("the tag {tag} pins the parent to {pin}"));
-        choice = ParentChoice::Pin(pin);
+        match &choice {
+            ParentChoice::Resolve => {
+                ui.info(&format!("the tag {tag} pins the parent to {pin}"));
+                choice = ParentChoice::Pin(pin.clone());
+            }
+            ParentChoice::Pin(given) if given != &pin => {
+                return Err(BuildError::PinContradicted {
+                    tag: tag.clone(),
+                    pin,
+                    given: given.to_string(),
+                });
+            }
+            _ => {}
+        }
+        tag_pin = Some(pin);
     }
     let parent = match &image.parent {
         None if choice != ParentChoice::Resolve => {
@@ -275,7 +370,20 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
             });
         }
         None => None,
-        Some(spec) => Some(resolve_parent(ui, config, &name, spec, &choice).await?),
+        Some(spec) => {
+            let parent = resolve_parent(ui, config, &name, spec, &choice).await?;
+            let built_on = parent.loaded.record.id();
+            if let (Some(pin), Some(tag)) = (&tag_pin, &tag)
+                && &built_on != pin
+            {
+                return Err(BuildError::PinContradicted {
+                    tag: tag.clone(),
+                    pin: pin.clone(),
+                    given: built_on.to_string(),
+                });
+            }
+            Some(parent)
+        }
     };
 
     let output_dir = match &req.output_dir {
@@ -322,35 +430,19 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
         },
     };
 
-    let mut variables = BTreeMap::new();
-    let text = |s: &str| VarValue::Text(s.to_string());
-    variables.insert("imagepipe_image".into(), text(name.as_str()));
-    variables.insert("imagepipe_version".into(), text(&version.to_string()));
-    variables.insert(
-        "imagepipe_git_commit".into(),
-        text(source.commit.as_deref().unwrap_or("")),
+    let parent_vars = parent.as_ref().map(|p| ParentVars {
+        name: p.loaded.record.image.name.to_string(),
+        version: p.loaded.record.image.version.to_string(),
+        artifacts: p.artifacts.clone(),
+    });
+    let variables = generated_variables(
+        &name,
+        &version,
+        source.commit.as_deref(),
+        &output_dir,
+        &manifest_path,
+        parent_vars.as_ref(),
     );
-    variables.insert(
-        "imagepipe_output_dir".into(),
-        text(&output_dir.display().to_string()),
-    );
-    variables.insert(
-        "imagepipe_manifest".into(),
-        text(&manifest_path.display().to_string()),
-    );
-    let (pname, pversion, primary, all) = match &parent {
-        Some(p) => (
-            p.loaded.record.image.name.to_string(),
-            p.loaded.record.image.version.to_string(),
-            p.artifacts.first().map(|a| a.1.clone()).unwrap_or_default(),
-            p.artifacts.iter().cloned().collect(),
-        ),
-        None => Default::default(),
-    };
-    variables.insert("imagepipe_parent_image".into(), text(&pname));
-    variables.insert("imagepipe_parent_version".into(), text(&pversion));
-    variables.insert("imagepipe_parent_artifact".into(), text(&primary));
-    variables.insert("imagepipe_parent_artifacts".into(), VarValue::Map(all));
     let passed: BTreeSet<String> = variables
         .keys()
         .filter(|k| template.variables.contains(*k))
@@ -412,6 +504,85 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
         source,
         force: req.force,
     })
+}
+
+/// The parent pin of a tag's annotation, read wherever the annotated tag lives; `None` only
+/// when the tag is known to carry none (an annotated tag without a pin, or a tag that is
+/// lightweight on the remote too, which imagepipe never creates).
+async fn read_tag_pin(
+    config: &Config,
+    tag: &str,
+    via: &TagVia,
+    ui: &Ui,
+) -> Result<Option<ImageRef>, BuildError> {
+    use crate::git::tags::{self, TagObject};
+    let unreadable = |reason: String| BuildError::TagUnreadable {
+        tag: tag.to_string(),
+        reason,
+    };
+    let found = match via {
+        TagVia::GitHub(gh) => gh.read_tag(tag).await?,
+        TagVia::Git => {
+            let dir = &config.dir;
+            let remote = &config.tag.remote;
+            let local = tags::read(dir, tag).map_err(|e| unreadable(e.to_string()))?;
+            if let TagObject::Annotated { .. } = local {
+                local
+            } else {
+                if !crate::git::checkout::has_remote(dir, remote) {
+                    return Err(unreadable(match local {
+                        TagObject::Missing => format!(
+                            "it is not in this checkout, and there is no remote `{remote}` to read it from"
+                        ),
+                        _ => format!(
+                            "this checkout holds it as a lightweight ref (as CI checkouts fetch tags), and there is no remote `{remote}` to read the tag object from"
+                        ),
+                    }));
+                }
+                let remote_tag = tags::read_remote(dir, remote, tag)
+                    .map_err(|e| unreadable(format!("reading it from `{remote}` failed: {e}")))?;
+                match (&local, &remote_tag) {
+                    (TagObject::Missing, TagObject::Missing) => {
+                        return Err(unreadable(format!(
+                            "it exists neither in this checkout nor on `{remote}`"
+                        )));
+                    }
+                    // A tag made by hand in this checkout only.
+                    (TagObject::Lightweight { .. }, TagObject::Missing) => local,
+                    (
+                        TagObject::Lightweight { commit: here },
+                        TagObject::Annotated { commit, .. } | TagObject::Lightweight { commit },
+                    ) if here != commit => {
+                        return Err(BuildError::TagDiffers {
+                            tag: tag.to_string(),
+                            here: here.clone(),
+                            remote_commit: commit.clone(),
+                            remote: remote.clone(),
+                        });
+                    }
+                    _ => {
+                        ui.info(&format!("read the annotated tag {tag} from `{remote}`"));
+                        remote_tag
+                    }
+                }
+            }
+        }
+    };
+    match found {
+        TagObject::Annotated { message, .. } => crate::git::parse_parent_pin(&message)
+            .transpose()
+            .map_err(|source| BuildError::BadTagPin {
+                tag: tag.to_string(),
+                source,
+            }),
+        TagObject::Lightweight { .. } => {
+            ui.info(&format!(
+                "the tag {tag} is a lightweight tag, which pins no parent"
+            ));
+            Ok(None)
+        }
+        TagObject::Missing => Err(unreadable("the repository has no such tag".into())),
+    }
 }
 
 async fn resolve_parent(
@@ -535,14 +706,7 @@ impl Plan {
 
     /// The generated var file: the variables the template declares, then the config's own.
     pub fn var_file_text(&self) -> String {
-        let mut out = String::from("# Generated by imagepipe-build; do not edit.\n");
-        for name in &self.passed {
-            out.push_str(&format!("{name} = {}\n", self.variables[name].hcl()));
-        }
-        for (k, v) in &self.image.variables {
-            out.push_str(&format!("{k} = {}\n", packer::template::hcl_string(v)));
-        }
-        out
+        var_file_text(&self.variables, &self.passed, &self.image)
     }
 
     fn invocations(&self) -> impl Iterator<Item = &Invocation> {
@@ -611,6 +775,133 @@ impl Plan {
             }).collect::<Vec<_>>(),
         })
     }
+}
+
+/// The generated var file: the variables the template declares, then the config's own.
+fn var_file_text(
+    variables: &BTreeMap<String, VarValue>,
+    passed: &BTreeSet<String>,
+    image: &Image,
+) -> String {
+    let mut out = String::from("# Generated by imagepipe-build; do not edit.\n");
+    for name in passed {
+        out.push_str(&format!("{name} = {}\n", variables[name].hcl()));
+    }
+    for (k, v) in &image.variables {
+        out.push_str(&format!("{k} = {}\n", packer::template::hcl_string(v)));
+    }
+    out
+}
+
+/// One template checked by [`validate`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Validated {
+    pub image: ImageName,
+    pub template: String,
+    /// What Packer said when the template is not valid.
+    pub error: Option<String>,
+}
+
+/// The parent version placeholders stand for in a validation.
+pub const PLACEHOLDER_VERSION: &str = "0.0.0-validate";
+
+/// Runs `packer validate` on each image's template, as a pull request needs it: with no store,
+/// no credentials and no network (`packer init` runs only for templates with
+/// `required_plugins`, and installs nothing that is already there). The generated variables get
+/// placeholders: the version [`PLACEHOLDER_VERSION`] and, for a parent, empty files for its
+/// primary artifact and for every key the template looks up in `imagepipe_parent_artifacts`.
+/// Nothing is written outside a temporary directory.
+pub async fn validate(
+    config: &Config,
+    images: &[&Image],
+    commit: Option<&str>,
+) -> Result<Vec<Validated>, BuildError> {
+    let mut out = Vec::new();
+    for image in images {
+        let template = Template::inspect(&image.template)?;
+        let scratch = tempfile::tempdir().map_err(|source| BuildError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BuildError::Io { path, source }
+        };
+        let parent = match &image.parent {
+            None => None,
+            Some(spec) => {
+                let dir = scratch.path().join("parent");
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                let mut keys: Vec<String> = template.parent_artifact_keys.iter().cloned().collect();
+                if keys.is_empty() {
+                    keys.push("artifact".into());
+                }
+                let mut artifacts = Vec::new();
+                for (i, key) in keys.into_iter().enumerate() {
+                    // Keys may hold `/`: the placeholder file is named by position instead.
+                    let file = dir.join(format!("artifact-{i}"));
+                    std::fs::write(&file, b"").map_err(io(&file))?;
+                    artifacts.push((key, file.display().to_string()));
+                }
+                Some(ParentVars {
+                    name: spec.name.to_string(),
+                    version: PLACEHOLDER_VERSION.into(),
+                    artifacts,
+                })
+            }
+        };
+        let version = Version::parse(PLACEHOLDER_VERSION).expect("a valid version");
+        let variables = generated_variables(
+            &image.name,
+            &version,
+            commit,
+            &scratch.path().join("output"),
+            &scratch.path().join("packer-manifest.json"),
+            parent.as_ref(),
+        );
+        let passed: BTreeSet<String> = variables
+            .keys()
+            .filter(|k| template.variables.contains(*k))
+            .cloned()
+            .collect();
+        let var_file = scratch.path().join("imagepipe.pkrvars.hcl");
+        std::fs::write(&var_file, var_file_text(&variables, &passed, image))
+            .map_err(io(&var_file))?;
+        let packer = Packer {
+            program: config.packer.clone(),
+            cwd: config.dir.clone(),
+        };
+        let tpl = template.path.display().to_string();
+        if template.required_plugins {
+            packer
+                .invocation(["init".to_string(), tpl.clone()])
+                .output()
+                .await?;
+        }
+        let args = ["validate".to_string()]
+            .into_iter()
+            .chain(
+                image
+                    .var_files
+                    .iter()
+                    .map(|f| format!("-var-file={}", f.display())),
+            )
+            .chain([format!("-var-file={}", var_file.display()), tpl]);
+        let error = match packer.invocation(args).output().await {
+            Ok(_) => None,
+            Err(PackerError::Failed { output, .. }) => Some(output),
+            Err(e) => return Err(e.into()),
+        };
+        out.push(Validated {
+            image: image.name.clone(),
+            template: template.path.strip_prefix(&config.dir).map_or_else(
+                |_| template.path.display().to_string(),
+                |p| p.display().to_string(),
+            ),
+            error,
+        });
+    }
+    Ok(out)
 }
 
 /// The result of a successful build.

@@ -35,6 +35,9 @@ pub const PACKER: &str = "IMAGEPIPE_PACKER";
 /// Git commit to record instead of asking git (CI systems that build from a tarball).
 pub const GIT_COMMIT: &str = "IMAGEPIPE_GIT_COMMIT";
 
+/// `imagepipe-build validate`: only the images a pull request onto this revision changes.
+pub const CHANGED_SINCE: &str = "IMAGEPIPE_CHANGED_SINCE";
+
 /// `imagepipe-tag`: rebuild every descendant of `<image>@<version>`.
 pub const CASCADE_FROM: &str = "IMAGEPIPE_CASCADE_FROM";
 /// `imagepipe-tag`: the commit to tag (default `HEAD`).

@@ -29,6 +29,9 @@ pub struct Template {
     pub files: Vec<PathBuf>,
     pub variables: BTreeSet<String>,
     pub required_plugins: bool,
+    /// The keys it looks up in `var.imagepipe_parent_artifacts` (`…["disk"]`), so that a
+    /// validation without a built parent can offer each one.
+    pub parent_artifact_keys: BTreeSet<String>,
 }
 
 impl Template {
@@ -66,9 +69,11 @@ impl Template {
         }
         let mut variables = BTreeSet::new();
         let mut required_plugins = false;
+        let mut parent_artifact_keys = BTreeSet::new();
         for f in &files {
             let text = std::fs::read_to_string(f).map_err(read_err(f))?;
             required_plugins |= text.contains("required_plugins");
+            parent_artifact_keys.extend(looked_up_keys(&text, "imagepipe_parent_artifacts"));
             if f.extension().is_some_and(|e| e == "json") {
                 json_variables(&text, &mut variables);
             } else {
@@ -80,8 +85,33 @@ impl Template {
             files,
             variables,
             required_plugins,
+            parent_artifact_keys,
         })
     }
+}
+
+/// The string keys of `var.<map>["key"]` and `lookup(var.<map>, "key"` in HCL text.
+fn looked_up_keys(text: &str, map: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(map) {
+        rest = &rest[i + map.len()..];
+        let after = rest.trim_start();
+        let quoted = if let Some(a) = after.strip_prefix('[') {
+            a.trim_start().strip_prefix('"')
+        } else if let Some(a) = after.strip_prefix(',') {
+            a.trim_start().strip_prefix('"')
+        } else {
+            None
+        };
+        if let Some(key) = quoted.and_then(|q| q.split_once('"')).map(|(k, _)| k)
+            && !key.is_empty()
+            && !key.contains("${")
+        {
+            keys.push(key.to_string());
+        }
+    }
+    keys
 }
 
 /// `variable "name" {` blocks. HCL allows the label unquoted too, and leading whitespace.
@@ -141,6 +171,21 @@ pub fn hcl_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_artifact_keys_a_template_looks_up() {
+        let text = r#"
+  source = var.imagepipe_parent_artifacts["disk"]
+  iso    = lookup(var.imagepipe_parent_artifacts, "iso", "")
+  x      = var.imagepipe_parent_artifacts [ "ova/x.ova" ]
+  all    = var.imagepipe_parent_artifacts
+  y      = var.imagepipe_parent_artifacts["${var.k}"]
+"#;
+        assert_eq!(
+            looked_up_keys(text, "imagepipe_parent_artifacts"),
+            ["disk", "iso", "ova/x.ova"]
+        );
+    }
 
     #[test]
     fn finds_declared_variables_and_plugins() {

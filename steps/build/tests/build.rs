@@ -12,6 +12,10 @@ use imagepipe::image::ImageRef;
 use imagepipe::record::{ArtifactKind, Format, Record};
 use imagepipe::store::{LocalStore, Store};
 
+#[path = "../../tag/tests/github/mod.rs"]
+mod github;
+#[path = "../../../tests/support/server.rs"]
+mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
 
@@ -780,7 +784,11 @@ fn github_outputs_summary_and_annotations() {
     assert_exit(out, 0);
     let outputs = &gh.outputs;
     let declared =
-        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+        support::check_action(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
+            BIN,
+            &["IMAGEPIPE_GITHUB_TOKEN"],
+        );
     assert_eq!(
         outputs.keys().cloned().collect::<Vec<_>>(),
         declared,
@@ -964,5 +972,294 @@ fn the_example_pipeline_builds() {
         cat("/usr/bin/telnetd"),
         "",
         "the global layer removed telnetd"
+    );
+}
+
+/// A pipeline repository with two published vendor versions, pushed to a bare remote that
+/// serves by-commit fetches as GitHub does, and an annotated tag there that pins the older one.
+fn tagged_remote() -> (Repo, tempfile::TempDir, String) {
+    let repo = layered_repo();
+    repo.write(".gitignore", ".imagepipe/\n");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "layers"]);
+    for v in ["1.0.0", "1.2.0"] {
+        assert_exit(&repo.run(&["--image", "vendor/base", "--version", v]), 0);
+        repo.publish("vendor/base", v);
+    }
+    let tag = "global/hardened/v0.4.1";
+    git(
+        repo.path(),
+        &[
+            "tag",
+            "-a",
+            tag,
+            "-m",
+            "global/hardened v0.4.1\n\nparent: vendor/base@1.0.0",
+        ],
+    );
+    let remote = tempfile::tempdir().unwrap();
+    git(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
+    git(
+        remote.path(),
+        &["config", "uploadpack.allowAnySHA1InWant", "true"],
+    );
+    let url = format!("file://{}", remote.path().display());
+    git(repo.path(), &["remote", "add", "origin", &url]);
+    git(repo.path(), &["push", "-q", "origin", "main", "--tags"]);
+    (repo, remote, url)
+}
+
+/// A checkout of `tag` as `actions/checkout` makes it for a tag push: the tag arrives as a
+/// lightweight ref, whatever it is on the remote.
+fn cd_checkout(url: &str, commit: &str, tag: &str) -> tempfile::TempDir {
+    let cd = tempfile::tempdir().unwrap();
+    git(cd.path(), &["init", "-q"]);
+    git(cd.path(), &["remote", "add", "origin", url]);
+    git(
+        cd.path(),
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--depth=1",
+            "origin",
+            &format!("+{commit}:refs/tags/{tag}"),
+        ],
+    );
+    git(cd.path(), &["checkout", "-q", tag]);
+    cd
+}
+
+/// The CD job's store is the one the parents were published to.
+fn share_store(repo: &Repo, cd: &Path) {
+    std::fs::create_dir_all(cd.join(".imagepipe")).unwrap();
+    std::os::unix::fs::symlink(
+        repo.path().join(".imagepipe/store"),
+        cd.join(".imagepipe/store"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_tag_checked_out_as_a_lightweight_ref_builds_on_its_pin() {
+    let (repo, _remote, url) = tagged_remote();
+    let tag = "global/hardened/v0.4.1";
+    let commit = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(repo.path())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let cd = cd_checkout(&url, commit.trim(), tag);
+    share_store(&repo, cd.path());
+    let build = |args: &[&str]| support::command(BIN, cd.path(), args).output().unwrap();
+
+    // The pin is read from the remote's annotated tag, not from the commit's message, and not
+    // replaced by the newest parent (1.2.0).
+    let out = build(&["--tag", tag]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("read the annotated tag global/hardened/v0.4.1 from `origin`"),
+        "{}",
+        stderr(&out)
+    );
+    let record = cd
+        .path()
+        .join(".imagepipe/build/global/hardened/0.4.1/imagepipe-record.json");
+    let r = Record::read(&record).unwrap().record;
+    assert_eq!(r.parent.unwrap().version.to_string(), "1.0.0");
+    let refs = Command::new("git")
+        .args(["for-each-ref", "--format=%(refname) %(objecttype)"])
+        .current_dir(cd.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&refs.stdout).trim(),
+        format!("refs/tags/{tag} commit"),
+        "reading the tag changed no ref of the checkout"
+    );
+
+    // A pin that contradicts what the build is asked to use stops it.
+    let out = build(&["--tag", tag, "--force", "--parent", "vendor/base@1.2.0"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("the tag global/hardened/v0.4.1 pins the parent to vendor/base@1.0.0, but the build was asked to use vendor/base@1.2.0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Without the remote the tag object cannot be read: no build, never another parent.
+    git(cd.path(), &["remote", "remove", "origin"]);
+    std::fs::remove_file(&record).unwrap();
+    let out = build(&["--tag", tag, "--force"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read the annotated tag global/hardened/v0.4.1"),
+        "{err}"
+    );
+    assert!(err.contains("lightweight ref"), "{err}");
+    assert!(err.contains("--via github"), "{err}");
+    assert!(!record.exists());
+}
+
+#[test]
+fn a_lightweight_tag_on_the_remote_pins_nothing() {
+    let (repo, _remote, url) = tagged_remote();
+    // Made by hand, lightweight everywhere: it pins no parent, so the newest one is used.
+    let tag = "global/hardened/v0.4.2";
+    git(repo.path(), &["tag", tag]);
+    git(repo.path(), &["push", "-q", "origin", tag]);
+    let commit = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(repo.path())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let cd = cd_checkout(&url, commit.trim(), tag);
+    share_store(&repo, cd.path());
+    let out = support::command(BIN, cd.path(), &["--tag", tag])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out)
+            .contains("the tag global/hardened/v0.4.2 is a lightweight tag, which pins no parent"),
+        "{}",
+        stderr(&out)
+    );
+    let r = Record::read(
+        &cd.path()
+            .join(".imagepipe/build/global/hardened/0.4.2/imagepipe-record.json"),
+    )
+    .unwrap()
+    .record;
+    assert_eq!(r.parent.unwrap().version.to_string(), "1.2.0");
+}
+
+#[test]
+fn via_github_reads_the_pin_through_the_api() {
+    let (repo, _remote, _url) = tagged_remote();
+    let (api, state) = github::start("acme", "images");
+    let tag = "global/hardened/v0.4.1";
+    {
+        let mut s = state.lock().unwrap();
+        s.refs
+            .insert(format!("refs/tags/{tag}"), ("tag".into(), "a".repeat(40)));
+        s.tag_objects.insert(
+            "a".repeat(40),
+            serde_json::json!({
+                "sha": "a".repeat(40), "tag": tag,
+                "message": "global/hardened v0.4.1\n\nparent: vendor/base@1.0.0\n",
+                "object": {"type": "commit", "sha": "c".repeat(40)},
+            }),
+        );
+    }
+    // A checkout without the tag at all, as a CD job that builds from a tarball would have.
+    git(repo.path(), &["tag", "-d", tag]);
+    let out = repo
+        .cmd(&[
+            "--tag",
+            tag,
+            "--via",
+            "github",
+            "--repository",
+            "acme/images",
+        ])
+        .env("GITHUB_API_URL", &api)
+        .env("IMAGEPIPE_GITHUB_TOKEN", github::TOKEN)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let r = Record::read(&repo.record("global/hardened", "0.4.1"))
+        .unwrap()
+        .record;
+    assert_eq!(r.parent.unwrap().version.to_string(), "1.0.0");
+    assert!(
+        state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .any(|l| l.contains("/git/tags/")),
+        "the tag object was read through the API"
+    );
+    assert!(!stderr(&out).contains(github::TOKEN));
+}
+
+#[test]
+fn validate_checks_templates_with_placeholders_and_writes_nothing() {
+    // A fresh repository: nothing built, nothing published, no store.
+    let repo = layered_repo();
+    let out = repo.run(&["validate", "--json"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("valid    vendor/base  (images/vendor)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("valid    global/hardened  (images/global/hardened.pkr.hcl)"),
+        "the child's lookup of its parent's `disk` artifact is given a placeholder: {err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["validated"].as_array().unwrap().len(), 2);
+    assert!(
+        !repo.path().join(".imagepipe").exists(),
+        "validation writes nothing into the repository"
+    );
+
+    // A broken template fails the check (exit 1) with Packer's own words.
+    repo.write(
+        "images/global/hardened.pkr.hcl",
+        &GLOBAL.replace("var.imagepipe_parent_version", "var.no_such_variable"),
+    );
+    let out = repo.run(&["validate", "--image", "global/hardened"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("INVALID  global/hardened"), "{err}");
+    assert!(err.contains("no_such_variable"), "{err}");
+    assert!(
+        !err.contains("vendor/base"),
+        "only the image asked for: {err}"
+    );
+}
+
+#[test]
+fn validate_changed_since_checks_what_a_pull_request_changes() {
+    let repo = layered_repo();
+    repo.write(".gitignore", ".imagepipe/\n");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "layers"]);
+    git(repo.path(), &["checkout", "-q", "-b", "pr"]);
+    let out = repo.run(&["validate", "--changed-since", "main"]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("no image's paths changed since main: nothing to validate"),
+        "{}",
+        stderr(&out)
+    );
+    repo.write("images/global/extra.txt", "x\n");
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "global: extra"]);
+    let out = repo.run(&["validate", "--changed-since", "main"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("valid    global/hardened"), "{err}");
+    assert!(!err.contains("vendor/base"), "{err}");
+    let out = repo.run(&["validate", "--changed-since", "no-such-branch"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("--changed-since no-such-branch"),
+        "{}",
+        stderr(&out)
     );
 }
