@@ -142,7 +142,8 @@ fn main() {
             "{image}-{version}",
             Layout::ItemPerImage,
             1,
-        );
+        )
+        .unwrap();
         let imported = rt
             .block_on(vsphere.import(&request, &reader, &package, &Transfer::Push, &|_| {}))
             .unwrap();

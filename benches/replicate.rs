@@ -117,7 +117,7 @@ fn main() {
                 tls: TlsSpec::default(),
             };
             Target {
-                store: store::open(&spec, &ui).unwrap(),
+                store: store::open(&spec).unwrap(),
                 site: Site {
                     name: format!("site{i:02}"),
                     store: spec,

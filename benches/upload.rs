@@ -192,7 +192,7 @@ fn main() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ui = Ui::new("bench", false, ProgressMode::None);
-    let store = imagepipe::store::open(&spec, &ui).unwrap();
+    let store = imagepipe::store::open(&spec).unwrap();
     let mut version = 0;
     let mut publish = |file: &std::path::Path, forget: bool| {
         if forget {

@@ -371,7 +371,7 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
         }
         None => None,
         Some(spec) => {
-            let parent = resolve_parent(ui, config, &name, spec, &choice).await?;
+            let parent = resolve_parent(config, &name, spec, &choice).await?;
             let built_on = parent.loaded.record.id();
             if let (Some(pin), Some(tag)) = (&tag_pin, &tag)
                 && &built_on != pin
@@ -586,7 +586,6 @@ async fn read_tag_pin(
 }
 
 async fn resolve_parent(
-    ui: &Ui,
     config: &Config,
     image: &ImageName,
     spec: &ParentSpec,
@@ -627,7 +626,7 @@ async fn resolve_parent(
         });
     }
 
-    let store = store::open(&config.store, ui)?;
+    let store = store::open(&config.store)?;
     let id = match choice {
         ParentChoice::Pin(pin) => {
             if pin.name != spec.name {

@@ -101,6 +101,8 @@ pub const TRANSFER: &str = "IMAGEPIPE_TRANSFER";
 pub const VSPHERE_API: &str = "IMAGEPIPE_VSPHERE_API";
 /// `imagepipe-import`: the artifact to import, by name (default: the record's one OVA).
 pub const ARTIFACT: &str = "IMAGEPIPE_ARTIFACT";
+/// `imagepipe-import`: import an OVA without a manifest, when `true`.
+pub const ALLOW_MISSING_MANIFEST: &str = "IMAGEPIPE_ALLOW_MISSING_MANIFEST";
 /// `imagepipe-import`: how often an update session is kept alive during a transfer.
 pub const KEEP_ALIVE: &str = "IMAGEPIPE_KEEP_ALIVE";
 /// `imagepipe-import`: how long to wait for subscribed libraries to show the new item.
@@ -118,6 +120,10 @@ pub const SCAN_INPUT: &str = "IMAGEPIPE_SCAN_INPUT";
 
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
+
+/// Tests only: the process kills itself (SIGKILL) at its Nth change to a store or library on
+/// disk (see `fsutil::crash_point`), so that crash safety can be checked at every such point.
+pub const FAULT_KILL_AT: &str = "IMAGEPIPE_FAULT_KILL_AT";
 
 /// Set by GitHub Actions on every runner.
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";

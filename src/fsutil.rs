@@ -9,10 +9,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir)?;
     let mut tmp = temp_beside(dir, ".tmp")?;
+    crash_point();
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    crash_point();
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A point where a store or a library changes on disk: a chunk written, a file linked or
+/// renamed into place, a folder removed.
+///
+/// The crash tests stop a step at each of these in turn: with `IMAGEPIPE_FAULT_KILL_AT=N` set
+/// ([`crate::env::FAULT_KILL_AT`]), the process sends itself SIGKILL at its Nth point, as a
+/// power cut or an OOM kill would stop it: no destructor runs, no temporary file is removed.
+pub fn crash_point() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let at =
+        AT.get_or_init(|| crate::env::var(crate::env::FAULT_KILL_AT).and_then(|v| v.parse().ok()));
+    if let Some(at) = at
+        && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *at
+    {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 /// A temporary file in `dir` that becomes a published file by renaming. Readable by all, as

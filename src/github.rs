@@ -450,7 +450,8 @@ fn message_of(bytes: &[u8]) -> String {
     serde_json::from_slice::<ErrorBody>(bytes)
         .ok()
         .and_then(|b| b.message)
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned())
+        .map(|m| crate::secret::scrub(&m).into_owned())
+        .unwrap_or_else(|| crate::secret::scrub_and_cut(&String::from_utf8_lossy(bytes), 300))
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -541,11 +542,11 @@ pub fn connect(repository: &str, token: &Secret) -> Result<GitHub, GitHubError> 
     GitHub::new(&api_url, token, repository, RetryPolicy::default())
 }
 
-/// The token for the GitHub API: `IMAGEPIPE_GITHUB_TOKEN`, else `GITHUB_TOKEN`; masked on read.
-pub fn token(ui: &crate::step::Ui) -> Option<Secret> {
+/// The token for the GitHub API: `IMAGEPIPE_GITHUB_TOKEN`, else `GITHUB_TOKEN`; registered
+/// as a secret when read.
+pub fn token() -> Option<Secret> {
     let value = crate::env::var(crate::env::IMAGEPIPE_GITHUB_TOKEN)
         .or_else(|| crate::env::var(crate::env::GITHUB_TOKEN))?;
-    ui.mask(&value);
     Some(Secret::new(value))
 }
 

@@ -12,7 +12,7 @@ use crate::ova::OvaError;
 use crate::record::{Format, ImportSection, SiteImport};
 use crate::secret::Auth;
 use crate::step::Ui;
-use crate::store::{self, StoreError};
+use crate::store::{self, ArtifactReader as _, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -36,6 +36,26 @@ pub enum ImportError {
     Unsupported(String),
     #[error("site {site}: library credentials: {message}")]
     Credentials { site: String, message: String },
+    #[error(
+        "site {site}: its store's record of {image} names `{artifact}` as {site_artifact}, but the \
+         published record says {published}; the site holds other bytes than were published: run \
+         imagepipe-replicate-check, and let replication repair the site"
+    )]
+    NotPublished {
+        site: String,
+        image: String,
+        artifact: String,
+        site_artifact: String,
+        published: String,
+    },
+    #[error(
+        "site {site}: the OVA {location} has no manifest (.mf), so its files cannot be checked \
+         one by one against it; import it anyway with --allow-missing-manifest (the whole OVA is \
+         still checked against the record's sha256, and the record notes the missing manifest)"
+    )]
+    NoManifest { site: String, location: String },
+    #[error("site {site}: the site's copy of the OVA: {message}")]
+    Integrity { site: String, message: String },
 }
 
 /// How to import, the same for every site.
@@ -53,21 +73,28 @@ pub struct ImportOptions {
     pub sync_deadline: std::time::Duration,
     /// How often vCenter's update session is kept alive during a transfer.
     pub keep_alive: std::time::Duration,
+    /// Import an OVA that has no manifest (its whole digest is still checked).
+    pub allow_missing_manifest: bool,
 }
 
 /// Imports `image` from the site's store into the site's library.
+///
+/// What the site's store holds is checked against `published`, the record as it was published
+/// (the local record, or the primary store's): the site's record must name the same OVA, the
+/// OVA's size and sha256 must be the record's (hashed from the member streams the import sends
+/// anyway, before the library commits anything), and each file must match the OVA's manifest.
 pub async fn import_site(
     site: &Site,
     image: &ImageRef,
+    published: &crate::record::Record,
     options: &ImportOptions,
-    ui: &Ui,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Imported, ImportError> {
     let library = site
         .library
         .as_ref()
         .ok_or_else(|| ImportError::NoLibrary(site.name.clone()))?;
-    let store = store::open(&site.store, ui)?;
+    let store = store::open(&site.store)?;
     let loaded = store.fetch_record(image).await?;
     let files: Vec<_> = loaded
         .record
@@ -80,7 +107,7 @@ pub async fn import_site(
         .filter_map(|a| a.file().map(|f| (a.name.clone(), f.clone())))
         .collect();
     let artifact = match files.as_slice() {
-        [(_, f)] => f.clone(),
+        [(n, f)] => (n.clone(), f.clone()),
         [] => {
             return Err(ImportError::NoOva {
                 image: image.to_string(),
@@ -102,8 +129,50 @@ pub async fn import_site(
             });
         }
     };
-    let reader = store.open_artifact(image, &artifact).await?;
-    let package = crate::ova::read(reader.as_ref()).await?;
+    let (name, artifact) = artifact;
+    let want = published
+        .artifacts
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| a.file());
+    let describe =
+        |f: &crate::record::FileArtifact| format!("{} bytes, sha256 {}", f.size, f.sha256);
+    if want.is_none_or(|w| w.sha256 != artifact.sha256 || w.size != artifact.size) {
+        return Err(ImportError::NotPublished {
+            site: site.name.clone(),
+            image: image.to_string(),
+            artifact: name,
+            site_artifact: describe(&artifact),
+            published: want.map_or_else(|| "no such artifact".to_string(), describe),
+        });
+    }
+    let stored = store.open_artifact(image, &artifact).await?;
+    let reader = crate::store::Verifying::new(
+        stored.as_ref(),
+        crate::store::Expected {
+            size: artifact.size,
+            sha256: artifact.sha256,
+        },
+    );
+    if reader.len() != artifact.size {
+        return Err(ImportError::Integrity {
+            site: site.name.clone(),
+            message: format!(
+                "{} is {} bytes, but the record says {}",
+                reader.location(),
+                reader.len(),
+                artifact.size
+            ),
+        });
+    }
+    let package = crate::ova::read(&reader).await?;
+    if package.manifest.is_none() && !options.allow_missing_manifest {
+        return Err(ImportError::NoManifest {
+            site: site.name.clone(),
+            location: reader.location().to_string(),
+        });
+    }
+    let reader: &dyn crate::store::ArtifactReader = &reader;
     let total: u64 = package.parts().map(|m| m.size).sum();
     let request = ImportRequest::new(
         image,
@@ -111,17 +180,17 @@ pub async fn import_site(
         &options.item_name,
         options.layout,
         options.keep,
-    );
+    )?;
     let member_progress = |n: u64| progress(n, total);
 
     if let Some(target) = library.url.strip_prefix("vcsp:") {
-        let lib = vcsp_library(site, library, target, ui)?;
+        let lib = vcsp_library(site, library, target)?;
         return Ok(lib
-            .import(&request, reader.as_ref(), &package, &member_progress)
+            .import(&request, reader, &package, &member_progress)
             .await?);
     }
 
-    let mut vsphere = vsphere_client(site, library, options.generation, ui)?;
+    let mut vsphere = vsphere_client(site, library, options.generation)?;
     vsphere.keep_alive = options.keep_alive;
     let transfer = if options.pull {
         let url = store.artifact_location(image, &artifact);
@@ -144,18 +213,26 @@ pub async fn import_site(
         } else {
             None
         };
+        // vCenter reads the bytes itself: the store's own digest of them is checked first.
+        match store.artifact_digest(image, &artifact).await? {
+            Some(d) if d == artifact.sha256 => {}
+            other => {
+                return Err(ImportError::Integrity {
+                    site: site.name.clone(),
+                    message: format!(
+                        "{url} has sha256 {}, but the record says {}",
+                        other.map_or_else(|| "(missing)".into(), |d| d.to_string()),
+                        artifact.sha256
+                    ),
+                });
+            }
+        }
         Transfer::Pull { thumbprint, url }
     } else {
         Transfer::Push
     };
     let result = vsphere
-        .import(
-            &request,
-            reader.as_ref(),
-            &package,
-            &transfer,
-            &member_progress,
-        )
+        .import(&request, reader, &package, &transfer, &member_progress)
         .await;
     let result = match result {
         Ok(mut imported) if !library.subscribed.is_empty() => {
@@ -186,7 +263,6 @@ fn vcsp_library(
     site: &Site,
     library: &LibrarySpec,
     target: &str,
-    ui: &Ui,
 ) -> Result<VcspLibrary, ImportError> {
     if !target.contains("://") {
         return Ok(VcspLibrary::dir(target.into()));
@@ -204,7 +280,7 @@ fn vcsp_library(
     };
     let auth = library
         .credentials
-        .resolve(ui)
+        .resolve()
         .map_err(|e| ImportError::Credentials {
             site: site.name.clone(),
             message: e.to_string(),
@@ -237,13 +313,12 @@ fn vsphere_client(
     site: &Site,
     library: &LibrarySpec,
     generation: Generation,
-    ui: &Ui,
 ) -> Result<VSphere, ImportError> {
     let credentials = |message: String| ImportError::Credentials {
         site: site.name.clone(),
         message,
     };
-    let (username, password) = match library.credentials.resolve(ui) {
+    let (username, password) = match library.credentials.resolve() {
         Ok(Auth::Basic { username, password }) => (username, password),
         Ok(_) => {
             return Err(credentials(
@@ -273,6 +348,7 @@ pub fn section(previous: Option<&ImportSection>, results: &[(String, Imported)])
             item: imported.item.clone(),
             item_version: imported.item_version.clone(),
             imported_at: Utc::now(),
+            manifest: imported.manifest,
         });
     }
     sites.sort_by(|a, b| a.site.cmp(&b.site));

@@ -26,6 +26,25 @@ pub enum PublishError {
     )]
     MissingArtifact { name: String, path: PathBuf },
     #[error(
+        "artifacts `{first}` and `{second}` would both be stored as `{file}`; a store keeps a \
+         version's files side by side: give the builds' output files distinct names"
+    )]
+    SameFileName {
+        first: String,
+        second: String,
+        file: String,
+    },
+    #[error(
+        "artifact `{name}`: {path} is {actual} bytes, but the record says {recorded}; the file \
+         changed after the build, or the record was edited: rebuild it"
+    )]
+    Size {
+        name: String,
+        path: PathBuf,
+        actual: u64,
+        recorded: u64,
+    },
+    #[error(
         "{image} is already in {store} with different content ({detail}); a published version is \
          never replaced: build and publish a new version"
     )]
@@ -119,6 +138,13 @@ pub struct Published {
 
 /// Publishes the record read from `record_path` (artifacts relative to it) into `store`, and
 /// adds the publish section to the local record too.
+///
+/// Every file is checked before anything is written: it is where the record says, once per
+/// stored name, and of the recorded size; its digest is checked while it is copied. Writers of
+/// the same version are serialised where the store can lock (a local store), and the stored
+/// record is compared first: a version published with other content is refused (exit 1) with
+/// nothing written. Where a store cannot lock, a publish that loses the race at the record
+/// removes the files it stored, so the store never keeps a record whose files are not its own.
 pub async fn publish(
     store: &dyn Store,
     loaded: &LoadedRecord,
@@ -131,94 +157,101 @@ pub async fn publish(
     let local = &loaded.record;
     let id = local.id();
     let props = properties(local, gate_override.as_deref(), build);
-    let dir = crate::fsutil::parent_dir(record_path);
-    let files: Vec<(String, PathBuf, &record::FileArtifact)> = local
-        .artifacts
-        .iter()
-        .filter_map(|a| a.file().map(|f| (a.name.clone(), dir.join(&f.path), f)))
-        .collect();
-    for (name, path, _) in &files {
-        if !path.is_file() {
-            return Err(PublishError::MissingArtifact {
-                name: name.clone(),
-                path: path.clone(),
-            });
-        }
-    }
+    let files = local_files(local, record_path, &store.location())?;
 
-    let total: u64 = files.iter().map(|(_, _, f)| f.size).sum();
-    let overall = ui.progress(&format!("publishing {id}"), Some(total));
-    let mut done = 0u64;
-    let mut artifacts = Vec::new();
+    // The record as the store will hold it, worked out before anything is written.
     let mut stored = local.clone();
-    for (name, path, f) in &files {
-        let base = done;
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&f.path)
-            .to_string();
-        let bar = ui.progress(&file_name, Some(f.size));
-        let outcome = store
-            .put_artifact(&id, path, &f.sha256, &props, &|n| {
-                bar.set(n);
-                overall.set(base + n);
-            })
-            .await?;
-        bar.set(f.size);
-        bar.finish();
-        done += f.size;
-        overall.set(done);
-        if let Some(a) = stored.artifacts.iter_mut().find(|a| &a.name == name)
+    let mut locations = Vec::new();
+    for file in &files {
+        if let Some(a) = stored.artifacts.iter_mut().find(|a| a.name == file.name)
             && let ArtifactKind::File(sf) = &mut a.kind
         {
-            sf.path = file_name;
-            artifacts.push((name.clone(), outcome, store.artifact_location(&id, sf)));
+            sf.path = file.stored_name.clone();
+            locations.push(store.artifact_location(&id, sf));
         }
     }
-    overall.finish();
-
     stored.publish = Some(PublishSection {
         store: store.location(),
         published_at: Utc::now(),
-        artifacts: artifacts
+        artifacts: files
             .iter()
-            .zip(&files)
-            .map(|((name, _, url), (_, _, f))| PublishedArtifact {
-                name: name.clone(),
+            .zip(&locations)
+            .map(|(f, url)| PublishedArtifact {
+                name: f.name.clone(),
                 url: url.clone(),
-                sha256: f.sha256,
+                sha256: f.artifact.sha256,
             })
             .collect(),
         gate_override,
     });
 
-    // A version whose record is already stored is complete: same content (but for the time
-    // it was published) is a no-op, anything else is refused.
+    let _lock = store.lock_version(&id).await?;
+    // A version whose record is already stored is complete: the same content (but for the time
+    // it was published) is a no-op, anything else is refused before a byte is written.
     let already = match store.fetch_record(&id).await {
         Ok(existing) => {
-            let mut candidate = stored.clone();
-            if let (Some(p), Some(e)) =
-                (candidate.publish.as_mut(), existing.record.publish.as_ref())
-            {
-                p.published_at = e.published_at;
-            }
-            if candidate != existing.record {
-                return Err(PublishError::Republished {
-                    image: id.to_string(),
-                    store: store.location(),
-                    detail: describe_difference(&existing.record, &candidate),
-                });
-            }
+            same_content(&stored, &existing.record, &id, store)?;
+            // Published before: its files must still be what it says.
+            store.verify(&id, &existing).await?;
             stored = existing.record;
             true
         }
         Err(StoreError::VersionNotFound { .. }) => false,
         Err(e) => return Err(e.into()),
     };
-    let bytes = stored.to_bytes();
-    if !already {
-        store.put_record(&id, &bytes, &props).await?;
+
+    let mut artifacts = Vec::new();
+    if already {
+        for (f, url) in files.iter().zip(&locations) {
+            artifacts.push((f.name.clone(), PutOutcome::AlreadyPresent, url.clone()));
+        }
+    } else {
+        let total: u64 = files.iter().map(|f| f.artifact.size).sum();
+        let overall = ui.progress(&format!("publishing {id}"), Some(total));
+        let mut done = 0u64;
+        let mut stored_here = Vec::new();
+        for (f, url) in files.iter().zip(&locations) {
+            let base = done;
+            let bar = ui.progress(&f.stored_name, Some(f.artifact.size));
+            let outcome = store
+                .put_artifact(&id, &f.path, f.artifact, &props, &|n| {
+                    bar.set(n);
+                    overall.set(base + n);
+                })
+                .await;
+            bar.finish();
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    undo(store, &id, &stored_here).await;
+                    return Err(e.into());
+                }
+            };
+            if outcome == PutOutcome::Stored {
+                stored_here.push(f.stored_name.clone());
+            }
+            done += f.artifact.size;
+            overall.set(done);
+            artifacts.push((f.name.clone(), outcome, url.clone()));
+        }
+        overall.finish();
+        let bytes = stored.to_bytes();
+        if let Err(e) = store.put_record(&id, &bytes, &props).await {
+            // Another publish (of a store without a lock) stored a record meanwhile: the same
+            // content is success; other content wins, and this run takes back its files.
+            match store.fetch_record(&id).await {
+                Ok(existing) => {
+                    if let Err(lost) = same_content(&stored, &existing.record, &id, store) {
+                        undo(store, &id, &stored_here).await;
+                        return Err(lost);
+                    }
+                }
+                Err(_) => {
+                    undo(store, &id, &stored_here).await;
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     if build_info && let Some(build) = build {
@@ -233,7 +266,7 @@ pub async fn publish(
         record_sha256: if already {
             store.fetch_record(&id).await?.sha256
         } else {
-            Sha256Hex::digest(&bytes)
+            Sha256Hex::digest(&stored.to_bytes())
         },
         record: stored,
         artifacts,
@@ -241,11 +274,101 @@ pub async fn publish(
     })
 }
 
+/// One file artifact to publish.
+struct LocalFile<'a> {
+    name: String,
+    path: PathBuf,
+    stored_name: String,
+    artifact: &'a record::FileArtifact,
+}
+
+/// The record's files, checked before anything is written: present where the record says,
+/// each stored name used once, and of the size the record gives.
+fn local_files<'a>(
+    local: &'a Record,
+    record_path: &Path,
+    store: &str,
+) -> Result<Vec<LocalFile<'a>>, PublishError> {
+    let dir = crate::fsutil::parent_dir(record_path);
+    let mut files: Vec<LocalFile> = Vec::new();
+    for a in &local.artifacts {
+        let Some(f) = a.file() else { continue };
+        let path = dir.join(&f.path);
+        let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file());
+        let Some(meta) = meta else {
+            return Err(PublishError::MissingArtifact {
+                name: a.name.clone(),
+                path,
+            });
+        };
+        let stored_name = crate::store::stored_file_name(store, &path)?;
+        if let Some(other) = files.iter().find(|o| o.stored_name == stored_name) {
+            return Err(PublishError::SameFileName {
+                first: other.name.clone(),
+                second: a.name.clone(),
+                file: stored_name,
+            });
+        }
+        if meta.len() != f.size {
+            return Err(PublishError::Size {
+                name: a.name.clone(),
+                path,
+                actual: meta.len(),
+                recorded: f.size,
+            });
+        }
+        files.push(LocalFile {
+            name: a.name.clone(),
+            path,
+            stored_name,
+            artifact: f,
+        });
+    }
+    Ok(files)
+}
+
+/// Whether `candidate` is what the store holds as `existing`, but for when it was published.
+fn same_content(
+    candidate: &Record,
+    existing: &Record,
+    id: &crate::image::ImageRef,
+    store: &dyn Store,
+) -> Result<(), PublishError> {
+    let mut candidate = candidate.clone();
+    if let (Some(p), Some(e)) = (candidate.publish.as_mut(), existing.publish.as_ref()) {
+        p.published_at = e.published_at;
+    }
+    if &candidate == existing {
+        return Ok(());
+    }
+    Err(PublishError::Republished {
+        image: id.to_string(),
+        store: store.location(),
+        detail: describe_difference(existing, &candidate),
+    })
+}
+
+/// Removes the files this publish stored, after it lost: nothing of it may stay beside another
+/// publish's record. A store that cannot remove leaves them, unreferenced.
+async fn undo(store: &dyn Store, id: &crate::image::ImageRef, names: &[String]) {
+    for name in names {
+        let _ = store.remove_artifact(id, name).await;
+    }
+}
+
 fn describe_difference(existing: &Record, new: &Record) -> String {
     for a in &new.artifacts {
         match existing.artifacts.iter().find(|e| e.name == a.name) {
             None => return format!("artifact `{}` is new", a.name),
-            Some(e) if e != a => return format!("artifact `{}` differs", a.name),
+            Some(e) if e != a => {
+                return match (e.file(), a.file()) {
+                    (Some(ef), Some(af)) => format!(
+                        "artifact `{}` ({}) differs: the store holds sha256 {}, this build {}",
+                        a.name, af.path, ef.sha256, af.sha256
+                    ),
+                    _ => format!("artifact `{}` differs", a.name),
+                };
+            }
             Some(_) => {}
         }
     }

@@ -366,6 +366,14 @@ pub struct SiteImport {
     pub item: String,
     pub item_version: String,
     pub imported_at: DateTime<Utc>,
+    /// Whether the OVA's manifest checked each of its files; without one (imported with
+    /// `--allow-missing-manifest`) only the whole OVA's digest was checked.
+    #[serde(default = "yes")]
+    pub manifest: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A record together with the exact bytes it was read from, whose digest ancestry uses.
@@ -395,6 +403,12 @@ impl Record {
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
         match value.get("schema_version") {
             Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+            Some(v) if !v.is_u64() => {
+                return Err(invalid(format!(
+                    "`schema_version` is {v}, not a number; imagepipe records have \
+                     `\"schema_version\": {SCHEMA_VERSION}`"
+                )));
+            }
             Some(v) => {
                 return Err(RecordError::SchemaVersion {
                     origin: origin.to_string(),
@@ -431,14 +445,41 @@ impl Record {
         out
     }
 
-    /// Writes the record atomically (temp file, then rename) and returns its digest.
+    /// Writes the record atomically (temp file, then rename) and returns its digest. The
+    /// fields that hold text from outside (a server's message, a URL, a reason) are scrubbed of
+    /// secrets first; the rest is imagepipe's own vocabulary, which a short secret must not
+    /// mangle.
     pub fn write(&self, path: &Path) -> Result<Sha256Hex, RecordError> {
-        let bytes = self.to_bytes();
+        let mut clean = self.clone();
+        clean.scrub();
+        let bytes = clean.to_bytes();
         crate::fsutil::write_atomic(path, &bytes).map_err(|source| RecordError::Write {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(Sha256Hex::digest(&bytes))
+    }
+
+    /// Masks registered secrets in the fields that can carry text from outside.
+    fn scrub(&mut self) {
+        let scrub = |s: &mut String| {
+            if let std::borrow::Cow::Owned(clean) = crate::secret::scrub(s) {
+                *s = clean;
+            }
+        };
+        if let Some(p) = &mut self.publish {
+            scrub(&mut p.store);
+            p.gate_override.iter_mut().for_each(scrub);
+            p.artifacts.iter_mut().for_each(|a| scrub(&mut a.url));
+        }
+        if let Some(r) = &mut self.replication {
+            for site in &mut r.sites {
+                site.detail.iter_mut().for_each(scrub);
+            }
+        }
+        if let Some(i) = &mut self.import {
+            i.sites.iter_mut().for_each(|s| scrub(&mut s.library));
+        }
     }
 
     /// Rules the types cannot express.
@@ -572,6 +613,12 @@ pub(crate) mod tests {
     #[test]
     fn refuses_other_schema_versions() {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
+        v["schema_version"] = "1".into();
+        let err = Record::from_slice(v.to_string().as_bytes(), "r.json").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image record r.json is not valid: `schema_version` is \"1\", not a number; imagepipe records have `\"schema_version\": 1`"
+        );
         v["schema_version"] = 2.into();
         v["new_field"] = true.into();
         let err = Record::from_slice(v.to_string().as_bytes(), "r.json").unwrap_err();

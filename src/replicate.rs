@@ -502,7 +502,7 @@ pub async fn run(
     let targets = sites
         .into_iter()
         .map(|site| {
-            let store = crate::store::open_with(&site.store, ui, http.clone())?;
+            let store = crate::store::open_with(&site.store, http.clone())?;
             Ok(Target { site, store })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;

@@ -43,7 +43,33 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = imagepipe::scan::lvm::map_volumes(&text, &pvs, &mut Default::default());
     let mut db = imagepipe::scan::osv::Database::default();
     if db.add(data, "fuzz").is_ok() {
-        let _ = db.matches("Debian:12", &[]);
+        // Evaluated for the packages the corpus's records name, at the record's own versions
+        // and at a version taken from the input.
+        let pkg = |source: &str, version: &str| imagepipe::scan::inventory::Package {
+            name: source.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            source: source.into(),
+            source_version: version.into(),
+            scheme: imagepipe::scan::version::Scheme::Dpkg,
+        };
+        let tail: String = text.chars().rev().take(16).collect();
+        let packages: Vec<_> = ["openssl", "glibc", "a"]
+            .into_iter()
+            .flat_map(|s| [pkg(s, "1.0-1"), pkg(s, "0"), pkg(s, &tail)])
+            .collect();
+        for f in db.matches("Debian:12", &packages) {
+            // A fix is above the installed version.
+            if let Some(fixed) = &f.fixed {
+                assert!(
+                    imagepipe::scan::version::Scheme::Dpkg
+                        .compare(fixed, &f.installed)
+                        .is_gt(),
+                    "{fixed} <= {}",
+                    f.installed
+                );
+            }
+        }
     }
     for scheme in [
         imagepipe::scan::version::Scheme::Dpkg,

@@ -29,14 +29,46 @@ pub const PROP_IMAGE: &str = "imagepipe.image";
 pub const PROP_VERSION: &str = "imagepipe.version";
 pub const PROP_RECORD: &str = "imagepipe.record_sha256";
 
-/// The item name a template gives an image version.
-fn item_name(template: &str, layout: Layout, image: &ImageRef) -> String {
+/// The item name a template gives an image version, refused when it cannot be one.
+pub fn item_name(template: &str, layout: Layout, image: &ImageRef) -> Result<String, LibraryError> {
+    let item = render_item_name(template, layout, image);
+    check_item_name(&item).map_err(|reason| LibraryError::BadItemName {
+        template: template.to_string(),
+        name: item.clone(),
+        reason,
+    })?;
+    Ok(item)
+}
+
+fn render_item_name(template: &str, layout: Layout, image: &ImageRef) -> String {
     let base = template.replace("{image}", &image.name.as_str().replace('/', "-"));
     let version = image.version.to_string();
     match layout {
         Layout::ItemPerVersion if !template.contains("{version}") => format!("{base}-{version}"),
         _ => base.replace("{version}", &version),
     }
+}
+
+/// Why an item name is refused: it becomes a folder of a VCSP library (and a name in a
+/// vCenter), so it may not be empty, climb out, name a hidden or nested path, or hold control
+/// characters.
+fn check_item_name(name: &str) -> Result<(), &'static str> {
+    if name.trim().is_empty() {
+        return Err("it is empty");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return Err("it starts with `.`");
+    }
+    if name.contains(['/', '\\']) {
+        return Err("it holds a `/` or `\\`");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("it holds a control character");
+    }
+    if name.len() > 200 {
+        return Err("it is longer than 200 bytes");
+    }
+    Ok(())
 }
 
 /// What to import, and as which item.
@@ -53,25 +85,28 @@ pub struct ImportRequest {
 }
 
 impl ImportRequest {
+    /// A request for `image`; an item name the template makes that could not be a library item
+    /// (or would reach outside the library) is refused.
     pub fn new(
         image: &ImageRef,
         record_sha256: Sha256Hex,
         name_template: &str,
         layout: Layout,
         keep: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, LibraryError> {
+        let item = item_name(name_template, layout, image)?;
+        Ok(Self {
             image: image.clone(),
             record_sha256,
             description: format!(
                 "{} {} (imagepipe record sha256 {record_sha256})",
                 image.name, image.version
             ),
-            item_name: item_name(name_template, layout, image),
+            item_name: item,
             name_template: name_template.to_string(),
             layout,
             keep,
-        }
+        })
     }
 
     /// Whether `name` is this image's item for `version` in this layout: retention only ever
@@ -81,7 +116,7 @@ impl ImportRequest {
             name: self.image.name.clone(),
             version: version.clone(),
         };
-        item_name(&self.name_template, self.layout, &other) == name
+        render_item_name(&self.name_template, self.layout, &other) == name
     }
 
     pub fn properties(&self) -> BTreeMap<String, String> {
@@ -106,6 +141,8 @@ pub struct Imported {
     pub removed: Vec<String>,
     /// Subscribed libraries synced, and whether each showed the item by the deadline.
     pub synced: Vec<Synced>,
+    /// Whether the OVA's manifest checked each file (see `ImportOptions::allow_missing_manifest`).
+    pub manifest: bool,
 }
 
 /// A subscribed library after its sync.
@@ -117,6 +154,15 @@ pub struct Synced {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
+    #[error(
+        "the item name `{name}` (from --item-name `{template}`) cannot be a library item: \
+         {reason}; use a plain name such as `{{image}}` or `{{image}}-{{version}}`"
+    )]
+    BadItemName {
+        template: String,
+        name: String,
+        reason: &'static str,
+    },
     #[error("{library}: {message}")]
     Failed { library: String, message: String },
     #[error("{library}: {path}: {source}")]

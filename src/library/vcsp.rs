@@ -1,14 +1,20 @@
 //! A VMware Content Subscription Protocol (version 2) library: `lib.json`, `items.json` and
-//! `<item>/item.json`, with each version's OVF and disks unpacked under `<item>/<version>/`,
+//! `<item>/item.json`, with each version's OVF and disks unpacked under `<item>/<version>-<id>/`,
 //! in a directory (which any web server can publish) or in an Artifactory generic repository
 //! (which is one). Either is a library a vCenter can subscribe to.
 //!
 //! The protocol's rules: ids never change; a file's etag changes exactly when its content does
 //! (here: its sha256); an item's `version` rises when the item changes, and the library's when
-//! any item does. A re-import of the same record changes nothing. Files of a new version go
-//! into a new directory before the JSON that points at them is replaced, and the old version's
-//! directory goes last, so a subscriber reading mid-import sees the old version whole or the
-//! new one whole.
+//! any item does. A re-import of the same record changes nothing.
+//!
+//! Crash safety: the files of an import go into a folder of their own, named for this import,
+//! that nothing points at until the import is complete, so no file a subscriber can reach is
+//! ever rewritten. The three documents are then written in an order where every prefix is a
+//! consistent library (`item.json`, `items.json`, `lib.json`, each replaced whole), and the old
+//! version's folder goes last. Before the documents, a journal holding all three (and the
+//! folders to remove) is written; a run that finds a journal finishes it first, so a killed
+//! import is completed by the next one, whatever it had done. Each run also sweeps what killed
+//! runs left: temporary files and the folders of imports that never finished.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -40,7 +46,7 @@ struct Lib {
     items_href: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Items {
     items: Vec<Item>,
 }
@@ -72,6 +78,28 @@ struct File {
     #[serde(default)]
     generated: bool,
     hrefs: Vec<String>,
+}
+
+/// What an import is about to write: the documents, and the folders no document will point
+/// at afterwards. Kept in the library while the documents are written.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    item: Item,
+    items: Items,
+    lib: Lib,
+    obsolete: Vec<String>,
+}
+
+/// The journal's name: hidden, and not a temporary file's (`.imagepipe-…`), which sweeps take.
+const JOURNAL: &str = ".imagepipe.journal.json";
+
+/// A version folder of an item: `<version>-<8 hex digits>`.
+fn is_version_folder(name: &str) -> bool {
+    name.rsplit_once('-').is_some_and(|(v, id)| {
+        semver::Version::parse(v).is_ok()
+            && id.len() == 8
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Where the library's files live.
@@ -233,7 +261,10 @@ impl VcspLibrary {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["errors"][0]["message"].as_str().map(String::from))
-            .unwrap_or_else(|| text.chars().take(300).collect());
+            .map_or_else(
+                || crate::secret::scrub_and_cut(&text, 300),
+                |m| crate::secret::scrub(&m).into_owned(),
+            );
         Err(LibraryError::Remote {
             library: self.name(),
             method: method.into(),
@@ -243,10 +274,29 @@ impl VcspLibrary {
         })
     }
 
+    /// `rel` inside a directory library, refused when it could reach outside the root: a `..`
+    /// or absolute part, or a symbolic link on the way (which a web server would follow).
+    fn inside(&self, root: &Path, rel: &str) -> Result<PathBuf, LibraryError> {
+        let mut path = root.to_path_buf();
+        for part in rel.split('/') {
+            if part.is_empty() || part == "." || part == ".." || part.contains('\\') {
+                return Err(self.failed(format!("`{rel}` is not a path inside the library")));
+            }
+            path.push(part);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(self.failed(format!(
+                    "{} is a symbolic link; a library's files are its own: remove the link",
+                    path.display()
+                )));
+            }
+        }
+        Ok(path)
+    }
+
     async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LibraryError> {
         match &self.tree {
             Tree::Dir(root) => {
-                let path = root.join(rel);
+                let path = self.inside(root, rel)?;
                 match std::fs::read(&path) {
                     Ok(b) => Ok(Some(b)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -272,7 +322,7 @@ impl VcspLibrary {
     async fn write(&self, rel: &str, bytes: Vec<u8>) -> Result<(), LibraryError> {
         match &self.tree {
             Tree::Dir(root) => {
-                let path = root.join(rel);
+                let path = self.inside(root, rel)?;
                 crate::fsutil::write_atomic(&path, &bytes).map_err(self.io(&path))
             }
             Tree::Artifactory { .. } => {
@@ -289,7 +339,9 @@ impl VcspLibrary {
     /// The size of a file, or `None` when it is not there.
     async fn size(&self, rel: &str) -> Result<Option<u64>, LibraryError> {
         match &self.tree {
-            Tree::Dir(root) => Ok(std::fs::metadata(root.join(rel)).ok().map(|m| m.len())),
+            Tree::Dir(root) => Ok(std::fs::metadata(self.inside(root, rel)?)
+                .ok()
+                .map(|m| m.len())),
             Tree::Artifactory {
                 base, repo, prefix, ..
             } => {
@@ -313,15 +365,76 @@ impl VcspLibrary {
         }
     }
 
-    /// Removes a directory and what is in it; a failure leaves garbage, never a wrong library.
+    /// Removes a file, or a directory and what is in it. A failure leaves garbage that the
+    /// next run sweeps, never a wrong library; a path that could reach outside the library is
+    /// never removed.
     async fn remove(&self, rel: &str) {
         match &self.tree {
             Tree::Dir(root) => {
-                let _ = std::fs::remove_dir_all(root.join(rel));
+                let Ok(path) = self.inside(root, rel) else {
+                    return;
+                };
+                crate::fsutil::crash_point();
+                let _ = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                    Ok(_) => std::fs::remove_file(&path),
+                    Err(_) => Ok(()),
+                };
             }
             Tree::Artifactory { .. } => {
                 let url = self.url(rel);
                 let _ = self.send(reqwest::Method::DELETE, &url, None, None).await;
+            }
+        }
+    }
+
+    /// The entries of a folder of the library, with whether each is a folder; empty when it is
+    /// not there.
+    async fn children(&self, rel: &str) -> Result<Vec<(String, bool)>, LibraryError> {
+        match &self.tree {
+            Tree::Dir(root) => {
+                let path = if rel.is_empty() {
+                    root.clone()
+                } else {
+                    self.inside(root, rel)?
+                };
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(self.io(&path)(e)),
+                };
+                let mut out = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(self.io(&path))?;
+                    let dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                    out.push((entry.file_name().to_string_lossy().into_owned(), dir));
+                }
+                Ok(out)
+            }
+            Tree::Artifactory {
+                base, repo, prefix, ..
+            } => {
+                // Folder Info lists a folder's children.
+                let url = format!("{base}/api/storage/{repo}/{}", under(prefix, rel));
+                let resp = self.send(reqwest::Method::GET, &url, None, None).await?;
+                if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(Vec::new());
+                }
+                let info: serde_json::Value = self
+                    .check("GET", &url, resp)
+                    .await?
+                    .json()
+                    .await
+                    .map_err(|e| self.failed(format!("{url}: {e}")))?;
+                Ok(info["children"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        let name = c["uri"].as_str()?.trim_start_matches('/').to_string();
+                        Some((name, c["folder"].as_bool().unwrap_or(false)))
+                    })
+                    .collect())
             }
         }
     }
@@ -338,7 +451,7 @@ impl VcspLibrary {
         let unhashed = || self.failed(format!("`{}` was not hashed", member.name));
         match &self.tree {
             Tree::Dir(root) => {
-                let path = root.join(rel);
+                let path = self.inside(root, rel)?;
                 std::fs::create_dir_all(crate::fsutil::parent_dir(&path))
                     .map_err(self.io(&path))?;
                 let mut out = std::fs::File::create(&path).map_err(self.io(&path))?;
@@ -347,6 +460,7 @@ impl VcspLibrary {
                     super::copy_member(&self.name(), reader, package, member, true, |chunk| {
                         sent += chunk.len() as u64;
                         progress(sent);
+                        crate::fsutil::crash_point();
                         std::future::ready(out.write_all(&chunk))
                     })
                     .await?;
@@ -419,6 +533,64 @@ impl VcspLibrary {
         self.write(rel, bytes).await
     }
 
+    /// Writes what a journal says, in the order that keeps every prefix consistent, then
+    /// removes the folders it names and the journal itself.
+    async fn apply(&self, journal: &Journal) -> Result<(), LibraryError> {
+        self.write_json(&journal.item.self_href, &journal.item)
+            .await?;
+        self.write_json("items.json", &journal.items).await?;
+        self.write_json("lib.json", &journal.lib).await?;
+        for dir in &journal.obsolete {
+            self.remove(dir).await;
+        }
+        self.remove(JOURNAL).await;
+        Ok(())
+    }
+
+    /// Finishes an import a killed run left half done, then, in a directory, sweeps what
+    /// killed runs left: temporary files, and version folders that no document points at.
+    async fn recover(&self) -> Result<(), LibraryError> {
+        if let Some(journal) = self.read_json::<Journal>(JOURNAL).await? {
+            self.apply(&journal).await?;
+        }
+        // Only where imports hold a lock: in a repository, another import's folder that is not
+        // pointed at yet looks exactly like a dead one's.
+        if !matches!(self.tree, Tree::Dir(_)) {
+            return Ok(());
+        }
+        let items = self
+            .read_json::<Items>("items.json")
+            .await?
+            .unwrap_or_default();
+        let referenced: std::collections::BTreeSet<String> = items
+            .items
+            .iter()
+            .flat_map(|i| &i.files)
+            .filter_map(|f| f.hrefs.first().map(|h| dir_of(h).to_string()))
+            .collect();
+        for (name, dir) in self.children("").await? {
+            if name.starts_with(".imagepipe-") {
+                self.remove(&name).await;
+                continue;
+            }
+            if !dir || name.starts_with('.') {
+                continue;
+            }
+            for (child, child_dir) in self.children(&name).await? {
+                let rel = format!("{name}/{child}");
+                let stale = if child_dir {
+                    is_version_folder(&child) && !referenced.contains(&rel)
+                } else {
+                    child.starts_with(".imagepipe-")
+                };
+                if stale {
+                    self.remove(&rel).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Imports the package as the request's item.
     pub async fn import(
         &self,
@@ -439,6 +611,7 @@ impl VcspLibrary {
             }
             Tree::Artifactory { .. } => None,
         };
+        self.recover().await?;
         let lib_name = match &self.tree {
             Tree::Dir(root) => root.file_name().map(|n| n.to_string_lossy().into_owned()),
             Tree::Artifactory { repo, prefix, .. } => Some(
@@ -491,14 +664,19 @@ impl VcspLibrary {
                     changed: false,
                     removed: Vec::new(),
                     synced: Vec::new(),
+                    manifest: package.manifest.is_some(),
                 });
             }
         }
 
-        // Folder names are the item's name, which VCSP wants without spaces. Nothing points at
-        // the new version's folder until item.json does.
+        // Folder names are the item's name, which VCSP wants without spaces. This import's
+        // files go into a folder of its own, which nothing points at until item.json does.
         let folder = request.item_name.replace(' ', "_");
-        let version_dir = format!("{folder}/{}", request.image.version);
+        let version_dir = format!(
+            "{folder}/{}-{}",
+            request.image.version,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let mut files = Vec::new();
         let mut done = 0u64;
         for member in package.parts() {
@@ -510,13 +688,7 @@ impl VcspLibrary {
             let sha = match result {
                 Ok(sha) => sha,
                 Err(e) => {
-                    if existing.as_ref().is_none_or(|i| {
-                        i.files
-                            .iter()
-                            .all(|f| f.hrefs.first().is_none_or(|h| dir_of(h) != version_dir))
-                    }) {
-                        self.remove(&version_dir).await;
-                    }
+                    self.remove(&version_dir).await;
                     return Err(e);
                 }
             };
@@ -528,6 +700,12 @@ impl VcspLibrary {
                 generated: false,
                 hrefs: vec![rel],
             });
+        }
+
+        // The whole OVA is checked against the record before anything points at its files.
+        if let Err(e) = reader.verify_whole().await {
+            self.remove(&version_dir).await;
+            return Err(self.failed(format!("the site's copy of the OVA: {e}")));
         }
 
         let item = Item {
@@ -547,7 +725,6 @@ impl VcspLibrary {
             kind: "vcsp.ovf".into(),
             content_version: "1".into(),
         };
-        self.write_json(&item.self_href, &item).await?;
         match items.items.iter_mut().find(|i| i.name == item.name) {
             Some(slot) => *slot = item.clone(),
             None => items.items.push(item.clone()),
@@ -557,24 +734,27 @@ impl VcspLibrary {
         } else {
             Vec::new()
         };
-        self.write_json("items.json", &items).await?;
         lib.version = bump(&lib.version);
-        self.write_json("lib.json", &lib).await?;
 
-        // What no document points at any more: the previous version's folder of this item and
-        // the folders of items retention removed.
-        let old_dirs: std::collections::BTreeSet<&str> = existing
+        // What no document will point at: the previous version's folder of this item and the
+        // folders of items retention removed.
+        let mut obsolete: Vec<String> = existing
             .iter()
             .flat_map(|i| &i.files)
-            .filter_map(|f| f.hrefs.first().map(|h| dir_of(h)))
+            .filter_map(|f| f.hrefs.first().map(|h| dir_of(h).to_string()))
             .filter(|d| *d != version_dir)
             .collect();
-        for dir in old_dirs {
-            self.remove(dir).await;
-        }
-        for name in &removed {
-            self.remove(&name.replace(' ', "_")).await;
-        }
+        obsolete.extend(removed.iter().map(|name| name.replace(' ', "_")));
+        obsolete.sort();
+        obsolete.dedup();
+        let journal = Journal {
+            item: item.clone(),
+            items,
+            lib,
+            obsolete,
+        };
+        self.write_json(JOURNAL, &journal).await?;
+        self.apply(&journal).await?;
         Ok(Imported {
             library: self.name(),
             item: item.name,
@@ -583,6 +763,7 @@ impl VcspLibrary {
             changed: true,
             removed,
             synced: Vec::new(),
+            manifest: package.manifest.is_some(),
         })
     }
 }

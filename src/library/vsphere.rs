@@ -212,7 +212,10 @@ impl VSphere {
                         .and_then(Value::as_str)
                         .map(String::from)
                 })
-                .unwrap_or_else(|| text.chars().take(300).collect());
+                .map_or_else(
+                    || crate::secret::scrub_and_cut(&text, 300),
+                    |m| crate::secret::scrub(&m).into_owned(),
+                );
             return Err(LibraryError::Remote {
                 library: self.name(),
                 method: method.into(),
@@ -446,6 +449,7 @@ impl VSphere {
                     changed: false,
                     removed: Vec::new(),
                     synced: Vec::new(),
+                    manifest: package.manifest.is_some(),
                 });
             }
         }
@@ -526,6 +530,7 @@ impl VSphere {
             changed: true,
             removed,
             synced: Vec::new(),
+            manifest: package.manifest.is_some(),
         })
     }
 
@@ -571,6 +576,11 @@ impl VSphere {
                     self.keeping_alive(sid, upload).await?;
                     done += member.size;
                 }
+                // The whole OVA is checked against the record before the session completes.
+                reader
+                    .verify_whole()
+                    .await
+                    .map_err(|e| self.failed(format!("the site's copy of the OVA: {e}")))?;
             }
             Transfer::Pull { url, thumbprint } => {
                 let name = url

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::github;
 use super::progress::{Progress, ProgressMode};
@@ -17,8 +17,6 @@ struct Inner {
     progress: ProgressMode,
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
-    /// Secrets read so far; scrubbed from every line printed, also outside GitHub.
-    masks: Mutex<Vec<String>>,
     /// Live progress bars stack here (bar mode); lines are printed above them.
     bars: indicatif::MultiProgress,
 }
@@ -33,6 +31,18 @@ impl Ui {
         let terminal = std::io::stderr().is_terminal();
         let ci = github || env::var(env::CI).is_some() || env::var(env::JENKINS_URL).is_some();
         let progress = progress.resolve(terminal, ci);
+        if github {
+            // GitHub masks each form of a secret in the job log too, as soon as it is read.
+            crate::secret::announce_with(|form| {
+                for line in form.lines().filter(|l| !l.trim().is_empty()) {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "::add-mask::{}",
+                        github::escape_data(line)
+                    );
+                }
+            });
+        }
         Self(Arc::new(Inner {
             step,
             json,
@@ -46,7 +56,6 @@ impl Ui {
                 .then(|| env::var(env::GITHUB_STEP_SUMMARY))
                 .flatten()
                 .map(PathBuf::from),
-            masks: Mutex::new(Vec::new()),
             bars: indicatif::MultiProgress::with_draw_target(
                 indicatif::ProgressDrawTarget::stderr(),
             ),
@@ -54,10 +63,7 @@ impl Ui {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let masks = self.0.masks.lock().unwrap_or_else(|p| p.into_inner());
-        masks
-            .iter()
-            .fold(text.to_string(), |t, m| t.replace(m.as_str(), "***"))
+        crate::secret::scrub(text).into_owned()
     }
 
     /// Prints one line of human output on stderr, above a progress bar if one is drawn.
@@ -89,28 +95,6 @@ impl Ui {
             let msg = github::escape_data(&self.scrub(text));
             let _ = writeln!(std::io::stderr().lock(), "::{kind} title={title}::{msg}");
         }
-    }
-
-    /// Registers a secret: GitHub masks it in the job log, and this step never prints it.
-    pub fn mask(&self, secret: &str) {
-        // Masking very short values would turn ordinary words into `***`.
-        if secret.len() < 4 {
-            return;
-        }
-        if self.0.github {
-            for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "::add-mask::{}",
-                    github::escape_data(line)
-                );
-            }
-        }
-        self.0
-            .masks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(secret.to_string());
     }
 
     /// Sets a step output (`$GITHUB_OUTPUT` on GitHub; nothing elsewhere).

@@ -357,11 +357,12 @@ impl ArtifactoryStore {
         }
         let actual = Sha256Hex::from_hasher(s256);
         if &actual != expected {
-            return Err(StoreError::Integrity {
-                store: self.location(),
+            return Err(StoreError::SourceMismatch {
                 path: source.to_path_buf(),
                 expected: *expected,
                 actual,
+                expected_size: done,
+                actual_size: done,
             });
         }
         Ok(hex::encode(s1.finalize()))
@@ -466,11 +467,12 @@ impl ArtifactoryStore {
             &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
         ));
         if &sha256 != expected {
-            return Err(StoreError::Integrity {
-                store: self.location(),
+            return Err(StoreError::SourceMismatch {
                 path: source.to_path_buf(),
                 expected: *expected,
                 actual: sha256,
+                expected_size: size,
+                actual_size: sent.load(std::sync::atomic::Ordering::Relaxed),
             });
         }
         // The reply's checksums are the server's own reading of what arrived. (A sha1 cannot
@@ -571,10 +573,11 @@ impl Store for ArtifactoryStore {
         &self,
         image: &ImageRef,
         source: &Path,
-        expected: &Sha256Hex,
+        expected_file: &FileArtifact,
         props: &Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError> {
+        let expected = &expected_file.sha256;
         let name = stored_file_name(&self.location(), source)?;
         let path = self.path(&image.name, &image.version.to_string(), &name);
         match self.file_sha256(&path).await? {

@@ -37,18 +37,21 @@ impl LocalStore {
         }
     }
 
-    /// Copies `source` into a temporary file beside `dest` while hashing it, checks the digest,
-    /// then renames: a reader never sees a partial or wrong file under the final name.
+    /// Copies `source` into a temporary file beside `dest` while hashing and counting it,
+    /// checks both against the record, then links it into place without replacing anything: a
+    /// reader never sees a partial or wrong file under the final name, and a file another
+    /// writer put there first is never overwritten. `Ok(false)` when `dest` appeared meanwhile.
     fn copy_verified(
         &self,
         source: &Path,
         dest: &Path,
-        expected: &Sha256Hex,
+        expected: &FileArtifact,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let dir = crate::fsutil::parent_dir(dest);
         std::fs::create_dir_all(dir).map_err(self.io(dir))?;
         let mut input = File::open(source).map_err(self.io(source))?;
+        // Removed on every early return by its drop; a killed run's is swept by the next one.
         let mut tmp = crate::fsutil::temp_beside(dir, ".partial").map_err(self.io(dir))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -61,24 +64,52 @@ impl LocalStore {
                 Err(e) => return Err(self.io(source)(e)),
             };
             hasher.update(&buf[..n]);
+            crate::fsutil::crash_point();
             tmp.write_all(&buf[..n]).map_err(self.io(dest))?;
             copied += n as u64;
             progress(copied);
         }
         let actual = Sha256Hex::from_hasher(hasher);
-        if &actual != expected {
-            // The temp file is removed on drop.
-            return Err(StoreError::Integrity {
-                store: self.location(),
+        if actual != expected.sha256 || copied != expected.size {
+            return Err(StoreError::SourceMismatch {
                 path: source.to_path_buf(),
-                expected: *expected,
+                expected: expected.sha256,
                 actual,
+                expected_size: expected.size,
+                actual_size: copied,
             });
         }
         tmp.as_file().sync_all().map_err(self.io(dest))?;
-        tmp.persist(dest).map_err(|e| self.io(dest)(e.error))?;
-        Ok(())
+        crate::fsutil::crash_point();
+        match tmp.persist_noclobber(dest) {
+            Ok(_) => Ok(true),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(self.io(dest)(e.error)),
+        }
     }
+
+    /// What a stored file is: whether it holds `expected`, or a conflict naming its digest.
+    fn compare_stored(
+        &self,
+        dest: &Path,
+        expected: &FileArtifact,
+    ) -> Result<PutOutcome, StoreError> {
+        let existing = hash_file(dest, &|_| {}).map_err(self.io(dest))?;
+        if existing.sha256 == expected.sha256 && existing.size == expected.size {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        Err(StoreError::Conflict {
+            store: self.location(),
+            path: dest.to_path_buf(),
+            existing: existing.sha256,
+            new: expected.sha256,
+        })
+    }
+}
+
+/// Temporary files of this store: `.imagepipe-*` (see [`crate::fsutil::temp_beside`]).
+fn is_temp(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with(".imagepipe-"))
 }
 
 #[async_trait::async_trait]
@@ -143,26 +174,20 @@ impl Store for LocalStore {
         &self,
         image: &ImageRef,
         source: &Path,
-        expected: &Sha256Hex,
+        expected: &FileArtifact,
         _properties: &super::Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError> {
         let name = stored_file_name(&self.location(), source)?;
         let dest = self.version_dir(image).join(name);
         if dest.exists() {
-            let existing = hash_file(&dest, &|_| {}).map_err(self.io(&dest))?.sha256;
-            if &existing == expected {
-                return Ok(PutOutcome::AlreadyPresent);
-            }
-            return Err(StoreError::Conflict {
-                store: self.location(),
-                path: dest,
-                existing,
-                new: *expected,
-            });
+            return self.compare_stored(&dest, expected);
         }
-        tokio::task::block_in_place(|| self.copy_verified(source, &dest, expected, progress))?;
-        Ok(PutOutcome::Stored)
+        if tokio::task::block_in_place(|| self.copy_verified(source, &dest, expected, progress))? {
+            return Ok(PutOutcome::Stored);
+        }
+        // Another writer linked the same name first (one that took no lock).
+        self.compare_stored(&dest, expected)
     }
 
     async fn put_record(
@@ -172,18 +197,69 @@ impl Store for LocalStore {
         _properties: &super::Properties,
     ) -> Result<(), StoreError> {
         let dest = self.version_dir(image).join(record::FILE_NAME);
-        if let Ok(existing) = std::fs::read(&dest) {
-            if existing == bytes {
-                return Ok(());
+        let dir = crate::fsutil::parent_dir(&dest);
+        std::fs::create_dir_all(dir).map_err(self.io(dir))?;
+        let mut tmp = crate::fsutil::temp_beside(dir, ".tmp").map_err(self.io(dir))?;
+        crate::fsutil::crash_point();
+        tmp.write_all(bytes).map_err(self.io(&dest))?;
+        tmp.as_file().sync_all().map_err(self.io(&dest))?;
+        crate::fsutil::crash_point();
+        // Linked, not renamed: a record another writer put there first stays.
+        match tmp.persist_noclobber(&dest) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                let existing = std::fs::read(&dest).map_err(self.io(&dest))?;
+                if existing == bytes {
+                    return Ok(());
+                }
+                Err(StoreError::Conflict {
+                    store: self.location(),
+                    path: dest,
+                    existing: Sha256Hex::digest(&existing),
+                    new: Sha256Hex::digest(bytes),
+                })
             }
-            return Err(StoreError::Conflict {
-                store: self.location(),
-                path: dest,
-                existing: Sha256Hex::digest(&existing),
-                new: Sha256Hex::digest(bytes),
-            });
+            Err(e) => Err(self.io(&dest)(e.error)),
         }
-        crate::fsutil::write_atomic(&dest, bytes).map_err(self.io(&dest))
+    }
+
+    /// A lock file per version (`<image>/.<version>.lock`, which no listing takes for a
+    /// version), held with `flock` until the guard is dropped; the kernel releases it when a
+    /// writer dies. Under it, every temporary file left in the version by a killed writer is
+    /// swept.
+    async fn lock_version(
+        &self,
+        image: &ImageRef,
+    ) -> Result<Option<super::VersionLock>, StoreError> {
+        let dir = self.root.join(image.name.as_str());
+        std::fs::create_dir_all(&dir).map_err(self.io(&dir))?;
+        let path = dir.join(format!(".{}.lock", image.version));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(self.io(&path))?;
+        tokio::task::block_in_place(|| file.lock()).map_err(self.io(&path))?;
+        let version_dir = self.version_dir(image);
+        if let Ok(entries) = std::fs::read_dir(&version_dir) {
+            for entry in entries.flatten() {
+                if is_temp(&entry.file_name()) {
+                    let p = entry.path();
+                    std::fs::remove_file(&p).map_err(self.io(&p))?;
+                }
+            }
+        }
+        Ok(Some(super::VersionLock::new(file)))
+    }
+
+    async fn remove_artifact(&self, image: &ImageRef, name: &str) -> Result<bool, StoreError> {
+        let path = self.version_dir(image).join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(self.io(&path)(e)),
+        }
     }
 
     async fn artifact_digest(
@@ -259,6 +335,16 @@ mod tests {
     use crate::store::resolve;
     use semver::VersionReq;
 
+    /// What a record says of a file holding `bytes`.
+    fn want(bytes: &[u8]) -> FileArtifact {
+        FileArtifact {
+            path: "x".into(),
+            size: bytes.len() as u64,
+            sha256: Sha256Hex::digest(bytes),
+            format: Format::Raw,
+        }
+    }
+
     async fn publish(
         store: &LocalStore,
         src: &Path,
@@ -272,7 +358,7 @@ mod tests {
         let digest = Sha256Hex::digest(content);
         assert_eq!(
             store
-                .put_artifact(&image, &file, &digest, &[], &|_| {})
+                .put_artifact(&image, &file, &want(content), &[], &|_| {})
                 .await
                 .unwrap(),
             PutOutcome::Stored
@@ -353,7 +439,7 @@ mod tests {
         let seen = std::sync::Mutex::new(Vec::new());
         let image: ImageRef = "a@1.0.0".parse().unwrap();
         store
-            .put_artifact(&image, &file, &Sha256Hex::digest(&data), &[], &|n| {
+            .put_artifact(&image, &file, &want(&data), &[], &|n| {
                 seen.lock().unwrap().push(n)
             })
             .await
@@ -371,7 +457,7 @@ mod tests {
         let image: ImageRef = "a@1.0.0".parse().unwrap();
         let file = src.path().join("disk.raw");
         std::fs::write(&file, b"one").unwrap();
-        let d1 = Sha256Hex::digest(b"one");
+        let d1 = want(b"one");
         assert_eq!(
             store
                 .put_artifact(&image, &file, &d1, &[], &|_| {})
@@ -387,7 +473,7 @@ mod tests {
             PutOutcome::AlreadyPresent
         );
         std::fs::write(&file, b"two").unwrap();
-        let d2 = Sha256Hex::digest(b"two");
+        let d2 = want(b"two");
         assert!(matches!(
             store.put_artifact(&image, &file, &d2, &[], &|_| {}).await,
             Err(StoreError::Conflict { .. })
@@ -396,7 +482,7 @@ mod tests {
         let other: ImageRef = "a@1.0.1".parse().unwrap();
         assert!(matches!(
             store.put_artifact(&other, &file, &d1, &[], &|_| {}).await,
-            Err(StoreError::Integrity { .. })
+            Err(StoreError::SourceMismatch { .. })
         ));
         let left: Vec<_> = std::fs::read_dir(store.version_dir(&other))
             .unwrap()

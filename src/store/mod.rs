@@ -17,7 +17,9 @@ use semver::{Version, VersionReq};
 pub use artifactory::ArtifactoryStore;
 pub use local::LocalStore;
 pub use oci::OciStore;
-pub use reader::{ArtifactReader, ByteStream, FileReader, HttpReader, MemoryReader};
+pub use reader::{
+    ArtifactReader, ByteStream, Expected, FileReader, HttpReader, MemoryReader, Verifying,
+};
 
 use crate::config::StoreSpec;
 use crate::hash::Sha256Hex;
@@ -162,6 +164,18 @@ pub enum StoreError {
         existing: Sha256Hex,
         new: Sha256Hex,
     },
+    #[error(
+        "{path} is not the file its record describes ({actual_size} bytes, sha256 {actual}; the \
+         record says {expected_size} bytes, sha256 {expected}): it changed after the build, or \
+         the record was edited; rebuild it"
+    )]
+    SourceMismatch {
+        path: PathBuf,
+        expected: Sha256Hex,
+        actual: Sha256Hex,
+        expected_size: u64,
+        actual_size: u64,
+    },
     #[error("{store}: {location} is missing although the version's record names it")]
     MissingArtifact { store: String, location: String },
     #[error("{store}: the record of {image} names {record_image}")]
@@ -255,6 +269,18 @@ impl ReplicationTarget {
     }
 }
 
+/// A held lock on one version of a store; released when dropped.
+#[derive(Debug)]
+pub struct VersionLock {
+    _file: std::fs::File,
+}
+
+impl VersionLock {
+    pub(crate) fn new(file: std::fs::File) -> Self {
+        Self { _file: file }
+    }
+}
+
 /// Metadata stores that support it attach to what they store (Artifactory properties).
 pub type Properties = [(String, String)];
 
@@ -277,16 +303,32 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Where a version's record is (or will be), as a path or URL.
     fn record_location(&self, image: &ImageRef) -> String;
 
-    /// Stores one artifact file, checking its digest on the way in. `progress` receives the
-    /// bytes of this file sent so far.
+    /// Stores one artifact file, checking its size and digest against the record's on the way
+    /// in. `progress` receives the bytes of this file sent so far. An artifact the store
+    /// already holds with other bytes is a [`StoreError::Conflict`], never overwritten.
     async fn put_artifact(
         &self,
         image: &ImageRef,
         source: &Path,
-        expected: &Sha256Hex,
+        expected: &FileArtifact,
         properties: &Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError>;
+
+    /// Holds off other writers of one version until the guard is dropped, where the store has a
+    /// way to (a lock file in a local store); `None` where it has none, and conflicts are then
+    /// caught by comparing before and after each write.
+    async fn lock_version(&self, image: &ImageRef) -> Result<Option<VersionLock>, StoreError> {
+        let _ = image;
+        Ok(None)
+    }
+
+    /// Removes one artifact file this run stored, when a publish that lost a race undoes its
+    /// own writes; `Ok(false)` where the store cannot.
+    async fn remove_artifact(&self, image: &ImageRef, name: &str) -> Result<bool, StoreError> {
+        let _ = (image, name);
+        Ok(false)
+    }
 
     /// Stores the record; call it after every artifact is stored.
     async fn put_record(
@@ -380,15 +422,14 @@ pub async fn resolve(
     Ok(versions.into_iter().filter(|v| req.matches(v)).max())
 }
 
-/// Opens the store a spec names; credentials are read (and masked) through `ui`.
-pub fn open(spec: &StoreSpec, ui: &crate::step::Ui) -> Result<Box<dyn Store>, StoreError> {
-    open_with(spec, ui, crate::http::HttpOptions::default())
+/// Opens the store a spec names; its credentials are read (and registered as secrets).
+pub fn open(spec: &StoreSpec) -> Result<Box<dyn Store>, StoreError> {
+    open_with(spec, crate::http::HttpOptions::default())
 }
 
 /// [`open`] with the HTTP timeouts and retries of the caller; TLS comes from the spec.
 pub fn open_with(
     spec: &StoreSpec,
-    ui: &crate::step::Ui,
     http: crate::http::HttpOptions,
 ) -> Result<Box<dyn Store>, StoreError> {
     // Remote stores share the credentials and the one HTTP client factory.
@@ -396,7 +437,7 @@ pub fn open_with(
         let location = spec.url.to_string();
         let auth = spec
             .credentials
-            .resolve(ui)
+            .resolve()
             .map_err(|e| StoreError::BadAnswer {
                 store: location.clone(),
                 url: String::new(),
@@ -524,6 +565,7 @@ pub(crate) async fn http_failure(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
+    // A server may echo the request, credentials included: scrubbed before it is kept.
     let text = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<ErrorBody>(&text)
         .ok()
@@ -532,7 +574,10 @@ pub(crate) async fn http_failure(
             Some(code) => format!("{code}: {}", e.message),
             None => e.message,
         })
-        .unwrap_or_else(|| text.chars().take(300).collect());
+        .map_or_else(
+            || crate::secret::scrub_and_cut(&text, 300),
+            |m| crate::secret::scrub(&m).into_owned(),
+        );
     StoreError::Remote {
         store,
         method: method.into(),

@@ -262,11 +262,12 @@ impl OciStore {
         ));
         if &actual != expected {
             let _ = self.send(Method::DELETE, &location, None, None).await;
-            return Err(StoreError::Integrity {
-                store: self.location(),
+            return Err(StoreError::SourceMismatch {
                 path: path.to_path_buf(),
                 expected: *expected,
                 actual,
+                expected_size: size,
+                actual_size: sent.load(std::sync::atomic::Ordering::Relaxed),
             });
         }
         self.finish_upload(&location, expected, Vec::new()).await
@@ -403,10 +404,11 @@ impl Store for OciStore {
         &self,
         image: &ImageRef,
         source: &Path,
-        expected: &Sha256Hex,
+        expected_file: &FileArtifact,
         _properties: &super::Properties,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, StoreError> {
+        let expected = &expected_file.sha256;
         stored_file_name(&self.location(), source)?;
         if self.blob_exists(&image.name, expected).await? {
             return Ok(PutOutcome::AlreadyPresent);

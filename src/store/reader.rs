@@ -34,6 +34,159 @@ pub trait ArtifactReader: Send + Sync + fmt::Debug {
 
     /// `len` bytes from `offset`, in chunks, for streaming uploads.
     async fn stream(&self, offset: u64, len: u64) -> io::Result<ByteStream>;
+
+    /// Whether the whole artifact is what its record says, checked once everything needed was
+    /// streamed (see [`Verifying`]); a reader that checks nothing says yes.
+    async fn verify_whole(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a whole artifact must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub size: u64,
+    pub sha256: crate::hash::Sha256Hex,
+}
+
+/// Progress of the whole-file digest of a [`Verifying`] reader.
+#[derive(Debug)]
+struct Digest {
+    /// Bytes hashed so far, from the start.
+    pos: u64,
+    hasher: sha2::Sha256,
+    /// A stream came out of order: the digest takes a pass of its own at the end.
+    out_of_order: bool,
+}
+
+/// A reader that computes the whole artifact's sha256 from the member streams an import sends
+/// on anyway: a stream that starts past what was hashed first hashes the gap between (tar
+/// headers, the manifest, padding), and [`ArtifactReader::verify_whole`] hashes the tail and
+/// compares size and digest with the record's. Streams taken out of order fall back to a
+/// pass of their own over the file. So a site's copy of an OVA is checked against the record
+/// with no second download.
+#[derive(Debug)]
+pub struct Verifying<'a> {
+    inner: &'a dyn ArtifactReader,
+    expected: Expected,
+    digest: std::sync::Arc<std::sync::Mutex<Digest>>,
+}
+
+impl<'a> Verifying<'a> {
+    pub fn new(inner: &'a dyn ArtifactReader, expected: Expected) -> Self {
+        Self {
+            inner,
+            expected,
+            digest: std::sync::Arc::new(std::sync::Mutex::new(Digest {
+                pos: 0,
+                hasher: sha2::Digest::new(),
+                out_of_order: false,
+            })),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Digest> {
+        self.digest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hashes `[from, to)` of the artifact.
+    async fn hash_range(&self, from: u64, to: u64) -> io::Result<()> {
+        if to <= from {
+            return Ok(());
+        }
+        let mut stream = self.inner.stream(from, to - from).await?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let mut d = self.state();
+            sha2::Digest::update(&mut d.hasher, &chunk);
+            d.pos += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ArtifactReader for Verifying<'_> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.inner.read_at(offset, len).await
+    }
+
+    async fn stream(&self, offset: u64, len: u64) -> io::Result<ByteStream> {
+        let pos = {
+            let mut d = self.state();
+            if d.out_of_order || offset < d.pos {
+                d.out_of_order = true;
+                None
+            } else {
+                Some(d.pos)
+            }
+        };
+        let Some(pos) = pos else {
+            return self.inner.stream(offset, len).await;
+        };
+        self.hash_range(pos, offset).await?;
+        let digest = self.digest.clone();
+        let stream = self.inner.stream(offset, len).await?;
+        Ok(stream
+            .map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    let mut d = digest.lock().unwrap_or_else(|p| p.into_inner());
+                    sha2::Digest::update(&mut d.hasher, bytes);
+                    d.pos += bytes.len() as u64;
+                }
+                chunk
+            })
+            .boxed())
+    }
+
+    async fn verify_whole(&self) -> io::Result<()> {
+        if self.inner.len() != self.expected.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is {} bytes, but the record says {}",
+                    self.location(),
+                    self.inner.len(),
+                    self.expected.size
+                ),
+            ));
+        }
+        let (out_of_order, pos) = {
+            let d = self.state();
+            (d.out_of_order, d.pos)
+        };
+        if out_of_order {
+            *self.state() = Digest {
+                pos: 0,
+                hasher: sha2::Digest::new(),
+                out_of_order: true,
+            };
+            self.hash_range(0, self.inner.len()).await?;
+        } else {
+            self.hash_range(pos, self.inner.len()).await?;
+        }
+        let hasher = std::mem::replace(&mut self.state().hasher, sha2::Digest::new());
+        let actual = crate::hash::Sha256Hex::from_hasher(hasher);
+        if actual != self.expected.sha256 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} has sha256 {actual}, but the record says {}",
+                    self.location(),
+                    self.expected.sha256
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn check_range(reader: &dyn ArtifactReader, offset: u64, len: u64) -> io::Result<()> {

@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         let tag_via = match args.via {
             Via::Git => TagVia::Git,
             Via::Github => {
-                let token = github::token(&ui).context(
+                let token = github::token().context(
                     "--via github needs a token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN",
                 )?;
                 let repository =

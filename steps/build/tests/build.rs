@@ -83,7 +83,7 @@ impl Repo {
                 if let ArtifactKind::File(f) = &a.kind {
                     let src = record_path.parent().unwrap().join(&f.path);
                     store
-                        .put_artifact(&id, &src, &f.sha256, &[], &|_| {})
+                        .put_artifact(&id, &src, f, &[], &|_| {})
                         .await
                         .unwrap();
                 }
@@ -783,12 +783,11 @@ fn github_outputs_summary_and_annotations() {
     let out = &gh.out;
     assert_exit(out, 0);
     let outputs = &gh.outputs;
-    let declared =
-        support::check_action(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
-            BIN,
-            &["IMAGEPIPE_GITHUB_TOKEN"],
-        );
+    let declared = support::check_action(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
+        BIN,
+        &["IMAGEPIPE_GITHUB_TOKEN"],
+    );
     assert_eq!(
         outputs.keys().cloned().collect::<Vec<_>>(),
         declared,

@@ -72,6 +72,11 @@ struct Args {
     #[arg(long, env = env::SYNC_WAIT, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
     sync_wait: Duration,
 
+    /// Import an OVA that has no manifest (.mf). Its files cannot then be checked one by one,
+    /// only the whole OVA against the record's sha256; the record notes it.
+    #[arg(long, env = env::ALLOW_MISSING_MANIFEST)]
+    allow_missing_manifest: bool,
+
     /// How often vCenter's update session is kept alive during a transfer.
     #[arg(long, env = env::KEEP_ALIVE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1m")]
     keep_alive: Duration,
@@ -100,6 +105,23 @@ fn main() -> ExitCode {
         let config = Config::discover(args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let sites = config.select_sites(&args.sites)?;
+        // A bad item name is refused before any site is touched.
+        imagepipe::library::item_name(&args.item_name, args.layout, &image)?;
+        // What every site's copy is checked against: the record as it was published.
+        let published = if record_path.is_file() {
+            Some(Record::read(&record_path)?.record).filter(|r| r.id() == image)
+        } else {
+            None
+        };
+        let published = match published {
+            Some(r) => r,
+            None => {
+                imagepipe::store::open(&config.store)?
+                    .fetch_record(&image)
+                    .await?
+                    .record
+            }
+        };
         let options = ImportOptions {
             item_name: args.item_name.clone(),
             layout: args.layout,
@@ -109,6 +131,7 @@ fn main() -> ExitCode {
             artifact: args.artifact.clone(),
             sync_deadline: args.sync_wait,
             keep_alive: args.keep_alive,
+            allow_missing_manifest: args.allow_missing_manifest,
         };
         let mut done = Vec::new();
         let mut failed = Vec::new();
@@ -116,7 +139,7 @@ fn main() -> ExitCode {
             // The size is known once the OVA's index has been read.
             let bar = std::sync::OnceLock::new();
             let label = format!("{}: {image}", site.name);
-            let result = import::import_site(site, &image, &options, &ui, &|n, total| {
+            let result = import::import_site(site, &image, &published, &options, &|n, total| {
                 bar.get_or_init(|| ui.progress(&label, Some(total))).set(n);
             })
             .await;

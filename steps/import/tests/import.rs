@@ -243,8 +243,35 @@ async fn a_vcsp_library_follows_the_protocol() {
     assert_eq!(item2["version"], "2");
     assert_eq!(read_json(&lib.join("lib.json"))["version"], "2");
     assert_ne!(item2["files"][1]["etag"], item["files"][1]["etag"]);
-    assert!(!lib.join("global-debian-12/1.0.0").exists());
-    assert!(lib.join("global-debian-12/1.1.0").is_dir());
+    // Each import's files are in a folder of their own (never rewritten in place), the old
+    // version's folder is gone, and nothing else is left beside the item.
+    let folder_of = |item: &Value| {
+        let href = item["files"][0]["hrefs"][0].as_str().unwrap().to_string();
+        href.rsplit_once('/').unwrap().0.to_string()
+    };
+    let (old_folder, new_folder) = (folder_of(&item), folder_of(&item2));
+    assert!(
+        old_folder.starts_with("global-debian-12/1.0.0-"),
+        "{old_folder}"
+    );
+    assert!(
+        new_folder.starts_with("global-debian-12/1.1.0-"),
+        "{new_folder}"
+    );
+    assert!(!lib.join(&old_folder).exists());
+    assert!(lib.join(&new_folder).is_dir());
+    let mut beside: Vec<String> = std::fs::read_dir(lib.join("global-debian-12"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    beside.sort();
+    assert_eq!(
+        beside,
+        [
+            new_folder.rsplit_once('/').unwrap().1.to_string(),
+            "item.json".to_string()
+        ]
+    );
 
     // An OVA whose disk does not match its manifest: refused, and the library is untouched.
     let mut bad = ova(p.path(), "three");
@@ -338,10 +365,16 @@ async fn a_vcsp_library_in_an_artifactory_repository() {
     assert!(
         s.log
             .iter()
-            .any(|l| l == "DELETE /artifactory/vcsp/libs/east/global-debian-12/1.0.0")
+            .any(|l| l.starts_with("DELETE /artifactory/vcsp/libs/east/global-debian-12/1.0.0-")),
+        "{:?}",
+        s.log
     );
-    assert!(!s.items.keys().any(|k| k.contains("/1.0.0/")));
-    assert!(s.items.keys().any(|k| k.contains("/1.1.0/")));
+    assert!(!s.items.keys().any(|k| k.contains("/1.0.0-")));
+    assert!(s.items.keys().any(|k| k.contains("/1.1.0-")));
+    assert!(
+        !s.items.keys().any(|k| k.contains(".imagepipe.journal")),
+        "the journal is removed when the import is done"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -351,14 +384,11 @@ async fn reads_the_ova_in_place_from_a_real_registry() {
         "[[site]]\nname = \"oci\"\n[site.store]\nurl = \"{}\"\n[site.library]\nurl = \"vcsp:lib\"\n",
         registry.url()
     ));
-    let oci = store::open(
-        &StoreSpec {
-            url: StoreUrl::parse(&registry.url(), Path::new("/")).unwrap(),
-            credentials: Credentials::default(),
-            tls: TlsSpec::default(),
-        },
-        &ui(),
-    )
+    let oci = store::open(&StoreSpec {
+        url: StoreUrl::parse(&registry.url(), Path::new("/")).unwrap(),
+        credentials: Credentials::default(),
+        tls: TlsSpec::default(),
+    })
     .unwrap();
     let bytes = ova(p.path(), "one");
     p.publish(oci.as_ref(), "1.0.0", &bytes).await;
@@ -411,17 +441,14 @@ async fn item_per_version_keeps_the_newest() {
 fn artifactory_store(dir: &Path, store_url: &str) -> Box<dyn Store> {
     let token = dir.join("token");
     std::fs::write(&token, artifactory::TOKEN).unwrap();
-    store::open(
-        &StoreSpec {
-            url: StoreUrl::parse(store_url, Path::new("/")).unwrap(),
-            credentials: Credentials {
-                token_file: Some(token),
-                ..Credentials::default()
-            },
-            tls: TlsSpec::default(),
+    store::open(&StoreSpec {
+        url: StoreUrl::parse(store_url, Path::new("/")).unwrap(),
+        credentials: Credentials {
+            token_file: Some(token),
+            ..Credentials::default()
         },
-        &ui(),
-    )
+        tls: TlsSpec::default(),
+    })
     .unwrap()
 }
 
@@ -719,7 +746,18 @@ fn bad_input_and_help() {
     let p = Pipeline::new(
         "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
     );
-    // The version is not in the site's store.
+    // The version is not published at all.
+    let out = p.run(&["--version", "9.9.9"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("global/debian-12@9.9.9 is not in store file:"),
+        "{}",
+        stderr(&out)
+    );
+    // Published, but not (yet) in the site's store.
+    let primary = LocalStore::new(p.path().join("primary"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(p.publish(&primary, "9.9.9", &ova(p.path(), "nine")));
     let out = p.run(&["--version", "9.9.9"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("site east: "), "{}", stderr(&out));
@@ -732,4 +770,238 @@ fn bad_input_and_help() {
         support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(outputs, ["failed-sites", "items"]);
     insta::assert_snapshot!("help", support::help(BIN, p.path()));
+}
+
+/// The VCSP library's invariant: the three documents parse, and every file that items.json or
+/// an item.json points at is there with its size and its etag's digest. `strict` (after a run
+/// that completed) adds: item.json is items.json's entry, and nothing else is in the library:
+/// no journal, no temporary file, no folder that no document points at.
+fn assert_library_consistent(lib: &Path, strict: bool) {
+    if !lib.join("lib.json").exists() {
+        assert!(!lib.join("items.json").exists() || !strict);
+        return;
+    }
+    read_json(&lib.join("lib.json"));
+    let items = read_json(&lib.join("items.json"));
+    let mut referenced = std::collections::BTreeSet::new();
+    let mut check_files = |item: &Value| {
+        for f in item["files"].as_array().unwrap() {
+            let href = f["hrefs"][0].as_str().unwrap();
+            let bytes = std::fs::read(lib.join(href)).unwrap_or_else(|e| panic!("{href}: {e}"));
+            assert_eq!(bytes.len() as u64, f["size"].as_u64().unwrap(), "{href}");
+            assert_eq!(Sha256Hex::digest(&bytes).to_string(), f["etag"], "{href}");
+            referenced.insert(href.rsplit_once('/').unwrap().0.to_string());
+        }
+    };
+    for item in items["items"].as_array().unwrap() {
+        check_files(item);
+        let own = read_json(&lib.join(item["selfHref"].as_str().unwrap()));
+        check_files(&own);
+        if strict {
+            assert_eq!(&own, item, "item.json is items.json's entry");
+        }
+    }
+    if strict {
+        let mut found = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(lib).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                for child in std::fs::read_dir(entry.path()).unwrap() {
+                    let child = child.unwrap().file_name().into_string().unwrap();
+                    if child != "item.json" {
+                        found.insert(format!("{name}/{child}"));
+                    }
+                }
+            } else {
+                assert!(
+                    ["lib.json", "items.json", ".imagepipe.lock"].contains(&name.as_str()),
+                    "left in the library: {name}"
+                );
+            }
+        }
+        assert_eq!(found, referenced, "only folders the documents point at");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_killed_at_any_write_leaves_a_consistent_library_that_a_rerun_completes() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    let east = LocalStore::new(p.path().join("east"));
+    p.publish(&east, "1.0.0", &ova(p.path(), "one")).await;
+    p.publish(&east, "1.1.0", &ova(p.path(), "two")).await;
+    let second_sha = Record::read(Path::new(&east.record_location(&id("1.1.0"))))
+        .unwrap()
+        .sha256;
+    // Two starting points: an empty library, and one holding 1.0.0 that 1.1.0 replaces.
+    let empty = p.path().join("empty");
+    let holding = p.path().join("holding");
+    std::fs::create_dir_all(&empty).unwrap();
+    let lib = p.path().join("lib");
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 0);
+    std::fs::rename(&lib, &holding).unwrap();
+
+    let mut kills = 0;
+    for start in [&empty, &holding] {
+        for at in 1.. {
+            let _ = std::fs::remove_dir_all(&lib);
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(start)
+                .arg(&lib)
+                .status()
+                .unwrap();
+            assert!(copied.success());
+            let out = tokio::task::block_in_place(|| {
+                command(
+                    BIN,
+                    p.path(),
+                    &["--image", "global/debian-12", "--version", "1.1.0"],
+                )
+                .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
+                .output()
+                .unwrap()
+            });
+            if out.status.success() {
+                assert_library_consistent(&lib, true);
+                break;
+            }
+            assert_eq!(out.status.signal(), Some(9), "at {at}: {}", stderr(&out));
+            kills += 1;
+            assert_library_consistent(&lib, false);
+            let again = tokio::task::block_in_place(|| p.run(&["--version", "1.1.0"]));
+            assert_exit(&again, 0);
+            assert_library_consistent(&lib, true);
+            let item = read_json(&lib.join("global-debian-12/item.json"));
+            assert_eq!(
+                item["properties"]["imagepipe.record_sha256"],
+                second_sha.to_string(),
+                "at {at}: the re-run finished the import"
+            );
+        }
+    }
+    assert!(kills >= 10, "{kills} points");
+    eprintln!("vcsp: killed at {kills} points, each consistent, each completed by a re-run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sites_copy_is_checked_against_the_published_record() {
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    let east = LocalStore::new(p.path().join("east"));
+    let first = ova(p.path(), "one");
+    let record = p.publish(&east, "1.0.0", &first).await;
+    let stored = p
+        .path()
+        .join("east/global/debian-12/1.0.0/global-debian-12.ova");
+    let lib = p.path().join("lib");
+
+    // Another OVA put in place at the site, of another size: caught before anything is sent.
+    let mut swapped = ova(p.path(), "swapped-in");
+    swapped.extend_from_slice(&[0; 512]);
+    std::fs::write(&stored, &swapped).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!(
+            "site east: the site's copy of the OVA: {} is {} bytes, but the record says {}",
+            stored.display(),
+            swapped.len(),
+            first.len()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Of the same size: caught by its digest, before anything becomes visible.
+    std::fs::write(&stored, ova(p.path(), "swapped-in")).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("the site's copy of the OVA: ")
+            && stderr(&out).contains("has sha256"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lib.join("items.json").exists());
+
+    // The same size, every member matching the manifest, one byte of the tar's padding other:
+    // only the whole file's digest tells, and nothing becomes visible.
+    let mut padded = first.clone();
+    let last = padded.len() - 1;
+    padded[last] ^= 0x01;
+    std::fs::write(&stored, &padded).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("has sha256") && stderr(&out).contains("but the record says"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lib.join("items.json").exists());
+    assert_library_consistent(&lib, true);
+
+    // The site's record names other bytes than were published.
+    std::fs::write(&stored, &first).unwrap();
+    let site_record = p
+        .path()
+        .join("east/global/debian-12/1.0.0/imagepipe-record.json");
+    let mut r: Value = read_json(&site_record);
+    r["artifacts"][0]["sha256"] = Value::String("0".repeat(64));
+    std::fs::write(&site_record, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("the site holds other bytes than were published"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = record;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ova_without_a_manifest_needs_a_flag_and_the_record_says_so() {
+    let p = Pipeline::new(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    );
+    let east = LocalStore::new(p.path().join("east"));
+    // The example's OVA, re-tarred without its .mf.
+    let with = ova(p.path(), "one");
+    let work = p.path().join("nomf");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut names = Vec::new();
+    for (name, bytes) in members(&with) {
+        if !name.ends_with(".mf") {
+            std::fs::write(work.join(&name), bytes).unwrap();
+            names.push(name);
+        }
+    }
+    let tarred = Command::new("tar")
+        .args(["--format=ustar", "-cf", "../no-manifest.ova"])
+        .args(&names)
+        .current_dir(&work)
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    let bytes = std::fs::read(p.path().join("no-manifest.ova")).unwrap();
+    let record = p.publish(&east, "1.0.0", &bytes).await;
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("has no manifest (.mf)")
+            && stderr(&out).contains("--allow-missing-manifest"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.path().join("lib/items.json").exists());
+    let out =
+        tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--allow-missing-manifest"]));
+    assert_exit(&out, 0);
+    let r = Record::read(&record).unwrap().record;
+    assert!(!r.import.unwrap().sites[0].manifest, "the record notes it");
 }

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         let spec = config
             .primary_store(args.store.as_deref())
             .context("--store")?;
-        let store = store::open(&spec, &ui)?;
+        let store = store::open(&spec)?;
         let build = args.build_name.as_deref().zip(args.build_number.as_deref());
         match publish::publish(
             store.as_ref(),

@@ -255,21 +255,34 @@ fn auth_policy_and_checksum_rejections() {
     assert!(!case.visible());
     case.server.lock().unwrap().refuse.clear();
 
-    // Bytes that no longer match the record are rejected by the server's checksum check (on a
-    // fresh server: one that already holds the recorded bytes rightly publishes those).
+    // A file of another size than the record says is refused before anything is sent.
     let case = Case::new();
-    std::fs::write(
-        case.path().join("out/manifest.mf"),
-        b"changed after the build",
-    )
-    .unwrap();
+    let manifest = case.path().join("out/manifest.mf");
+    let original = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, b"changed after the build").unwrap();
     let out = case.publish(&[]);
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("Checksum error: received sha256"),
+        stderr(&out).contains(&format!(
+            "artifact `manifest`: {} is 23 bytes, but the record says {}",
+            manifest.display(),
+            original.len()
+        )),
         "{}",
         stderr(&out)
     );
+    assert!(
+        case.server.lock().unwrap().items.is_empty(),
+        "nothing was sent"
+    );
+    // Bytes of the same size that no longer match are refused while they are sent (on a fresh
+    // server: one that already holds the recorded bytes rightly publishes those).
+    let mut same_size = original.clone();
+    same_size[0] ^= 0x20;
+    std::fs::write(&manifest, &same_size).unwrap();
+    let out = case.publish(&[]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("manifest.mf"), "{}", stderr(&out));
     assert!(!case.visible());
     let _ = &case.url;
 }

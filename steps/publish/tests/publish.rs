@@ -180,7 +180,7 @@ fn republishing_other_bytes_is_refused_naming_the_file() {
     let out = repo.run(&["--image", "global/debian-12", "--version", "3.0.0"]);
     assert_exit(&out, 1);
     assert!(
-        stderr(&out).contains("disk.raw already holds different bytes"),
+        stderr(&out).contains("with different content (artifact `disk` (disk.raw) differs"),
         "{}",
         stderr(&out)
     );
@@ -194,15 +194,35 @@ fn republishing_other_bytes_is_refused_naming_the_file() {
 fn bad_input_exits_2() {
     let repo = Repo::new();
     let record = repo.built("4.0.0", &[("disk.raw", b"disk")], Some(GateStatus::Passed));
-    // An artifact that changed after the build is caught on the way in, and nothing is visible.
-    std::fs::write(repo.out("4.0.0").join("disk.raw"), b"tampered").unwrap();
+    // An artifact that changed after the build is caught on the way in, and nothing is visible:
+    // by its size before anything is copied, or by its digest while it is.
+    let disk = repo.out("4.0.0").join("disk.raw");
+    std::fs::write(&disk, b"tampered").unwrap();
     let out = repo.run(&["--record", record.to_str().unwrap()]);
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("does not have the expected content"),
+        stderr(&out).contains(&format!(
+            "artifact `disk`: {} is 8 bytes, but the record says 4",
+            disk.display()
+        )),
         "{}",
         stderr(&out)
     );
+    std::fs::write(&disk, b"DISK").unwrap();
+    let out = repo.run(&["--record", record.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!(
+            "{} is not the file its record describes",
+            disk.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(repo.store_dir("4.0.0"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no partial file is left: {left:?}");
     assert!(!repo.store_dir("4.0.0").join(record::FILE_NAME).exists());
     assert!(!repo.store_dir("4.0.0").join("disk.raw").exists());
 
@@ -265,4 +285,141 @@ fn action_yml_matches_the_cli_and_the_outputs() {
             .clone()
             .contains("### imagepipe-publish: `global/debian-12` 5.0.0")
     );
+}
+
+/// The store's invariant: a visible record's files are all there with its sizes and digests,
+/// and nothing else is in the version's directory.
+fn assert_consistent(store: &Path) {
+    assert_consistent_with(store, false);
+}
+
+/// [`assert_consistent`], allowing the temporary files a killed writer leaves (until the next
+/// run sweeps them).
+fn assert_consistent_with(store: &Path, temps_allowed: bool) {
+    let rec = store.join(record::FILE_NAME);
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if temps_allowed {
+        names.retain(|n| !n.starts_with(".imagepipe-"));
+    }
+    if !rec.exists() {
+        assert!(
+            names.iter().all(|n| !n.starts_with(".imagepipe-")),
+            "{names:?}"
+        );
+        return;
+    }
+    let record = Record::read(&rec).unwrap().record;
+    let mut want = vec![record::FILE_NAME.to_string()];
+    for f in record.artifacts.iter().filter_map(|a| a.file()) {
+        let d = hash_file(&store.join(&f.path), &|_| {}).unwrap();
+        assert_eq!((d.size, d.sha256), (f.size, f.sha256), "{}", f.path);
+        want.push(f.path.clone());
+    }
+    want.sort();
+    assert_eq!(names, want, "only the record's files are in the version");
+}
+
+#[test]
+fn two_publishes_of_one_version_race_and_exactly_one_wins() {
+    let bin = BIN;
+    // Big enough that the two copies overlap.
+    let size = 4 << 20;
+    for round in 0..12 {
+        let repo = Repo::new();
+        // Same file name in the first half of the rounds, different names in the second.
+        let names = if round % 2 == 0 {
+            ["disk.raw", "disk.raw"]
+        } else {
+            ["disk-a.raw", "disk-b.raw"]
+        };
+        let mut records = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let dir = repo.path().join(format!("build-{i}"));
+            let bytes: Vec<u8> = (0..size).map(|b| (b as u8) ^ (i as u8 + 1)).collect();
+            records.push(common::built(
+                &dir,
+                "5.0.0",
+                &[(name, &bytes)],
+                Some(GateStatus::Passed),
+            ));
+        }
+        let children: Vec<_> = records
+            .iter()
+            .map(|r| {
+                support::command(bin, repo.path(), &["--record", r.to_str().unwrap()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap()).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            [0, 1],
+            "round {round}: {}",
+            outs.iter().map(stderr).collect::<Vec<_>>().join("\n---\n")
+        );
+        let loser = outs.iter().find(|o| o.status.code() == Some(1)).unwrap();
+        assert!(
+            stderr(loser).contains("with different content"),
+            "{}",
+            stderr(loser)
+        );
+        let winner = records[outs.iter().position(|o| o.status.success()).unwrap()].clone();
+        let store = repo.store_dir("5.0.0");
+        assert_consistent(&store);
+        let stored = Record::read(&store.join(record::FILE_NAME)).unwrap().record;
+        let built = Record::read(&winner).unwrap().record;
+        assert_eq!(
+            stored.artifacts, built.artifacts,
+            "round {round}: the winner's record"
+        );
+    }
+}
+
+#[test]
+fn a_publish_killed_at_any_write_leaves_a_consistent_store_that_a_rerun_completes() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let disk: Vec<u8> = (0..(3u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
+    let mut kills = 0;
+    for at in 1.. {
+        let repo = Repo::new();
+        let record = repo.built(
+            "6.0.0",
+            &[("disk.raw", &disk), ("meta.json", b"{}")],
+            Some(GateStatus::Passed),
+        );
+        let out = support::command(BIN, repo.path(), &["--record", record.to_str().unwrap()])
+            .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
+            .output()
+            .unwrap();
+        let store = repo.store_dir("6.0.0");
+        if out.status.success() {
+            // No write was left to stop at.
+            assert_consistent(&store);
+            break;
+        }
+        assert_eq!(out.status.signal(), Some(9), "at {at}: {}", stderr(&out));
+        kills += 1;
+        assert_consistent_with(&store, true);
+        let again = repo.run(&["--record", record.to_str().unwrap()]);
+        assert_exit(&again, 0);
+        assert_consistent(&store);
+        let stored = Record::read(&store.join(record::FILE_NAME)).unwrap().record;
+        assert_eq!(stored.artifacts.len(), 2, "at {at}");
+    }
+    assert!(kills >= 6, "{kills} points");
+    eprintln!("publish: killed at {kills} points, each consistent, each completed by a re-run");
 }

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         let config = Config::discover(args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let sites = config.select_sites(&args.sites)?;
-        let primary = store::open(&config.primary_store(args.store.as_deref())?, &ui)?;
+        let primary = store::open(&config.primary_store(args.store.as_deref())?)?;
         let reference = Reference::fetch(primary.as_ref(), &image)
             .await
             .context("the primary store is the reference; publish the version before checking its replication")?;

@@ -86,9 +86,7 @@ impl Case {
         let loaded = from.fetch_record(&id).await.unwrap();
         for f in loaded.record.artifacts.iter().filter_map(|a| a.file()) {
             let path = PathBuf::from(from.artifact_location(&id, f));
-            to.put_artifact(&id, &path, &f.sha256, &[], &|_| {})
-                .await
-                .unwrap();
+            to.put_artifact(&id, &path, f, &[], &|_| {}).await.unwrap();
         }
         if with_record {
             let bytes = std::fs::read(from.record_location(&id)).unwrap();
@@ -170,7 +168,7 @@ fn artifactory_store(url: &str) -> Box<dyn Store> {
         },
         tls: TlsSpec::default(),
     };
-    store::open(&spec, &ui()).unwrap()
+    store::open(&spec).unwrap()
 }
 
 fn verdicts(out: &Output) -> Vec<(String, String)> {
@@ -252,14 +250,11 @@ async fn every_verdict_from_real_and_test_stores() {
     );
     // oci: a real registry, replicated.
     let registry = registry::Registry::start();
-    let oci = store::open(
-        &StoreSpec {
-            url: StoreUrl::parse(&registry.url(), Path::new("/")).unwrap(),
-            credentials: Credentials::default(),
-            tls: TlsSpec::default(),
-        },
-        &ui(),
-    )
+    let oci = store::open(&StoreSpec {
+        url: StoreUrl::parse(&registry.url(), Path::new("/")).unwrap(),
+        credentials: Credentials::default(),
+        tls: TlsSpec::default(),
+    })
     .unwrap();
     case.replicate(oci.as_ref(), true).await;
     case.site("oci", &registry.url(), "");

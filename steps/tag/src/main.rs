@@ -137,7 +137,7 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
             let plan = tag::plan_cascade(&config, &dir, &head, &from, &scope)?;
             // A child's build starts as soon as its tag exists, and needs its pinned parent.
             if plan.0.iter().any(|p| !p.exists) {
-                let store = imagepipe::store::open(&config.store, &ui)?;
+                let store = imagepipe::store::open(&config.store)?;
                 tag::check_published(store.as_ref(), &from).await?;
             }
             plan
@@ -159,7 +159,7 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
         ui.warn("the review gate is skipped (--no-review-gate); the tag messages record it");
         "gate skipped with --no-review-gate".to_string()
     } else {
-        let token = github::token(&ui).context("the review gate needs a GitHub token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN (or pass --no-review-gate for local use)")?;
+        let token = github::token().context("the review gate needs a GitHub token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN (or pass --no-review-gate for local use)")?;
         let gh = client(&token)?;
         match github::review_gate(
             &gh,
@@ -192,7 +192,7 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
             tag::create_with_git(&dir, &planned, &messages, push)?
         }
         Via::Github => {
-            let token = github::token(&ui)
+            let token = github::token()
                 .context("--via github needs a token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN")?;
             tag::create_with_api(&client(&token)?, &planned, &messages).await?
         }
