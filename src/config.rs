@@ -58,6 +58,45 @@ pub enum ConfigError {
     },
 }
 
+/// The host of a URL that goes over plain HTTP (`http://`, `artifactory+http://`,
+/// `oci+http://`, `vcsp:artifactory+http://`).
+fn plain_http_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("vcsp:").unwrap_or(url);
+    let rest = ["http://", "artifactory+http://", "oci+http://"]
+        .iter()
+        .find_map(|p| rest.strip_prefix(p))?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    Some(host.to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a variable's name says it holds a secret.
+fn looks_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
 /// A human duration such as `90m` or `2h 30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -119,8 +158,7 @@ struct RawEndpoint {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     ca_bundle: Option<PathBuf>,
-    #[serde(default)]
-    pin_sha256: Vec<String>,
+    pin_sha256: Option<Spanned<Vec<String>>>,
     // Keys that must never hold a secret, captured so the error can say what to write instead.
     token: Option<Spanned<IgnoredAny>>,
     password: Option<Spanned<IgnoredAny>>,
@@ -186,8 +224,7 @@ struct RawImage {
     template: PathBuf,
     #[serde(default)]
     var_files: Vec<PathBuf>,
-    #[serde(default)]
-    variables: BTreeMap<String, String>,
+    variables: Option<Spanned<BTreeMap<String, String>>>,
     parent: Option<Spanned<String>>,
     parent_version: Option<Spanned<String>>,
     paths: Option<Vec<String>>,
@@ -293,6 +330,8 @@ pub struct Config {
     /// Images in the order the file defines them.
     pub images: Vec<Image>,
     pub sites: Vec<Site>,
+    /// What is allowed but unwise, for the step to show: credentials sent over plain HTTP.
+    pub warnings: Vec<String>,
 }
 
 /// Default build timeout; qemu builds under emulation and Windows updates are slow.
@@ -536,7 +575,39 @@ impl Resolver<'_> {
                 sla: None,
             });
         }
+        let mut warnings = Vec::new();
+        let mut plain = |what: &str, url: &str, credentials: &Credentials| {
+            if credentials != &Credentials::default()
+                && let Some(host) = plain_http_host(url)
+                && !is_loopback(&host)
+            {
+                warnings.push(format!(
+                    "{what} ({url}) is reached over plain HTTP: its credentials cross the network \
+                     unencrypted; use https"
+                ));
+            }
+        };
+        plain(
+            "the primary store",
+            &store.url.to_string(),
+            &store.credentials,
+        );
+        for site in &sites {
+            plain(
+                &format!("site {}'s store", site.name),
+                &site.store.url.to_string(),
+                &site.store.credentials,
+            );
+            if let Some(l) = &site.library {
+                plain(
+                    &format!("site {}'s library", site.name),
+                    &l.url,
+                    &l.credentials,
+                );
+            }
+        }
         Ok(Config {
+            warnings,
             path: self.path.to_path_buf(),
             dir: self.dir.to_path_buf(),
             tag_format,
@@ -606,10 +677,15 @@ impl Resolver<'_> {
         if (e.password_env.is_some() || e.password_file.is_some()) && e.username_env.is_none() {
             return Err(self.invalid(span, key, "a password needs `username_env` too"));
         }
-        for pin in &e.pin_sha256 {
+        let pins = e
+            .pin_sha256
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default();
+        for pin in &pins {
             if crate::http::parse_fingerprint(pin, 32).is_none() {
                 return Err(self.invalid(
-                    span,
+                    e.pin_sha256.as_ref().map_or(span.clone(), Spanned::span),
                     &format!("{key}.pin_sha256"),
                     format!("`{pin}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
                 ));
@@ -624,7 +700,7 @@ impl Resolver<'_> {
         };
         let tls = TlsSpec {
             ca_bundle: e.ca_bundle.as_deref().map(|p| self.abs(p)),
-            pin_sha256: e.pin_sha256.clone(),
+            pin_sha256: pins,
         };
         Ok((credentials, tls))
     }
@@ -786,12 +862,27 @@ impl Resolver<'_> {
                         .to_string(),
                 ]
             };
+            // Packer prints variables in its logs and keeps them in its state; the pipeline
+            // file is reviewed and versioned. Neither is a place for a secret.
+            if let Some(vars) = &img.variables
+                && let Some(secret) = vars.get_ref().keys().find(|k| looks_secret(k))
+            {
+                return Err(self.invalid(
+                    vars.span(),
+                    &key("variables"),
+                    format!(
+                        "`{secret}` looks like a secret, and secrets are never written into \
+                         {FILE_NAME}; let Packer read it from the environment (`PKR_VAR_{secret}`) \
+                         and declare it `sensitive = true` in the template"
+                    ),
+                ));
+            }
             images.push(Image {
                 paths: img.paths.unwrap_or_else(default_paths),
                 name,
                 template,
                 var_files: img.var_files.iter().map(|p| self.abs(p)).collect(),
-                variables: img.variables,
+                variables: img.variables.map(Spanned::into_inner).unwrap_or_default(),
                 parent,
                 only: img.only,
                 manifest: img.manifest.as_deref().map(|p| self.abs(p)),
@@ -1006,8 +1097,16 @@ parent = "global/debian-12"
                 "`store`: `abc-def` is not an environment variable name",
             ),
             (
-                "[store]\nurl = \"file:/s\"\npin_sha256 = [\"zz\"]\n",
-                "`store.pin_sha256`: `zz` is not a SHA-256",
+                "[store]\nurl = \"file:/s\"\n\npin_sha256 = [\"zz\"]\n",
+                "imagepipe.toml:4: `store.pin_sha256`: `zz` is not a SHA-256",
+            ),
+            (
+                "[[image]]\nname = \"a\"\ntemplate = \"t\"\nvariables = { region = \"x\", vcenter_password = \"hunter2\" }\n",
+                "imagepipe.toml:4: `image.a.variables`: `vcenter_password` looks like a secret",
+            ),
+            (
+                "[store]\nurl = \"artifactory+https://h/artifactory/repo/../etc\"\n",
+                "`store.url`: ",
             ),
             (
                 "[[image]]\nname = \"a\"\ntemplate = \"t\"\n[[image]]\nname = \"a\"\ntemplate = \"u\"\n",
@@ -1030,6 +1129,20 @@ parent = "global/debian-12"
             let msg = parse(text).unwrap_err().to_string();
             assert!(msg.contains(want), "{text:?}\n  got: {msg}\n want: {want}");
         }
+    }
+
+    #[test]
+    fn credentials_over_plain_http_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(
+            &path,
+            "[store]\nurl = \"artifactory+http://art.corp.example/artifactory/r\"\ntoken_env = \"T\"\n\n[[site]]\nname = \"lab\"\n[site.store]\nurl = \"artifactory+http://127.0.0.1:8081/artifactory/r\"\ntoken_env = \"T\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("the primary store (artifactory+http://art.corp.example/artifactory/r) is reached over plain HTTP"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub enum HttpError {
     Tls(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {}", explain(url, source))]
     Transport {
         method: String,
         url: String,
@@ -207,7 +207,7 @@ pub async fn sha1_thumbprint(url: &str, spec: &TlsSpec) -> Result<String, HttpEr
     let tls = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| transport(e.to_string()))?;
+        .map_err(|e| transport(explain(url, &e)))?;
     let cert = tls
         .get_ref()
         .1
@@ -234,19 +234,34 @@ fn tls_config(spec: &TlsSpec) -> Result<rustls::ClientConfig, HttpError> {
         .iter()
         .cloned()
         .chain(crate::env::var(crate::env::CA_BUNDLE).map(PathBuf::from));
+    let mut exact = Vec::new();
     for path in bundles {
         for cert in read_pem_certs(&path)? {
-            roots.add(cert).map_err(|e| HttpError::CaBundle {
+            roots.add(cert.clone()).map_err(|e| HttpError::CaBundle {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+            exact.push(cert);
         }
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpError::Tls(e.to_string()))?;
     let mut config = if spec.pin_sha256.is_empty() {
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(TrustVerifier {
+                webpki,
+                exact,
+                provider,
+            }))
+            .with_no_client_auth()
     } else {
         let pins = spec
             .pin_sha256
@@ -277,6 +292,209 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpError
     Ok(certs)
 }
 
+/// A server certificate this process refused, for the error message: what `pin_sha256` would
+/// name, and whom it says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedCertificate {
+    /// Upper-case hex pairs joined by colons, as `pin_sha256` takes it.
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+}
+
+/// The certificates refused per server name, so that an error about a connection can say
+/// what the server presented.
+static REFUSED: std::sync::Mutex<Vec<(String, RefusedCertificate)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn remember_refused(server: &ServerName<'_>, cert: &CertificateDer<'_>) {
+    let sha256 = Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let (subject, issuer) = match x509_parser::parse_x509_certificate(cert.as_ref()) {
+        Ok((_, c)) => (c.subject().to_string(), c.issuer().to_string()),
+        Err(_) => ("(not readable)".into(), "(not readable)".into()),
+    };
+    let host = server.to_str().into_owned();
+    let mut refused = REFUSED.lock().unwrap_or_else(|p| p.into_inner());
+    refused.retain(|(h, _)| h != &host);
+    refused.push((
+        host,
+        RefusedCertificate {
+            sha256,
+            subject,
+            issuer,
+        },
+    ));
+}
+
+/// The certificate `host` presented when it was last refused.
+pub fn refused_certificate(host: &str) -> Option<RefusedCertificate> {
+    REFUSED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(h, _)| h == host)
+        .map(|(_, c)| c.clone())
+}
+
+/// Whether an error (or what caused it) is a TLS certificate that was not trusted.
+fn certificate_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(rustls::Error::InvalidCertificate(reason)) = c.downcast_ref::<rustls::Error>() {
+            return Some(format!("{reason:?}"));
+        }
+        if let Some(rustls::Error::General(reason)) = c.downcast_ref::<rustls::Error>() {
+            return Some(reason.clone());
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(format!("{inner}"));
+        }
+        // Some layers keep the TLS error only as text (an `io::Error`'s source skips the
+        // error it wraps).
+        if let Some(at) = c.to_string().find("invalid peer certificate: ") {
+            return Some(c.to_string()[at + "invalid peer certificate: ".len()..].to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// A transport error as a person reads it: a refused certificate says which certificate the
+/// server presented and how to trust it.
+pub fn explain(url: &str, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    let Some(reason) = certificate_error(e) else {
+        return text;
+    };
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    match refused_certificate(&host) {
+        Some(c) => format!(
+            "the TLS certificate of {host} is not trusted ({reason}); it is `{}`, issued by `{}`, \
+             with SHA-256 fingerprint {}: trust the CA that issued it with `ca_bundle` in \
+             imagepipe.toml (or {} for every client), or trust exactly this certificate with \
+             `pin_sha256 = [\"{}\"]`",
+            c.subject,
+            c.issuer,
+            c.sha256,
+            crate::env::CA_BUNDLE,
+            c.sha256
+        ),
+        None => format!(
+            "the TLS certificate of {host} is not trusted ({reason}): trust its CA with \
+             `ca_bundle` in imagepipe.toml (or {}), or pin it with `pin_sha256`",
+            crate::env::CA_BUNDLE
+        ),
+    }
+}
+
+/// The system's roots and the CA bundles, as webpki checks them; and, beside them, each
+/// certificate of a bundle trusted as it is. A self-signed server certificate made as
+/// `openssl req -x509` makes one is marked as a CA, which webpki refuses as a server's own
+/// ("CaUsedAsEndEntity"); given as a bundle, it is what the user told us to trust, and it is
+/// accepted when it is exactly the server's certificate, names the server, and is in date.
+#[derive(Debug)]
+struct TrustVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    exact: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for TrustVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused =
+            match self
+                .webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+        if self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref())
+            && names_server(end_entity, server_name)
+            && in_date(end_entity, now)
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        remember_refused(server_name, end_entity);
+        Err(refused)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether the certificate names the server (its subject alternative names, as webpki reads
+/// them).
+fn names_server(cert: &CertificateDer<'_>, server: &ServerName<'_>) -> bool {
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(server).is_ok())
+}
+
+/// Whether `now` is within the certificate's validity.
+fn in_date(cert: &CertificateDer<'_>, now: UnixTime) -> bool {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    let now = now.as_secs() as i64;
+    c.validity().not_before.timestamp() <= now && now <= c.validity().not_after.timestamp()
+}
+
 /// Accepts exactly the certificates whose SHA-256 fingerprint is pinned, and nothing else. This
 /// is what vSphere and appliance users mean by a thumbprint: the certificate is often
 /// self-signed, so the pin replaces the chain check, while the handshake signature is still
@@ -292,7 +510,7 @@ impl ServerCertVerifier for PinnedVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
@@ -304,6 +522,7 @@ impl ServerCertVerifier for PinnedVerifier {
         {
             Ok(ServerCertVerified::assertion())
         } else {
+            remember_refused(server_name, end_entity);
             Err(rustls::Error::General(format!(
                 "the server certificate (sha256 {}) matches no pinned fingerprint",
                 hex::encode(fingerprint)

@@ -215,13 +215,17 @@ pub async fn import_site(
         };
         // vCenter reads the bytes itself: the store's own digest of them is checked first.
         match store.artifact_digest(image, &artifact).await? {
-            Some(d) if d == artifact.sha256 => {}
+            Some(d) if d.is(&artifact) => {}
             other => {
                 return Err(ImportError::Integrity {
                     site: site.name.clone(),
                     message: format!(
-                        "{url} has sha256 {}, but the record says {}",
-                        other.map_or_else(|| "(missing)".into(), |d| d.to_string()),
+                        "{url} is {}, but the record says {} bytes, sha256 {}",
+                        other.map_or_else(
+                            || "missing".into(),
+                            |d| format!("{} bytes, sha256 {}", d.size, d.sha256)
+                        ),
+                        artifact.size,
                         artifact.sha256
                     ),
                 });

@@ -193,8 +193,10 @@ pub async fn check_site(
     };
     let artifacts = reference.artifacts().map(|f| async move {
         match store.artifact_digest(image, f).await {
-            Ok(Some(d)) if d == f.sha256 => Ok(FileState::Verified),
-            Ok(Some(d)) => Ok(FileState::Mismatched { sha256: Some(d) }),
+            Ok(Some(d)) if d.is(f) => Ok(FileState::Verified),
+            Ok(Some(d)) => Ok(FileState::Mismatched {
+                sha256: Some(d.sha256),
+            }),
             Ok(None) => Ok(FileState::Missing),
             Err(e) => Err(e),
         }

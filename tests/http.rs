@@ -152,6 +152,42 @@ async fn tls_server(names: &[&str]) -> (String, rcgen::CertifiedKey<rcgen::KeyPa
             .unwrap();
     let chain = vec![cert.cert.der().clone()];
     let key = rustls_pki_key(&cert);
+    let url = serve_tls(chain, key).await;
+    (url, cert)
+}
+
+/// A TLS server with a certificate made as most people make one, with the real tool:
+/// `openssl req -x509`, which marks it as a CA. Returns the URL and the certificate's PEM.
+async fn openssl_server(dir: &std::path::Path) -> (String, String) {
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=localhost/O=imagepipe test"])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pem = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+    let chain: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key =
+        rustls_pemfile::private_key(&mut std::fs::read(dir.join("key.pem")).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+    (serve_tls(chain, key).await, pem)
+}
+
+async fn serve_tls(
+    chain: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    key: tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>,
+) -> String {
     let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))
@@ -184,7 +220,7 @@ async fn tls_server(names: &[&str]) -> (String, rcgen::CertifiedKey<rcgen::KeyPa
             });
         }
     });
-    (format!("https://localhost:{port}/"), cert)
+    format!("https://localhost:{port}/")
 }
 
 fn rustls_pki_key(
@@ -308,4 +344,40 @@ async fn the_vsphere_thumbprint_of_a_trusted_server() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains(&url), "{err}");
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_made_with_openssl_is_trusted_as_a_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pem) = openssl_server(dir.path()).await;
+    let bundle = dir.path().join("cert.pem");
+    let client = HttpClient::new(&tls_options(TlsSpec {
+        ca_bundle: Some(bundle),
+        pin_sha256: vec![],
+    }))
+    .unwrap();
+    let resp = client.send(|c| c.get(&url)).await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "ok");
+
+    // Untrusted, the error says what the server presented and both ways to trust it.
+    let client = HttpClient::new(&tls_options(TlsSpec::default())).unwrap();
+    let err = client.send(|c| c.get(&url)).await.unwrap_err().to_string();
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    let fingerprint: Vec<String> = <sha2::Sha256 as sha2::Digest>::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let fingerprint = fingerprint.join(":");
+    for want in [
+        "the TLS certificate of localhost is not trusted",
+        "CN=localhost",
+        "ca_bundle",
+        "IMAGEPIPE_CA_BUNDLE",
+        &format!("pin_sha256 = [\"{fingerprint}\"]"),
+    ] {
+        assert!(err.contains(want), "`{want}` in: {err}");
+    }
 }

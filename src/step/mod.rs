@@ -88,6 +88,19 @@ pub fn parse<A: clap::Parser>() -> A {
     A::parse()
 }
 
+/// Loads `imagepipe.toml` (the given path, or the one found upwards from the working
+/// directory) and shows its warnings.
+pub fn load_config(
+    ui: &Ui,
+    path: Option<&std::path::Path>,
+) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let config = crate::config::Config::discover(path)?;
+    for w in &config.warnings {
+        ui.warn(w);
+    }
+    Ok(config)
+}
+
 /// Runs a step body on a Tokio runtime and turns its result into the contract's exit code.
 pub fn run<F, Fut>(step: &'static str, common: &CommonArgs, body: F) -> ExitCode
 where

@@ -40,6 +40,9 @@ pub struct ArtifactoryStore {
 struct FileInfo {
     #[serde(default)]
     checksums: Checksums,
+    /// A string in File Info answers, a number in some others.
+    #[serde(default)]
+    size: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,19 +195,31 @@ impl ArtifactoryStore {
 
     /// The stored sha256 of a file, or `None` when the path holds nothing.
     async fn file_sha256(&self, path: &str) -> Result<Option<Sha256Hex>, StoreError> {
+        Ok(self.stored_file(path).await?.map(|f| f.sha256))
+    }
+
+    /// What File Info says of a file: its sha256 and size.
+    async fn stored_file(&self, path: &str) -> Result<Option<super::StoredFile>, StoreError> {
         let Some(info) = self.file_info(path).await? else {
             return Ok(None);
         };
-        let sha = info
+        let bad = |what: &str| StoreError::BadAnswer {
+            store: self.location(),
+            url: path.to_string(),
+            message: format!("File Info has no {what}"),
+        };
+        let sha256 = info
             .checksums
             .sha256
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| StoreError::BadAnswer {
-                store: self.location(),
-                url: path.to_string(),
-                message: "File Info has no sha256 checksum".into(),
-            })?;
-        Ok(Some(sha))
+            .ok_or_else(|| bad("sha256 checksum"))?;
+        let size = match &info.size {
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            Some(v) => v.as_u64(),
+            None => None,
+        }
+        .ok_or_else(|| bad("size"))?;
+        Ok(Some(super::StoredFile { sha256, size }))
     }
 
     /// A POST of a multipart session, authorised by the session token; errors carry the
@@ -458,7 +473,7 @@ impl ArtifactoryStore {
             .map_err(|e| StoreError::Transport {
                 store: self.location(),
                 url: url.clone(),
-                message: format!("upload failed: {e}"),
+                message: format!("upload failed: {}", crate::http::explain(&url, &e)),
             })?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.fail("PUT", &url, resp).await);
@@ -750,12 +765,12 @@ impl Store for ArtifactoryStore {
         &self,
         image: &ImageRef,
         artifact: &FileArtifact,
-    ) -> Result<Option<Sha256Hex>, StoreError> {
+    ) -> Result<Option<super::StoredFile>, StoreError> {
         let path = self.path(
             &image.name,
             &image.version.to_string(),
             artifact.file_name(),
         );
-        self.file_sha256(&path).await
+        self.stored_file(&path).await
     }
 }

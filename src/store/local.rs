@@ -266,7 +266,7 @@ impl Store for LocalStore {
         &self,
         image: &ImageRef,
         artifact: &FileArtifact,
-    ) -> Result<Option<Sha256Hex>, StoreError> {
+    ) -> Result<Option<super::StoredFile>, StoreError> {
         let path = PathBuf::from(self.artifact_location(image, artifact));
         let digest = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -275,7 +275,10 @@ impl Store for LocalStore {
         .await
         .map_err(|e| self.io(&path)(io::Error::other(e)))?;
         match digest {
-            Ok(d) => Ok(Some(d.sha256)),
+            Ok(d) => Ok(Some(super::StoredFile {
+                sha256: d.sha256,
+                size: d.size,
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(&path)(e)),
         }
@@ -321,6 +324,8 @@ impl Store for LocalStore {
                     path,
                     expected: want.sha256,
                     actual: got.sha256,
+                    expected_size: want.size,
+                    actual_size: got.size,
                 });
             }
         }

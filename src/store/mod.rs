@@ -86,6 +86,15 @@ impl StoreUrl {
             if host_part.is_empty() || repo.is_empty() {
                 return Err(err("the host or the repository is missing"));
             }
+            // Paths are built from these: no part may climb out of the repository.
+            if repo_path
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == ".." || p.contains(['\\', '?', '#', ';']))
+            {
+                return Err(err(
+                    "the repository and path may not hold empty, `.` or `..` parts, `\\`, `?`, `#` or `;`",
+                ));
+            }
             return Ok(Self::Artifactory {
                 base: format!("{scheme}://{host_part}/artifactory"),
                 repo: repo.to_string(),
@@ -145,14 +154,17 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "{store}: {path} does not have the expected content (sha256 {actual}, expected {expected}); \
-         the store copy is corrupt or was changed after publishing"
+        "{store}: {path} does not have the expected content ({actual_size} bytes, sha256 \
+         {actual}; the record says {expected_size} bytes, sha256 {expected}); the store's copy is \
+         corrupt or was changed after publishing"
     )]
     Integrity {
         store: String,
         path: PathBuf,
         expected: Sha256Hex,
         actual: Sha256Hex,
+        expected_size: u64,
+        actual_size: u64,
     },
     #[error(
         "{store}: {path} already holds different bytes (sha256 {existing}, publishing {new}); \
@@ -233,6 +245,20 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Record(#[from] RecordError),
+}
+
+/// What a store holds of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFile {
+    pub sha256: Sha256Hex,
+    pub size: u64,
+}
+
+impl StoredFile {
+    /// Whether this is exactly the file a record describes.
+    pub fn is(&self, artifact: &FileArtifact) -> bool {
+        self.sha256 == artifact.sha256 && self.size == artifact.size
+    }
 }
 
 /// Whether a put transferred bytes or found them already stored.
@@ -338,14 +364,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         properties: &Properties,
     ) -> Result<(), StoreError>;
 
-    /// The digest of the stored copy of one artifact of a version, or `None` when the store
-    /// does not hold it. Remote backends answer from what the server computed itself
-    /// (Artifactory's checksums, a registry's content addressing); the local store hashes.
+    /// The digest and size of the stored copy of one artifact of a version, or `None` when the
+    /// store does not hold it. Remote backends answer from what the server computed itself
+    /// (Artifactory's File Info, a registry's content addressing); the local store hashes.
     async fn artifact_digest(
         &self,
         image: &ImageRef,
         artifact: &FileArtifact,
-    ) -> Result<Option<Sha256Hex>, StoreError>;
+    ) -> Result<Option<StoredFile>, StoreError>;
 
     /// Random access to a stored artifact, to read parts of it in place.
     async fn open_artifact(
@@ -358,13 +384,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn verify(&self, image: &ImageRef, record: &LoadedRecord) -> Result<(), StoreError> {
         for f in record.record.artifacts.iter().filter_map(|a| a.file()) {
             match self.artifact_digest(image, f).await? {
-                Some(actual) if actual == f.sha256 => {}
-                Some(actual) => {
+                Some(stored) if stored.is(f) => {}
+                Some(stored) => {
                     return Err(StoreError::Integrity {
                         store: self.location(),
                         path: self.artifact_location(image, f).into(),
                         expected: f.sha256,
-                        actual,
+                        actual: stored.sha256,
+                        expected_size: f.size,
+                        actual_size: stored.size,
                     });
                 }
                 None => {

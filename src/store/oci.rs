@@ -50,6 +50,8 @@ struct Descriptor {
     #[serde(rename = "mediaType")]
     media_type: String,
     digest: String,
+    /// Required by the OCI image spec for every descriptor.
+    size: u64,
     #[serde(default)]
     annotations: std::collections::BTreeMap<String, String>,
 }
@@ -251,7 +253,7 @@ impl OciStore {
             .map_err(|e| StoreError::Transport {
                 store: self.location(),
                 url: location.clone(),
-                message: e.to_string(),
+                message: crate::http::explain(&location, &e),
             })?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail(&Method::PATCH, &location, resp).await);
@@ -493,7 +495,7 @@ impl Store for OciStore {
         &self,
         image: &ImageRef,
         artifact: &FileArtifact,
-    ) -> Result<Option<Sha256Hex>, StoreError> {
+    ) -> Result<Option<super::StoredFile>, StoreError> {
         // The version's manifest says which blob holds the file; a registry checks a blob's
         // digest on upload, so a present blob has exactly the bytes its digest names.
         let Some(manifest) = self.manifest(image).await? else {
@@ -519,6 +521,9 @@ impl Store for OciStore {
         Ok(self
             .blob_exists(&image.name, &digest)
             .await?
-            .then_some(digest))
+            .then_some(super::StoredFile {
+                sha256: digest,
+                size: layer.size,
+            }))
     }
 }

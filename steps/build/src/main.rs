@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-build", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         if let Some(Command::Validate {
             images,
             changed_since,

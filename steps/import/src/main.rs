@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use imagepipe::config::Config;
 use imagepipe::env;
 use imagepipe::import::{self, ImportOptions};
 use imagepipe::library::Layout;
@@ -102,7 +101,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-import", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let sites = config.select_sites(&args.sites)?;
         // A bad item name is refused before any site is touched.

@@ -7,6 +7,8 @@
 mod artifactory;
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/echo.rs"]
+mod echo;
 #[path = "../../../tests/support/registry.rs"]
 mod registry;
 #[path = "../../../tests/support/server.rs"]
@@ -1004,4 +1006,51 @@ async fn an_ova_without_a_manifest_needs_a_flag_and_the_record_says_so() {
     assert_exit(&out, 0);
     let r = Record::read(&record).unwrap().record;
     assert!(!r.import.unwrap().sites[0].manifest, "the record notes it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vcenter_that_echoes_credentials_leaks_none() {
+    let url = echo::start();
+    let password = r#"vc"pa:ss/w0rd\Lm42Qz"#;
+    let p = Pipeline::new(&format!(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"{url}\"\nlibrary = \"images\"\nusername_env = \"VC_USER\"\npassword_env = \"ECHO_PASS\"\n"
+    ));
+    let east = LocalStore::new(p.path().join("east"));
+    let record = p.publish(&east, "1.0.0", &ova(p.path(), "one")).await;
+    let gh = tokio::task::block_in_place(|| {
+        let mut cmd = command(
+            BIN,
+            p.path(),
+            &[
+                "--image",
+                "global/debian-12",
+                "--version",
+                "1.0.0",
+                "--json",
+            ],
+        );
+        cmd.env("VC_USER", "administrator@vsphere.local")
+            .env("ECHO_PASS", password);
+        support::on_github(cmd, p.path())
+    });
+    assert_exit(&gh.out, 2);
+    let sinks = [
+        ("stderr", stderr(&gh.out)),
+        (
+            "stdout",
+            String::from_utf8_lossy(&gh.out.stdout).into_owned(),
+        ),
+        ("$GITHUB_OUTPUT", format!("{:?}", gh.outputs)),
+        ("the step summary", gh.summary.clone()),
+        ("the record", std::fs::read_to_string(&record).unwrap()),
+    ];
+    assert!(sinks[0].1.contains("site east: "), "{}", sinks[0].1);
+    let mut forbidden = echo::forbidden(password, Some("administrator@vsphere.local"));
+    forbidden.push(
+        serde_json::to_string(password)
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
+    );
+    echo::assert_clean(&sinks, &forbidden);
 }

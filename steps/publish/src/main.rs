@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::config::Config;
 use imagepipe::record::Record;
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 use imagepipe::store;
@@ -72,7 +71,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-publish", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         if args.build_info && args.build_name.is_none() {
             anyhow::bail!("--build-info needs --build-name and --build-number");
         }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::config::Config;
 use imagepipe::env;
 use imagepipe::record::Record;
 use imagepipe::replicate::{self, CheckOptions, Reference};
@@ -83,7 +82,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-replicate-check", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let sites = config.select_sites(&args.sites)?;
         let primary = store::open(&config.primary_store(args.store.as_deref())?)?;

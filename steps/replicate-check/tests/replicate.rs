@@ -9,6 +9,8 @@
 mod artifactory;
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/echo.rs"]
+mod echo;
 #[path = "../../../tests/support/registry.rs"]
 mod registry;
 #[path = "../../../tests/support/server.rs"]
@@ -568,4 +570,84 @@ fn action_and_help() {
     assert_eq!(outputs, ["complete", "failed-sites"]);
     let dir = tempfile::tempdir().unwrap();
     insta::assert_snapshot!("help", support::help(BIN, dir.path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_of_another_size_is_mismatched_even_with_the_right_digest() {
+    let mut case = Case::new(Duration::ZERO).await;
+    let (art_url, art) = artifactory::start("os-images");
+    case.replicate(artifactory_store(&art_url).as_ref(), true)
+        .await;
+    // A server whose File Info gives the recorded sha256 but another size: the bytes are not
+    // the record's, whatever the checksum field says.
+    {
+        let mut s = art.lock().unwrap();
+        let item = s
+            .items
+            .iter_mut()
+            .find(|(p, _)| p.ends_with("disk.qcow2"))
+            .unwrap()
+            .1;
+        item.bytes.push(0);
+    }
+    case.site("art", &format!("artifactory+{art_url}/os-images"), "");
+    case.write_config("file:primary");
+    let record = case.record.display().to_string();
+    let out = tokio::task::block_in_place(|| case.run(&["--record", &record, "--json"]));
+    assert_exit(&out, 1);
+    assert_eq!(
+        verdicts(&out),
+        [("art".to_string(), "mismatched".to_string())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_echoed_by_a_server_reach_no_sink() {
+    let mut case = Case::new(Duration::ZERO).await;
+    let url = echo::start();
+    // Tokens with characters that JSON and URLs escape.
+    let token = r#"tok"en\Zq81-Hv4m-0c7Fe2"#;
+    let from_file = "file-tok/en+Qx82Lm9Rt5";
+    let password = "pa:ss/w0rd-Kq2P8z";
+    std::fs::write(case.path().join("token"), format!("{from_file}\n")).unwrap();
+    let art = format!("artifactory+{url}/artifactory/os-images");
+    case.site_with_token("env", &art, "", "ECHO_TOKEN");
+    case.sites.push(format!(
+        "[[site]]\nname = \"file\"\n[site.store]\nurl = \"{art}\"\ntoken_file = \"token\"\n"
+    ));
+    case.sites.push(format!(
+        "[[site]]\nname = \"basic\"\n[site.store]\nurl = \"{art}\"\nusername_env = \"ECHO_USER\"\npassword_env = \"ECHO_PASS\"\n"
+    ));
+    case.write_config("file:primary");
+    let record = case.record.display().to_string();
+    let gh = tokio::task::block_in_place(|| {
+        let mut cmd = command(BIN, case.path(), &["--record", &record, "--json"]);
+        cmd.env("ECHO_TOKEN", token)
+            .env("ECHO_USER", "ci-user")
+            .env("ECHO_PASS", password);
+        support::on_github(cmd, case.path())
+    });
+    assert_exit(&gh.out, 1);
+    let sinks = [
+        ("stderr", stderr(&gh.out)),
+        (
+            "stdout",
+            String::from_utf8_lossy(&gh.out.stdout).into_owned(),
+        ),
+        ("$GITHUB_OUTPUT", format!("{:?}", gh.outputs)),
+        ("the step summary", gh.summary.clone()),
+        ("the record", std::fs::read_to_string(&case.record).unwrap()),
+    ];
+    // The servers' words are kept: each site's detail says what it answered.
+    assert!(sinks[4].1.contains("echo: xxxx"), "{}", sinks[4].1);
+    let mut forbidden = echo::forbidden(token, None);
+    forbidden.extend(echo::forbidden(from_file, None));
+    forbidden.extend(echo::forbidden(password, Some("ci-user")));
+    forbidden.push(
+        serde_json::to_string(token)
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
+    );
+    echo::assert_clean(&sinks, &forbidden);
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use imagepipe::config::Config;
 use imagepipe::env;
 use imagepipe::scan::{self, ScanOptions};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
@@ -87,7 +86,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-scan", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let spec = config.image(image.name.as_str())?;
         let osv_db = args.osv_db.clone().context(

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-tag", &common, |ui| async move {
-        let config = Config::discover(args.common.config.as_deref())?;
+        let config = step::load_config(&ui, args.common.config.as_deref())?;
         if let Some(Command::Parse { tag }) = &args.command {
             let r = config.tag_format.parse_tag(tag)?;
             config.image(r.name.as_str())?;
