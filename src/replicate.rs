@@ -253,6 +253,9 @@ pub async fn check_site(
             "{arrived} of {} artifacts arrived, the record has not",
             files.len() - 1
         );
+        if let Err(e) = store.check_access().await {
+            return (classify(&e), Some(e.to_string()), files, None);
+        }
         return match store.list_versions(&image.name).await {
             Ok(versions) => {
                 let newest = versions.into_iter().max();
@@ -482,11 +485,16 @@ pub async fn run(
 ) -> Result<Vec<SiteResult>, StoreError> {
     let image = &reference.image;
     if trigger {
+        let before = primary.replication_status().await.unwrap_or_default();
         match primary.trigger_replication(image).await {
-            Ok(()) => ui.info(&format!(
-                "asked {} to replicate {image}",
-                primary.location()
-            )),
+            Ok(()) => {
+                ui.info(&format!(
+                    "asked {} to replicate {image}",
+                    primary.location()
+                ));
+                let limit = options.wait.unwrap_or(options.site_timeout);
+                follow_replication(primary, &before, limit, options, ui).await;
+            }
             Err(e) => ui.warn(&format!("could not trigger replication: {e}")),
         }
     }
@@ -546,6 +554,56 @@ pub async fn run(
         )),
     };
     Ok(check_all(&targets, reference, options, status, print).await)
+}
+
+/// Follows a triggered replication, which runs in the background: until no target is
+/// `incomplete` and each has completed a run since the trigger (its `lastCompleted` moved) or
+/// stopped with `error`, `warn` or `inconsistent`; at most `limit`. Comparing `lastCompleted`
+/// with its value before the trigger needs no agreement between the two clocks.
+async fn follow_replication(
+    primary: &dyn Store,
+    before: &[ReplicationTarget],
+    limit: Duration,
+    options: &CheckOptions,
+    ui: &crate::step::Ui,
+) {
+    let start = tokio::time::Instant::now();
+    let mut poll = options.poll;
+    loop {
+        let Ok(now) = primary.replication_status().await else {
+            return;
+        };
+        let running: Vec<&ReplicationTarget> = now
+            .iter()
+            .filter(|t| {
+                let previous = before.iter().find(|b| b.url == t.url);
+                t.status == "incomplete"
+                    || (previous.is_some_and(|b| b.last_completed == t.last_completed)
+                        && !matches!(t.status.as_str(), "error" | "warn" | "inconsistent"))
+            })
+            .collect();
+        if running.is_empty() {
+            for t in &now {
+                ui.info(&format!("replication to {}: {}", t.url, describe_target(t)));
+            }
+            return;
+        }
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            ui.warn(&format!(
+                "replication still running after {} to {}; checking the sites as they are",
+                humantime::format_duration(limit),
+                running
+                    .iter()
+                    .map(|t| t.url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            return;
+        }
+        tokio::time::sleep(poll.min(left)).await;
+        poll = (poll * 2).min(options.max_poll);
+    }
 }
 
 /// The record's replication section after this check: results for the checked sites replace

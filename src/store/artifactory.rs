@@ -1,14 +1,24 @@
-//! JFrog Artifactory generic repositories, over REST.
+//! JFrog Artifactory generic repositories, over REST, as JFrog documents them and, where the
+//! documentation is silent, as JFrog's own client (jfrog-client-go, which `jf rt u` runs) does:
 //!
 //! - Deploy (`PUT /<repo>/<path>;k=v`, `X-Checksum-Sha256`), deploy by checksum
 //!   (`X-Checksum-Deploy: true`, no body): <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact>,
 //!   <https://jfrog.com/help/r/jfrog-rest-apis/deploy-artifact-by-checksum>
+//! - Multipart upload (Artifactory 7.82.2+ on cloud storage), finished by a checksum deploy
+//!   with the `checksumToken` of the assembled file, as jfrog-client-go's `doUpload` does:
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/multipart-upload>
 //! - File Info (`GET /api/storage/<repo>/<path>`): <https://jfrog.com/help/r/jfrog-rest-apis/file-info>
-//! - AQL (`POST /api/search/aql`): <https://jfrog.com/help/r/jfrog-rest-apis/artifactory-query-language>
-//! - Errors are `{"errors":[{"status":…,"message":…}]}`; the message is shown as is.
+//! - Update Item Properties (`PATCH /api/metadata/…`, JSON, so values need no escaping):
+//!   <https://jfrog.com/help/r/jfrog-rest-apis/update-item-properties>
+//! - AQL (`POST /api/search/aql`), with the `repo`, `path` and `name` fields a non-admin token
+//!   must include: <https://jfrog.com/help/r/jfrog-rest-apis/artifactory-query-language>
+//! - Errors are `{"errors":[{"status":…,"message":…}]}`, or plain text from some resources; the
+//!   message is shown as is.
 //!
 //! A version is `<prefix>/<image>/<version>/` with the record written last. Before any deploy the
-//! path is looked up with File Info, so a checksum deploy can never replace other bytes.
+//! path is looked up with File Info, so a deploy never replaces other bytes; and a deploy is
+//! checked after, by this step's own digest whatever the repository's checksum policy: bytes that
+//! are not the record's are deleted again, never left at the path.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -34,6 +44,8 @@ pub struct ArtifactoryStore {
     repo: String,
     prefix: String,
     auth: Auth,
+    /// Whether the server offers multipart upload, asked once.
+    multipart: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +88,14 @@ struct UploadStatus {
     status: String,
     #[serde(default)]
     error: Option<String>,
+    /// The token of the finished, assembled file, for the checksum deploy that saves it.
+    #[serde(default, rename = "checksumToken")]
+    checksum_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SystemVersion {
+    version: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,32 +108,38 @@ struct AqlItem {
     path: String,
 }
 
-/// `;k=v` matrix parameters; values are percent-encoded, so `,` `;` `=` `|` `\` survive.
+/// `;k=v` matrix parameters for a deploy. Artifactory 6.x splits the raw parameters at `;`
+/// and decodes only the values (`ArtifactoryRequestBase.processMatrixParams`); 7.x decodes
+/// first and splits after, so no encoding carries a `;` through both, and `+` turns into a
+/// space. So only values made of characters every version reads the same way
+/// (`A-Za-z0-9-._~/@:`) go as matrix parameters; the others are set right after the deploy
+/// with Update Item Properties, whose JSON body needs no escaping ([`ArtifactoryStore::
+/// ensure_properties`]). Keys are imagepipe's own plain ASCII names.
 fn matrix(props: &Properties) -> String {
     props
         .iter()
-        .map(|(k, v)| format!(";{}={}", encode(k), encode(v)))
+        .filter(|(_, v)| matrix_safe(v))
+        .map(|(k, v)| format!(";{k}={v}"))
         .collect()
 }
 
-/// `k=v;k2=v2` for the Set Item Properties API: `,` `\\` `|` `=` `;` escaped with a backslash.
-fn properties_query(props: &Properties) -> String {
-    let esc = |s: &str| {
-        s.chars()
-            .flat_map(|c| {
-                if ",\\|=;".contains(c) {
-                    vec!['\\', c]
-                } else {
-                    vec![c]
-                }
-            })
-            .collect::<String>()
-    };
-    let list: Vec<String> = props
-        .iter()
-        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
-        .collect();
-    encode(&list.join(";"))
+fn matrix_safe(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/@:".contains(&b))
+}
+
+/// Percent-encodes every byte outside the unreserved set (query parameters, path segments).
+fn encode_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The multipart part size.
@@ -123,18 +149,6 @@ fn part_size() -> u64 {
         .filter(|v| *v > 0)
         .unwrap_or(20)
         << 20
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~@/:".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 impl ArtifactoryStore {
@@ -153,6 +167,7 @@ impl ArtifactoryStore {
             repo: repo.into(),
             prefix: prefix.trim_matches('/').into(),
             auth,
+            multipart: Arc::default(),
         }
     }
 
@@ -222,12 +237,14 @@ impl ArtifactoryStore {
         Ok(Some(super::StoredFile { sha256, size }))
     }
 
-    /// A POST of a multipart session, authorised by the session token; errors carry the
-    /// server's message.
+    /// A POST of a multipart session, authorised by the session token, answered with exactly
+    /// `want` (jfrog-client-go checks each call's status exactly); the response is returned for
+    /// any status when `want` is `None`.
     async fn session_post(
         &self,
         url: &str,
         session: &crate::secret::Secret,
+        want: Option<StatusCode>,
     ) -> Result<Response, StoreError> {
         let resp = self
             .client
@@ -237,10 +254,10 @@ impl ArtifactoryStore {
                 store: self.location(),
                 source,
             })?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", url, resp).await);
+        match want {
+            Some(w) if resp.status() != w => Err(self.fail("POST", url, resp).await),
+            _ => Ok(resp),
         }
-        Ok(resp)
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(
@@ -255,20 +272,52 @@ impl ArtifactoryStore {
         })
     }
 
-    /// Whether the server offers multipart upload (Artifactory 7.82.2+ on cloud storage).
+    /// Whether the server offers multipart upload, as jfrog-client-go's `IsSupported` decides
+    /// it: Artifactory 7.82.2 or later (`GET /api/system/version`), and `supported` in
+    /// `GET /api/v1/uploads/config`. Asked once per store; a server that cannot say gets the
+    /// single PUT every server takes.
     async fn multipart_supported(&self) -> bool {
-        let url = format!("{}/api/v1/uploads/config", self.base);
-        match self.send(|c| c.get(&url)).await {
-            Ok(r) if r.status().is_success() => {
-                r.json::<UploadsConfig>().await.is_ok_and(|c| c.supported)
-            }
-            _ => false,
-        }
+        *self
+            .multipart
+            .get_or_init(|| async {
+                let version = format!("{}/api/system/version", self.base);
+                let new_enough = match self.send(|c| c.get(&version)).await {
+                    Ok(r) if r.status() == StatusCode::OK => r
+                        .json::<SystemVersion>()
+                        .await
+                        .ok()
+                        .and_then(|v| {
+                            let numbers: Vec<u64> = v
+                                .version
+                                .split(['.', '-'])
+                                .take(3)
+                                .map_while(|n| n.parse().ok())
+                                .collect();
+                            (numbers.len() == 3).then_some(numbers)
+                        })
+                        .is_some_and(|n| n.as_slice() >= [7, 82, 2].as_slice()),
+                    _ => false,
+                };
+                if !new_enough {
+                    return false;
+                }
+                let config = format!("{}/api/v1/uploads/config", self.base);
+                match self.send(|c| c.get(&config)).await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        r.json::<UploadsConfig>().await.is_ok_and(|c| c.supported)
+                    }
+                    _ => false,
+                }
+            })
+            .await
     }
 
-    /// Sends a file in parts: each part is read once, hashed (sha256 and the sha1 that
-    /// `complete` asks for) and sent with the shared retries; only one part is in memory. Any
-    /// failure aborts the upload, so nothing half-assembled appears.
+    /// Sends a file in parts, has the server assemble them, and saves the assembled file at
+    /// `path` with the checksum deploy jfrog-client-go finishes with ("Once the file is uploaded
+    /// to the storage, we finalize the multipart upload by performing a checksum deployment to
+    /// save the file in Artifactory"); until then, nothing is at the path. Each part is read
+    /// once, hashed (sha256, and the sha1 `complete` asks for) and sent; only one part is in
+    /// memory. Any failure after `create` aborts the upload.
     async fn upload_multipart(
         &self,
         path: &str,
@@ -281,41 +330,29 @@ impl ArtifactoryStore {
         let create = format!(
             "{}/api/v1/uploads/create?repoKey={}&repoPath={}&partSizeMB={}",
             self.base,
-            encode(&self.repo),
-            encode(path),
+            encode_value(&self.repo),
+            encode_value(path),
             part >> 20
         );
         let resp = self.send(|c| c.post(&create)).await?;
-        if !resp.status().is_success() {
+        if resp.status() != StatusCode::OK {
             return Err(self.fail("POST", &create, resp).await);
         }
         let token: UploadToken = self.decode(&create, resp).await?;
         let session = crate::secret::Secret::new(token.token);
-        let result = self
-            .send_parts(source, expected, part, &session, progress)
-            .await;
-        let result = match result {
-            Ok(sha1) => self.complete_upload(&session, &sha1).await,
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let sha1 = self
+                .send_parts(source, expected, part, &session, progress)
+                .await?;
+            let checksum_token = self.complete_upload(&session, &sha1).await?;
+            self.deploy_assembled(path, props, &sha1, expected, &checksum_token)
+                .await
+        }
+        .await;
         if let Err(e) = result {
             let abort = format!("{}/api/v1/uploads/abort", self.base);
-            let _ = self
-                .client
-                .send(|c| c.post(&abort).bearer_auth(session.expose()))
-                .await;
+            let _ = self.session_post(&abort, &session, None).await;
             return Err(e);
-        }
-        // Matrix parameters do not travel with parts: set the properties now.
-        let url = format!(
-            "{}/api/storage/{}/{path}?properties={}&recursive=0",
-            self.base,
-            self.repo,
-            properties_query(props)
-        );
-        let resp = self.send(|c| c.put(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(self.fail("PUT", &url, resp).await);
         }
         Ok(())
     }
@@ -350,19 +387,43 @@ impl ArtifactoryStore {
             s256.update(&buf);
             s1.update(&buf);
             let bytes = buf.freeze();
-            let url_part = format!("{}/api/v1/uploads/urlPart?partNumber={number}", self.base);
-            let resp = self.session_post(&url_part, session).await?;
-            let target: PartUrl = self.decode(&url_part, resp).await?;
-            let resp = self
-                .client
-                .send(|c| c.put(&target.url).body(bytes.clone()))
-                .await
-                .map_err(|source| StoreError::Http {
-                    store: self.location(),
-                    source,
-                })?;
-            if !resp.status().is_success() {
-                return Err(self.fail("PUT", &target.url, resp).await);
+            // A fresh part URL for each attempt, as jfrog-client-go takes one.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let url_part = format!("{}/api/v1/uploads/urlPart?partNumber={number}", self.base);
+                let resp = self
+                    .session_post(&url_part, session, Some(StatusCode::OK))
+                    .await?;
+                let target: PartUrl = self.decode(&url_part, resp).await?;
+                // A pre-signed URL's query is a credential for as long as it lives.
+                if let Some((_, query)) = target.url.split_once('?') {
+                    crate::secret::register(query);
+                }
+                // The part goes to the object store's pre-signed URL, with no credentials; a
+                // failed attempt is retried here, with a fresh URL, not by the HTTP client.
+                let sent = self
+                    .client
+                    .client()
+                    .put(&target.url)
+                    .body(bytes.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status() == StatusCode::OK => break,
+                    Ok(resp) if attempt > self.retry.retries => {
+                        return Err(self.fail("PUT", &target.url, resp).await);
+                    }
+                    Err(e) if attempt > self.retry.retries => {
+                        return Err(StoreError::Transport {
+                            store: self.location(),
+                            url: format!("part {number}"),
+                            message: crate::http::explain(&target.url, &e),
+                        });
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(self.retry.delay(attempt, None)).await;
             }
             done += bytes.len() as u64;
             progress(done);
@@ -383,45 +444,159 @@ impl ArtifactoryStore {
         Ok(hex::encode(s1.finalize()))
     }
 
+    /// `complete`, then `status` until the assembly is done, as jfrog-client-go's
+    /// `completeAndPollForStatus` does: `RETRYABLE_ERROR` (or a 503 on `status`, which it
+    /// reads the same way) calls `complete` again, up to the retries; `NON_RETRYABLE_ERROR`,
+    /// `ABORTED` and anything unknown fail. Returns the assembled file's checksum token.
     async fn complete_upload(
         &self,
         session: &crate::secret::Secret,
         sha1: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
         let complete = format!("{}/api/v1/uploads/complete?sha1={sha1}", self.base);
-        self.session_post(&complete, session).await?;
         let status_url = format!("{}/api/v1/uploads/status", self.base);
-        let mut wait = std::time::Duration::from_millis(100);
-        // Assembly of a multi-GiB file takes a while on the server; wait up to an hour.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-        loop {
-            let resp = self.session_post(&status_url, session).await?;
-            let status: UploadStatus = self.decode(&status_url, resp).await?;
-            match status.status.as_str() {
-                "FINISHED" => return Ok(()),
-                "NON_RETRYABLE_ERROR" | "ABORTED" => {
-                    return Err(StoreError::BadAnswer {
+        let failed = |message: String| StoreError::BadAnswer {
+            store: self.location(),
+            url: status_url.clone(),
+            message,
+        };
+        // Assembling a multi-GiB file in cloud storage takes a while (jfrog-client-go waits up
+        // to a week); a day is well beyond any real assembly.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+        let mut completes = 0;
+        'complete: loop {
+            completes += 1;
+            if completes > self.retry.retries + 1 {
+                return Err(failed(format!(
+                    "multipart upload failed after {} attempts to complete it",
+                    completes - 1
+                )));
+            }
+            self.session_post(&complete, session, Some(StatusCode::ACCEPTED))
+                .await?;
+            let mut wait = std::time::Duration::from_millis(100);
+            loop {
+                // Not through the retrying client: a 503 here means "complete again".
+                let resp = self
+                    .client
+                    .client()
+                    .post(&status_url)
+                    .bearer_auth(session.expose())
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Transport {
                         store: self.location(),
-                        url: status_url,
-                        message: format!(
-                            "multipart upload {}: {}",
-                            status.status,
+                        url: status_url.clone(),
+                        message: crate::http::explain(&status_url, &e),
+                    })?;
+                if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    continue 'complete;
+                }
+                if resp.status() != StatusCode::OK {
+                    return Err(self.fail("POST", &status_url, resp).await);
+                }
+                let status: UploadStatus = self.decode(&status_url, resp).await?;
+                match status.status.as_str() {
+                    "FINISHED" => {
+                        return status.checksum_token.ok_or_else(|| {
+                            failed("the finished upload has no checksumToken".into())
+                        });
+                    }
+                    "RETRYABLE_ERROR" => continue 'complete,
+                    "QUEUED" | "PROCESSING" if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
+                    "QUEUED" | "PROCESSING" => {
+                        return Err(failed(
+                            "the multipart assembly did not finish within a day".into(),
+                        ));
+                    }
+                    other => {
+                        return Err(failed(format!(
+                            "multipart upload {other}: {}",
                             status.error.unwrap_or_default()
-                        ),
-                    });
-                }
-                _ if tokio::time::Instant::now() > deadline => {
-                    return Err(StoreError::BadAnswer {
-                        store: self.location(),
-                        url: status_url,
-                        message: "multipart assembly did not finish within an hour".into(),
-                    });
-                }
-                _ => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                        )));
+                    }
                 }
             }
+        }
+    }
+
+    /// The checksum deploy that saves an assembled multipart upload at its path, with its
+    /// properties (jfrog-client-go `doChecksumDeploy` with `X-Checksum-Deploy-Token`).
+    async fn deploy_assembled(
+        &self,
+        path: &str,
+        props: &Properties,
+        sha1: &str,
+        sha256: &Sha256Hex,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let url = format!("{}/{}/{path}{}", self.base, self.repo, matrix(props));
+        let resp = self
+            .send(|c| {
+                c.put(&url)
+                    .header("X-Checksum-Deploy", "true")
+                    .header("X-Checksum-Sha1", sha1)
+                    .header("X-Checksum-Sha256", sha256.to_string())
+                    .header("X-Checksum-Deploy-Token", token)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED => Ok(()),
+            _ => Err(self.fail("PUT", &url, resp).await),
+        }
+    }
+
+    /// Makes the file's properties what they should be. Values with characters matrix
+    /// parameters cannot carry were left out of the deploy, and properties sent as matrix
+    /// parameters are dropped without a word when the token lacks Annotate permission; so they
+    /// are read back, and put right with Update Item Properties (a JSON body: no value needs
+    /// escaping) when they differ.
+    async fn ensure_properties(&self, path: &str, props: &Properties) -> Result<(), StoreError> {
+        if props.is_empty() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct ItemProperties {
+            #[serde(default)]
+            properties: std::collections::BTreeMap<String, Vec<String>>,
+        }
+        let url = format!("{}/api/storage/{}/{path}?properties", self.base, self.repo);
+        let resp = self.send(|c| c.get(&url)).await?;
+        // An item with no properties at all is a 404 "No properties could be found".
+        let stored = match resp.status() {
+            StatusCode::OK => self.decode::<ItemProperties>(&url, resp).await?.properties,
+            StatusCode::NOT_FOUND => Default::default(),
+            _ => return Err(self.fail("GET", &url, resp).await),
+        };
+        if props
+            .iter()
+            .all(|(k, v)| stored.get(k).is_some_and(|s| s.len() == 1 && &s[0] == v))
+        {
+            return Ok(());
+        }
+        let url = format!(
+            "{}/api/metadata/{}/{path}?recursiveProperties=0",
+            self.base, self.repo
+        );
+        let body: serde_json::Map<String, serde_json::Value> = props
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect();
+        let body = serde_json::json!({ "props": body });
+        let resp = self.send(|c| c.patch(&url).json(&body)).await?;
+        match resp.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            StatusCode::FORBIDDEN => Err(StoreError::BadAnswer {
+                store: self.location(),
+                url,
+                message: "the token may deploy but not annotate: give it Annotate permission on \
+                          the repository, which the image properties (image.name, …) need"
+                    .into(),
+            }),
+            _ => Err(self.fail("PATCH", &url, resp).await),
         }
     }
 
@@ -475,32 +650,91 @@ impl ArtifactoryStore {
                 url: url.clone(),
                 message: format!("upload failed: {}", crate::http::explain(&url, &e)),
             })?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.fail("PUT", &url, resp).await);
-        }
         let sha256 = Sha256Hex::from_hasher(std::mem::take(
             &mut *hasher.lock().unwrap_or_else(|p| p.into_inner()),
         ));
-        if &sha256 != expected {
-            return Err(StoreError::SourceMismatch {
-                path: source.to_path_buf(),
-                expected: *expected,
-                actual: sha256,
-                expected_size: size,
-                actual_size: sent.load(std::sync::atomic::Ordering::Relaxed),
+        let source_changed = StoreError::SourceMismatch {
+            path: source.to_path_buf(),
+            expected: *expected,
+            actual: sha256,
+            expected_size: size,
+            actual_size: sent.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        if resp.status() != StatusCode::CREATED {
+            // Under "verify against client checksums" a wrong file is refused with 409; what
+            // was wrong is known here: the file changed, or bytes were damaged on the way.
+            return Err(match resp.status() {
+                StatusCode::CONFLICT if &sha256 != expected => source_changed,
+                StatusCode::CONFLICT => StoreError::Transport {
+                    store: self.location(),
+                    url,
+                    message: "the server received other bytes than were sent, and refused them"
+                        .into(),
+                },
+                _ => self.fail("PUT", &url, resp).await,
             });
         }
-        // The reply's checksums are the server's own reading of what arrived. (A sha1 cannot
-        // be sent up front without reading the file twice; the server checks our sha256.)
+        // A repository that trusts server checksums stores whatever arrived, with 201. So this
+        // step's own hash decides: bytes that are not the record's are deleted again at once.
         let reply: FileInfo = self.decode(&url, resp).await?;
-        if reply.checksums.sha256.as_deref() != Some(sha256.to_string().as_str()) {
-            return Err(StoreError::BadAnswer {
+        let stored = reply.checksums.sha256.unwrap_or_default();
+        if &sha256 != expected || stored != expected.to_string() {
+            self.remove_wrong(path).await?;
+            if &sha256 != expected {
+                return Err(source_changed);
+            }
+            return Err(StoreError::Transport {
                 store: self.location(),
                 url,
-                message: "the server's checksums of the upload differ from the bytes sent".into(),
+                message: format!(
+                    "the server stored other bytes than were sent (sha256 {stored}); they were \
+                     deleted"
+                ),
             });
         }
         Ok(())
+    }
+
+    /// What a deploy does when the path already holds a file: the same file is already
+    /// published (its properties made right, in case a killed run left them out); other bytes
+    /// are a conflict, never overwritten.
+    async fn existing(
+        &self,
+        path: &str,
+        existing: super::StoredFile,
+        expected: &FileArtifact,
+        props: &Properties,
+    ) -> Result<PutOutcome, StoreError> {
+        if !existing.is(expected) {
+            return Err(StoreError::Conflict {
+                store: self.location(),
+                path: path.into(),
+                existing: existing.sha256,
+                new: expected.sha256,
+            });
+        }
+        self.ensure_properties(path, props).await?;
+        Ok(PutOutcome::AlreadyPresent)
+    }
+
+    /// Deletes bytes this step deployed that are not the record's. When the token may not
+    /// delete, the error names the path so that someone who may can.
+    async fn remove_wrong(&self, path: &str) -> Result<(), StoreError> {
+        let url = format!("{}/{}/{path}", self.base, self.repo);
+        let resp = self.send(|c| c.delete(&url)).await?;
+        match resp.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(StoreError::BadAnswer {
+                store: self.location(),
+                url,
+                message: format!(
+                    "wrong bytes were stored there and could not be deleted ({}): delete the \
+                     file, or give the token Delete permission; the repository trusts server \
+                     checksums, so it does not refuse them itself",
+                    resp.status()
+                ),
+            }),
+        }
     }
 }
 
@@ -518,7 +752,7 @@ impl Store for ArtifactoryStore {
         let url = format!("{}/api/search/aql", self.base);
         let dir = self.path(image, "", "");
         let query = format!(
-            r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("path")"#,
+            r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("repo","path","name")"#,
             serde_json::Value::from(self.repo.clone()),
             serde_json::Value::from(format!("{dir}/*")),
             serde_json::Value::from(record::FILE_NAME)
@@ -595,17 +829,8 @@ impl Store for ArtifactoryStore {
         let expected = &expected_file.sha256;
         let name = stored_file_name(&self.location(), source)?;
         let path = self.path(&image.name, &image.version.to_string(), &name);
-        match self.file_sha256(&path).await? {
-            Some(existing) if &existing == expected => return Ok(PutOutcome::AlreadyPresent),
-            Some(existing) => {
-                return Err(StoreError::Conflict {
-                    store: self.location(),
-                    path: path.into(),
-                    existing,
-                    new: *expected,
-                });
-            }
-            None => {}
+        if let Some(existing) = self.stored_file(&path).await? {
+            return self.existing(&path, existing, expected_file, props).await;
         }
         // Bytes the server holds anywhere need not travel again.
         let url = format!("{}/{}/{path}{}", self.base, self.repo, matrix(props));
@@ -616,8 +841,8 @@ impl Store for ArtifactoryStore {
                     .header("X-Checksum-Sha256", expected.to_string())
             })
             .await?;
-        let outcome = match resp.status() {
-            StatusCode::CREATED | StatusCode::OK => PutOutcome::ByChecksum,
+        let deployed = match resp.status() {
+            StatusCode::CREATED | StatusCode::OK => Ok(PutOutcome::ByChecksum),
             StatusCode::NOT_FOUND => {
                 let size = tokio::fs::metadata(source)
                     .await
@@ -629,25 +854,89 @@ impl Store for ArtifactoryStore {
                     .len();
                 if size >= 10 * part_size() && self.multipart_supported().await {
                     self.upload_multipart(&path, source, expected, props, progress)
-                        .await?;
+                        .await
                 } else {
-                    self.upload(&path, source, expected, props, progress)
-                        .await?;
+                    self.upload(&path, source, expected, props, progress).await
                 }
-                PutOutcome::Stored
+                .map(|()| PutOutcome::Stored)
             }
-            _ => return Err(self.fail("PUT", &url, resp).await),
+            _ => Err(self.fail("PUT", &url, resp).await),
         };
-        match self.file_sha256(&path).await? {
-            Some(sha) if &sha == expected => Ok(outcome),
-            found => Err(StoreError::BadAnswer {
+        match deployed {
+            Ok(outcome) => {
+                // The server's own word on what the path now holds: another publisher may
+                // have deployed over it in the meantime (a token with Delete may overwrite).
+                match self.stored_file(&path).await? {
+                    Some(f) if f.is(expected_file) => {}
+                    Some(f) => {
+                        return Err(StoreError::Conflict {
+                            store: self.location(),
+                            path: path.into(),
+                            existing: f.sha256,
+                            new: *expected,
+                        });
+                    }
+                    None => {
+                        return Err(StoreError::BadAnswer {
+                            store: self.location(),
+                            url: path,
+                            message: "the deploy succeeded, yet File Info finds nothing there"
+                                .into(),
+                        });
+                    }
+                }
+                self.ensure_properties(&path, props).await?;
+                Ok(outcome)
+            }
+            // A token without Delete may not deploy onto an existing path (403 "Not enough
+            // permissions to delete/overwrite artifact"): another publisher got there first.
+            Err(e @ StoreError::Unauthorized { status: 403, .. }) => {
+                match self.stored_file(&path).await? {
+                    Some(existing) => self.existing(&path, existing, expected_file, props).await,
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Folder Info of the repository's root, which any reader may see. With "Hide Existence of
+    /// Unauthorized Resources" on, a token that may not read gets 404 for everything instead of
+    /// 403 (JFrog doc of that title), so a 404 here is a permission (or a repository name)
+    /// problem, not a version that has not arrived.
+    async fn check_access(&self) -> Result<(), StoreError> {
+        let url = format!("{}/api/storage/{}", self.base, self.repo);
+        let resp = self.send(|c| c.get(&url)).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(StoreError::Unauthorized {
                 store: self.location(),
-                url: path,
+                method: "GET".into(),
+                url,
+                status: 404,
                 message: format!(
-                    "File Info after the deploy says sha256 {found:?}, expected {expected}"
+                    ": repository {} is not there for this token: it does not exist, or the \
+                     token may not read it and Artifactory hides it (\"Hide Existence of \
+                     Unauthorized Resources\")",
+                    self.repo
                 ),
             }),
+            _ => Err(self.fail("GET", &url, resp).await),
         }
+    }
+
+    async fn remove_artifact(&self, image: &ImageRef, name: &str) -> Result<bool, StoreError> {
+        let url = format!(
+            "{}/{}/{}",
+            self.base,
+            self.repo,
+            self.path(&image.name, &image.version.to_string(), name)
+        );
+        let resp = self.send(|c| c.delete(&url)).await?;
+        Ok(matches!(
+            resp.status(),
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND
+        ))
     }
 
     async fn put_record(
@@ -656,8 +945,19 @@ impl Store for ArtifactoryStore {
         bytes: &[u8],
         props: &Properties,
     ) -> Result<(), StoreError> {
-        let url = format!("{}{}", self.record_location(image), matrix(props));
+        let path = self.path(&image.name, &image.version.to_string(), record::FILE_NAME);
         let sha = Sha256Hex::digest(bytes);
+        // A record is never replaced, even by a token that could: the caller compares what is
+        // there with what it publishes.
+        if let Some(existing) = self.file_sha256(&path).await? {
+            return Err(StoreError::Conflict {
+                store: self.location(),
+                path: path.into(),
+                existing,
+                new: sha,
+            });
+        }
+        let url = format!("{}{}", self.record_location(image), matrix(props));
         let resp = self
             .send(|c| {
                 c.put(&url)
@@ -669,26 +969,69 @@ impl Store for ArtifactoryStore {
         if resp.status() != StatusCode::CREATED {
             return Err(self.fail("PUT", &url, resp).await);
         }
-        Ok(())
+        // Trusting server checksums, the repository keeps damaged bytes with 201: its reply
+        // says what it stored, and a wrong record is never left where consumers read it.
+        let reply: FileInfo = self.decode(&url, resp).await?;
+        if reply.checksums.sha256.as_deref() != Some(sha.to_string().as_str()) {
+            self.remove_wrong(&path).await?;
+            return Err(StoreError::Transport {
+                store: self.location(),
+                url,
+                message: "the record arrived damaged and was deleted again; publish again".into(),
+            });
+        }
+        match self.file_sha256(&path).await? {
+            Some(stored) if stored == sha => {}
+            Some(stored) => {
+                return Err(StoreError::Conflict {
+                    store: self.location(),
+                    path: path.into(),
+                    existing: stored,
+                    new: sha,
+                });
+            }
+            None => {
+                return Err(StoreError::BadAnswer {
+                    store: self.location(),
+                    url: path,
+                    message: "the record was deployed, yet File Info finds nothing there".into(),
+                });
+            }
+        }
+        self.ensure_properties(&path, props).await
     }
 
-    /// Build-info: <https://jfrog.com/help/r/jfrog-rest-apis/build-upload>. The files' sha1 and
-    /// md5 come from File Info, so the server's own reading is what the build lists.
     async fn trigger_replication(&self, image: &ImageRef) -> Result<(), StoreError> {
-        // <https://jfrog.com/help/r/jfrog-rest-apis/pull/push-replication-deprecated>: runs the
-        // repository's configured replication for one path now.
+        // "Pull/Push Replication" (<https://jfrog.com/help/r/jfrog-rest-apis/pull/push-replication>):
+        // `POST /api/replication/execute/{repoPath}` "schedules immediate content replication"
+        // of the path by the repository's configured replications. It is asynchronous: the
+        // status goes through `incomplete` until the copy is done. A non-admin user's run
+        // copies at most `artifactory.search.userQueryLimit` files (1000 by default), far
+        // more than a version holds.
         let path = self.path(&image.name, &image.version.to_string(), "");
         let url = format!(
             "{}/api/replication/execute/{}/{}",
             self.base,
             self.repo,
-            encode(&path)
+            path.split('/')
+                .map(encode_value)
+                .collect::<Vec<_>>()
+                .join("/")
         );
         let resp = self.send(|c| c.post(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", &url, resp).await);
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(StoreError::BadAnswer {
+                store: self.location(),
+                url,
+                message: format!(
+                    "no enabled replication is configured for repository {}: configure push \
+                     replication to the sites, or leave out --trigger-replication",
+                    self.repo
+                ),
+            }),
+            _ => Err(self.fail("POST", &url, resp).await),
         }
-        Ok(())
     }
 
     async fn replication_status(&self) -> Result<Vec<super::ReplicationTarget>, StoreError> {
@@ -706,6 +1049,8 @@ impl Store for ArtifactoryStore {
         Ok(self.decode::<Status>(&url, resp).await?.targets)
     }
 
+    /// Build-info: <https://jfrog.com/help/r/jfrog-rest-apis/build-upload>. The files' sha1 and
+    /// md5 come from File Info, so the server's own reading is what the build lists.
     async fn publish_build_info(
         &self,
         image: &ImageRef,

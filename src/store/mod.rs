@@ -218,13 +218,16 @@ pub enum StoreError {
         retry_after: Option<std::time::Duration>,
     },
     #[error(
-        "{store}: {method} {url}: {status}: not authorised; check the store's credentials in imagepipe.toml"
+        "{store}: {method} {url}: {status}{message}: not authorised; check the store's \
+         credentials in imagepipe.toml and the permissions they carry"
     )]
     Unauthorized {
         store: String,
         method: String,
         url: String,
         status: u16,
+        /// The server's reason, after ": ", when it gave one (a 403 names the permission).
+        message: String,
     },
     #[error("{store}: {source}")]
     Http {
@@ -347,6 +350,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn lock_version(&self, image: &ImageRef) -> Result<Option<VersionLock>, StoreError> {
         let _ = image;
         Ok(None)
+    }
+
+    /// Whether these credentials may read the store at all. A store that hides what a token
+    /// may not read answers "not found" to everything, which would read as a version that has
+    /// not arrived; this tells the two apart. `Ok` where the store cannot tell.
+    async fn check_access(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Removes one artifact file this run stored, when a publish that lost a race undoes its
@@ -580,14 +590,6 @@ pub(crate) async fn http_failure(
     resp: reqwest::Response,
 ) -> StoreError {
     let status = resp.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return StoreError::Unauthorized {
-            store,
-            method: method.into(),
-            url: url.into(),
-            status: status.as_u16(),
-        };
-    }
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -595,17 +597,24 @@ pub(crate) async fn http_failure(
         .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
     // A server may echo the request, credentials included: scrubbed before it is kept.
     let text = resp.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<ErrorBody>(&text)
-        .ok()
-        .and_then(|b| b.errors.into_iter().next())
-        .map(|e| match e.code {
-            Some(code) => format!("{code}: {}", e.message),
-            None => e.message,
-        })
-        .map_or_else(
-            || crate::secret::scrub_and_cut(&text, 300),
-            |m| crate::secret::scrub(&m).into_owned(),
-        );
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        // 401 says only "Bad credentials"; a 403 says which permission is missing.
+        let message = if status == reqwest::StatusCode::FORBIDDEN {
+            let m = error_message(&text)
+                .unwrap_or_else(|| crate::secret::scrub_and_cut(text.trim(), 300));
+            if m.is_empty() { m } else { format!(": {m}") }
+        } else {
+            String::new()
+        };
+        return StoreError::Unauthorized {
+            store,
+            method: method.into(),
+            url: url.into(),
+            status: status.as_u16(),
+            message,
+        };
+    }
+    let message = error_message(&text).unwrap_or_else(|| crate::secret::scrub_and_cut(&text, 300));
     StoreError::Remote {
         store,
         method: method.into(),
@@ -614,6 +623,18 @@ pub(crate) async fn http_failure(
         message,
         retry_after,
     }
+}
+
+/// The message of an `{"errors":[…]}` body, scrubbed of secrets; plain text cut short.
+fn error_message(text: &str) -> Option<String> {
+    serde_json::from_str::<ErrorBody>(text)
+        .ok()
+        .and_then(|b| b.errors.into_iter().next())
+        .map(|e| match e.code {
+            Some(code) => format!("{code}: {}", e.message),
+            None => e.message,
+        })
+        .map(|m| crate::secret::scrub(&m).into_owned())
 }
 
 /// The file name an artifact gets in a store: its base name, which must be a plain file name.

@@ -39,7 +39,9 @@ struct Args {
     #[arg(long = "site", env = env::SITES, value_name = "NAME", value_delimiter = ',')]
     sites: Vec<String>,
 
-    /// Ask the primary Artifactory to run its push replication for this version first.
+    /// Ask the primary Artifactory to run its push replication for this version first, and
+    /// follow the run (it goes on in the background) until it ends or --wait (default: the
+    /// site timeout) runs out.
     #[arg(long, env = env::TRIGGER_REPLICATION)]
     trigger_replication: bool,
 

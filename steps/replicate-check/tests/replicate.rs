@@ -553,14 +553,118 @@ async fn triggers_artifactory_push_replication_and_shows_its_status() {
     assert_exit(&out, 0);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(site(&doc, "dc2")["verdict"], "present");
-    assert_eq!(
-        site(&doc, "dc2")["replication"],
-        "ok (last completed 2026-11-22T10:05:00.000Z)"
-    );
+    let status = site(&doc, "dc2")["replication"].as_str().unwrap();
+    assert!(status.starts_with("ok (last completed 20"), "{status}");
     assert!(primary.lock().unwrap().log.contains(
         &"POST /artifactory/api/replication/execute/os-images/global/debian-12/1.0.0".to_string()
     ));
     assert!(stderr(&out).contains("asked artifactory+"));
+
+    // Replication runs in the background, `incomplete` for a while: a trigger without --wait
+    // follows it to its end before checking the site.
+    let out = tokio::task::block_in_place(|| {
+        dc2.lock().unwrap().items.clear();
+        primary.lock().unwrap().replication_polls = 3;
+        case.run(&[
+            "--record",
+            &record,
+            "--json",
+            "--trigger-replication",
+            "--poll-interval",
+            "50ms",
+        ])
+    });
+    assert_exit(&out, 0);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(site(&doc, "dc2")["verdict"], "present");
+    let statuses = primary
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|l| *l == "GET /artifactory/api/replication/os-images")
+        .count();
+    assert!(
+        statuses >= 4,
+        "the status was followed through `incomplete`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifactory_sites_under_real_permissions_and_settings() {
+    let mut case = Case::new(Duration::from_secs(60)).await;
+    // hidden: "Hide Existence of Unauthorized Resources" is on, and the token may not read.
+    let (hidden_url, hidden) = artifactory::start("os-images");
+    hidden.lock().unwrap().hide_unauthorized = true;
+    case.replicate(artifactory_store(&hidden_url).as_ref(), true)
+        .await;
+    case.site_with_token(
+        "hidden",
+        &format!("artifactory+{hidden_url}/os-images"),
+        "",
+        "OUTSIDER_TOKEN",
+    );
+    // anonymous: anonymous read is on, but a wrong token is still refused.
+    let (anon_url, anon) = artifactory::start("os-images");
+    anon.lock().unwrap().anonymous_read = true;
+    case.replicate(artifactory_store(&anon_url).as_ref(), true)
+        .await;
+    case.site_with_token(
+        "anonymous",
+        &format!("artifactory+{anon_url}/os-images"),
+        "",
+        "WRONG_TOKEN",
+    );
+    // stale: only 0.9.0 there, listed by AQL with an ordinary (non-admin) token.
+    let (stale_url, _stale) = artifactory::start("os-images");
+    let old = built(
+        &case.path().join("out/global/debian-12/0.9.0"),
+        "0.9.0",
+        Duration::ZERO,
+    )
+    .await;
+    case.publish(artifactory_store(&stale_url).as_ref(), &old)
+        .await;
+    case.site("stale", &format!("artifactory+{stale_url}/os-images"), "");
+    // reader: a read-only token on a replicated site.
+    case.site_with_token(
+        "reader",
+        &format!("artifactory+{anon_url}/os-images"),
+        "",
+        "READ_TOKEN",
+    );
+    case.write_config("file:primary");
+    let record = case.record.display().to_string();
+    let out = tokio::task::block_in_place(|| {
+        command(BIN, case.path(), &["--record", &record, "--json"])
+            .env("OUTSIDER_TOKEN", artifactory::OUTSIDER_TOKEN)
+            .env("WRONG_TOKEN", "not-the-token")
+            .env("READ_TOKEN", artifactory::READ_TOKEN)
+            .env("ART_TOKEN", artifactory::TOKEN)
+            .output()
+            .unwrap()
+    });
+    assert_exit(&out, 1);
+    let mut got = verdicts(&out);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("anonymous", "unauthorised"),
+            ("hidden", "unauthorised"),
+            ("reader", "present"),
+            ("stale", "stale"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .to_vec()
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = site(&doc, "hidden")["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Hide Existence of Unauthorized Resources"),
+        "{detail}"
+    );
+    assert_eq!(site(&doc, "stale")["newest"], "0.9.0");
 }
 
 #[test]
