@@ -15,6 +15,8 @@ mod registry;
 mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
+#[path = "../../../tests/support/tls_proxy.rs"]
+mod tls_proxy;
 #[path = "../../../tests/support/vcsim.rs"]
 mod vcsim;
 #[path = "../../../tests/support/vsphere_api.rs"]
