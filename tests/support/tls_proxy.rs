@@ -18,11 +18,14 @@ pub struct TlsProxy {
     pub sha1_thumbprint: String,
 }
 
-/// Starts a proxy to `backend` (an `http://127.0.0.1:PORT` URL) on a thread of its own.
+/// Starts a proxy to `backend` (an `http://127.0.0.1:PORT[/…]` URL: its address) on a thread of
+/// its own.
 pub fn start(backend: &str) -> TlsProxy {
     let backend: SocketAddr = backend
         .trim_start_matches("http://")
-        .trim_end_matches('/')
+        .split('/')
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();

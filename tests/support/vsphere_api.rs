@@ -113,6 +113,9 @@ pub struct Server {
     pub item_create_lost: u32,
     /// The same for update-session creates.
     pub session_create_lost: u32,
+    /// `fail` answers 400 INVALID_ARGUMENT (a fault: vCenter documents 400 only for a
+    /// session that is not ACTIVE).
+    pub refuse_fail: bool,
     /// vSphere 9: files are added with `POST …/file?action=add` and the plain `POST …/file`
     /// answers 404 (reported by saltext-vcf's 1.0.0 changelog; not in Broadcom's reference).
     /// Off: the vSphere 7.0.2 spec, where only `POST …/file` exists.
@@ -932,6 +935,7 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
         // NOT_ALLOWED_IN_CURRENT_STATE when the session is not ACTIVE.
         (Method::POST, ["library", "item", "update-session", u], a) => {
             let u = u.to_string();
+            let s_refuse_fail = s.refuse_fail;
             let Some(up) = s.updates.get_mut(&u) else {
                 return error(404, "NOT_FOUND", "Update session not found");
             };
@@ -960,6 +964,13 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                 }
                 // `client_error_message` is required (spec `…UpdateSessionFail`).
                 "fail" => {
+                    if s_refuse_fail {
+                        return error(
+                            400,
+                            "INVALID_ARGUMENT",
+                            "The failure was refused (test fault)",
+                        );
+                    }
                     let Some(m) = body["client_error_message"].as_str() else {
                         return error(400, "INVALID_ARGUMENT", "client_error_message is required");
                     };
