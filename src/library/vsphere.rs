@@ -1111,3 +1111,45 @@ fn content_version(item: &Value) -> String {
         _ => "1".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_of_both_generations() {
+        // /api (vSphere 7.0.2 spec `VapiStdErrors*`).
+        let api = json!({ "error_type": "RESOURCE_BUSY", "messages": [] });
+        assert_eq!(error_type(&api).as_deref(), Some("RESOURCE_BUSY"));
+        // /rest, as vcsim and 6.x answer.
+        let rest = json!({ "type": "com.vmware.vapi.std.errors.resource_busy", "value": {} });
+        assert_eq!(error_type(&rest).as_deref(), Some("RESOURCE_BUSY"));
+        // /rest from a newer vCenter, with error_type inside value (govmomi issue #3319).
+        let newer = json!({
+            "type": "com.vmware.vapi.std.errors.not_allowed_in_current_state",
+            "value": { "error_type": "NOT_ALLOWED_IN_CURRENT_STATE", "messages": [] },
+        });
+        assert_eq!(
+            error_type(&newer).as_deref(),
+            Some("NOT_ALLOWED_IN_CURRENT_STATE")
+        );
+        // A body that is no vSphere error.
+        assert_eq!(error_type(&json!({ "detail": "no" })), None);
+        assert_eq!(error_type(&Value::Null), None);
+    }
+
+    #[test]
+    fn only_resource_busy_is_busy() {
+        let remote = |t: Option<&str>| LibraryError::Remote {
+            library: "l".into(),
+            method: "POST".into(),
+            url: "u".into(),
+            status: 500,
+            message: "m".into(),
+            error_type: t.map(String::from),
+        };
+        assert!(is_busy(&remote(Some("RESOURCE_BUSY"))));
+        assert!(!is_busy(&remote(Some("ALREADY_EXISTS"))));
+        assert!(!is_busy(&remote(None)));
+    }
+}

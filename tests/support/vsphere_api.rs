@@ -782,7 +782,10 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
                 return error(
                     404,
                     "NOT_FOUND",
-                    &format!("No handler for {method} {path}?{query}"),
+                    &format!(
+                        "No handler for {method} {path}{}{query}",
+                        if query.is_empty() { "" } else { "?" }
+                    ),
                 );
             }
             let (base, u) = (s.base.clone(), u.to_string());
