@@ -1473,14 +1473,15 @@ async fn pull_over_https_is_trusted_by_the_stores_thumbprint() {
 
     let out = run_pull(&p, "1.0.0");
     assert_exit(&out, 0);
-    let s = vc.lock().unwrap();
-    let items = s.items_of(vsphere_api::LIBRARY_ID);
-    assert_eq!(
-        items[0].1.files.get("global-debian-12.ova"),
-        Some(&bytes),
-        "vCenter fetched the OVA over https, trusting the store's certificate by its thumbprint"
-    );
-    drop(s);
+    {
+        let s = vc.lock().unwrap();
+        let items = s.items_of(vsphere_api::LIBRARY_ID);
+        assert_eq!(
+            items[0].1.files.get("global-debian-12.ova"),
+            Some(&bytes),
+            "vCenter fetched the OVA over https, trusting the store's certificate by its thumbprint"
+        );
+    }
 
     // vCenter's side: exactly that certificate is trusted, by that thumbprint; none without.
     let ova_url = format!(
