@@ -241,9 +241,10 @@ pub async fn import_site(
     let result = match result {
         Ok(mut imported) if !library.subscribed.is_empty() => {
             match vsphere
-                .sync_subscribed(
+                .sync_subscribed_until(
                     &library.subscribed,
                     &request.item_name,
+                    Some(&request.record_sha256.to_string()),
                     options.sync_deadline,
                 )
                 .await
@@ -380,6 +381,9 @@ pub fn report(
         for name in &i.removed {
             ui.info(&format!("{site:<12} removed older item `{name}`"));
         }
+        for warning in &i.warnings {
+            ui.warn(&format!("site {site}: {warning}"));
+        }
         for sync in &i.synced {
             if sync.has_item {
                 ui.info(&format!(
@@ -407,7 +411,7 @@ pub fn report(
             serde_json::json!({
                 "site": site, "library": i.library, "item": i.item, "item_id": i.item_id,
                 "item_version": i.item_version, "changed": i.changed, "removed": i.removed,
-                "synced": i.synced,
+                "synced": i.synced, "warnings": i.warnings,
             })
         })
         .collect();

@@ -143,6 +143,9 @@ pub struct Imported {
     pub synced: Vec<Synced>,
     /// Whether the OVA's manifest checked each file (see `ImportOptions::allow_missing_manifest`).
     pub manifest: bool,
+    /// What the import had to repair on the way (an update session an earlier, killed run left
+    /// active), for the step to warn about.
+    pub warnings: Vec<String>,
 }
 
 /// A subscribed library after its sync.
@@ -194,6 +197,9 @@ pub enum LibraryError {
         url: String,
         status: u16,
         message: String,
+        /// vSphere's error type in upper snake case (`RESOURCE_BUSY`, `ALREADY_EXISTS`), from
+        /// `/api`'s `error_type` or `/rest`'s `type` (`com.vmware.vapi.std.errors.resource_busy`).
+        error_type: Option<String>,
     },
     #[error(
         "{library}: {method} {url}: {status}: not authorised; check the library's credentials in imagepipe.toml"

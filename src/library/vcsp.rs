@@ -271,6 +271,7 @@ impl VcspLibrary {
             url: url.into(),
             status: status.as_u16(),
             message,
+            error_type: None,
         })
     }
 
@@ -665,6 +666,7 @@ impl VcspLibrary {
                     removed: Vec::new(),
                     synced: Vec::new(),
                     manifest: package.manifest.is_some(),
+                    warnings: Vec::new(),
                 });
             }
         }
@@ -764,6 +766,7 @@ impl VcspLibrary {
             removed,
             synced: Vec::new(),
             manifest: package.manifest.is_some(),
+            warnings: Vec::new(),
         })
     }
 }

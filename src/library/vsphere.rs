@@ -7,6 +7,11 @@
 //! OVA manifest's checksum), transfer them (PUSH through this process, or PULL by vCenter from
 //! the site's store), validate, complete, and wait for the session to finish. Any failure fails
 //! the session and removes an item this import created, so nothing half-imported remains.
+//!
+//! Creates (the item, the update session) carry a client token, so that a create the server
+//! carried out before its answer was lost (a 5xx the HTTP layer retries) is not made twice. An
+//! update session an earlier run left ACTIVE (a killed import) blocks the item, since vCenter
+//! allows one per item: it is cancelled and deleted, and the step warns about it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +26,25 @@ use crate::secret::Secret;
 use crate::store::ArtifactReader;
 
 const SESSION_HEADER: &str = "vmware-api-session-id";
+
+/// The `/api` header of a create's idempotency token. Broadcom's current reference documents the
+/// header ("Content Library Item UpdateSession create", "Content Library Item create": `Client-Token`,
+/// a UUID); the 7.0.2 OpenAPI spec had a `client_token` query parameter instead. Only the header
+/// is sent: a server that does not know it ignores it, while an unexpected query parameter might
+/// be refused.
+const CLIENT_TOKEN_HEADER: &str = "Client-Token";
+
+/// How an `/api` server takes "add a file to an update session".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddForm {
+    /// Not known yet: try the documented form first.
+    Unknown,
+    /// `POST …/update-session/{id}/file`: the vSphere 7.0.2 spec and Broadcom's 8.0U2 reference.
+    Plain,
+    /// `POST …/update-session/{id}/file?action=add`: reported for vSphere 9, where the plain
+    /// form answers 404 (saltext-vcf 1.0.0 changelog; not in Broadcom's reference).
+    Action,
+}
 
 /// Which REST generation to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -56,6 +80,7 @@ pub struct VSphere {
     password: Secret,
     generation: Mutex<Generation>,
     session: Mutex<Option<Secret>>,
+    add_form: Mutex<AddForm>,
     /// How often an update session is kept alive during a transfer.
     pub keep_alive: Duration,
     /// How long to wait for a session or a PULL to finish.
@@ -87,6 +112,7 @@ impl VSphere {
             password,
             generation: Mutex::new(generation),
             session: Mutex::new(None),
+            add_form: Mutex::new(AddForm::Unknown),
             keep_alive: Duration::from_secs(60),
             deadline: Duration::from_secs(3600),
         }
@@ -222,6 +248,7 @@ impl VSphere {
                 url: url.into(),
                 status: status.as_u16(),
                 message,
+                error_type: error_type(&body),
             });
         }
         Ok(match (generation, body) {
@@ -239,13 +266,50 @@ impl VSphere {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, LibraryError> {
+        self.request(method, path, body, None).await
+    }
+
+    /// A create (`POST`) that the server makes idempotent with a client token: one fresh UUID per
+    /// logical create, made here and not in the request builder, so the HTTP layer's retries of
+    /// a 5xx and the repeat after a 401 all send the same token and a create the server already
+    /// carried out is answered with the same id instead of being made again. `/api` takes the
+    /// token as the `Client-Token` header; `/rest` as `client_token` beside `create_spec` in the
+    /// body (*Library_Item_UpdateSession_Create_RequestBody*, *Library_Item_Create_RequestBody*).
+    async fn create(&self, path: &str, body: Value) -> Result<Value, LibraryError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        match self.generation() {
+            Generation::Rest => {
+                let mut body = body;
+                if let Value::Object(o) = &mut body {
+                    o.insert("client_token".into(), Value::String(token));
+                }
+                self.request(Method::POST, path, Some(body), None).await
+            }
+            _ => {
+                self.request(Method::POST, path, Some(body), Some(&token))
+                    .await
+            }
+        }
+    }
+
+    /// [`Self::call`], with the `/api` client token header when given.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        client_token: Option<&str>,
+    ) -> Result<Value, LibraryError> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
             let sid = self.session_id().unwrap_or_default();
             let resp = self
                 .client
                 .send(|c| {
-                    let rb = c.request(method.clone(), &url).header(SESSION_HEADER, &sid);
+                    let mut rb = c.request(method.clone(), &url).header(SESSION_HEADER, &sid);
+                    if let Some(token) = client_token {
+                        rb = rb.header(CLIENT_TOKEN_HEADER, token);
+                    }
                     match &body {
                         Some(b) => rb.json(b),
                         None => rb,
@@ -379,12 +443,15 @@ impl VSphere {
         )
     }
 
-    async fn session_state(&self, sid: &str) -> Result<(String, Option<String>), LibraryError> {
-        let path = self.path(
+    fn session_url(&self, sid: &str) -> String {
+        self.path(
             &format!("/content/library/item/update-session/id:{sid}"),
             &format!("/content/library/item/update-session/{sid}"),
-        );
-        let v = self.call(Method::GET, &path, None).await?;
+        )
+    }
+
+    async fn session_state(&self, sid: &str) -> Result<(String, Option<String>), LibraryError> {
+        let v = self.call(Method::GET, &self.session_url(sid), None).await?;
         let state = v
             .get("state")
             .and_then(Value::as_str)
@@ -450,6 +517,7 @@ impl VSphere {
                     removed: Vec::new(),
                     synced: Vec::new(),
                     manifest: package.manifest.is_some(),
+                    warnings: Vec::new(),
                 });
             }
         }
@@ -464,9 +532,7 @@ impl VSphere {
                     "type": "ovf",
                 });
                 let path = self.path("/content/library/item", "/content/library/item");
-                let id = self
-                    .call(Method::POST, &path, Some(self.body("create_spec", spec)))
-                    .await?;
+                let id = self.create(&path, self.body("create_spec", spec)).await?;
                 let id = id
                     .as_str()
                     .ok_or_else(|| self.failed("creating the item returned no id"))?
@@ -475,28 +541,14 @@ impl VSphere {
             }
         };
 
-        let path = self.path(
-            "/content/library/item/update-session",
-            "/content/library/item/update-session",
-        );
-        let spec = self.body("create_spec", json!({ "library_item_id": item_id }));
-        let sid = match self.call(Method::POST, &path, Some(spec)).await {
-            Ok(v) => v
-                .as_str()
-                .map(String::from)
-                .ok_or_else(|| self.failed("creating the update session returned no id")),
-            Err(e) => Err(e),
-        };
-        let outcome = match sid {
+        let mut warnings = Vec::new();
+        let outcome = match self.open_session(&item_id, &mut warnings).await {
             Ok(sid) => {
                 let r = self
                     .transfer(&sid, reader, package, transfer, progress)
                     .await;
                 if let Err(e) = &r {
-                    let body = json!({ "client_error_message": e.to_string() });
-                    let _ = self
-                        .call(Method::POST, &self.session_path(&sid, "fail"), Some(body))
-                        .await;
+                    self.abandon(&sid, &e.to_string()).await;
                 }
                 r
             }
@@ -531,7 +583,138 @@ impl VSphere {
             removed,
             synced: Vec::new(),
             manifest: package.manifest.is_some(),
+            warnings,
         })
+    }
+
+    /// Creates the import's update session on the item. vCenter allows one ACTIVE update
+    /// session per item and answers another create with RESOURCE_BUSY (`/api` 500, `/rest` 400;
+    /// "Content Library Item UpdateSession create"). One that an earlier run left (a killed
+    /// import) is cancelled and deleted, the caller warned, and the create made again, once.
+    async fn open_session(
+        &self,
+        item_id: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<String, LibraryError> {
+        let path = self.path(
+            "/content/library/item/update-session",
+            "/content/library/item/update-session",
+        );
+        let spec = || self.body("create_spec", json!({ "library_item_id": item_id }));
+        let created = match self.create(&path, spec()).await {
+            Err(busy) if is_busy(&busy) => {
+                let cleared = self.clear_sessions(item_id).await?;
+                if cleared.is_empty() {
+                    // The list holds only this user's sessions: another user's import is busy.
+                    return Err(self.failed(format!(
+                        "item `{item_id}` has an active update session that this user cannot \
+                         see or cancel (another user importing?): {busy}"
+                    )));
+                }
+                warnings.push(format!(
+                    "cancelled update session{} {} that an earlier run (killed, or still \
+                     running) left active on item `{item_id}`",
+                    if cleared.len() == 1 { "" } else { "s" },
+                    cleared.join(", ")
+                ));
+                self.create(&path, spec()).await?
+            }
+            other => other?,
+        };
+        created
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| self.failed("creating the update session returned no id"))
+    }
+
+    /// Cancels and deletes this user's ACTIVE update sessions on the item; returns their ids.
+    /// The list is the calling user's sessions ("Content Library Item UpdateSession list"); each
+    /// is read again because a server may ignore the item filter (govmomi's simulator does).
+    /// `cancel` ends the session and drops what it received; `DELETE` is refused while a session
+    /// is ACTIVE, so it comes second.
+    async fn clear_sessions(&self, item_id: &str) -> Result<Vec<String>, LibraryError> {
+        let list = self.path(
+            &format!("/content/library/item/update-session?library_item_id={item_id}"),
+            &format!("/content/library/item/update-session?library_item_id={item_id}"),
+        );
+        let ids = self.ids(
+            self.call(Method::GET, &list, None).await?,
+            "update session list",
+        )?;
+        let mut cleared = Vec::new();
+        for sid in ids {
+            let session = self
+                .call(Method::GET, &self.session_url(&sid), None)
+                .await?;
+            let field = |k: &str| session.get(k).and_then(Value::as_str);
+            if field("library_item_id") != Some(item_id) || field("state") != Some("ACTIVE") {
+                continue;
+            }
+            self.call(Method::POST, &self.session_path(&sid, "cancel"), None)
+                .await?;
+            // Cancelled sessions are deleted by vCenter in time anyway; this only tidies.
+            let _ = self
+                .call(Method::DELETE, &self.session_url(&sid), None)
+                .await;
+            cleared.push(sid);
+        }
+        Ok(cleared)
+    }
+
+    /// Ends a session this import cannot finish: `fail` with the reason, or `cancel` when vCenter
+    /// refuses that, so no ACTIVE session is left to block the item's next import. A session
+    /// vCenter has already ended (ERROR after a failed transfer) refuses both, which is fine.
+    async fn abandon(&self, sid: &str, reason: &str) {
+        let body = json!({ "client_error_message": reason });
+        let failed = self
+            .call(Method::POST, &self.session_path(sid, "fail"), Some(body))
+            .await;
+        if failed.is_err() {
+            let _ = self
+                .call(Method::POST, &self.session_path(sid, "cancel"), None)
+                .await;
+        }
+    }
+
+    /// Adds a file to the update session; returns its file info. `/rest`: `…/updatesession/file/
+    /// id:{id}?~action=add` (200). `/api`: `POST …/update-session/{id}/file` as the 7.0.2 spec and
+    /// Broadcom's reference document it (201); on 404 the `?action=add` form reported for
+    /// vSphere 9, and whichever form worked is used for the rest of this client's calls.
+    async fn add_file(&self, sid: &str, spec: Value) -> Result<Value, LibraryError> {
+        if self.generation() == Generation::Rest {
+            return self
+                .call(
+                    Method::POST,
+                    &self.session_file_path(sid, "add"),
+                    Some(self.body("file_spec", spec)),
+                )
+                .await;
+        }
+        let form = *self.add_form.lock().unwrap_or_else(|p| p.into_inner());
+        let remember = |f| *self.add_form.lock().unwrap_or_else(|p| p.into_inner()) = f;
+        if form != AddForm::Action {
+            let plain = format!("/api/content/library/item/update-session/{sid}/file");
+            match self.call(Method::POST, &plain, Some(spec.clone())).await {
+                Err(LibraryError::Remote { status: 404, .. }) if form == AddForm::Unknown => {}
+                other => {
+                    if other.is_ok() {
+                        remember(AddForm::Plain);
+                    }
+                    return other;
+                }
+            }
+        }
+        let added = self
+            .call(
+                Method::POST,
+                &self.session_file_path(sid, "add"),
+                Some(spec),
+            )
+            .await;
+        if added.is_ok() {
+            remember(AddForm::Action);
+        }
+        added
     }
 
     async fn transfer(
@@ -542,7 +725,6 @@ impl VSphere {
         transfer: &Transfer,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), LibraryError> {
-        let add = self.session_file_path(sid, "add");
         match transfer {
             Transfer::Push => {
                 let mut done = 0u64;
@@ -556,9 +738,7 @@ impl VSphere {
                         spec["checksum_info"] =
                             json!({ "algorithm": c.algorithm, "checksum": c.hex });
                     }
-                    let info = self
-                        .call(Method::POST, &add, Some(self.body("file_spec", spec)))
-                        .await?;
+                    let info = self.add_file(sid, spec).await?;
                     let uri = info
                         .get("upload_endpoint")
                         .and_then(|e| e.get("uri"))
@@ -596,8 +776,7 @@ impl VSphere {
                 }
                 let spec =
                     json!({ "name": name, "source_type": "PULL", "source_endpoint": endpoint });
-                self.call(Method::POST, &add, Some(self.body("file_spec", spec)))
-                    .await?;
+                self.add_file(sid, spec).await?;
                 self.keeping_alive(sid, self.wait_for_pull(sid)).await?;
             }
         }
@@ -832,11 +1011,31 @@ impl VSphere {
         item_name: &str,
         deadline: Duration,
     ) -> Result<Vec<super::Synced>, LibraryError> {
+        self.sync_subscribed_until(names, item_name, None, deadline)
+            .await
+    }
+
+    /// Asks each subscribed library to sync, and waits until it lists the item (by name) whose
+    /// description holds `description` when given (the record's sha256: the version just
+    /// imported, not the one an earlier sync brought), or the deadline passes. vCenter's sync
+    /// is asynchronous: `subscribed-library … sync` answers before the items change.
+    pub async fn sync_subscribed_until(
+        &self,
+        names: &[String],
+        item_name: &str,
+        description: Option<&str>,
+        deadline: Duration,
+    ) -> Result<Vec<super::Synced>, LibraryError> {
         let mut out = Vec::new();
         for name in names {
-            let ids = self.find("library", json!({ "name": name })).await?;
+            // Only a subscribed library syncs; a local one of the same name is not meant.
+            let ids = self
+                .find("library", json!({ "name": name, "type": "SUBSCRIBED" }))
+                .await?;
             let Some(id) = ids.first() else {
-                return Err(self.failed(format!("subscribed library `{name}` does not exist")));
+                return Err(self.failed(format!(
+                    "subscribed library `{name}` does not exist (no library of type SUBSCRIBED has this name)"
+                )));
             };
             let sync = self.path(
                 &format!("/content/subscribed-library/id:{id}?~action=sync"),
@@ -845,8 +1044,19 @@ impl VSphere {
             self.call(Method::POST, &sync, None).await?;
             let start = tokio::time::Instant::now();
             let has_item = loop {
-                if self.find_item(id, item_name).await?.is_some() {
-                    break true;
+                if let Some(item) = self.find_item(id, item_name).await? {
+                    let current = match description {
+                        None => true,
+                        Some(d) => self
+                            .item(&item)
+                            .await?
+                            .get("description")
+                            .and_then(Value::as_str)
+                            .is_some_and(|have| have.contains(d)),
+                    };
+                    if current {
+                        break true;
+                    }
                 }
                 if start.elapsed() > deadline {
                     break false;
@@ -862,6 +1072,30 @@ impl VSphere {
     }
 }
 
+/// vSphere's error type of an error reply, in `/api`'s upper snake case: `/api`'s `error_type`,
+/// newer `/rest` servers' `value.error_type`, or the last part of `/rest`'s `type`
+/// (`com.vmware.vapi.std.errors.resource_busy`).
+fn error_type(body: &Value) -> Option<String> {
+    let named = body
+        .get("error_type")
+        .or_else(|| body.get("value").and_then(|v| v.get("error_type")))
+        .and_then(Value::as_str);
+    let typed = || {
+        body.get("type")
+            .and_then(Value::as_str)
+            .and_then(|t| t.rsplit('.').next())
+    };
+    named
+        .or_else(typed)
+        .filter(|t| !t.is_empty())
+        .map(str::to_ascii_uppercase)
+}
+
+/// Whether vCenter refused a create because another update session is active on the item.
+fn is_busy(e: &LibraryError) -> bool {
+    matches!(e, LibraryError::Remote { error_type: Some(t), .. } if t == "RESOURCE_BUSY")
+}
+
 /// The `default_message` of a value's `error_message` (a vSphere localizable message).
 fn error_message(v: &Value) -> Option<String> {
     v.get("error_message")?
@@ -875,5 +1109,47 @@ fn content_version(item: &Value) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(v) if !v.is_null() => v.to_string(),
         _ => "1".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_of_both_generations() {
+        // /api (vSphere 7.0.2 spec `VapiStdErrors*`).
+        let api = json!({ "error_type": "RESOURCE_BUSY", "messages": [] });
+        assert_eq!(error_type(&api).as_deref(), Some("RESOURCE_BUSY"));
+        // /rest, as vcsim and 6.x answer.
+        let rest = json!({ "type": "com.vmware.vapi.std.errors.resource_busy", "value": {} });
+        assert_eq!(error_type(&rest).as_deref(), Some("RESOURCE_BUSY"));
+        // /rest from a newer vCenter, with error_type inside value (govmomi issue #3319).
+        let newer = json!({
+            "type": "com.vmware.vapi.std.errors.not_allowed_in_current_state",
+            "value": { "error_type": "NOT_ALLOWED_IN_CURRENT_STATE", "messages": [] },
+        });
+        assert_eq!(
+            error_type(&newer).as_deref(),
+            Some("NOT_ALLOWED_IN_CURRENT_STATE")
+        );
+        // A body that is no vSphere error.
+        assert_eq!(error_type(&json!({ "detail": "no" })), None);
+        assert_eq!(error_type(&Value::Null), None);
+    }
+
+    #[test]
+    fn only_resource_busy_is_busy() {
+        let remote = |t: Option<&str>| LibraryError::Remote {
+            library: "l".into(),
+            method: "POST".into(),
+            url: "u".into(),
+            status: 500,
+            message: "m".into(),
+            error_type: t.map(String::from),
+        };
+        assert!(is_busy(&remote(Some("RESOURCE_BUSY"))));
+        assert!(!is_busy(&remote(Some("ALREADY_EXISTS"))));
+        assert!(!is_busy(&remote(None)));
     }
 }

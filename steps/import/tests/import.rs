@@ -15,6 +15,8 @@ mod registry;
 mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
+#[path = "../../../tests/support/tls_proxy.rs"]
+mod tls_proxy;
 #[path = "../../../tests/support/vcsim.rs"]
 mod vcsim;
 #[path = "../../../tests/support/vsphere_api.rs"]
@@ -1053,4 +1055,582 @@ async fn a_vcenter_that_echoes_credentials_leaks_none() {
             .to_string(),
     );
     echo::assert_clean(&sinks, &forbidden);
+}
+
+/// The update sessions of the `/api` double, as `(id, state)`.
+fn sessions(vc: &vsphere_api::Shared) -> Vec<(String, String)> {
+    vc.lock()
+        .unwrap()
+        .updates
+        .iter()
+        .map(|(k, u)| (k.clone(), u.state.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_killed_with_its_update_session_active_is_finished_by_the_next_run() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    let bytes = ova(p.path(), "one");
+    p.publish(&store, "1.0.0", &bytes).await;
+
+    // A slow vCenter: the first file add hangs, and the step is killed meanwhile, with the
+    // item created and its update session ACTIVE.
+    vc.lock().unwrap().add_delay = std::time::Duration::from_secs(30);
+    let mut child = command(
+        BIN,
+        p.path(),
+        &["--image", "global/debian-12", "--version", "1.0.0"],
+    )
+    .env("API_USER", vsphere_api::USER)
+    .env("API_PASS", vsphere_api::PASSWORD)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !vc.lock().unwrap().log.iter().any(|l| l.ends_with("/file")) {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the step never added a file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    vc.lock().unwrap().add_delay = std::time::Duration::ZERO;
+    let leftover = sessions(&vc);
+    assert_eq!(leftover.len(), 1);
+    let (leftover, state) = &leftover[0];
+    assert_eq!(state, "ACTIVE", "the killed run left its session active");
+
+    // vCenter refuses a second session on the item (RESOURCE_BUSY); the next run cancels and
+    // deletes the leftover, says so, and imports.
+    let out = run_api(&p, &["--version", "1.0.0", "--json"]);
+    assert_exit(&out, 0);
+    let warning = format!(
+        "site dc7: cancelled update session {leftover} that an earlier run (killed, or still running) left active on item `"
+    );
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    assert!(
+        json(&out)["sites"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cancelled update session {leftover} "))
+    );
+    let s = vc.lock().unwrap();
+    let log = |l: &str| s.log.iter().any(|x| x == l);
+    assert!(log(&format!(
+        "POST /api/content/library/item/update-session/{leftover}?action=cancel"
+    )));
+    assert!(log(&format!(
+        "DELETE /api/content/library/item/update-session/{leftover}"
+    )));
+    assert!(!s.updates.contains_key(leftover), "the leftover is deleted");
+    assert_eq!(
+        s.updates
+            .values()
+            .map(|u| u.state.as_str())
+            .collect::<Vec<_>>(),
+        ["DONE"]
+    );
+    let items = s.items_of(vsphere_api::LIBRARY_ID);
+    assert_eq!(items.len(), 1, "the killed run's item is the one imported");
+    for (name, data) in members(&bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(".mf"))
+    {
+        assert_eq!(items[0].1.files.get(&name), Some(&data), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_whose_answer_was_lost_is_not_made_twice() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    // vCenter creates the item, and then the session, but each answer is lost (500): the HTTP
+    // layer sends each create again.
+    {
+        let mut s = vc.lock().unwrap();
+        s.item_create_lost = 1;
+        s.session_create_lost = 1;
+    }
+    let out = run_api(&p, &["--version", "1.0.0"]);
+    assert_exit(&out, 0);
+    let s = vc.lock().unwrap();
+    let items = s.items_of(vsphere_api::LIBRARY_ID);
+    assert_eq!(items.len(), 1, "one item, not a duplicate or an error");
+    assert_eq!(items[0].1.name, "global-debian-12");
+    assert_eq!(
+        s.updates
+            .values()
+            .map(|u| u.state.as_str())
+            .collect::<Vec<_>>(),
+        ["DONE"],
+        "one update session, not a second one or a cancelled first"
+    );
+    // Each create was sent twice with one token (a UUID), the two creates with different ones.
+    let tokens = |path: &str| -> Vec<String> {
+        s.create_tokens
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, t)| t.clone().expect("a client token"))
+            .collect()
+    };
+    let item_tokens = tokens("/api/content/library/item");
+    let session_tokens = tokens("/api/content/library/item/update-session");
+    assert_eq!(item_tokens.len(), 2, "{:?}", s.create_tokens);
+    assert_eq!(item_tokens[0], item_tokens[1]);
+    assert_eq!(session_tokens.len(), 2, "{:?}", s.create_tokens);
+    assert_eq!(session_tokens[0], session_tokens[1]);
+    assert_ne!(item_tokens[0], session_tokens[0]);
+    assert_eq!(item_tokens[0].len(), 36);
+}
+
+/// A call to the `/api` double as a test's own client: `(status, body)`.
+async fn api_call(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let sid: String = client
+        .post(format!("{url}/api/session"))
+        .basic_auth(vsphere_api::USER, Some(vsphere_api::PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut rb = client
+        .request(method, format!("{url}{path}"))
+        .header("vmware-api-session-id", sid);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_double_refuses_what_vcenter_refuses() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (url, vc) = vsphere_api::start();
+    let spec = json!({ "library_id": vsphere_api::LIBRARY_ID, "name": "n", "type": "ovf" });
+    let item = "/api/content/library/item";
+    let (status, id) = api_call(&url, Method::POST, item, Some(spec.clone())).await;
+    assert_eq!(status, 201);
+    let id = id.as_str().unwrap().to_string();
+    // A second item of that name in the library.
+    let (status, body) = api_call(&url, Method::POST, item, Some(spec)).await;
+    assert_eq!(
+        (status, body["error_type"].as_str()),
+        (400, Some("ALREADY_EXISTS"))
+    );
+    // Deleting an item that does not exist.
+    let (status, body) = api_call(&url, Method::DELETE, &format!("{item}/item-404"), None).await;
+    assert_eq!(
+        (status, body["error_type"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+
+    // One ACTIVE update session per item; what a session allows in each state.
+    let sessions = "/api/content/library/item/update-session";
+    let create = json!({ "library_item_id": id });
+    let (status, first) = api_call(&url, Method::POST, sessions, Some(create.clone())).await;
+    assert_eq!(status, 201);
+    let first = first.as_str().unwrap().to_string();
+    let (status, body) = api_call(&url, Method::POST, sessions, Some(create.clone())).await;
+    assert_eq!(
+        (status, body["error_type"].as_str()),
+        (500, Some("RESOURCE_BUSY"))
+    );
+    let (status, list) = api_call(
+        &url,
+        Method::GET,
+        &format!("{sessions}?library_item_id={id}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, list), (200, json!([first])));
+    let at = |a: &str| format!("{sessions}/{first}{a}");
+    let (status, body) = api_call(&url, Method::DELETE, &at(""), None).await;
+    assert_eq!(
+        (status, body["error_type"].as_str()),
+        (400, Some("NOT_ALLOWED_IN_CURRENT_STATE")),
+        "an ACTIVE session cannot be deleted"
+    );
+    assert_eq!(
+        api_call(&url, Method::POST, &at("?action=cancel"), None)
+            .await
+            .0,
+        204
+    );
+    let (_, got) = api_call(&url, Method::GET, &at(""), None).await;
+    assert_eq!(got["state"], "CANCELED");
+    for a in ["cancel", "keep-alive", "complete"] {
+        let (status, body) = api_call(&url, Method::POST, &at(&format!("?action={a}")), None).await;
+        assert_eq!(
+            (status, body["error_type"].as_str()),
+            (400, Some("NOT_ALLOWED_IN_CURRENT_STATE")),
+            "{a} on a CANCELED session"
+        );
+    }
+    let fail = json!({ "client_error_message": "x" });
+    assert_eq!(
+        api_call(&url, Method::POST, &at("?action=fail"), Some(fail))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(api_call(&url, Method::DELETE, &at(""), None).await.0, 204);
+    assert_eq!(api_call(&url, Method::GET, &at(""), None).await.0, 404);
+
+    // The file add forms: the 7.0.2 spec's, and vSphere 9's.
+    let (_, second) = api_call(&url, Method::POST, sessions, Some(create)).await;
+    let second = second.as_str().unwrap().to_string();
+    let files = format!("{sessions}/{second}/file");
+    let add = json!({ "name": "a.ovf", "source_type": "PUSH", "size": 3 });
+    assert_eq!(
+        api_call(
+            &url,
+            Method::POST,
+            &format!("{files}?action=add"),
+            Some(add.clone())
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, info) = api_call(&url, Method::POST, &files, Some(add.clone())).await;
+    assert_eq!(
+        (status, info["status"].as_str()),
+        (201, Some("WAITING_FOR_TRANSFER"))
+    );
+    assert!(
+        info["upload_endpoint"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/a.ovf")
+    );
+    vc.lock().unwrap().vsphere9 = true;
+    assert_eq!(
+        api_call(&url, Method::POST, &files, Some(add.clone()))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api_call(
+            &url,
+            Method::POST,
+            &format!("{files}?action=add"),
+            Some(add)
+        )
+        .await
+        .0,
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_are_added_in_the_documented_form_or_in_vsphere_9s() {
+    for vsphere9 in [false, true] {
+        let (url, vc) = vsphere_api::start();
+        vc.lock().unwrap().vsphere9 = vsphere9;
+        let p = Pipeline::new(&api_site(&url));
+        let store = LocalStore::new(p.path().join("dc7"));
+        p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+        let out = run_api(&p, &["--version", "1.0.0"]);
+        assert_exit(&out, 0);
+        let s = vc.lock().unwrap();
+        let adds: Vec<&str> = s
+            .log
+            .iter()
+            .filter(|l| l.starts_with("POST ") && l.contains("/file") && !l.contains("validate"))
+            .map(|l| l.rsplit('/').next().unwrap())
+            .collect();
+        // The OVF descriptor and the disk; on vSphere 9 the plain form is tried once, and the
+        // form that works is kept.
+        let want: &[&str] = if vsphere9 {
+            &["file", "file?action=add", "file?action=add"]
+        } else {
+            &["file", "file"]
+        };
+        assert_eq!(adds, want, "vSphere 9: {vsphere9}");
+        assert_eq!(s.items_of(vsphere_api::LIBRARY_ID)[0].1.files.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_that_does_not_match_its_checksum_is_refused_by_vcenter() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    let mut bad = ova(p.path(), "one");
+    let (at, size) = member_range(&bad, ".vmdk");
+    bad[at + size / 2] ^= 0xff;
+    p.publish(&store, "1.0.0", &bad).await;
+    let out = run_api(&p, &["--version", "1.0.0"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("File global-debian-12-disk1.vmdk was not received correctly (ERROR): checksum mismatch: file=global-debian-12-disk1.vmdk, alg=SHA256"),
+        "{err}"
+    );
+    let s = vc.lock().unwrap();
+    assert!(s.items.is_empty(), "the new item is removed");
+    assert_eq!(
+        s.updates
+            .values()
+            .map(|u| u.state.as_str())
+            .collect::<Vec<_>>(),
+        ["ERROR"],
+        "the session is failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_whose_fail_is_refused_is_cancelled() {
+    let (url, vc) = vsphere_api::start();
+    let p = Pipeline::new(&api_site(&url));
+    let store = LocalStore::new(p.path().join("dc7"));
+    p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    {
+        let mut s = vc.lock().unwrap();
+        s.invalid = Some(("global-debian-12-disk1.vmdk".into(), "Not a VMDK".into()));
+        s.refuse_fail = true;
+    }
+    let out = run_api(&p, &["--version", "1.0.0"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("invalid global-debian-12-disk1.vmdk: Not a VMDK"));
+    let s = vc.lock().unwrap();
+    assert_eq!(
+        s.updates
+            .values()
+            .map(|u| u.state.as_str())
+            .collect::<Vec<_>>(),
+        ["CANCELED"],
+        "no ACTIVE session is left behind"
+    );
+    assert!(s.items.is_empty());
+}
+
+/// A site whose store is the Artifactory double behind a TLS front (`store_url`), trusted by
+/// its certificate (`ca_bundle`), that the `/api` double imports from.
+fn https_pull_site(vc_url: &str, store_url: &str) -> String {
+    api_site(vc_url).replace(
+        "url = \"file:dc7\"",
+        &format!("url = \"{store_url}\"\ntoken_env = \"ART_TOKEN\"\nca_bundle = \"store.pem\""),
+    )
+}
+
+fn run_pull(p: &Pipeline, version: &str) -> Output {
+    tokio::task::block_in_place(|| {
+        command(
+            BIN,
+            p.path(),
+            &[
+                "--image",
+                "global/debian-12",
+                "--version",
+                version,
+                "--transfer",
+                "pull",
+            ],
+        )
+        .env("API_USER", vsphere_api::USER)
+        .env("API_PASS", vsphere_api::PASSWORD)
+        .env("ART_TOKEN", artifactory::TOKEN)
+        .output()
+        .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_over_https_is_trusted_by_the_stores_thumbprint() {
+    let (vc_url, vc) = vsphere_api::start();
+    let (art_url, art) = artifactory::start("os-images");
+    art.lock().unwrap().anonymous_read = true;
+    let front = tls_proxy::start(&art_url);
+    let p = Pipeline::new(&https_pull_site(
+        &vc_url,
+        &format!("artifactory+{}/artifactory/os-images", front.url),
+    ));
+    std::fs::write(p.path().join("store.pem"), &front.cert_pem).unwrap();
+    // Published through the plain port; the site reads (and vCenter fetches) through https.
+    let site_store = artifactory_store(p.path(), &format!("artifactory+{art_url}/os-images"));
+    let bytes = ova(p.path(), "one");
+    p.publish(site_store.as_ref(), "1.0.0", &bytes).await;
+
+    let out = run_pull(&p, "1.0.0");
+    assert_exit(&out, 0);
+    {
+        let s = vc.lock().unwrap();
+        let items = s.items_of(vsphere_api::LIBRARY_ID);
+        assert_eq!(
+            items[0].1.files.get("global-debian-12.ova"),
+            Some(&bytes),
+            "vCenter fetched the OVA over https, trusting the store's certificate by its thumbprint"
+        );
+    }
+
+    // vCenter's side: exactly that certificate is trusted, by that thumbprint; none without.
+    let ova_url = format!(
+        "{}/artifactory/os-images/global/debian-12/1.0.0/global-debian-12.ova",
+        front.url
+    );
+    let wrong = front
+        .sha1_thumbprint
+        .replace(|c: char| c.is_ascii_hexdigit(), "0");
+    for (thumbprint, why) in [
+        (
+            Some(wrong.as_str()),
+            "certificate error: the server's certificate has SHA-1 thumbprint",
+        ),
+        (None, "certificate"),
+    ] {
+        let reason = pull_reason(&vc_url, &ova_url, thumbprint).await;
+        assert!(
+            reason.starts_with(&format!(
+                "Error transferring file global-debian-12.ova from {ova_url}. Reason: "
+            )) && reason.contains(why),
+            "{reason}"
+        );
+    }
+}
+
+/// Adds `url` as a PULL file to a new item's update session on the `/api` double and waits for
+/// the transfer to fail; returns the session's error message (after checking that the file says
+/// the same).
+async fn pull_reason(vc_url: &str, url: &str, thumbprint: Option<&str>) -> String {
+    use reqwest::Method;
+    use serde_json::json;
+    let name = format!("pull-{}", thumbprint.is_some());
+    let spec = json!({ "library_id": vsphere_api::LIBRARY_ID, "name": name, "type": "ovf" });
+    let (_, item) = api_call(
+        vc_url,
+        Method::POST,
+        "/api/content/library/item",
+        Some(spec),
+    )
+    .await;
+    let sessions = "/api/content/library/item/update-session";
+    let (_, u) = api_call(
+        vc_url,
+        Method::POST,
+        sessions,
+        Some(json!({ "library_item_id": item })),
+    )
+    .await;
+    let u = u.as_str().unwrap().to_string();
+    let mut endpoint = json!({ "uri": url });
+    if let Some(t) = thumbprint {
+        endpoint["ssl_certificate_thumbprint"] = json!(t);
+    }
+    let add = json!({ "name": "global-debian-12.ova", "source_type": "PULL", "source_endpoint": endpoint });
+    let (status, _) = api_call(
+        vc_url,
+        Method::POST,
+        &format!("{sessions}/{u}/file"),
+        Some(add),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for _ in 0..100 {
+        let (_, session) = api_call(vc_url, Method::GET, &format!("{sessions}/{u}"), None).await;
+        if session["state"] == "ERROR" {
+            let (_, files) =
+                api_call(vc_url, Method::GET, &format!("{sessions}/{u}/file"), None).await;
+            assert_eq!(files[0]["status"], "ERROR");
+            let message = session["error_message"]["default_message"]
+                .as_str()
+                .unwrap();
+            assert_eq!(files[0]["error_message"]["default_message"], message);
+            return message.to_string();
+        }
+        assert_eq!(session["state"], "ACTIVE");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the PULL never failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pull_on_the_api_fails_with_vcenters_reason_and_leaves_nothing() {
+    let (vc_url, vc) = vsphere_api::start();
+    let (url, art) = artifactory::start("os-images");
+    art.lock().unwrap().anonymous_read = true;
+    let store_url = format!("artifactory+{url}/os-images");
+    let p = Pipeline::new(&api_site(&vc_url).replace(
+        "url = \"file:dc7\"",
+        &format!("url = \"{store_url}\"\ntoken_env = \"ART_TOKEN\""),
+    ));
+    let site_store = artifactory_store(p.path(), &store_url);
+    p.publish(site_store.as_ref(), "1.0.0", &ova(p.path(), "one"))
+        .await;
+    // The store breaks the connection when vCenter downloads the whole OVA.
+    art.lock().unwrap().reset_full_gets = true;
+    let out = run_pull(&p, "1.0.0");
+    assert_exit(&out, 2);
+    let s = vc.lock().unwrap();
+    let up = s.updates.values().next().unwrap();
+    assert_eq!(up.state, "ERROR", "vCenter ended the session");
+    let reason = up.error.clone().unwrap();
+    assert!(
+        reason.starts_with("Error transferring file global-debian-12.ova from http://"),
+        "{reason}"
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "vCenter could not fetch `global-debian-12.ova`: {reason}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.items.is_empty(), "the item this run created is removed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribed_libraries_on_the_api_are_waited_for_until_they_show_the_version() {
+    let (url, vc) = vsphere_api::start();
+    let east = vc.lock().unwrap().add_subscribed("images-east");
+    let p = Pipeline::new(&api_site(&url).replace(
+        "library = \"images\"\n",
+        "library = \"images\"\nsubscribed = [\"images-east\"]\n",
+    ));
+    let store = LocalStore::new(p.path().join("dc7"));
+    let sha = |v: &str| {
+        Record::read(Path::new(&store.record_location(&id(v))))
+            .unwrap()
+            .sha256
+            .to_string()
+    };
+    for (version, marker) in [("1.0.0", "one"), ("1.1.0", "two")] {
+        p.publish(&store, version, &ova(p.path(), marker)).await;
+        // The sync takes a while; the item of the earlier version is there meanwhile.
+        vc.lock().unwrap().sync_delay = std::time::Duration::from_millis(1500);
+        let out = run_api(&p, &["--version", version, "--json"]);
+        assert_exit(&out, 0);
+        assert_eq!(
+            json(&out)["sites"][0]["synced"],
+            serde_json::json!([{ "library": "images-east", "has_item": true }])
+        );
+        let s = vc.lock().unwrap();
+        assert!(!s.libraries[&east].syncing, "the step waited for the sync");
+        let copies = s.items_of(&east);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].1.name, "global-debian-12");
+        assert!(
+            copies[0].1.description.contains(&sha(version)),
+            "{version}: the subscribed library has the version just imported"
+        );
+    }
 }
