@@ -202,13 +202,16 @@ pub enum LibraryError {
         error_type: Option<String>,
     },
     #[error(
-        "{library}: {method} {url}: {status}: not authorised; check the library's credentials in imagepipe.toml"
+        "{library}: {method} {url}: {status}{message}: not authorised; check the library's \
+         credentials in imagepipe.toml and the permissions they carry"
     )]
     Unauthorized {
         library: String,
         method: String,
         url: String,
         status: u16,
+        /// The server's reason, after ": ", when a 403 gave one.
+        message: String,
     },
     #[error("{library}: {source}")]
     Http {

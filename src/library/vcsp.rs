@@ -249,22 +249,30 @@ impl VcspLibrary {
         if status.is_success() {
             return Ok(resp);
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(LibraryError::Unauthorized {
-                library: self.name(),
-                method: method.into(),
-                url: url.into(),
-                status: status.as_u16(),
-            });
-        }
         let text = resp.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["errors"][0]["message"].as_str().map(String::from))
             .map_or_else(
-                || crate::secret::scrub_and_cut(&text, 300),
+                || crate::secret::scrub_and_cut(text.trim(), 300),
                 |m| crate::secret::scrub(&m).into_owned(),
             );
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            // A 403 names the missing permission (an index document rewritten without Delete:
+            // "Not enough permissions to delete/overwrite artifact …").
+            let message = if status == reqwest::StatusCode::FORBIDDEN && !message.is_empty() {
+                format!(": {message}")
+            } else {
+                String::new()
+            };
+            return Err(LibraryError::Unauthorized {
+                library: self.name(),
+                method: method.into(),
+                url: url.into(),
+                status: status.as_u16(),
+                message,
+            });
+        }
         Err(LibraryError::Remote {
             library: self.name(),
             method: method.into(),
@@ -508,8 +516,24 @@ impl VcspLibrary {
                     r
                 };
                 let (resp, sha) = tokio::join!(request, feed);
-                self.check("PUT", &url, resp?).await?;
-                sha?.ok_or_else(unhashed)
+                let resp = self.check("PUT", &url, resp?).await?;
+                let sha = sha?.ok_or_else(unhashed)?;
+                // A repository that trusts server checksums keeps damaged bytes with 201: the
+                // reply says what it stored, and wrong bytes are deleted, never served.
+                let stored = resp
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["checksums"]["sha256"].as_str().map(String::from));
+                if stored.as_deref() != Some(sha.to_string().as_str()) {
+                    let _ = self.send(reqwest::Method::DELETE, &url, None, None).await;
+                    return Err(self.failed(format!(
+                        "{url}: the repository stored other bytes than were sent (sha256 {}, \
+                         sent {sha}); they were deleted: import again",
+                        stored.as_deref().unwrap_or("not given")
+                    )));
+                }
+                Ok(sha)
             }
         }
     }

@@ -206,6 +206,7 @@ impl VSphere {
                 method: method.into(),
                 url: url.into(),
                 status: status.as_u16(),
+                message: String::new(),
             });
         }
         let body: Value = if text.trim().is_empty() {

@@ -382,6 +382,61 @@ async fn a_vcsp_library_in_an_artifactory_repository() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_vcsp_library_in_a_repository_that_trusts_server_checksums_serves_no_wrong_bytes() {
+    let (url, art) = artifactory::start("vcsp");
+    art.lock().unwrap().checksum_policy = artifactory::ChecksumPolicy::Server;
+    let p = Pipeline::new(&format!(
+        "[[site]]\nname = \"east\"\n[site.store]\nurl = \"file:east\"\n[site.library]\nurl = \"vcsp:artifactory+{url}/vcsp/libs/east\"\ntoken_env = \"ART_TOKEN\"\n"
+    ));
+    let east = LocalStore::new(p.path().join("east"));
+    let first = ova(p.path(), "one");
+    p.publish(&east, "1.0.0", &first).await;
+    // The first file arrives damaged; the repository keeps it with 201.
+    art.lock()
+        .unwrap()
+        .faults
+        .push_back(artifactory::Fault::Corrupt);
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("stored other bytes than were sent"),
+        "{}",
+        stderr(&out)
+    );
+    {
+        let s = art.lock().unwrap();
+        let members = members(&first);
+        let bad: Vec<&String> = s
+            .items
+            .iter()
+            .filter(|(k, i)| {
+                let name = k.rsplit('/').next().unwrap();
+                members.iter().any(|(n, b)| n == name && *b != i.bytes)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        assert!(bad.is_empty(), "wrong bytes served: {bad:?}");
+        assert!(
+            !s.items.contains_key("libs/east/items.json"),
+            "nothing listed"
+        );
+    }
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0"]));
+    assert_exit(&out, 0);
+
+    // A token without Delete cannot rewrite the library's index documents: said so.
+    art.lock().unwrap().deployer_cannot_delete = true;
+    p.publish(&east, "1.1.0", &ova(p.path(), "two")).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.1.0"]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("needs DELETE permission"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reads_the_ova_in_place_from_a_real_registry() {
     let registry = tokio::task::block_in_place(registry::Registry::start);
     let p = Pipeline::new(&format!(
