@@ -165,7 +165,7 @@ pub enum TagVia {
     #[default]
     Git,
     /// The GitHub API, for CD jobs without git access to the repository.
-    GitHub(crate::github::GitHub),
+    GitHub(Box<crate::github::GitHub>),
 }
 
 /// What the user asked for.

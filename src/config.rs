@@ -288,6 +288,21 @@ pub struct TagSettings {
     pub remote: String,
     /// `owner/name` on GitHub; default: `GITHUB_REPOSITORY`, then the remote's URL.
     pub github_repository: Option<String>,
+    /// Which approvals count once a pull request's head has moved past them.
+    pub stale_approvals: StaleApprovals,
+}
+
+/// `tag.stale_approvals`: which approvals the review gate counts after the pull request's
+/// head moved on (new commits, or "Update branch").
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StaleApprovals {
+    /// As GitHub counts them: approvals GitHub has not dismissed, with the branch's "most
+    /// recent push" rule applied where the token can read it.
+    #[default]
+    Github,
+    /// Only approvals of the pull request's final head commit.
+    Head,
 }
 
 impl Default for TagSettings {
@@ -298,6 +313,7 @@ impl Default for TagSettings {
             required_approvals: 1,
             remote: "origin".into(),
             github_repository: None,
+            stale_approvals: StaleApprovals::default(),
         }
     }
 }

@@ -60,6 +60,11 @@ pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 /// `owner/name` of the repository a workflow runs for.
 pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
+/// The least wait on a GitHub rate limit that names no time (default `1m`, as GitHub asks).
+pub const GITHUB_RATE_LIMIT_WAIT: &str = "IMAGEPIPE_GITHUB_RATE_LIMIT_WAIT";
+/// How long the review gate waits for GitHub to associate a merged commit with its pull
+/// request (default `60s`).
+pub const GITHUB_ASSOCIATION_WAIT: &str = "IMAGEPIPE_GITHUB_ASSOCIATION_WAIT";
 
 /// `imagepipe-publish`: publish without a passing scan, for this reason (recorded).
 pub const OVERRIDE_GATE: &str = "IMAGEPIPE_OVERRIDE_GATE";

@@ -158,6 +158,9 @@ fn ser_opt_ref<S: serde::Serializer>(v: &Option<ImageRef>, s: S) -> Result<S::Ok
 pub struct Change {
     /// Abbreviated commit id.
     pub id: String,
+    /// The full id, for the review gate.
+    #[serde(skip)]
+    pub sha: String,
     pub subject: String,
 }
 
@@ -360,6 +363,7 @@ fn changes<'a>(
                 .iter()
                 .map(|&ci| Change {
                     id: short(&commits[ci].id),
+                    sha: commits[ci].id.clone(),
                     subject: commits[ci].subject.clone(),
                 })
                 .collect(),
@@ -548,6 +552,28 @@ pub enum TagCreateError {
         existing: String,
         commit: String,
     },
+    #[error(
+        "{source}; BUT these tags this run made could not be removed, delete them by hand \
+         (`git push --delete origin TAG`): {}", left.join(", ")
+    )]
+    LeftBehind {
+        source: Box<TagCreateError>,
+        left: Vec<String>,
+    },
+}
+
+impl TagCreateError {
+    /// `error`, or, when undoing left tags behind, an error that names them.
+    fn left(error: Self, left: Vec<String>) -> Self {
+        if left.is_empty() {
+            error
+        } else {
+            Self::LeftBehind {
+                source: Box::new(error),
+                left,
+            }
+        }
+    }
 }
 
 /// Creates the planned tags with local git, then pushes them to `push_remote` in one atomic
@@ -614,26 +640,32 @@ pub async fn create_with_api(
 ) -> Result<Vec<String>, TagCreateError> {
     use crate::github::RefOutcome;
     let mut made: Vec<String> = Vec::new();
+    // Undoing is reported: a tag left behind must be named, not claimed removed.
     let undo = |made: Vec<String>| async move {
+        let mut left = Vec::new();
         for t in made.iter().rev() {
-            let _ = gh.delete_tag(t).await;
+            if let Err(e) = gh.delete_tag(t).await {
+                left.push(format!("{t} ({e})"));
+            }
         }
+        left
     };
     for (p, m) in planned.iter().zip(messages) {
         match gh.create_tag(&p.tag, m, &p.commit).await {
             Ok(RefOutcome::Created) => made.push(p.tag.clone()),
             Ok(RefOutcome::Exists) => {}
             Ok(RefOutcome::Conflict { commit }) => {
-                undo(made).await;
-                return Err(TagCreateError::Raced {
+                let left = undo(made).await;
+                let error = TagCreateError::Raced {
                     tag: p.tag.clone(),
                     existing: commit,
                     commit: p.commit.clone(),
-                });
+                };
+                return Err(TagCreateError::left(error, left));
             }
             Err(e) => {
-                undo(made).await;
-                return Err(e.into());
+                let left = undo(made).await;
+                return Err(TagCreateError::left(e.into(), left));
             }
         }
     }

@@ -147,7 +147,7 @@ fn main() -> ExitCode {
                 let repository =
                     github::repository(args.repository.as_deref(), &config, &config.tag.remote)
                         .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
-                TagVia::GitHub(github::connect(&repository, &token)?)
+                TagVia::GitHub(Box::new(github::connect(&repository, &token)?))
             }
         };
         let request = Request {

@@ -12,7 +12,7 @@ use imagepipe::image::ImageRef;
 use imagepipe::record::{ArtifactKind, Format, Record};
 use imagepipe::store::{LocalStore, Store};
 
-#[path = "../../tag/tests/github/mod.rs"]
+#[path = "../../../tests/support/github.rs"]
 mod github;
 #[path = "../../../tests/support/server.rs"]
 mod server;

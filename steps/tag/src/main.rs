@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use imagepipe::config::{Config, Image};
-use imagepipe::github::{self, Gate};
+use imagepipe::github;
 use imagepipe::image::ImageRef;
 use imagepipe::step::{self, CommonArgs, Outcome, Ui};
 use imagepipe::tag;
@@ -161,23 +161,36 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
     } else {
         let token = github::token().context("the review gate needs a GitHub token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN (or pass --no-review-gate for local use)")?;
         let gh = client(&token)?;
-        match github::review_gate(
-            &gh,
-            &head,
-            &config.tag.default_branch,
-            config.tag.required_approvals,
-        )
-        .await?
-        {
-            Gate::Passed { pull, approvers } => {
-                format!("pull request #{pull} approved by {}", approvers.join(", "))
-            }
-            Gate::Refused(reason) => {
-                return Ok(Outcome::CheckFailed(vec![format!(
-                    "review gate: {reason}; no tag was created"
-                )]));
+        // Every commit the new tags release, not only the tagged one: a commit pushed
+        // directly, or batched behind a reviewed one, must not reach a tag ungated.
+        let mut commits: Vec<String> = Vec::new();
+        for p in planned.iter().filter(|p| !p.exists) {
+            for sha in std::iter::once(&p.commit).chain(p.commits.iter().map(|c| &c.sha)) {
+                if !commits.contains(sha) {
+                    commits.push(sha.clone());
+                }
             }
         }
+        let settings = github::gate::Settings::of(&config)?;
+        let verdict = github::gate::review_gate(&gh, &commits, &settings).await?;
+        for note in &verdict.notes {
+            ui.warn(&format!("review gate: {note}"));
+        }
+        if !verdict.refused.is_empty() {
+            return Ok(Outcome::CheckFailed(
+                verdict
+                    .refused
+                    .iter()
+                    .map(|(commit, why)| {
+                        format!(
+                            "review gate: commit {}: {why}; no tag was created",
+                            &commit[..commit.len().min(12)]
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+        verdict.summary()
     };
     ui.info(&format!("review: {review}"));
     if args.dry_run {

@@ -5,6 +5,7 @@
 
 #[path = "../../../tests/support/built.rs"]
 mod built;
+#[path = "../../../tests/support/github.rs"]
 mod github;
 #[path = "../../../tests/support/server.rs"]
 mod server;
@@ -631,8 +632,23 @@ fn gated(
             vec![pull(12, "author", merged, base, &head, "headsha")],
         );
         s.reviews.insert(12, reviews);
+        writers(&mut s);
     }
     (repo, url, state, head)
+}
+
+/// alice, bob and carol may write to the repository, as may the pull requests' author; eve
+/// (like anyone else on a public repository) may only read. (GitHub reports the maintain role
+/// as `write`.)
+fn writers(s: &mut github::Repo) {
+    for (user, access) in [
+        ("alice", "write"),
+        ("bob", "admin"),
+        ("carol", "write"),
+        ("author", "write"),
+    ] {
+        s.permissions.insert(user.into(), access.into());
+    }
 }
 
 fn with_github(repo: &Repo, url: &str, args: &[&str]) -> Output {
@@ -661,7 +677,8 @@ fn gate_passes_with_an_approval_on_the_head() {
     assert!(!stderr(&out).contains(TOKEN), "the token is never printed");
     let log = state.lock().unwrap().log.clone();
     assert!(
-        log[0].starts_with("GET /repos/acme/images/commits/"),
+        log.iter()
+            .any(|l| l.starts_with("GET /repos/acme/images/commits/")),
         "{log:?}"
     );
 }
@@ -673,7 +690,7 @@ fn gate_refusals_exit_1_and_create_nothing() {
             vec![],
             true,
             "main",
-            "0 approving review(s) on its head commit, 1 required",
+            "0 approving review(s) from people with write access, 1 required",
         ),
         (
             vec![review(1, "author", "APPROVED", "headsha")],
@@ -682,10 +699,10 @@ fn gate_refusals_exit_1_and_create_nothing() {
             "the author's own approval does not count",
         ),
         (
-            vec![review(1, "alice", "APPROVED", "oldsha")],
+            vec![review(1, "eve", "APPROVED", "headsha")],
             true,
             "main",
-            "stale approvals (on an older commit) by alice",
+            "approvals by eve do not count: no write access",
         ),
         (
             vec![
@@ -806,7 +823,9 @@ fn gate_waits_out_rate_limits() {
     assert_eq!(repo.tags(), ["vendor/debian-12/v12.0.0"]);
     let log = state.lock().unwrap().log.clone();
     assert_eq!(
-        log.iter().filter(|l| l.contains("/commits/")).count(),
+        log.iter()
+            .filter(|l| l.contains("/rules/branches/"))
+            .count(),
         4,
         "three refusals, then the answer: {log:?}"
     );
@@ -857,6 +876,7 @@ fn api_conflicts_roll_back_what_the_run_created() {
         );
         s.reviews
             .insert(3, vec![review(1, "alice", "APPROVED", "h")]);
+        writers(&mut s);
         // Another run created global's tag on another commit.
         s.refs.insert(
             "refs/tags/global/debian-12/v1.0.0".into(),
@@ -1115,4 +1135,331 @@ fn a_cd_checkout_of_a_lightweight_tag_gets_the_annotated_tags() {
         stderr(&out)
     );
     assert_eq!(git_in(cd.path(), &["cat-file", "-t", tag]), "tag");
+}
+
+#[test]
+fn gate_counts_what_github_counts() {
+    // An outsider's change request does not block; it is reported.
+    let (repo, url, _, _) = gated(
+        vec![
+            review(1, "alice", "APPROVED", "headsha"),
+            review(2, "eve", "CHANGES_REQUESTED", "headsha"),
+        ],
+        true,
+        "main",
+    );
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("changes requested by eve are not counted: no write access"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An approval GitHub dismissed (its state changed in place) counts for nothing.
+    let (repo, url, state, _) = gated(vec![review(1, "alice", "APPROVED", "oldsha")], true, "main");
+    state.lock().unwrap().dismiss(12, 1);
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 1);
+    assert!(repo.tags().is_empty());
+
+    // An approval of an earlier head that GitHub kept counts, as it does for GitHub ...
+    let (repo, url, state, _) = gated(vec![review(1, "alice", "APPROVED", "oldsha")], true, "main");
+    assert_exit(&with_github(&repo, &url, &[]), 0);
+    // ... unless the branch's ruleset requires an approval of the most recent push,
+    repo.git(&["tag", "-d", "vendor/debian-12/v12.0.0"]);
+    state.lock().unwrap().rules = vec![github::pull_request_rule(1, false, true)];
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("most recent push"),
+        "{}",
+        stderr(&out)
+    );
+    // ... or the pipeline asks for approvals of the head commit only.
+    state.lock().unwrap().rules.clear();
+    let config = std::fs::read_to_string(repo.path().join("imagepipe.toml")).unwrap();
+    repo.write(
+        "imagepipe.toml",
+        &config.replace("[tag]\n", "[tag]\nstale_approvals = \"head\"\n"),
+    );
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("stale approvals (on an older commit) by alice"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The branch's rulesets can ask for more approvals than the pipeline does.
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    state.lock().unwrap().rules = vec![github::pull_request_rule(2, true, false)];
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("1 approving review(s) from people with write access, 2 required"),
+        "{}",
+        stderr(&out)
+    );
+    // Classic protection is read where the token may (an administrator's).
+    state.lock().unwrap().rules.clear();
+    state.lock().unwrap().protection = Some(serde_json::json!({
+        "required_pull_request_reviews": {"dismiss_stale_reviews": true, "required_approving_review_count": 2,
+                                          "require_code_owner_reviews": false, "require_last_push_approval": false}
+    }));
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", github::ADMIN_TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("2 required"), "{}", stderr(&out));
+}
+
+/// A repository with a first release, then a reviewed merge and a direct push after it.
+fn two_commits_since_release() -> (Repo, String, github::Shared, [String; 2]) {
+    let repo = Repo::new(LAYERS);
+    let first = repo.commit("feat: first images", &["images/vendor/v.pkr.hcl"]);
+    repo.git(&[
+        "tag",
+        "-a",
+        "-m",
+        "vendor/debian-12 v12.0.0\n",
+        "vendor/debian-12/v12.0.0",
+    ]);
+    let reviewed = repo.commit("fix: reviewed", &["images/vendor/v.pkr.hcl"]);
+    let direct = repo.commit("fix: pushed directly", &["images/vendor/v.pkr.hcl"]);
+    let (url, state) = github::start("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.commits.extend([first, direct.clone()]);
+        s.pulls_by_commit.insert(
+            reviewed.clone(),
+            vec![pull(20, "author", true, "main", &reviewed, &reviewed)],
+        );
+        s.reviews
+            .insert(20, vec![review(1, "alice", "APPROVED", &reviewed)]);
+        writers(&mut s);
+    }
+    (repo, url, state, [reviewed, direct])
+}
+
+#[test]
+fn every_commit_a_tag_releases_is_gated() {
+    // HEAD is a commit pushed directly, behind a reviewed one: refused, by its id.
+    let (repo, url, state, [_, direct]) = two_commits_since_release();
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .env("IMAGEPIPE_GITHUB_ASSOCIATION_WAIT", "2s")
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains(&format!(
+            "commit {}: commit {direct} is in no pull request",
+            &direct[..12]
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.tags(), ["vendor/debian-12/v12.0.0"]);
+
+    // Once it went through a reviewed pull request too, both are gated and the tag is made.
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            direct.clone(),
+            vec![pull(21, "author", true, "main", &direct, &direct)],
+        );
+        s.reviews
+            .insert(21, vec![review(2, "bob", "APPROVED", &direct)]);
+        // GitHub associates a just-merged commit a little later.
+        s.lag.insert(direct.clone(), 2);
+        s.log.clear();
+    }
+    let out = with_github(&repo, &url, &[]);
+    assert_exit(&out, 0);
+    assert!(
+        repo.message("vendor/debian-12/v12.0.1")
+            .contains("review: pull requests #20 (alice), #21 (bob) approved"),
+        "{}",
+        repo.message("vendor/debian-12/v12.0.1")
+    );
+    let asked = state
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|l| l.contains(&format!("/commits/{direct}/pulls")))
+        .count();
+    assert_eq!(asked, 3, "asked again until GitHub associated it");
+}
+
+#[test]
+fn rate_limits_permissions_redirects_and_enterprise_servers() {
+    // A secondary limit without `retry-after`, and a bare 429: waited out, not failed.
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    state
+        .lock()
+        .unwrap()
+        .faults
+        .extend([Fault::Secondary, Fault::BareTooMany]);
+    let out = repo
+        .cmd(&[])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .env("IMAGEPIPE_GITHUB_RATE_LIMIT_WAIT", "100ms")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+
+    // A token that may not write tags: a 403 that names the permission, and nothing made.
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    let out = repo
+        .cmd(&["--via", "github"])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", github::READ_TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/images")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("403 Resource not accessible by integration; the token lacks a permission (GitHub names: contents=write)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(state.lock().unwrap().refs.is_empty());
+
+    // A renamed repository: reads and writes follow GitHub's redirects, methods kept.
+    let (repo, url, state, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    {
+        let mut s = state.lock().unwrap();
+        s.name = "os-images".into();
+        s.renamed_from = Some("images".into());
+    }
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 0);
+    let s = state.lock().unwrap();
+    assert!(s.refs.contains_key("refs/tags/vendor/debian-12/v12.0.0"));
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.starts_with("POST /repositories/4242/git/refs")),
+        "{:?}",
+        s.log
+    );
+    drop(s);
+
+    // GitHub Enterprise Server: the API under /api/v3, pages linked under it.
+    let repo = Repo::new(LAYERS);
+    let head = repo.commit("feat: first images", &["images/vendor/v.pkr.hcl"]);
+    let (url, state) = github::start_ghes("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            head.clone(),
+            vec![pull(12, "author", true, "main", &head, "headsha")],
+        );
+        let mut reviews: Vec<_> = (0..120)
+            .map(|i| review(i, "carol", "COMMENTED", "headsha"))
+            .collect();
+        reviews.push(review(500, "alice", "APPROVED", "headsha"));
+        s.reviews.insert(12, reviews);
+        writers(&mut s);
+    }
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 0);
+    let s = state.lock().unwrap();
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l
+                .starts_with("GET /api/v3/repositories/4242/pulls/12/reviews?per_page=100&page=2")),
+        "{:?}",
+        s.log
+    );
+    assert!(s.refs.contains_key("refs/tags/vendor/debian-12/v12.0.0"));
+}
+
+#[test]
+fn api_writes_are_paced_and_a_failed_undo_is_reported() {
+    let repo = Repo::new(TWO_ROOTS);
+    let head = repo.commit(
+        "feat: images",
+        &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
+    );
+    let (url, state) = github::start("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            head.clone(),
+            vec![pull(3, "author", true, "main", &head, "h")],
+        );
+        s.reviews
+            .insert(3, vec![review(1, "alice", "APPROVED", "h")]);
+        writers(&mut s);
+    }
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 0);
+    let writes = state.lock().unwrap().writes.clone();
+    assert_eq!(writes.len(), 4, "two tag objects and two refs");
+    for pair in writes.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= std::time::Duration::from_secs(1),
+            "GitHub asks for a second between writes"
+        );
+    }
+
+    // A conflict whose undo fails: the tag left behind is named, not claimed removed.
+    let repo = Repo::new(TWO_ROOTS);
+    let head = repo.commit(
+        "feat: images",
+        &["images/vendor/v.pkr.hcl", "images/global/g.pkr.hcl"],
+    );
+    let (url, state) = github::start("acme", "images");
+    {
+        let mut s = state.lock().unwrap();
+        s.pulls_by_commit.insert(
+            head.clone(),
+            vec![pull(3, "author", true, "main", &head, "h")],
+        );
+        s.reviews
+            .insert(3, vec![review(1, "alice", "APPROVED", "h")]);
+        writers(&mut s);
+        s.refs.insert(
+            "refs/tags/global/debian-12/v1.0.0".into(),
+            ("commit".into(), "f".repeat(40)),
+        );
+        s.refuse_deletes = true;
+    }
+    let out = with_github(&repo, &url, &["--via", "github"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("could not be removed, delete them by hand")
+            && stderr(&out).contains("vendor/debian-12/v12.0.0"),
+        "{}",
+        stderr(&out)
+    );
 }
