@@ -14,9 +14,9 @@ use semver::VersionReq;
 use serde::{Deserialize, Deserializer, de::IgnoredAny};
 use toml::Spanned;
 
+pub use crate::endpoint::{Credentials, StoreSpec, StoreUrl, StoreUrlError, TlsSpec};
 use crate::env;
 use crate::image::{ImageName, TagFormat};
-use crate::store::{StoreUrl, StoreUrlError};
 
 pub const FILE_NAME: &str = "imagepipe.toml";
 
@@ -118,30 +118,6 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-/// Credentials are referenced by the name of the environment variable (or file) that holds
-/// them. A secret written inline is refused with a pointer to the right key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    /// Variable holding a bearer/access token.
-    pub token_env: Option<String>,
-    /// File holding a bearer/access token (a mounted secret).
-    pub token_file: Option<PathBuf>,
-    pub username_env: Option<String>,
-    pub password_env: Option<String>,
-    /// File holding the password.
-    pub password_file: Option<PathBuf>,
-}
-
-/// Transport security for one endpoint. Verification is always on; these only widen or narrow
-/// what is trusted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsSpec {
-    /// Extra PEM CA bundle trusted for this endpoint.
-    pub ca_bundle: Option<PathBuf>,
-    /// SHA-256 fingerprints of certificates to accept (pinning), hex with or without colons.
-    pub pin_sha256: Vec<String>,
-}
-
 /// One endpoint's table as written: a store or a library. Flat, because `serde(flatten)` would
 /// switch off `deny_unknown_fields`.
 #[derive(Debug, Deserialize)]
@@ -163,13 +139,6 @@ struct RawEndpoint {
     token: Option<Spanned<IgnoredAny>>,
     password: Option<Spanned<IgnoredAny>>,
     api_key: Option<Spanned<IgnoredAny>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSpec {
-    pub url: StoreUrl,
-    pub credentials: Credentials,
-    pub tls: TlsSpec,
 }
 
 /// Where a site's images end up: a vCenter content library or a VCSP library directory.
@@ -199,7 +168,7 @@ pub struct Site {
     pub sla: Option<Duration>,
 }
 
-pub use crate::scan::Severity;
+pub use crate::severity::Severity;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +259,21 @@ pub struct TagSettings {
     pub github_repository: Option<String>,
     /// Which approvals count once a pull request's head has moved past them.
     pub stale_approvals: StaleApprovals,
+    /// An extra PEM CA bundle for the GitHub API (GitHub Enterprise behind a private CA),
+    /// relative to `imagepipe.toml`.
+    pub github_ca_bundle: Option<PathBuf>,
+    /// SHA-256 certificate fingerprints the GitHub API may present (pinning).
+    pub github_pin_sha256: Vec<String>,
+}
+
+impl TagSettings {
+    /// The TLS settings of the GitHub API; `dir` is the directory of `imagepipe.toml`.
+    pub fn github_tls(&self, dir: &Path) -> TlsSpec {
+        TlsSpec {
+            ca_bundle: self.github_ca_bundle.as_ref().map(|p| dir.join(p)),
+            pin_sha256: self.github_pin_sha256.clone(),
+        }
+    }
 }
 
 /// `tag.stale_approvals`: which approvals the review gate counts after the pull request's
@@ -314,6 +298,8 @@ impl Default for TagSettings {
             remote: "origin".into(),
             github_repository: None,
             stale_approvals: StaleApprovals::default(),
+            github_ca_bundle: None,
+            github_pin_sha256: Vec::new(),
         }
     }
 }
@@ -621,6 +607,19 @@ impl Resolver<'_> {
                     &l.credentials,
                 );
             }
+        }
+        if let Some(pin) = raw
+            .tag
+            .github_pin_sha256
+            .iter()
+            .find(|p| crate::http::parse_fingerprint(p, 32).is_none())
+        {
+            let at = self.text.find("github_pin_sha256").unwrap_or(0);
+            return Err(self.invalid(
+                at..at,
+                "tag.github_pin_sha256",
+                format!("`{pin}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)"),
+            ));
         }
         Ok(Config {
             warnings,

@@ -15,7 +15,15 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use crate::config::TlsSpec;
+/// Transport security for one endpoint. Verification is always on; these only widen or narrow
+/// what is trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// Extra PEM CA bundle trusted for this endpoint.
+    pub ca_bundle: Option<PathBuf>,
+    /// SHA-256 fingerprints of certificates to accept (pinning), hex with or without colons.
+    pub pin_sha256: Vec<String>,
+}
 
 pub const USER_AGENT: &str = concat!("imagepipe/", env!("CARGO_PKG_VERSION"));
 
@@ -565,9 +573,47 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
+/// The `rel="next"` target of a `Link` header (RFC 8288), as a path with query: GitHub's
+/// pages and OCI registries' tag lists are followed by it.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+                // Clients join a path to their base URL (octocrab keeps a GHES `/api/v3` path
+                // that is already there); keep path and query only.
+                match url.find("://") {
+                    Some(i) => url[i + 3..]
+                        .find('/')
+                        .map_or("/".to_string(), |j| url[i + 3 + j..].to_string()),
+                    None => url.to_string(),
+                }
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_headers() {
+        let l = r#"<https://api.github.com/repositories/1/pulls/2/reviews?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/pulls/2/reviews?per_page=100&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(l).as_deref(),
+            Some("/repositories/1/pulls/2/reviews?per_page=100&page=2")
+        );
+        let ghes =
+            r#"<https://ghe.example/api/v3/repositories/9/commits/x/pulls?page=2>; rel="next""#;
+        assert_eq!(
+            next_link(ghes).as_deref(),
+            Some("/api/v3/repositories/9/commits/x/pulls?page=2")
+        );
+        assert_eq!(next_link(r#"<https://x/a?page=1>; rel="prev""#), None);
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod config;
+pub mod endpoint;
 pub mod env;
 pub mod fsutil;
 pub mod git;
@@ -23,6 +24,7 @@ pub mod record;
 pub mod replicate;
 pub mod scan;
 pub mod secret;
+pub mod severity;
 pub mod step;
 pub mod store;
 pub mod tag;

@@ -12,7 +12,19 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 
-use crate::config::Credentials;
+/// Credentials are referenced by the name of the environment variable (or file) that holds
+/// them. A secret written inline is refused with a pointer to the right key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// Variable holding a bearer/access token.
+    pub token_env: Option<String>,
+    /// File holding a bearer/access token (a mounted secret).
+    pub token_file: Option<PathBuf>,
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+}
 
 /// A secret value. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]

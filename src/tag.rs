@@ -672,6 +672,21 @@ pub async fn create_with_api(
     Ok(made)
 }
 
+/// The commits the planned tags release, for the review gate: each new tag's commit and every
+/// commit of its changelog. Gating only the tagged commit would let a commit pushed directly,
+/// or batched behind a reviewed one, reach a release unreviewed.
+pub fn released_commits(planned: &[Planned]) -> Vec<String> {
+    let mut commits: Vec<String> = Vec::new();
+    for p in planned.iter().filter(|p| !p.exists) {
+        for sha in std::iter::once(&p.commit).chain(p.commits.iter().map(|c| &c.sha)) {
+            if !commits.contains(sha) {
+                commits.push(sha.clone());
+            }
+        }
+    }
+    commits
+}
+
 /// Shows the plan on stderr.
 pub fn report_plan(ui: &crate::step::Ui, planned: &[Planned], skipped: &[Skipped]) {
     if planned.is_empty() {
@@ -745,4 +760,18 @@ pub fn report_parse(ui: &crate::step::Ui, r: &ImageRef) -> std::io::Result<()> {
     ui.output("version", &r.version.to_string())?;
     ui.json(&serde_json::json!({ "image": r.name, "version": r.version.to_string() }));
     Ok(())
+}
+
+/// The repository the steps talk to: the flag, `tag.github_repository`, `GITHUB_REPOSITORY`,
+/// then the URL of the git remote.
+pub fn github_repository(
+    explicit: Option<&str>,
+    config: &crate::config::Config,
+    remote: &str,
+) -> Option<String> {
+    explicit
+        .map(str::to_string)
+        .or_else(|| config.tag.github_repository.clone())
+        .or_else(|| crate::env::var(crate::env::GITHUB_REPOSITORY))
+        .or_else(|| crate::git::tags::github_repository(&config.dir, remote))
 }

@@ -16,6 +16,7 @@
 //! additions to GitHub's payloads never break them.
 
 pub mod gate;
+mod transport;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +27,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::git::tags::TagObject;
-use crate::http::RetryPolicy;
+use crate::http::{RetryPolicy, TlsSpec};
 use crate::secret::Secret;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -221,41 +222,36 @@ const WRITE_PACE: Duration = Duration::from_secs(1);
 const MAX_REDIRECTS: u32 = 5;
 
 impl GitHub {
+    /// A client for `repository` at `api_url`, sending through `http` (the shared factory's
+    /// client, so its CA bundle, pins and proxy settings apply).
     pub fn new(
         api_url: &str,
         token: &Secret,
         repository: &str,
         retry: RetryPolicy,
+        http: crate::http::HttpClient,
     ) -> Result<Self, GitHubError> {
         let (owner, repo) = repository
             .split_once('/')
             .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
             .ok_or_else(|| GitHubError::BadRepository(repository.to_string()))?;
-        let authority = api_url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.authority().map(|a| a.to_string()))
+        let base: http::Uri = api_url
+            .parse()
+            .map_err(|_| GitHubError::BadUrl(api_url.to_string()))?;
+        let authority = base
+            .authority()
+            .map(|a| a.to_string())
+            .filter(|_| matches!(base.scheme_str(), Some("http" | "https")))
             .ok_or_else(|| GitHubError::BadUrl(api_url.to_string()))?;
-        // octocrab's default client installs no crypto provider of its own when one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // octocrab is built without its redirect layer, which would turn a redirected POST
-        // into a GET: redirects are followed in `call`, keeping the method.
-        let client = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|_| GitHubError::BadUrl(api_url.to_string()))?
-            .personal_token(token.expose().to_string())
-            .add_header(
-                http::header::USER_AGENT,
-                crate::http::USER_AGENT.to_string(),
-            )
-            .add_header(
-                http::header::ACCEPT,
-                "application/vnd.github+json".to_string(),
-            )
-            .add_header(
-                http::HeaderName::from_static("x-github-api-version"),
-                "2022-11-28".to_string(),
-            )
+        // No redirect layer (it would turn a redirected POST into a GET) and no retry layer:
+        // `call` follows GitHub's rules for both.
+        let client = octocrab::OctocrabBuilder::new_empty()
+            .with_service(transport::Transport {
+                client: http,
+                base,
+                token: token.clone(),
+            })
+            .with_auth(octocrab::AuthState::None)
             .build()
             .map_err(|e| GitHubError::Client(e.to_string()))?;
         Ok(Self {
@@ -464,7 +460,7 @@ impl GitHub {
             next = headers
                 .get(http::header::LINK)
                 .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
+                .and_then(crate::http::next_link);
         }
         Ok(out)
     }
@@ -734,47 +730,18 @@ pub fn retry_wait(
     Retry::No
 }
 
-/// The `rel="next"` target of a `Link` header, as a path with query.
-pub fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| {
-                let url = url.trim().trim_start_matches('<').trim_end_matches('>');
-                // octocrab joins relative paths to its base URI (and keeps a GHES `/api/v3`
-                // path that is already there); keep path and query only.
-                match url.find("://") {
-                    Some(i) => url[i + 3..]
-                        .find('/')
-                        .map_or("/".to_string(), |j| url[i + 3 + j..].to_string()),
-                    None => url.to_string(),
-                }
-            })
-    })
-}
-
-/// The repository the steps talk to: the flag, `tag.github_repository`, `GITHUB_REPOSITORY`,
-/// then the URL of the git remote.
-pub fn repository(
-    explicit: Option<&str>,
-    config: &crate::config::Config,
-    remote: &str,
-) -> Option<String> {
-    explicit
-        .map(str::to_string)
-        .or_else(|| config.tag.github_repository.clone())
-        .or_else(|| crate::env::var(crate::env::GITHUB_REPOSITORY))
-        .or_else(|| crate::git::tags::github_repository(&config.dir, remote))
-}
-
 /// A client for `repository` at `GITHUB_API_URL` (GitHub Enterprise Server:
-/// `https://HOST/api/v3`) or github.com.
-pub fn connect(repository: &str, token: &Secret) -> Result<GitHub, GitHubError> {
+/// `https://HOST/api/v3`) or github.com, trusting what `tls` and `IMAGEPIPE_CA_BUNDLE` say.
+pub fn connect(repository: &str, token: &Secret, tls: &TlsSpec) -> Result<GitHub, GitHubError> {
     let api_url =
         crate::env::var(crate::env::GITHUB_API_URL).unwrap_or_else(|| DEFAULT_API_URL.to_string());
-    let mut gh = GitHub::new(&api_url, token, repository, RetryPolicy::default())?;
+    let http = crate::http::HttpClient::new(&crate::http::HttpOptions {
+        timeout: Duration::from_secs(120),
+        tls: tls.clone(),
+        ..crate::http::HttpOptions::default()
+    })
+    .map_err(|e| GitHubError::Client(e.to_string()))?;
+    let mut gh = GitHub::new(&api_url, token, repository, RetryPolicy::default(), http)?;
     if let Some(wait) = crate::env::var(crate::env::GITHUB_RATE_LIMIT_WAIT)
         .and_then(|v| humantime::parse_duration(&v).ok())
     {
@@ -794,22 +761,6 @@ pub fn token() -> Option<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_headers() {
-        let l = r#"<https://api.github.com/repositories/1/pulls/2/reviews?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/pulls/2/reviews?per_page=100&page=5>; rel="last""#;
-        assert_eq!(
-            next_link(l).as_deref(),
-            Some("/repositories/1/pulls/2/reviews?per_page=100&page=2")
-        );
-        let ghes =
-            r#"<https://ghe.example/api/v3/repositories/9/commits/x/pulls?page=2>; rel="next""#;
-        assert_eq!(
-            next_link(ghes).as_deref(),
-            Some("/api/v3/repositories/9/commits/x/pulls?page=2")
-        );
-        assert_eq!(next_link(r#"<https://x/a?page=1>; rel="prev""#), None);
-    }
 
     #[test]
     fn rate_limit_waits_follow_githubs_rules() {

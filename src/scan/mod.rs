@@ -16,71 +16,15 @@ pub mod report;
 pub mod rootfs;
 pub mod rpm;
 pub mod sbom;
+pub mod version;
 pub mod waiver;
 
 use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256Hex;
 use crate::record::{Format, GateStatus, Record, Report, ScanSection, SeverityCounts};
-pub mod version;
 
-/// A finding's severity, and the gate's threshold (`fail_on`); `Unknown` when neither a CVSS
-/// vector nor the database says, never "none".
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Unknown,
-    Low,
-    Medium,
-    #[default]
-    High,
-    Critical,
-}
-
-impl Severity {
-    /// CVSS's qualitative rating of a base score.
-    pub fn from_score(score: f64) -> Self {
-        match score {
-            s if s >= 9.0 => Self::Critical,
-            s if s >= 7.0 => Self::High,
-            s if s >= 4.0 => Self::Medium,
-            s if s > 0.0 => Self::Low,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// A database's own word (GHSA `severity`, Debian `urgency`, …).
-    pub fn from_word(word: &str) -> Option<Self> {
-        match word.to_ascii_lowercase().as_str() {
-            "critical" => Some(Self::Critical),
-            "high" | "important" => Some(Self::High),
-            "medium" | "moderate" => Some(Self::Medium),
-            "low" | "negligible" | "unimportant" => Some(Self::Low),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
-    }
-}
+pub use crate::severity::Severity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

@@ -330,7 +330,7 @@ impl Store for OciStore {
                 .headers()
                 .get(reqwest::header::LINK)
                 .and_then(|v| v.to_str().ok())
-                .and_then(crate::github::next_link);
+                .and_then(crate::http::next_link);
             let list: TagList = resp.json().await.map_err(|e| StoreError::BadAnswer {
                 store: self.location(),
                 url: url.clone(),

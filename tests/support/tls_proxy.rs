@@ -19,8 +19,40 @@ pub struct TlsProxy {
 }
 
 /// Starts a proxy to `backend` (an `http://127.0.0.1:PORT[/…]` URL: its address) on a thread of
-/// its own.
+/// its own, presenting a self-signed certificate.
 pub fn start(backend: &str) -> TlsProxy {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    serve(backend, der, key, cert.cert.pem())
+}
+
+/// Like [`start`], with a certificate issued by a private CA; `cert_pem` is the CA's
+/// certificate (what an enterprise hands out as its CA bundle).
+pub fn start_with_private_ca(backend: &str) -> TlsProxy {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "imagepipe test private CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    serve(backend, leaf.der().clone(), key, ca_cert.pem())
+}
+
+fn serve(
+    backend: &str,
+    der: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    cert_pem: String,
+) -> TlsProxy {
     let backend: SocketAddr = backend
         .trim_start_matches("http://")
         .split('/')
@@ -28,9 +60,6 @@ pub fn start(backend: &str) -> TlsProxy {
         .unwrap()
         .parse()
         .unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let der = cert.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -72,7 +101,7 @@ pub fn start(backend: &str) -> TlsProxy {
     use sha1::Digest as _;
     TlsProxy {
         url: format!("https://localhost:{port}"),
-        cert_pem: cert.cert.pem(),
+        cert_pem,
         sha1_thumbprint: sha1::Sha1::digest(der.as_ref())
             .iter()
             .map(|b| format!("{b:02X}"))

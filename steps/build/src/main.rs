@@ -145,9 +145,13 @@ fn main() -> ExitCode {
                     "--via github needs a token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN",
                 )?;
                 let repository =
-                    github::repository(args.repository.as_deref(), &config, &config.tag.remote)
+                    imagepipe::tag::github_repository(args.repository.as_deref(), &config, &config.tag.remote)
                         .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
-                TagVia::GitHub(Box::new(github::connect(&repository, &token)?))
+                TagVia::GitHub(Box::new(github::connect(
+                    &repository,
+                    &token,
+                    &config.tag.github_tls(&config.dir),
+                )?))
             }
         };
         let request = Request {

@@ -151,9 +151,10 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
     }
 
     let client = |token: &imagepipe::secret::Secret| {
-        let repository = github::repository(args.repository.as_deref(), &config, &remote)
+        let repository = imagepipe::tag::github_repository(args.repository.as_deref(), &config, &remote)
             .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
-        github::connect(&repository, token).map_err(anyhow::Error::from)
+        github::connect(&repository, token, &config.tag.github_tls(&config.dir))
+            .map_err(anyhow::Error::from)
     };
     let review = if args.no_review_gate {
         ui.warn("the review gate is skipped (--no-review-gate); the tag messages record it");
@@ -161,16 +162,7 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
     } else {
         let token = github::token().context("the review gate needs a GitHub token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN (or pass --no-review-gate for local use)")?;
         let gh = client(&token)?;
-        // Every commit the new tags release, not only the tagged one: a commit pushed
-        // directly, or batched behind a reviewed one, must not reach a tag ungated.
-        let mut commits: Vec<String> = Vec::new();
-        for p in planned.iter().filter(|p| !p.exists) {
-            for sha in std::iter::once(&p.commit).chain(p.commits.iter().map(|c| &c.sha)) {
-                if !commits.contains(sha) {
-                    commits.push(sha.clone());
-                }
-            }
-        }
+        let commits = tag::released_commits(&planned);
         let settings = github::gate::Settings::of(&config)?;
         let verdict = github::gate::review_gate(&gh, &commits, &settings).await?;
         for note in &verdict.notes {

@@ -11,6 +11,8 @@ mod github;
 mod server;
 #[path = "../../../tests/support/step.rs"]
 mod support;
+#[path = "../../../tests/support/tls_proxy.rs"]
+mod tls_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1462,4 +1464,45 @@ fn api_writes_are_paced_and_a_failed_undo_is_reported() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn github_behind_a_private_ca_is_trusted_through_the_ca_bundle_only() {
+    let (repo, url, _, _) = gated(
+        vec![review(1, "alice", "APPROVED", "headsha")],
+        true,
+        "main",
+    );
+    let proxy = tls_proxy::start_with_private_ca(&url);
+    std::fs::write(repo.path().join("corp-ca.pem"), &proxy.cert_pem).unwrap();
+    let run = |extra: Option<(&str, String)>| {
+        let mut cmd = repo.cmd(&[]);
+        cmd.env("GITHUB_API_URL", &proxy.url)
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_REPOSITORY", "acme/images");
+        if let Some((k, v)) = extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // Not trusted by default: refused, with the way to trust it.
+    let out = run(None);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("IMAGEPIPE_CA_BUNDLE"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(repo.tags().is_empty());
+    // The process-wide bundle reaches the GitHub client ...
+    let bundle = repo.path().join("corp-ca.pem").display().to_string();
+    assert_exit(&run(Some(("IMAGEPIPE_CA_BUNDLE", bundle))), 0);
+    // ... and so does the pipeline's own setting for GitHub.
+    repo.git(&["tag", "-d", "vendor/debian-12/v12.0.0"]);
+    let config = std::fs::read_to_string(repo.path().join("imagepipe.toml")).unwrap();
+    repo.write(
+        "imagepipe.toml",
+        &config.replace("[tag]\n", "[tag]\ngithub_ca_bundle = \"corp-ca.pem\"\n"),
+    );
+    assert_exit(&run(None), 0);
 }
