@@ -112,7 +112,7 @@ pub fn query(root: &Path) -> Vec<String> {
 
 /// An inventory's packages in [`query`]'s form, to compare with it. SOURCERPM carries no
 /// epoch; the package's own applies to its source.
-pub fn as_query(packages: &[imagepipe::scan::inventory::Package]) -> Vec<String> {
+pub fn as_query(packages: &[imagepipe_scanner::inventory::Package]) -> Vec<String> {
     let mut lines: Vec<String> = packages
         .iter()
         .map(|p| {

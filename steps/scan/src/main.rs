@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use imagepipe::env;
-use imagepipe::scan::{self, ScanOptions};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
+use imagepipe_scanner::{self as scan, ScanOptions};
 
 /// Scan a built disk image offline, without root, mounting or network, and gate it.
 ///

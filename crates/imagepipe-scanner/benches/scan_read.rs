@@ -9,14 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/support/images.rs"]
+#[path = "../../../tests/support/images.rs"]
 mod images;
+#[path = "../../../benches/support/mod.rs"]
 mod support;
 
 use std::process::Command;
 
-use imagepipe::scan::rootfs::{ImageTree, Tree as _};
-use imagepipe::scan::{inventory, policy};
+use imagepipe_scanner::rootfs::{ImageTree, Tree as _};
+use imagepipe_scanner::{inventory, policy};
 use images::run;
 
 fn peak_rss_kib() -> u64 {
@@ -35,7 +36,7 @@ fn main() {
     std::fs::create_dir_all(&tree).unwrap();
     let minbase = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/scripts/debian-minbase"
+        "/../../scripts/debian-minbase"
     ))
     .output()
     .unwrap();

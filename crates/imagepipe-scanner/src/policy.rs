@@ -488,7 +488,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::rootfs::DirTree;
+    use crate::rootfs::DirTree;
 
     #[test]
     fn the_baseline_parses_and_rules_can_be_disabled_and_added() {

@@ -9,13 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "support/images.rs"]
+#[path = "../../../tests/support/images.rs"]
 mod images;
-#[path = "support/rpmdb.rs"]
+#[path = "../../../tests/support/rpmdb.rs"]
 mod rpmdb;
 
-use imagepipe::scan::inventory;
-use imagepipe::scan::rootfs::{ImageTree, Tree as _};
+use imagepipe_scanner::inventory;
+use imagepipe_scanner::rootfs::{ImageTree, Tree as _};
 use images::{DEBIAN_12_OS_RELEASE, ext4, ova, qcow2, run, sbin, vmdk};
 
 const STATUS: &str = "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\nPackage: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b2\n";

@@ -3,7 +3,7 @@
 // metadata, ext4 structures and root filesystem tarballs (plain or gzip) are all read from the
 // input's own bytes. Whatever they say, opening, reading the inventory and walking the tree for
 // the hardening baseline (directory cycles, link loops) must end with a result or an error.
-use imagepipe::scan::{inventory, policy, rootfs};
+use imagepipe_scanner::{inventory, policy, rootfs};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");

@@ -97,10 +97,10 @@ fn open_slice(slice: Slice) -> io::Result<Box<dyn Disk>> {
 
 /// An OVA: its descriptor names the disks; the first is the system disk.
 fn open_ova(path: &Path, file: File) -> io::Result<Box<dyn Disk>> {
-    let reader = crate::store::FileReader::open(path.to_path_buf())?;
+    let reader = imagepipe::store::FileReader::open(path.to_path_buf())?;
     let package = tokio::runtime::Builder::new_current_thread()
         .build()?
-        .block_on(crate::ova::read(&reader))
+        .block_on(imagepipe::ova::read(&reader))
         .map_err(|e| invalid(e.to_string()))?;
     let disk = package
         .files

@@ -8,15 +8,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/osv_oracle.rs"]
+#[path = "../../../tests/support/osv_oracle.rs"]
 mod osv_oracle;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use imagepipe::scan::inventory::parse_dpkg_status;
-use imagepipe::scan::osv::Database;
+use imagepipe_scanner::inventory::parse_dpkg_status;
+use imagepipe_scanner::osv::Database;
 
 /// Debian versions with epochs, tildes, revisions and security suffixes. SemVer-shaped ones
 /// too, so that the generator's SEMVER ranges meet them.

@@ -7,11 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+#[path = "../../../benches/support/mod.rs"]
 mod support;
 
-use imagepipe::scan::inventory::Package;
-use imagepipe::scan::osv::Database;
-use imagepipe::scan::version::Scheme;
+use imagepipe_scanner::inventory::Package;
+use imagepipe_scanner::osv::Database;
+use imagepipe_scanner::version::Scheme;
 
 fn main() {
     let records = support::env_num("IMAGEPIPE_BENCH_RECORDS", 100_000);

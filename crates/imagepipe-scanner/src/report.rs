@@ -287,9 +287,9 @@ pub fn markdown(scan: &Scan) -> String {
 
 /// Reports a scan on every channel of the step contract.
 pub fn print(
-    ui: &crate::step::Ui,
+    ui: &imagepipe::step::Ui,
     scan: &Scan,
-    reports: &[crate::record::Report],
+    reports: &[imagepipe::record::Report],
     max_db_age: std::time::Duration,
 ) -> std::io::Result<()> {
     // A directory has no size to read a part of.

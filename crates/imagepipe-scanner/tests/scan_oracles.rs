@@ -8,10 +8,10 @@
 use std::cmp::Ordering;
 use std::process::Command;
 
-#[path = "support/rpmdb.rs"]
+#[path = "../../../tests/support/rpmdb.rs"]
 mod rpmdb;
 
-use imagepipe::scan::version::Scheme;
+use imagepipe_scanner::version::Scheme;
 
 fn pick<'a>(rng: &mut fastrand::Rng, from: &'a [&'a str]) -> &'a str {
     from[rng.usize(..from.len())]
@@ -139,7 +139,7 @@ fn rpm_matches_rpm_vercmp() {
 /// `dpkg-query -W` on it.
 #[test]
 fn dpkg_inventory_matches_dpkg_query() {
-    let (os, packages) = imagepipe::scan::inventory::from_dir(std::path::Path::new("/")).unwrap();
+    let (os, packages) = imagepipe_scanner::inventory::from_dir(std::path::Path::new("/")).unwrap();
     assert!(!os.id.is_empty());
     let out = Command::new("dpkg-query")
         .args([
@@ -231,7 +231,7 @@ fn rpm_inventory_matches_rpm_query() {
             ),
         ],
     );
-    let (os, packages) = imagepipe::scan::inventory::from_dir(&root).unwrap();
+    let (os, packages) = imagepipe_scanner::inventory::from_dir(&root).unwrap();
     assert_eq!(os.ecosystem.as_deref(), Some("Rocky Linux:9"));
     assert!(packages.iter().all(|p| p.scheme == Scheme::Rpm));
     let got = rpmdb::as_query(&packages);

@@ -21,10 +21,10 @@ pub mod waiver;
 
 use std::path::{Path, PathBuf};
 
-use crate::hash::Sha256Hex;
-use crate::record::{Format, GateStatus, Record, Report, ScanSection, SeverityCounts};
+use imagepipe::hash::Sha256Hex;
+use imagepipe::record::{Format, GateStatus, Record, Report, ScanSection, SeverityCounts};
 
-pub use crate::severity::Severity;
+pub use imagepipe::severity::Severity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -42,7 +42,7 @@ pub enum ScanError {
     #[error(transparent)]
     Osv(#[from] osv::OsvError),
     #[error(transparent)]
-    Record(#[from] crate::record::RecordError),
+    Record(#[from] imagepipe::record::RecordError),
     #[error(transparent)]
     Waiver(#[from] waiver::WaiverError),
     #[error(transparent)]
@@ -84,7 +84,7 @@ pub fn scan_record(
     options: &ScanOptions,
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
-    let dir = crate::fsutil::parent_dir(record_path).to_path_buf();
+    let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
     let db = osv::Database::load(&options.osv_db)?;
     if options.stale_db_fails {
         let age = db
@@ -104,11 +104,12 @@ pub fn scan_record(
     let (name, image_path, sha256) = match &options.input {
         Some(input) => {
             let sha256 = if input.is_file() {
-                let digest =
-                    crate::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
+                let digest = imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| {
+                    ScanError::Image {
                         image: input.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 Some(digest.sha256.to_string())
             } else {
                 None
@@ -222,7 +223,7 @@ pub fn scan_record(
     let mut reports = Vec::new();
     for (kind, file, bytes) in outputs {
         let path = dir.join(file);
-        crate::fsutil::write_atomic(&path, &bytes).map_err(|source| ScanError::Write {
+        imagepipe::fsutil::write_atomic(&path, &bytes).map_err(|source| ScanError::Write {
             path: path.clone(),
             source,
         })?;

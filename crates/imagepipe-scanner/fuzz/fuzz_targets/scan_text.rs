@@ -4,7 +4,7 @@
 // Includes), OSV JSON and CVSS vectors.
 use std::io;
 
-use imagepipe::scan::rootfs::{Meta, Tree};
+use imagepipe_scanner::rootfs::{Meta, Tree};
 
 /// An image whose sshd_config and one drop-in are the fuzzer's bytes.
 struct OneFile(Vec<u8>);
@@ -26,32 +26,32 @@ impl Tree for OneFile {
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = imagepipe::scan::inventory::parse_dpkg_status(&text, "fuzz");
-    let _ = imagepipe::scan::inventory::parse_apk_installed(&text);
-    let _ = imagepipe::scan::inventory::parse_os_release(&text);
-    let _ = imagepipe::scan::policy::sshd_settings(&OneFile(data.to_vec()));
-    let _ = imagepipe::scan::rpm::parse_header(data);
-    let _ = imagepipe::scan::osv::cvss_base_score(&text);
+    let _ = imagepipe_scanner::inventory::parse_dpkg_status(&text, "fuzz");
+    let _ = imagepipe_scanner::inventory::parse_apk_installed(&text);
+    let _ = imagepipe_scanner::inventory::parse_os_release(&text);
+    let _ = imagepipe_scanner::policy::sshd_settings(&OneFile(data.to_vec()));
+    let _ = imagepipe_scanner::rpm::parse_header(data);
+    let _ = imagepipe_scanner::osv::cvss_base_score(&text);
     // A physical volume the corpus's metadata names (`id = "pv-fuzz"`), 64 MiB at 1 MiB.
     let pvs = std::collections::HashMap::from([(
         "pvfuzz".to_string(),
-        imagepipe::scan::disk::Partition {
+        imagepipe_scanner::disk::Partition {
             start: 1 << 20,
             len: 64 << 20,
         },
     )]);
-    let _ = imagepipe::scan::lvm::map_volumes(&text, &pvs, &mut Default::default());
-    let mut db = imagepipe::scan::osv::Database::default();
+    let _ = imagepipe_scanner::lvm::map_volumes(&text, &pvs, &mut Default::default());
+    let mut db = imagepipe_scanner::osv::Database::default();
     if db.add(data, "fuzz").is_ok() {
         // Evaluated for the packages the corpus's records name, at the record's own versions
         // and at a version taken from the input.
-        let pkg = |source: &str, version: &str| imagepipe::scan::inventory::Package {
+        let pkg = |source: &str, version: &str| imagepipe_scanner::inventory::Package {
             name: source.into(),
             version: version.into(),
             arch: "amd64".into(),
             source: source.into(),
             source_version: version.into(),
-            scheme: imagepipe::scan::version::Scheme::Dpkg,
+            scheme: imagepipe_scanner::version::Scheme::Dpkg,
         };
         let tail: String = text.chars().rev().take(16).collect();
         let packages: Vec<_> = ["openssl", "glibc", "a"]
@@ -62,7 +62,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             // A fix is above the installed version.
             if let Some(fixed) = &f.fixed {
                 assert!(
-                    imagepipe::scan::version::Scheme::Dpkg
+                    imagepipe_scanner::version::Scheme::Dpkg
                         .compare(fixed, &f.installed)
                         .is_gt(),
                     "{fixed} <= {}",
@@ -72,9 +72,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
     }
     for scheme in [
-        imagepipe::scan::version::Scheme::Dpkg,
-        imagepipe::scan::version::Scheme::Rpm,
-        imagepipe::scan::version::Scheme::Apk,
+        imagepipe_scanner::version::Scheme::Dpkg,
+        imagepipe_scanner::version::Scheme::Rpm,
+        imagepipe_scanner::version::Scheme::Apk,
     ] {
         let (a, b) = data.split_at(data.len() / 2);
         let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));

@@ -8,9 +8,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/dpkg.rs"]
+#[path = "../../../tests/support/dpkg.rs"]
 mod dpkg;
-#[path = "support/images.rs"]
+#[path = "../../../tests/support/images.rs"]
 mod images;
 
 use std::collections::BTreeSet;
@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::process::Stdio;
 
 use dpkg::{Deb, Root};
-use imagepipe::scan::{inventory, rootfs};
+use imagepipe_scanner::{inventory, rootfs};
 
 /// Puts packages in every state dpkg has.
 fn every_state(r: &Root) {

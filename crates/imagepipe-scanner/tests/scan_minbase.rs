@@ -8,15 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "support/images.rs"]
+#[path = "../../../tests/support/images.rs"]
 mod images;
 
-use imagepipe::scan::rootfs;
-use imagepipe::scan::{inventory, policy};
+use imagepipe_scanner::rootfs;
+use imagepipe_scanner::{inventory, policy};
 use images::{ext4, ova, qcow2, run, vmdk};
 
 fn minbase() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/debian-minbase");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/debian-minbase");
     PathBuf::from(run(&mut Command::new(script)).trim())
 }
 
