@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::record::Format;
+use crate::format::{Format, SNIFF_LEN, detect_format};
 
 /// Read size. Large enough that syscall overhead vanishes next to hashing, small enough to stay
 /// in L2 cache.
@@ -160,54 +160,6 @@ pub fn hash_files(
 /// files are in the page cache, which they are right after Packer wrote them.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-const SNIFF_LEN: usize = 512;
-
-/// Format from magic bytes, then from the extension. Packer's qemu builder names its disk
-/// without an extension, so content wins.
-pub fn detect_format(path: &Path, head: &[u8]) -> Format {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if head.starts_with(b"QFI\xfb") {
-        return Format::Qcow2;
-    }
-    if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
-        return Format::Vmdk;
-    }
-    if head.starts_with(b"vhdxfile") {
-        return Format::Vhdx;
-    }
-    if head.starts_with(b"conectix") {
-        return Format::Vhd;
-    }
-    if head.len() >= 262 && &head[257..262] == b"ustar" {
-        // An OVA is a tar whose first member is the OVF descriptor.
-        let name_end = head[..100].iter().position(|&b| b == 0).unwrap_or(100);
-        let first = String::from_utf8_lossy(&head[..name_end]).to_ascii_lowercase();
-        return if first.ends_with(".ovf") || ext.as_deref() == Some("ova") {
-            Format::Ova
-        } else {
-            Format::Tar
-        };
-    }
-    match ext.as_deref() {
-        Some("ova") => Format::Ova,
-        Some("ovf") => Format::Ovf,
-        Some("vmdk") => Format::Vmdk,
-        Some("qcow2") => Format::Qcow2,
-        Some("raw" | "img") => Format::Raw,
-        Some("vhd") => Format::Vhd,
-        Some("vhdx") => Format::Vhdx,
-        Some("iso") => Format::Iso,
-        Some("mf") => Format::Mf,
-        Some("tar" | "tgz") => Format::Tar,
-        Some("gz") if path.to_string_lossy().ends_with(".tar.gz") => Format::Tar,
-        Some("box") => Format::Box,
-        _ => Format::Other,
-    }
 }
 
 /// A file as an upload body: read in 1 MiB chunks into uninitialised buffers (no zeroing) and

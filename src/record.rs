@@ -4,7 +4,6 @@
 //! is the contract between loosely coupled CI and CD jobs that may run different imagepipe
 //! releases: silently dropping a field would let a later step act on a half-understood record.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -12,6 +11,7 @@ use schemars::JsonSchema;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+pub use crate::format::Format;
 use crate::hash::Sha256Hex;
 use crate::image::{ImageName, ImageRef};
 
@@ -243,32 +243,6 @@ impl From<Artifact> for RawArtifact {
             ArtifactKind::Remote { id } => raw.id = Some(id),
         }
         raw
-    }
-}
-
-/// File formats imagepipe knows; detected from content first, then from the extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Ova,
-    Ovf,
-    Vmdk,
-    Qcow2,
-    Raw,
-    Vhd,
-    Vhdx,
-    Iso,
-    /// An OVF manifest (`.mf`).
-    Mf,
-    Tar,
-    Box,
-    Other,
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = serde_json::to_value(self).ok();
-        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("other"))
     }
 }
 

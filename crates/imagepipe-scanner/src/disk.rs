@@ -7,6 +7,8 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
+use imagepipe::format::Format;
+
 /// A virtual disk: `len` bytes, read at any offset.
 pub trait Disk: Send {
     fn len(&self) -> u64;
@@ -71,26 +73,27 @@ impl Slice {
     }
 }
 
-/// Opens an image file as a disk, by its format's magic bytes; an OVA's first disk is read
-/// inside the OVA.
+/// Opens an image file as a disk, by its format as the record tells it (its first bytes
+/// first); an OVA's first disk is read inside the OVA.
 pub fn open(path: &Path) -> io::Result<Box<dyn Disk>> {
     let file = File::open(path)?;
-    let mut head = [0u8; 512];
+    let mut head = [0u8; imagepipe::format::SNIFF_LEN];
     let n = file.read_at(&mut head, 0)?;
-    if n == 512 && &head[257..262] == b"ustar" {
-        return open_ova(path, file);
+    match imagepipe::format::detect_format(path, &head[..n]) {
+        Format::Ova | Format::Tar => open_ova(path, file),
+        _ => open_slice(Slice::whole(file)?),
     }
-    open_slice(Slice::whole(file)?)
 }
 
+/// A disk inside a slice (an OVA member): qcow2 and VMDK by their magic bytes, or raw. No
+/// name helps here, so only the content decides.
 fn open_slice(slice: Slice) -> io::Result<Box<dyn Disk>> {
-    let mut magic = [0u8; 4];
-    if slice.len() >= 4 {
-        slice.read_exact_at(&mut magic, 0)?;
-    }
-    match &magic {
-        b"QFI\xfb" => Ok(Box::new(Qcow2::open(slice)?)),
-        b"KDMV" => Ok(Box::new(Vmdk::open(slice)?)),
+    let mut head = [0u8; 64];
+    let n = slice.len().min(head.len() as u64) as usize;
+    slice.read_exact_at(&mut head[..n], 0)?;
+    match imagepipe::format::detect_format(Path::new(""), &head[..n]) {
+        Format::Qcow2 => Ok(Box::new(Qcow2::open(slice)?)),
+        Format::Vmdk => Ok(Box::new(Vmdk::open(slice)?)),
         _ => Ok(Box::new(Raw::new(slice))),
     }
 }
