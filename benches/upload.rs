@@ -144,6 +144,7 @@ fn record_for(dir: &std::path::Path, version: &str, file: &std::path::Path) -> s
                 size: d.size,
                 sha256: d.sha256,
                 format: d.format,
+                role: imagepipe::record::Role::Disk,
             }),
         }],
         scan: Some(ScanSection {

@@ -19,7 +19,7 @@ use crate::packer::{
 };
 use crate::record::{
     self, Artifact, ArtifactKind, BuildInfo, FileArtifact, ImageId, LoadedRecord, ParentId, Record,
-    RecordError, Source,
+    RecordError, Role, Source,
 };
 use crate::step::Ui;
 use crate::store::{self, StoreError};
@@ -131,6 +131,22 @@ pub enum BuildError {
     NoManifest(PathBuf),
     #[error("the Packer manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
+    #[error(
+        "Packer exited 0 but built nothing in this run (its manifest {manifest} {what}); no record \
+         is written. Likely cause: {cause}"
+    )]
+    NothingBuilt {
+        manifest: PathBuf,
+        what: String,
+        cause: String,
+    },
+    #[error(
+        "Packer built {missing} but its manifest {manifest} has no entry for it: parallel builds \
+         lose manifest entries when the manifest post-processor's lock gives up (it retries three \
+         times). Give each build block a manifest post-processor of its own, or build one source \
+         per image (`only` in imagepipe.toml)"
+    )]
+    ManifestLostEntry { manifest: PathBuf, missing: String },
     #[error("cannot hash artifact {path}: {source}")]
     Hash {
         path: PathBuf,
@@ -179,6 +195,7 @@ pub struct Request {
     pub output_dir: Option<PathBuf>,
     pub record: Option<PathBuf>,
     pub timeout: Option<Duration>,
+    pub interrupt_grace: Option<Duration>,
     pub force: bool,
     pub git_commit: Option<String>,
 }
@@ -215,6 +232,7 @@ pub struct Plan {
     pub build: Invocation,
     pub source: Source,
     pub timeout: Duration,
+    pub interrupt_grace: Duration,
     pub force: bool,
 }
 
@@ -291,9 +309,6 @@ fn generated_variables(
     variables.insert("imagepipe_parent_artifacts".into(), VarValue::Map(all));
     variables
 }
-
-/// How long Packer gets to clean up after an interrupt before it is killed.
-pub const CLEANUP_GRACE: Duration = Duration::from_secs(120);
 
 /// Which image and version to build, from `--image/--version` or `--tag`.
 pub fn select(
@@ -489,6 +504,7 @@ pub async fn plan(config: &Config, req: &Request, ui: &Ui) -> Result<Plan, Build
             .timeout
             .or(image.build_timeout)
             .unwrap_or(config.build_timeout),
+        interrupt_grace: req.interrupt_grace.unwrap_or(config.interrupt_grace),
         image,
         version,
         tag,
@@ -677,14 +693,17 @@ async fn resolve_parent(
 }
 
 /// Each artifact's name and where a template finds it: a file's location, or the id of an
-/// artifact that is not a file.
+/// artifact that is not a file. The disk comes first, whatever the record's order (records
+/// written before roles existed may list `efivars.fd` first), because the first is the
+/// template's `imagepipe_parent_artifact`.
 fn locate_artifacts(
     record: &Record,
     file: impl Fn(&FileArtifact) -> String,
 ) -> Vec<(String, String)> {
-    record
-        .artifacts
-        .iter()
+    let mut artifacts: Vec<&Artifact> = record.artifacts.iter().collect();
+    artifacts.sort_by_key(|a| Role::rank(a.role()));
+    artifacts
+        .into_iter()
         .map(|a| {
             let loc = match &a.kind {
                 ArtifactKind::File(f) => file(f),
@@ -942,7 +961,16 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
         init.output().await?;
     }
     ui.info("==> packer validate");
-    plan.validate.output().await?;
+    packer::with_datasources(&plan.validate, &packer_version)
+        .output()
+        .await?;
+    // A manifest outside the output directory survives from earlier runs; its run id then must
+    // change, or Packer wrote nothing this time (an HCP Packer skip, an `-only` that matched
+    // nothing) and the old entries would be recorded as this build's.
+    let earlier_run = std::fs::read(&plan.manifest_path)
+        .ok()
+        .and_then(|b| Manifest::parse(&b).ok())
+        .map(|m| m.last_run_uuid);
 
     ui.info(&format!(
         "==> packer build ({} {})",
@@ -954,6 +982,8 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     ));
     let started_at = Utc::now();
     let progress = Arc::new(ui.progress("packer build", None));
+    // What Packer said that explains a run that built nothing.
+    let mut clues: Vec<String> = Vec::new();
     let heartbeat = {
         let progress = progress.clone();
         tokio::spawn(async move {
@@ -965,10 +995,13 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     };
     let supervision = Supervision {
         timeout: plan.timeout,
-        grace: CLEANUP_GRACE,
+        grace: plan.interrupt_grace,
     };
     let result = packer::run_build(&plan.build, supervision, |event| match event {
         Event::Ui { level, text } => {
+            if packer::is_skip_clue(text) {
+                clues.push(text.trim().to_string());
+            }
             for line in text.trim_end().lines() {
                 let shown = if *level == UiLevel::Error {
                     format!("  ! {line}")
@@ -988,10 +1021,22 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     heartbeat.abort();
     progress.finish();
     ui.group_end();
-    let _ = result?;
+    let output = result?;
     let finished_at = Utc::now();
 
-    let manifest = read_manifest(&plan.manifest_path)?;
+    let manifest = match read_manifest(&plan.manifest_path) {
+        // No manifest and no artifact reported: nothing ran, rather than a template without
+        // the post-processor.
+        Err(BuildError::NoManifest(path)) if output.artifacts.is_empty() => {
+            return Err(BuildError::NothingBuilt {
+                manifest: path,
+                what: "was not written".into(),
+                cause: skip_cause(plan, &clues),
+            });
+        }
+        other => other?,
+    };
+    prove_built(plan, &manifest, earlier_run.as_deref(), &output, &clues)?;
     let artifacts = collect_artifacts(plan, &manifest, ui)?;
     let parent = plan.parent.as_ref().map(|p| ParentId {
         name: p.loaded.record.image.name.clone(),
@@ -1047,6 +1092,100 @@ fn read_manifest(path: &Path) -> Result<Manifest, BuildError> {
     })
 }
 
+/// Checks that this Packer run built something and that the manifest holds all of it: Packer
+/// exits 0 when HCP Packer skips a build it considers done, or when `-only` matches nothing
+/// (a warning only), and parallel builds can lose manifest entries.
+fn prove_built(
+    plan: &Plan,
+    manifest: &Manifest,
+    earlier_run: Option<&str>,
+    output: &packer::BuildOutput,
+    clues: &[String],
+) -> Result<(), BuildError> {
+    let nothing = |what: String| BuildError::NothingBuilt {
+        manifest: plan.manifest_path.clone(),
+        what,
+        cause: skip_cause(plan, clues),
+    };
+    if earlier_run.is_some_and(|r| r == manifest.last_run_uuid) {
+        return Err(nothing(format!(
+            "still names the earlier run {} as its last",
+            manifest.last_run_uuid
+        )));
+    }
+    let builds = match manifest.last_run() {
+        Ok(b) => b,
+        Err(packer::manifest::ManifestError::NoBuilds(run)) => {
+            return Err(nothing(format!("has no build of run {run}")));
+        }
+        Err(e) => {
+            return Err(BuildError::Manifest {
+                path: plan.manifest_path.clone(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    // Each build Packer reported files for must have its own entry. Targets are
+    // `<type>.<source>`, or `<build block>.<type>.<source>` when the build block is named.
+    let mut unmatched: Vec<&packer::ManifestBuild> = builds.clone();
+    let mut missing = Vec::new();
+    for target in output.targets_with_files() {
+        let found = unmatched.iter().position(|b| {
+            let short = format!("{}.{}", b.builder_type, b.name);
+            target == short || target.ends_with(&format!(".{short}"))
+        });
+        match found {
+            Some(i) => {
+                unmatched.remove(i);
+            }
+            None => missing.push(format!("`{target}`")),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(BuildError::ManifestLostEntry {
+            manifest: plan.manifest_path.clone(),
+            missing: missing.join(", "),
+        });
+    }
+    Ok(())
+}
+
+/// The likeliest reason a run built nothing, from what Packer said and the environment.
+fn skip_cause(plan: &Plan, clues: &[String]) -> String {
+    let hcp_env: Vec<&str> = ["HCP_PACKER_BUCKET_NAME", "HCP_PACKER_REGISTRY"]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+    let hcp_said = clues
+        .iter()
+        .find(|c| c.to_ascii_lowercase().contains("hcp"));
+    if hcp_said.is_some() || !hcp_env.is_empty() {
+        let said = hcp_said
+            .map(|c| format!(" (Packer said: {c})"))
+            .unwrap_or_default();
+        let env = if hcp_env.is_empty() {
+            String::new()
+        } else {
+            format!(" {} is set in the environment;", hcp_env.join(" and "))
+        };
+        return format!(
+            "HCP Packer skipped a build it counts as done{said}.{env} unset the HCP Packer \
+             variables for imagepipe builds, or remove the template's `hcp_packer_registry` block"
+        );
+    }
+    if !plan.image.only.is_empty() {
+        return format!(
+            "`only = {:?}` matched no build (Packer only warns). Since a `build` block with a \
+             `name` renames its builds to `<build>.<type>.<source>`, list them by that name; \
+             `packer inspect` shows them",
+            plan.image.only
+        );
+    }
+    "no build ran (check the template's `build` blocks and that the manifest post-processor \
+     writes to var.imagepipe_manifest or the image's `manifest`)"
+        .to_string()
+}
+
 /// Turns this run's manifest builds into record artifacts, hashing every file.
 fn collect_artifacts(
     plan: &Plan,
@@ -1058,11 +1197,41 @@ fn collect_artifacts(
         reason: e.to_string(),
     })?;
     let record_dir = crate::fsutil::parent_dir(&plan.record_path).to_path_buf();
+    // The vSphere plugin's artifact lists every file of its output_directory. When that is
+    // imagepipe's output directory, imagepipe's own files are among them: never artifacts.
+    let own: Vec<PathBuf> = [
+        plan.var_file.clone(),
+        plan.manifest_path.clone(),
+        PathBuf::from(format!("{}.lock", plan.manifest_path.display())),
+        plan.record_path.clone(),
+    ]
+    .iter()
+    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+    .collect();
+    let is_own = |path: &Path| {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        own.contains(&path)
+    };
     let mut pending: Vec<(String, String, PathBuf)> = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
     for b in builds {
         let build = format!("{}.{}", b.builder_type, b.name);
-        let files = b.files.as_deref().unwrap_or_default();
+        let listed = b.files.as_deref().unwrap_or_default();
+        let files: Vec<_> = listed
+            .iter()
+            .filter(|f| {
+                let own = is_own(&plan.build.cwd.join(&f.name));
+                if own {
+                    ui.warn(&format!(
+                        "{build} lists imagepipe's own file {} as an artifact (its output \
+                         directory is imagepipe's); it is left out. Give the builder an \
+                         output_directory of its own, e.g. \"${{var.imagepipe_output_dir}}/export\"",
+                        f.name
+                    ));
+                }
+                !own
+            })
+            .collect();
         if files.is_empty() {
             // The null builder reports a placeholder id; it produced nothing to record.
             if b.builder_type == "null" || b.artifact_id.is_empty() {
@@ -1078,7 +1247,7 @@ fn collect_artifacts(
             }
             continue;
         }
-        for f in files {
+        for f in &files {
             let path = plan.build.cwd.join(&f.name);
             let logical = if files.len() == 1 {
                 b.name.clone()
@@ -1117,6 +1286,12 @@ fn collect_artifacts(
             path: path.clone(),
             source,
         })?;
+        let builder_type = build.split('.').next().unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let role = Role::classify(builder_type, file_name, d.format);
         let shown = path
             .strip_prefix(&record_dir)
             .unwrap_or(&path)
@@ -1130,9 +1305,12 @@ fn collect_artifacts(
                 size: d.size,
                 sha256: d.sha256,
                 format: d.format,
+                role,
             }),
         });
     }
+    // Disks (and ids) first: a child's `imagepipe_parent_artifact` is the first artifact.
+    artifacts.sort_by_key(|a| Role::rank(a.role()));
     let mut names = BTreeSet::new();
     for a in &artifacts {
         if !names.insert(a.name.as_str()) {

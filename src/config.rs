@@ -241,6 +241,7 @@ struct RawPipeline {
     output_dir: Option<PathBuf>,
     packer: Option<PathBuf>,
     build_timeout: Option<HumanDuration>,
+    interrupt_grace: Option<HumanDuration>,
 }
 
 /// How `imagepipe-tag` versions and tags images, and what review it requires.
@@ -327,6 +328,9 @@ pub struct Config {
     pub output_dir: PathBuf,
     pub packer: PathBuf,
     pub build_timeout: Duration,
+    /// After an interrupt or the timeout, how long Packer gets to clean up before it and
+    /// everything it started are killed.
+    pub interrupt_grace: Duration,
     pub tag: TagSettings,
     pub store: StoreSpec,
     /// Images in the order the file defines them.
@@ -338,6 +342,9 @@ pub struct Config {
 
 /// Default build timeout; qemu builds under emulation and Windows updates are slow.
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+/// Long enough for the vSphere plugin to power off and destroy a VM on a busy vCenter (its
+/// teardown waits on tasks), short enough that a stuck CI job is not held for an hour.
+pub const DEFAULT_INTERRUPT_GRACE: Duration = Duration::from_secs(10 * 60);
 
 impl Config {
     /// Finds the config: an explicit path, `IMAGEPIPE_CONFIG`, or `imagepipe.toml` in the working
@@ -513,6 +520,7 @@ impl Resolver<'_> {
             output_dir: None,
             packer: None,
             build_timeout: None,
+            interrupt_grace: None,
         });
         let tag_format = match &pipeline.tag_format {
             None => TagFormat::default(),
@@ -636,6 +644,9 @@ impl Resolver<'_> {
             build_timeout: pipeline
                 .build_timeout
                 .map_or(DEFAULT_BUILD_TIMEOUT, |d| d.0),
+            interrupt_grace: pipeline
+                .interrupt_grace
+                .map_or(DEFAULT_INTERRUPT_GRACE, |d| d.0),
             tag: raw.tag,
             store,
             images,

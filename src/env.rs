@@ -30,6 +30,8 @@ pub const DRY_RUN: &str = "IMAGEPIPE_DRY_RUN";
 pub const FORCE: &str = "IMAGEPIPE_FORCE";
 /// Overrides the build timeout from `imagepipe.toml` (`90m`, `2h`).
 pub const BUILD_TIMEOUT: &str = "IMAGEPIPE_BUILD_TIMEOUT";
+/// Overrides `pipeline.interrupt_grace`: how long Packer may clean up after an interrupt.
+pub const INTERRUPT_GRACE: &str = "IMAGEPIPE_INTERRUPT_GRACE";
 /// The `packer` executable to run.
 pub const PACKER: &str = "IMAGEPIPE_PACKER";
 /// Git commit to record instead of asking git (CI systems that build from a tarball).

@@ -145,6 +145,74 @@ pub struct FileArtifact {
     pub size: u64,
     pub sha256: Sha256Hex,
     pub format: Format,
+    pub role: Role,
+}
+
+/// What a file is to the image: the disk (what a child builds on, a scan reads and a library
+/// imports), or a file beside it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The image itself: a disk image (raw, qcow2, VMDK, VHD), an OVA, a box, an ISO, or a
+    /// root filesystem tarball.
+    Disk,
+    /// An OVF descriptor (`.ovf`) of a loose OVF export.
+    Descriptor,
+    /// An OVF manifest (`.mf`) of a loose OVF export.
+    Manifest,
+    /// UEFI variable store: the qemu plugin's `efivars.fd`, vSphere's `.nvram`.
+    Nvram,
+    /// Anything else a builder left in its output (a log).
+    Other,
+}
+
+impl Role {
+    /// What a file a build produced is, from its name, its format and the builder type.
+    ///
+    /// - `efivars.fd` (the qemu plugin copies the firmware's variable store there when
+    ///   `efi_boot` is on), any `*.fd` and `*.nvram` (vSphere's `image_files`): NVRAM;
+    /// - OVF descriptors and manifests by format;
+    /// - disk and package formats: the disk;
+    /// - a qemu build's file without an extension: the disk (its `vm_name` defaults to
+    ///   `packer-<name>`, and a raw disk has no magic bytes to tell it by);
+    /// - the rest: other.
+    pub fn classify(builder_type: &str, file_name: &str, format: Format) -> Self {
+        let lower = file_name.to_ascii_lowercase();
+        let ext = Path::new(&lower).extension().and_then(|e| e.to_str());
+        if lower == "efivars.fd" || matches!(ext, Some("fd" | "nvram")) {
+            return Self::Nvram;
+        }
+        match format {
+            Format::Ovf => Self::Descriptor,
+            Format::Mf => Self::Manifest,
+            Format::Ova
+            | Format::Vmdk
+            | Format::Qcow2
+            | Format::Raw
+            | Format::Vhd
+            | Format::Vhdx
+            | Format::Iso
+            | Format::Tar
+            | Format::Box => Self::Disk,
+            Format::Other if builder_type == "qemu" && ext.is_none() => Self::Disk,
+            Format::Other => Self::Other,
+        }
+    }
+
+    /// Where artifacts of this role come in a record: the disk first, so that a child's
+    /// `imagepipe_parent_artifact` (the first artifact) is the disk.
+    pub fn rank(role: Option<Self>) -> u8 {
+        match role {
+            // An artifact that is not a file (an AMI) is the image as much as a disk is.
+            None | Some(Self::Disk) => 0,
+            Some(Self::Descriptor) => 1,
+            Some(Self::Manifest) => 2,
+            Some(Self::Nvram) => 3,
+            Some(Self::Other) => 4,
+        }
+    }
 }
 
 impl FileArtifact {
@@ -164,6 +232,16 @@ impl Artifact {
             ArtifactKind::Remote { .. } => None,
         }
     }
+
+    /// The file's role; `None` for an artifact that is not a file.
+    pub fn role(&self) -> Option<Role> {
+        self.file().map(|f| f.role)
+    }
+
+    /// Whether this is the image itself: a disk, or an artifact that is not a file (an AMI).
+    pub fn is_disk(&self) -> bool {
+        matches!(self.role(), None | Some(Role::Disk))
+    }
 }
 
 /// An artifact as written: flat, so `jq .artifacts[].sha256` works, with either the file fields
@@ -172,7 +250,7 @@ impl Artifact {
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
     { "required": ["path", "size", "sha256", "format"], "not": { "required": ["id"] } },
-    { "required": ["id"], "not": { "anyOf": [{ "required": ["path"] }, { "required": ["sha256"] }] } }
+    { "required": ["id"], "not": { "anyOf": [{ "required": ["path"] }, { "required": ["sha256"] }, { "required": ["role"] }] } }
 ]))]
 struct RawArtifact {
     /// Logical name, unique within the record: the Packer build's name, plus the file name when
@@ -189,6 +267,10 @@ struct RawArtifact {
     sha256: Option<Sha256Hex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<Format>,
+    /// File artifacts: `disk`, `descriptor`, `manifest`, `nvram` or `other`. Records written
+    /// before roles existed lack it; it is then worked out from the file's name and format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
     /// Artifacts that are not files: the builder's id, e.g. `us-east-1:ami-0abc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
@@ -197,19 +279,31 @@ struct RawArtifact {
 impl TryFrom<RawArtifact> for Artifact {
     type Error = String;
     fn try_from(r: RawArtifact) -> Result<Self, String> {
-        let kind = match (r.path, r.size, r.sha256, r.format, r.id) {
-            (Some(path), Some(size), Some(sha256), Some(format), None) => {
+        let kind = match (r.path, r.size, r.sha256, r.format, r.role, r.id) {
+            (Some(path), Some(size), Some(sha256), Some(format), role, None) => {
+                let role = role.unwrap_or_else(|| {
+                    let file = Path::new(&path)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(&path);
+                    // `build` was `<type>.<source>` before roles existed.
+                    let builder_type = r.build.split('.').next().unwrap_or_default();
+                    Role::classify(builder_type, file, format)
+                });
                 ArtifactKind::File(FileArtifact {
                     path,
                     size,
                     sha256,
                     format,
+                    role,
                 })
             }
-            (None, None, None, None, Some(id)) if !id.is_empty() => ArtifactKind::Remote { id },
+            (None, None, None, None, None, Some(id)) if !id.is_empty() => {
+                ArtifactKind::Remote { id }
+            }
             _ => {
                 return Err(format!(
-                    "artifact `{}` needs either all of `path`, `size`, `sha256`, `format` or only `id`",
+                    "artifact `{}` needs either all of `path`, `size`, `sha256`, `format` (and optionally `role`) or only `id`",
                     r.name
                 ));
             }
@@ -231,6 +325,7 @@ impl From<Artifact> for RawArtifact {
             size: None,
             sha256: None,
             format: None,
+            role: None,
             id: None,
         };
         match a.kind {
@@ -239,6 +334,7 @@ impl From<Artifact> for RawArtifact {
                 raw.size = Some(f.size);
                 raw.sha256 = Some(f.sha256);
                 raw.format = Some(f.format);
+                raw.role = Some(f.role);
             }
             ArtifactKind::Remote { id } => raw.id = Some(id),
         }
@@ -363,6 +459,16 @@ impl Record {
             name: self.image.name.clone(),
             version: self.image.version.clone(),
         }
+    }
+
+    /// The image itself among the artifacts: the first disk (or artifact that is not a file),
+    /// else the first artifact. Records written before roles existed may list a side file
+    /// (`efivars.fd`) first; this still finds the disk.
+    pub fn primary_artifact(&self) -> Option<&Artifact> {
+        self.artifacts
+            .iter()
+            .find(|a| a.is_disk())
+            .or(self.artifacts.first())
     }
 
     /// Parses and checks a record; `origin` names it in errors (a path or a URL).
@@ -557,6 +663,7 @@ pub(crate) mod tests {
                         size: 3,
                         sha256: Sha256Hex::digest(b"abc"),
                         format: Format::Qcow2,
+                        role: Role::Disk,
                     }),
                 },
                 Artifact {
@@ -581,7 +688,58 @@ pub(crate) mod tests {
         assert_eq!(back, r);
         let v: serde_json::Value = serde_json::from_slice(&r.to_bytes()).unwrap();
         assert_eq!(v["artifacts"][0]["format"], "qcow2");
+        assert_eq!(v["artifacts"][0]["role"], "disk");
         assert_eq!(v["artifacts"][1]["id"], "us-east-1:ami-0abc");
+        assert!(v["artifacts"][1].get("role").is_none());
+    }
+
+    #[test]
+    fn records_without_roles_get_them_from_name_and_format() {
+        // A qemu build's record from before roles: the manifest listed efivars.fd first.
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
+        let file = |name: &str, format: &str| {
+            serde_json::json!({"name": format!("vm/{name}"), "build": "qemu.vm", "path": name,
+                "size": 3, "sha256": Sha256Hex::digest(b"abc").to_string(), "format": format})
+        };
+        v["artifacts"] = serde_json::json!([
+            file("efivars.fd", "other"),
+            file("packer-vm", "other"),
+            file("vm.ovf", "ovf"),
+            file("vm.mf", "mf"),
+            file("vm.log", "other"),
+        ]);
+        let r = Record::from_slice(v.to_string().as_bytes(), "old.json").unwrap();
+        let roles: Vec<_> = r.artifacts.iter().map(|a| a.role().unwrap()).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::Nvram,
+                Role::Disk,
+                Role::Descriptor,
+                Role::Manifest,
+                Role::Other
+            ]
+        );
+        assert_eq!(r.primary_artifact().unwrap().name, "vm/packer-vm");
+        // A role on an artifact that is not a file is refused.
+        v["artifacts"] = serde_json::json!([{"name": "ami", "build": "amazon-ebs.x", "id": "ami-1", "role": "disk"}]);
+        let err = Record::from_slice(v.to_string().as_bytes(), "r.json").unwrap_err();
+        assert!(err.to_string().contains("only `id`"), "{err}");
+    }
+
+    #[test]
+    fn roles_by_builder_name_and_format() {
+        let c = Role::classify;
+        assert_eq!(c("qemu", "efivars.fd", Format::Other), Role::Nvram);
+        assert_eq!(c("qemu", "efivars.fd", Format::Qcow2), Role::Nvram);
+        assert_eq!(c("vsphere-iso", "vm.nvram", Format::Other), Role::Nvram);
+        assert_eq!(c("qemu", "packer-vm", Format::Other), Role::Disk);
+        assert_eq!(c("qemu", "vm.log", Format::Other), Role::Other);
+        assert_eq!(c("file", "disk-a", Format::Other), Role::Other);
+        assert_eq!(c("vsphere-iso", "vm-disk-0.vmdk", Format::Vmdk), Role::Disk);
+        assert_eq!(c("vsphere-iso", "vm.ovf", Format::Ovf), Role::Descriptor);
+        assert_eq!(c("vsphere-iso", "vm.mf", Format::Mf), Role::Manifest);
+        assert_eq!(c("file", "x.ova", Format::Ova), Role::Disk);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -41,6 +41,13 @@ pub enum PackerError {
     BuildFailed(String),
     #[error("the build was interrupted by {0}; Packer was asked to clean up and has exited")]
     Interrupted(&'static str),
+    #[error(
+        "the build was interrupted ({0}) and Packer had not finished cleaning up within the \
+         interrupt grace of {1}: it was killed, so what its cleanup had not removed yet (a VM, \
+         an instance) may still exist. Raise `interrupt_grace` in imagepipe.toml or \
+         IMAGEPIPE_INTERRUPT_GRACE if the teardown needs longer"
+    )]
+    KilledAfterGrace(&'static str, String),
     #[error(
         "the build did not finish within {0}; Packer was interrupted and has exited \
          (raise `build_timeout` in imagepipe.toml or IMAGEPIPE_BUILD_TIMEOUT)"
@@ -107,10 +114,15 @@ impl Invocation {
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         if !out.status.success() {
+            let mut output = text.trim_end().to_string();
+            if let Some(hint) = plugin_hint(&output) {
+                output.push_str("\nhint: ");
+                output.push_str(hint);
+            }
             return Err(PackerError::Failed {
                 command: self.to_string(),
                 status: out.status.to_string(),
-                output: text.trim_end().to_string(),
+                output,
             });
         }
         Ok(text)
@@ -164,6 +176,83 @@ pub struct BuildOutput {
     pub artifacts: Vec<Event>,
 }
 
+impl BuildOutput {
+    /// The builds that reported an artifact with files, each once, in order. A build reports
+    /// its builder's artifact and then each post-processor's (the manifest post-processor
+    /// passes the same one on), so a build may list several.
+    pub fn targets_with_files(&self) -> Vec<String> {
+        let mut targets: Vec<String> = self
+            .artifacts
+            .iter()
+            .filter_map(|e| match e {
+                Event::Artifact {
+                    target,
+                    key,
+                    values,
+                    ..
+                } if key == "files-count"
+                    && values
+                        .first()
+                        .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0)) =>
+                {
+                    Some(target.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+        targets
+    }
+}
+
+/// Whether a line of Packer's output may explain a run that built nothing: HCP Packer's
+/// skip of a build it counts as done (1.9–1.12 print it as an error and still exit 0), or
+/// the warning an `-only` that matches nothing gets.
+pub fn is_skip_clue(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("hcp") || t.contains("already done") || (t.contains("only") && t.contains("match"))
+}
+
+/// `validate` with `-evaluate-datasources` where the Packer version has it (1.8.5 and later):
+/// without it, validation skips data sources and checks less than it appears to.
+pub fn with_datasources(validate: &Invocation, packer_version: &str) -> Invocation {
+    let mut inv = validate.clone();
+    let supported = semver::Version::parse(packer_version.trim_start_matches('v'))
+        .is_ok_and(|v| v >= semver::Version::new(1, 8, 5));
+    if supported && let Some(i) = inv.args.iter().position(|a| a == "validate") {
+        inv.args.insert(i + 1, "-evaluate-datasources".into());
+    }
+    inv
+}
+
+/// What to do about a Packer failure whose output shows a known plugin problem.
+fn plugin_hint(output: &str) -> Option<&'static str> {
+    if output.contains("Available commands are:") && !output.contains("    init ") {
+        Some(
+            "this Packer has no `init` (it came in 1.7), which a template declaring \
+             `required_plugins` needs: use Packer 1.7 or later, or drop `required_plugins` \
+             for the plugins built into this release",
+        )
+    } else if output.contains("Multiple paths are no longer supported for PACKER_PLUGIN_PATH") {
+        Some(
+            "since Packer 1.11, PACKER_PLUGIN_PATH names one directory, holding plugins in the \
+             namespaced layout `packer init` and `packer plugins install` write",
+        )
+    } else if output.contains("Unknown source type") || output.contains("Missing plugins") {
+        Some(
+            "since Packer 1.10 the qemu and vSphere builders are plugins, and since 1.11 they \
+             load only from the plugin directory's namespaced layout (with _SHA256SUM files). \
+             Declare them in a `packer { required_plugins { … } }` block, which makes \
+             imagepipe-build run `packer init`; on hosts without internet install each one with \
+             `packer plugins install --path <binary> github.com/hashicorp/<name>` \
+             (docs/templates.md)",
+        )
+    } else {
+        None
+    }
+}
+
 /// Lines kept for the failure report.
 const TAIL: usize = 40;
 
@@ -206,17 +295,28 @@ pub async fn run_build(
 
     let mut interrupted: Option<&'static str> = None;
     let mut timed_out = false;
+    let mut killed = false;
     let mut out = BuildOutput::default();
     let mut errors: Vec<String> = Vec::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let (mut stdout_open, mut stderr_open) = (true, true);
 
-    // Signal the whole group, as a terminal's Ctrl-C would: `packer` re-executes itself under
-    // panicwrap, and the outer process does not pass signals on to the real one.
-    let forward = |sig: Signal| {
-        if let Some(pid) = pid {
-            let _ = killpg(pid, sig);
+    // Interrupts reach Packer alone, as SIGTERM. Packer re-executes itself under panicwrap,
+    // whose outer process ignores SIGINT and forwards only SIGTERM (main.go's ForwardSignals);
+    // the real Packer then cancels its builds through the plugins' RPC, so each plugin cleans
+    // up (powers off and destroys a vSphere VM). Signalling the whole process group instead
+    // kills plugins built with some SDK versions at once, leaving their VMs behind. Only when
+    // the grace is over does the group get SIGKILL. Packer is asked once: later signals
+    // neither repeat the request nor extend the grace.
+    let mut asked = false;
+    let mut forward = |kill_at: std::pin::Pin<&mut tokio::time::Sleep>| {
+        if std::mem::replace(&mut asked, true) {
+            return;
         }
+        if let Some(pid) = pid {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        kill_at.reset(tokio::time::Instant::now() + supervision.grace);
     };
     let mut note = |event: Event, errors: &mut Vec<String>, tail: &mut VecDeque<String>| {
         match &event {
@@ -239,7 +339,14 @@ pub async fn run_build(
         on_event(&event);
     };
 
+    let mut exited: Option<std::process::ExitStatus> = None;
     let status = loop {
+        if let Some(status) = exited
+            && !stdout_open
+            && !stderr_open
+        {
+            break status;
+        }
         tokio::select! {
             line = stdout.next_line(), if stdout_open => match line? {
                 Some(l) => note(machine::parse_line(&l), &mut errors, &mut tail),
@@ -251,30 +358,56 @@ pub async fn run_build(
             },
             _ = sigint.recv() => {
                 interrupted = Some("SIGINT");
-                forward(Signal::SIGINT);
-                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+                forward(kill_at.as_mut());
             }
             _ = sigterm.recv() => {
                 interrupted = Some("SIGTERM");
-                forward(Signal::SIGTERM);
-                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+                forward(kill_at.as_mut());
             }
             _ = &mut deadline, if !timed_out => {
                 timed_out = true;
-                forward(Signal::SIGINT);
-                kill_at.as_mut().reset(tokio::time::Instant::now() + supervision.grace);
+                forward(kill_at.as_mut());
             }
             _ = &mut kill_at => {
                 // Packer did not finish cleaning up in time: stop it and whatever it started.
+                killed = true;
                 if let Some(pid) = pid {
                     let _ = killpg(pid, Signal::SIGKILL);
                 }
                 kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
             }
-            status = child.wait(), if !stdout_open && !stderr_open => break status?,
+            status = child.wait(), if exited.is_none()
+                && ((!stdout_open && !stderr_open) || interrupted.is_some() || timed_out) =>
+            {
+                let status = status?;
+                if !stdout_open && !stderr_open {
+                    break status;
+                }
+                // An interrupted Packer has exited, but what it started and did not stop (a
+                // shell-local provisioner's `sleep`) still holds our pipes open: it goes, and
+                // Packer's last lines are still read.
+                exited = Some(status);
+                if let Some(pid) = pid {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                }
+            }
         }
     };
 
+    if interrupted.is_some() || timed_out {
+        // Whatever Packer left running in its group (a provisioner's background job it
+        // stopped waiting for, a qemu) goes with it. The group may be gone already.
+        if let Some(pid) = pid {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+    }
+    let grace = || humantime::format_duration(supervision.grace).to_string();
+    if killed {
+        return Err(PackerError::KilledAfterGrace(
+            interrupted.unwrap_or("the timeout"),
+            grace(),
+        ));
+    }
     if let Some(sig) = interrupted {
         return Err(PackerError::Interrupted(sig));
     }
@@ -297,6 +430,10 @@ pub async fn run_build(
                 }
             }
             seen.join("\n")
+        };
+        let detail = match plugin_hint(&detail) {
+            Some(hint) => format!("{detail}\nhint: {hint}"),
+            None => detail,
         };
         return Err(PackerError::BuildFailed(detail));
     }

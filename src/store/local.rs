@@ -347,6 +347,7 @@ mod tests {
             size: bytes.len() as u64,
             sha256: Sha256Hex::digest(bytes),
             format: Format::Raw,
+            role: crate::record::Role::Disk,
         }
     }
 
@@ -380,6 +381,7 @@ mod tests {
                 size: content.len() as u64,
                 sha256: digest,
                 format: Format::Raw,
+                role: crate::record::Role::Disk,
             }),
         }];
         store

@@ -48,6 +48,7 @@ pub fn built_as(
                 size: d.size,
                 sha256: d.sha256,
                 format: d.format,
+                role: record::Role::classify("file", name, d.format),
             }),
         });
     }

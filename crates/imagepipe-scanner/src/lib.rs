@@ -22,7 +22,7 @@ pub mod waiver;
 use std::path::{Path, PathBuf};
 
 use imagepipe::hash::Sha256Hex;
-use imagepipe::record::{Format, GateStatus, Record, Report, ScanSection, SeverityCounts};
+use imagepipe::record::{Format, GateStatus, Record, Report, Role, ScanSection, SeverityCounts};
 
 pub use imagepipe::severity::Severity;
 
@@ -259,11 +259,20 @@ fn artifact(
         .iter()
         .filter(|a| match wanted {
             Some(name) => a.name == name,
+            // The disk by role, so not an NVRAM file or an OVF descriptor beside it; the disk
+            // of a loose OVF export is a VMDK, and a qemu build's raw disk without an extension
+            // has no format of its own.
             None => a.file().is_some_and(|f| {
-                matches!(
-                    f.format,
-                    Format::Raw | Format::Qcow2 | Format::Vmdk | Format::Ova | Format::Tar
-                )
+                f.role == Role::Disk
+                    && matches!(
+                        f.format,
+                        Format::Raw
+                            | Format::Qcow2
+                            | Format::Vmdk
+                            | Format::Ova
+                            | Format::Tar
+                            | Format::Other
+                    )
             }),
         })
         .find_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)));

@@ -79,6 +79,11 @@ struct Args {
     #[arg(long, env = env::BUILD_TIMEOUT, value_name = "DURATION", value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
 
+    /// After an interrupt or the timeout, how long Packer may clean up (destroy its VM) before
+    /// it and everything it started are killed; overrides imagepipe.toml's interrupt_grace.
+    #[arg(long, env = env::INTERRUPT_GRACE, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    interrupt_grace: Option<Duration>,
+
     /// Replace a non-empty output directory (and pass -force to Packer).
     #[arg(long, env = env::FORCE)]
     force: bool,
@@ -125,7 +130,11 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-build", &common, |ui| async move {
-        let config = step::load_config(&ui, args.common.config.as_deref())?;
+        let mut config = step::load_config(&ui, args.common.config.as_deref())?;
+        // A runner's own Packer (a newer release in the tool cache) without editing the file.
+        if let Some(packer) = env::var(env::PACKER) {
+            config.packer = packer.into();
+        }
         if let Some(Command::Validate {
             images,
             changed_since,
@@ -163,6 +172,7 @@ fn main() -> ExitCode {
             output_dir: args.output_dir,
             record: args.record,
             timeout: args.timeout,
+            interrupt_grace: args.interrupt_grace,
             force: args.force,
             git_commit: env::var(env::GIT_COMMIT),
         };

@@ -575,13 +575,20 @@ fn missing_manifest_says_what_to_add() {
     assert!(!repo.record("nomf", "1.0.0").exists());
 }
 
-fn sleeper_repo(timeout: &str) -> Repo {
+/// A build whose provisioner sleeps; the sleep's argument is unique to it, so that the test
+/// can find it among the machine's processes.
+fn sleeper_repo(timeout: &str) -> (Repo, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let sleep = format!("sleep 600.{}{nanos}", std::process::id());
     let repo = Repo::new(&format!(
         "[[image]]\nname = \"slow\"\ntemplate = \"t\"\nbuild_timeout = \"{timeout}\"\n"
     ));
     repo.write(
         "t/slow.pkr.hcl",
-        r#"
+        &r#"
 variable "imagepipe_output_dir" {
   type = string
 }
@@ -595,20 +602,21 @@ source "file" "disk" {
 build {
   sources = ["source.file.disk"]
   provisioner "shell-local" {
-    inline = ["echo provisioning-started", "sleep 600"]
+    inline = ["echo provisioning-started", "SLEEP"]
   }
   post-processor "manifest" {
     output = var.imagepipe_manifest
   }
 }
-"#,
+"#
+        .replace("SLEEP", &sleep),
     );
-    repo
+    (repo, sleep)
 }
 
 #[test]
 fn sigint_is_forwarded_to_packer_and_no_record_is_written() {
-    let repo = sleeper_repo("1h");
+    let (repo, sleep) = sleeper_repo("1h");
     let mut child = repo
         .cmd(&["--image", "slow", "--version", "1.0.0"])
         .stderr(Stdio::piped())
@@ -634,16 +642,29 @@ fn sigint_is_forwarded_to_packer_and_no_record_is_written() {
     let err = seen.join("\n");
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(
-        err.contains("Cancelling build after receiving interrupt"),
+        err.contains("Cancelling build after receiving terminated"),
         "Packer got the signal: {err}"
     );
     assert!(err.contains("interrupted by SIGINT"), "{err}");
     assert!(!repo.record("slow", "1.0.0").exists());
+    // Packer left its provisioner's `sleep 600` running; the step stopped it with the group.
+    assert!(
+        !running(&sleep),
+        "the provisioner's `{sleep}` is left running"
+    );
+}
+
+/// Whether a process with exactly this command line runs.
+fn running(args: &str) -> bool {
+    let out = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == args)
 }
 
 #[test]
 fn build_timeout_interrupts_packer() {
-    let repo = sleeper_repo("1s");
+    let (repo, sleep) = sleeper_repo("1s");
     let out = repo.run(&["--image", "slow", "--version", "1.0.0"]);
     assert_exit(&out, 2);
     assert!(
@@ -652,6 +673,10 @@ fn build_timeout_interrupts_packer() {
         stderr(&out)
     );
     assert!(!repo.record("slow", "1.0.0").exists());
+    assert!(
+        !running(&sleep),
+        "the provisioner's `{sleep}` is left running"
+    );
 }
 
 #[test]
