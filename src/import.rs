@@ -27,11 +27,24 @@ pub enum ImportError {
     )]
     NoLibrary(String),
     #[error(
-        "{image} has no OVA artifact{which}; content libraries import OVAs: add one to the template's outputs, or name it with --artifact"
+        "{image} has no OVA or OVF descriptor artifact{which}; content libraries import OVF \
+         packages: add one to the template's outputs, or name it with --artifact"
     )]
     NoOva { image: String, which: String },
-    #[error("{image} has several OVA artifacts ({names}); name one with --artifact")]
+    #[error(
+        "{image} has several OVA or OVF descriptor artifacts ({names}); name one with --artifact"
+    )]
     SeveralOvas { image: String, names: String },
+    #[error(
+        "site {site}: the OVF descriptor {descriptor} of {image} references `{href}`, which the \
+         record has no artifact for; a loose OVF export is imported with every file it names"
+    )]
+    MissingReference {
+        site: String,
+        image: String,
+        descriptor: String,
+        href: String,
+    },
     #[error("{0}")]
     Unsupported(String),
     #[error("site {site}: library credentials: {message}")]
@@ -96,83 +109,85 @@ pub async fn import_site(
         .ok_or_else(|| ImportError::NoLibrary(site.name.clone()))?;
     let store = store::open(&site.store)?;
     let loaded = store.fetch_record(image).await?;
-    let files: Vec<_> = loaded
-        .record
-        .artifacts
-        .iter()
-        .filter(|a| match &options.artifact {
-            Some(name) => &a.name == name,
-            None => a.file().is_some_and(|f| f.format == Format::Ova),
-        })
-        .filter_map(|a| a.file().map(|f| (a.name.clone(), f.clone())))
-        .collect();
-    let artifact = match files.as_slice() {
-        [(n, f)] => (n.clone(), f.clone()),
-        [] => {
-            return Err(ImportError::NoOva {
-                image: image.to_string(),
-                which: options
-                    .artifact
-                    .as_ref()
-                    .map(|a| format!(" named `{a}`"))
-                    .unwrap_or_default(),
-            });
-        }
-        many => {
-            return Err(ImportError::SeveralOvas {
-                image: image.to_string(),
-                names: many
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    };
-    let (name, artifact) = artifact;
-    let want = published
-        .artifacts
-        .iter()
-        .find(|a| a.name == name)
-        .and_then(|a| a.file());
+    let parts = choose(site, image, &loaded.record, store.as_ref(), options).await?;
+    let loose = parts.len() > 1 || parts[0].1.format == Format::Ovf;
     let describe =
         |f: &crate::record::FileArtifact| format!("{} bytes, sha256 {}", f.size, f.sha256);
-    if want.is_none_or(|w| w.sha256 != artifact.sha256 || w.size != artifact.size) {
-        return Err(ImportError::NotPublished {
-            site: site.name.clone(),
-            image: image.to_string(),
-            artifact: name,
-            site_artifact: describe(&artifact),
-            published: want.map_or_else(|| "no such artifact".to_string(), describe),
-        });
+    for (name, artifact) in &parts {
+        let want = published
+            .artifacts
+            .iter()
+            .find(|a| &a.name == name)
+            .and_then(|a| a.file());
+        if want.is_none_or(|w| w.sha256 != artifact.sha256 || w.size != artifact.size) {
+            return Err(ImportError::NotPublished {
+                site: site.name.clone(),
+                image: image.to_string(),
+                artifact: name.clone(),
+                site_artifact: describe(artifact),
+                published: want.map_or_else(|| "no such artifact".to_string(), describe),
+            });
+        }
     }
-    let stored = store.open_artifact(image, &artifact).await?;
-    let reader = crate::store::Verifying::new(
-        stored.as_ref(),
-        crate::store::Expected {
-            size: artifact.size,
-            sha256: artifact.sha256,
-        },
-    );
-    if reader.len() != artifact.size {
-        return Err(ImportError::Integrity {
-            site: site.name.clone(),
-            message: format!(
-                "{} is {} bytes, but the record says {}",
-                reader.location(),
-                reader.len(),
-                artifact.size
-            ),
-        });
+    let mut stored = Vec::new();
+    for (_, artifact) in &parts {
+        stored.push(store.open_artifact(image, artifact).await?);
     }
-    let package = crate::ova::read(&reader).await?;
+    let verifying: Vec<_> = stored
+        .iter()
+        .zip(&parts)
+        .map(|(s, (_, artifact))| {
+            crate::store::Verifying::new(
+                s.as_ref(),
+                crate::store::Expected {
+                    size: artifact.size,
+                    sha256: artifact.sha256,
+                },
+            )
+        })
+        .collect();
+    for (reader, (_, artifact)) in verifying.iter().zip(&parts) {
+        if reader.len() != artifact.size {
+            return Err(ImportError::Integrity {
+                site: site.name.clone(),
+                message: format!(
+                    "{} is {} bytes, but the record says {}",
+                    reader.location(),
+                    reader.len(),
+                    artifact.size
+                ),
+            });
+        }
+    }
+    let (name, artifact) = parts[0].clone();
+    let loose_reader = if loose {
+        Some(crate::ova::Loose::new(
+            format!("{} (a loose OVF export)", verifying[0].location()),
+            verifying
+                .iter()
+                .zip(&parts)
+                .map(|(r, (_, a))| {
+                    (
+                        a.file_name().to_string(),
+                        r as &dyn crate::store::ArtifactReader,
+                    )
+                })
+                .collect(),
+        )?)
+    } else {
+        None
+    };
+    let reader: &dyn crate::store::ArtifactReader = match &loose_reader {
+        Some(l) => l,
+        None => &verifying[0],
+    };
+    let package = crate::ova::read(reader).await?;
     if package.manifest.is_none() && !options.allow_missing_manifest {
         return Err(ImportError::NoManifest {
             site: site.name.clone(),
             location: reader.location().to_string(),
         });
     }
-    let reader: &dyn crate::store::ArtifactReader = &reader;
     let total: u64 = package.parts().map(|m| m.size).sum();
     let request = ImportRequest::new(
         image,
@@ -193,6 +208,13 @@ pub async fn import_site(
     let mut vsphere = vsphere_client(site, library, options.generation)?;
     vsphere.keep_alive = options.keep_alive;
     let transfer = if options.pull {
+        if loose {
+            return Err(ImportError::Unsupported(format!(
+                "site {}: PULL hands vCenter one OVA's URL; {name} is a loose OVF export, whose \
+                 files imagepipe pushes: use --transfer push",
+                site.name
+            )));
+        }
         let url = store.artifact_location(image, &artifact);
         if !url.starts_with("http") {
             return Err(ImportError::Unsupported(format!(
@@ -260,6 +282,122 @@ pub async fn import_site(
     };
     vsphere.logout().await;
     result
+}
+
+/// What to import, by artifact name: an OVA; or a loose OVF export (the vSphere plugin's
+/// default): its descriptor first, the files it references, then its manifest.
+async fn choose(
+    site: &Site,
+    image: &ImageRef,
+    record: &crate::record::Record,
+    store: &dyn store::Store,
+    options: &ImportOptions,
+) -> Result<Vec<(String, crate::record::FileArtifact)>, ImportError> {
+    let files = |f: &dyn Fn(&crate::record::FileArtifact) -> bool| -> Vec<(String, crate::record::FileArtifact)> {
+        record
+            .artifacts
+            .iter()
+            .filter_map(|a| a.file().filter(|x| f(x)).map(|x| (a.name.clone(), x.clone())))
+            .collect()
+    };
+    let named = |wanted: &str| -> Vec<_> {
+        record
+            .artifacts
+            .iter()
+            .filter(|a| a.name == wanted)
+            .filter_map(|a| a.file().map(|f| (a.name.clone(), f.clone())))
+            .collect()
+    };
+    let mut chosen = match &options.artifact {
+        Some(name) => named(name),
+        None => files(&|f| f.format == Format::Ova),
+    };
+    if chosen.is_empty() && options.artifact.is_none() {
+        chosen = files(&|f| f.format == Format::Ovf);
+    }
+    let first = match chosen.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(ImportError::NoOva {
+                image: image.to_string(),
+                which: options
+                    .artifact
+                    .as_ref()
+                    .map(|a| format!(" named `{a}`"))
+                    .unwrap_or_default(),
+            });
+        }
+        many => {
+            return Err(ImportError::SeveralOvas {
+                image: image.to_string(),
+                names: many
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    };
+    if first.1.format != Format::Ovf {
+        return Ok(vec![first]);
+    }
+    // The descriptor says which files belong to it.
+    let reader = store.open_artifact(image, &first.1).await?;
+    let location = reader.location().to_string();
+    if first.1.size > 16 << 20 {
+        return Err(crate::ova::OvaError::Bad {
+            location,
+            message: format!(
+                "the descriptor is {} bytes; it may be at most 16 MiB",
+                first.1.size
+            ),
+        }
+        .into());
+    }
+    let text = reader
+        .read_at(0, first.1.size as usize)
+        .await
+        .map_err(|source| crate::ova::OvaError::Io {
+            location: location.clone(),
+            source,
+        })?;
+    let references = crate::ova::references(&text)
+        .map_err(|message| crate::ova::OvaError::Bad { location, message })?;
+    let build = record
+        .artifacts
+        .iter()
+        .find(|a| a.name == first.0)
+        .map(|a| a.build.clone())
+        .unwrap_or_default();
+    let mut parts = vec![first.clone()];
+    for (href, _) in references {
+        let found = record
+            .artifacts
+            .iter()
+            .find(|a| a.file().is_some_and(|f| f.file_name() == href))
+            .and_then(|a| a.file().map(|f| (a.name.clone(), f.clone())));
+        match found {
+            Some(p) => parts.push(p),
+            None => {
+                return Err(ImportError::MissingReference {
+                    site: site.name.clone(),
+                    image: image.to_string(),
+                    descriptor: first.1.file_name().to_string(),
+                    href,
+                });
+            }
+        }
+    }
+    // The export's manifest: the same build's `.mf`.
+    if let Some(mf) = record
+        .artifacts
+        .iter()
+        .find(|a| a.build == build && a.file().is_some_and(|f| f.format == Format::Mf))
+        && let Some(f) = mf.file()
+    {
+        parts.push((mf.name.clone(), f.clone()));
+    }
+    Ok(parts)
 }
 
 /// A VCSP library: a directory (`vcsp:PATH`) or an Artifactory generic repository

@@ -588,3 +588,261 @@ mod tests {
         assert!(parse_manifest(b"garbage\n").is_err());
     }
 }
+
+/// A loose OVF export (a descriptor, the files it references and a manifest, stored as
+/// separate artifacts), presented as the OVA that holds them, so that import reads and checks
+/// it the way it reads an OVA. Nothing is copied: a member's bytes are its artifact's, and the
+/// tar headers between them are made up on the fly. The descriptor comes first, as in an OVA.
+#[derive(Debug)]
+pub struct Loose<'a> {
+    location: String,
+    segments: Vec<Segment<'a>>,
+    len: u64,
+}
+
+#[derive(Debug)]
+struct Segment<'a> {
+    /// Where the member's header starts in the made-up tar.
+    start: u64,
+    header: [u8; 512],
+    reader: &'a dyn ArtifactReader,
+    size: u64,
+}
+
+impl Segment<'_> {
+    fn data_start(&self) -> u64 {
+        self.start + 512
+    }
+    /// The end of the member's data padded to a whole block.
+    fn end(&self) -> u64 {
+        self.data_start() + self.size.div_ceil(512) * 512
+    }
+}
+
+impl<'a> Loose<'a> {
+    /// `files` by member name, descriptor first. Names must fit a tar header (100 bytes).
+    pub fn new(
+        location: String,
+        files: Vec<(String, &'a dyn ArtifactReader)>,
+    ) -> Result<Self, OvaError> {
+        let mut segments = Vec::new();
+        let mut pos = 0u64;
+        for (name, reader) in files {
+            if name.is_empty() || name.len() > 100 || name.contains('/') {
+                return Err(OvaError::Bad {
+                    location,
+                    message: format!(
+                        "`{name}` cannot be a member of an OVA: a plain file name of at most 100 bytes"
+                    ),
+                });
+            }
+            let header = ustar_header(&name, reader.len());
+            let seg = Segment {
+                start: pos,
+                header,
+                reader,
+                size: reader.len(),
+            };
+            pos = seg.end();
+            segments.push(seg);
+        }
+        Ok(Self {
+            location,
+            segments,
+            // Two zero blocks end a tar.
+            len: pos + 1024,
+        })
+    }
+
+    /// Copies the made-up bytes (headers, padding, the end) and the members' bytes of
+    /// `offset..offset+len` into `out`.
+    async fn fill(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let end = offset + out.len() as u64;
+        for seg in &self.segments {
+            // The header.
+            let (a, b) = (offset.max(seg.start), end.min(seg.data_start()));
+            if a < b {
+                let src = &seg.header[(a - seg.start) as usize..(b - seg.start) as usize];
+                out[(a - offset) as usize..(b - offset) as usize].copy_from_slice(src);
+            }
+            // The data; padding stays zero.
+            let (a, b) = (
+                offset.max(seg.data_start()),
+                end.min(seg.data_start() + seg.size),
+            );
+            if a < b {
+                let bytes = seg
+                    .reader
+                    .read_at(a - seg.data_start(), (b - a) as usize)
+                    .await?;
+                out[(a - offset) as usize..(b - offset) as usize].copy_from_slice(&bytes);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A ustar header for a regular file, as `tar` writes one.
+fn ustar_header(name: &str, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |h: &mut [u8; 512], at: usize, width: usize, value: u64| {
+        let text = format!("{value:0w$o}\0", w = width - 1);
+        h[at..at + width].copy_from_slice(text.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, size);
+    octal(&mut h, 136, 12, 0);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    // The checksum is computed with its own field as spaces.
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+    let text = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(text.as_bytes());
+    h
+}
+
+#[async_trait::async_trait]
+impl ArtifactReader for Loose<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        if offset + len as u64 > self.len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{}: {len} bytes at {offset} are past its end",
+                    self.location
+                ),
+            ));
+        }
+        let mut out = vec![0u8; len];
+        self.fill(offset, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn stream(&self, offset: u64, len: u64) -> std::io::Result<crate::store::ByteStream> {
+        // A member's bytes are its artifact's: streamed (and hashed) by its own reader.
+        if let Some(seg) = self
+            .segments
+            .iter()
+            .find(|s| offset >= s.data_start() && offset + len <= s.data_start() + s.size)
+        {
+            return seg.reader.stream(offset - seg.data_start(), len).await;
+        }
+        // Anything else (headers) is small: read whole.
+        if len > MAX_HEADER_DATA {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: a stream across members ({len} bytes at {offset})",
+                    self.location
+                ),
+            ));
+        }
+        let bytes = self.read_at(offset, len as usize).await?;
+        Ok(Box::pin(futures_util::stream::once(async move {
+            Ok(bytes::Bytes::from(bytes))
+        })))
+    }
+
+    async fn verify_whole(&self) -> std::io::Result<()> {
+        for seg in &self.segments {
+            seg.reader.verify_whole().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod loose_tests {
+    use super::*;
+    use crate::store::MemoryReader;
+
+    #[tokio::test]
+    async fn a_loose_export_reads_as_the_ova_tar_would_make_of_it() {
+        let ovf = br#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"><References><File ovf:id="f1" ovf:href="vm-disk-0.vmdk" ovf:size="1000"/></References></Envelope>"#.to_vec();
+        let disk: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let digest = crate::hash::Sha256Hex::digest;
+        let mf = format!(
+            "SHA256(vm.ovf)= {}\nSHA256(vm-disk-0.vmdk)= {}\n",
+            digest(&ovf),
+            digest(&disk)
+        )
+        .into_bytes();
+        let (r1, r2, r3) = (
+            MemoryReader(ovf.clone()),
+            MemoryReader(disk.clone()),
+            MemoryReader(mf.clone()),
+        );
+        let loose = Loose::new(
+            "export".into(),
+            vec![
+                ("vm.ovf".into(), &r1 as &dyn ArtifactReader),
+                ("vm-disk-0.vmdk".into(), &r2),
+                ("vm.mf".into(), &r3),
+            ],
+        )
+        .unwrap();
+        // GNU tar is the oracle for the made-up archive.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vm.ova");
+        std::fs::write(&path, loose.read_at(0, loose.len() as usize).await.unwrap()).unwrap();
+        let list = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(list.status.success(), "{list:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&list.stdout),
+            "vm.ovf\nvm-disk-0.vmdk\nvm.mf\n"
+        );
+        let member = std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(&path)
+            .arg("vm-disk-0.vmdk")
+            .output()
+            .unwrap();
+        assert_eq!(member.stdout, disk);
+        // Import's reading of it: the descriptor first, the disk by reference, streamed from
+        // the disk's own reader.
+        let package = read(&loose).await.unwrap();
+        assert_eq!(package.descriptor.name, "vm.ovf");
+        assert_eq!(package.files.len(), 1);
+        let f = &package.files[0];
+        let chunks: Vec<bytes::Bytes> =
+            futures_util::TryStreamExt::try_collect(loose.stream(f.offset, f.size).await.unwrap())
+                .await
+                .unwrap();
+        let streamed = chunks.concat();
+        assert_eq!(streamed, disk);
+    }
+
+    #[test]
+    fn names_that_a_tar_header_cannot_hold_are_refused() {
+        let r = MemoryReader(vec![]);
+        let long = "x".repeat(101);
+        for name in [long.as_str(), "a/b.vmdk", ""] {
+            let err = Loose::new(
+                "export".into(),
+                vec![(name.into(), &r as &dyn ArtifactReader)],
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("cannot be a member of an OVA"),
+                "{err}"
+            );
+        }
+    }
+}

@@ -40,8 +40,20 @@ pub fn built_as(
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
         let d = hash_file(&p, &|_| {}).unwrap();
+        // Named by stem, as a build of one file each would be; files sharing a stem (an OVF
+        // export's `.ovf` and `.mf`) keep their whole names.
+        let stem = name.split('.').next().unwrap();
+        let shared = files
+            .iter()
+            .filter(|(n, _)| n.split('.').next() == Some(stem))
+            .count()
+            > 1;
         artifacts.push(Artifact {
-            name: name.split('.').next().unwrap().to_string(),
+            name: if shared {
+                name.to_string()
+            } else {
+                stem.to_string()
+            },
             build: "file.disk".into(),
             kind: ArtifactKind::File(FileArtifact {
                 path: name.to_string(),

@@ -13,7 +13,8 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 
 /// Import an image version into every site's content library, from the site's own store.
 ///
-/// Per site of imagepipe.toml (or those chosen with --site), the version's OVA is read in place
+/// Per site of imagepipe.toml (or those chosen with --site), the version's OVA (or loose OVF
+/// export: a descriptor with the files it names) is read in place
 /// from the site's store and becomes an OVF library item: in a vCenter content library (the
 /// /rest API of 6.5/6.7 or the /api of 7.0U2+), or in a VMware Content Subscription Protocol
 /// library that vCenters subscribe to: a directory (vcsp:PATH, the embedded default) or an

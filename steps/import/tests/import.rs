@@ -585,6 +585,91 @@ async fn push_into_a_vcenter_is_idempotent_and_updates_in_place() {
     assert_eq!(names, ["global-debian-12", "global-debian-12-1.1.0"]);
 }
 
+/// The vSphere plugin's default export: the OVA's members as loose files of the record.
+async fn publish_loose(p: &Pipeline, store: &dyn Store, version: &str, ova_bytes: &[u8]) {
+    let parts = members(ova_bytes);
+    let files: Vec<(&str, &[u8])> = parts
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let record = common::built(
+        &p.path().join(format!("out/global/debian-12/{version}")),
+        version,
+        &files,
+        Some(GateStatus::Passed),
+    );
+    let loaded = Record::read(&record).unwrap();
+    imagepipe::publish::publish(store, &loaded, &record, None, None, false, &ui())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loose_ovf_export_is_imported_with_the_files_its_descriptor_names() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let library = vc.create_library("images").await;
+    let sites = format!(
+        "{}\n[[site]]\nname = \"dc2\"\n[site.store]\nurl = \"file:dc1\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+        vcenter_site("dc1", "file:dc1", &vc)
+    );
+    let p = Pipeline::new(&sites);
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    let bytes = ova(p.path(), "loose");
+    publish_loose(&p, &dc1, "1.0.0", &bytes).await;
+
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    // vCenter holds the descriptor and the disk, byte for byte as the OVA would give them.
+    let items = vc.items(&library).await;
+    assert_eq!(items.len(), 1);
+    let mut want: Vec<(String, u64)> = members(&bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(".mf"))
+        .map(|(n, b)| (n, b.len() as u64))
+        .collect();
+    want.sort();
+    assert_eq!(vc.files(&items[0].1).await, want);
+    // So does the VCSP library, with the manifest's checksums checked on the way.
+    let lib = p.path().join("lib");
+    assert_library_consistent(&lib, true);
+    for (name, content) in members(&bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with(".mf"))
+    {
+        let found: Vec<_> = walkdir(&lib)
+            .into_iter()
+            .filter(|f| f.file_name().is_some_and(|n| n == name.as_str()))
+            .collect();
+        assert_eq!(found.len(), 1, "{name} in {found:?}");
+        assert_eq!(std::fs::read(&found[0]).unwrap(), content, "{name}");
+    }
+
+    // PULL hands vCenter one URL: a loose export is refused with what to do.
+    let out = tokio::task::block_in_place(|| {
+        p.run(&["--version", "1.0.0", "--site", "dc1", "--transfer", "pull"])
+    });
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("use --transfer push"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribed_libraries_are_synced_until_they_show_the_item() {
     let vc = tokio::task::block_in_place(vcsim::Vcsim::start);

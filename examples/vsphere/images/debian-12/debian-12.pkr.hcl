@@ -75,9 +75,7 @@ source "vsphere-clone" "debian-12" {
     # A directory of its own: the plugin's artifact lists every file in the export directory,
     # so it must hold nothing but the export (not imagepipe's var file, manifest or record).
     # The default format is a loose OVF (descriptor, disk, manifest): imagepipe records each
-    # file by role and scans the disk. imagepipe-import takes OVAs only so far: to import this
-    # image into content libraries, set `format = "ova"` (the plugin then needs VMware's
-    # ovftool on the build host).
+    # file by role, scans the disk, and imports the descriptor with the files it names.
     output_directory = "${var.imagepipe_output_dir}/export"
     name             = "debian-12"
     manifest         = "sha256"
