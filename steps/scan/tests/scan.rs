@@ -631,3 +631,59 @@ fn a_record_naming_a_package_twice_is_one_vulnerability() {
         "DSA-5001-1 and DSA-5003-1 once each"
     );
 }
+
+#[test]
+fn a_loose_ovf_export_is_scanned_through_its_disk_not_its_side_files() {
+    // The vSphere plugin's default export beside a UEFI variable store, listed first as the
+    // qemu plugin lists `efivars.fd`: the scan must read the VMDK by its role.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("images/global")).unwrap();
+    std::fs::write(dir.path().join("images/global/global.pkr.hcl"), "").unwrap();
+    std::fs::write(
+        dir.path().join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[[image]]\nname = \"global/debian-12\"\ntemplate = \"images/global/global.pkr.hcl\"\n[image.scan]\nfail_on = \"critical\"\n",
+    )
+    .unwrap();
+    image(dir.path(), &[]);
+    let vmdk = std::fs::read(images::vmdk(
+        &dir.path().join("disk.raw"),
+        "streamOptimized",
+    ))
+    .unwrap();
+    let ovf = br#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"><References><File ovf:id="f1" ovf:href="vm-disk-0.vmdk"/></References></Envelope>"#;
+    common::built(
+        &dir.path().join("out/global/debian-12/1.0.0"),
+        "1.0.0",
+        &[
+            ("efivars.fd", b"\0".repeat(4096).as_slice()),
+            ("vm.ovf", ovf.as_slice()),
+            ("vm-disk-0.vmdk", vmdk.as_slice()),
+            ("vm.mf", b"".as_slice()),
+        ],
+        None,
+    );
+    let out = command(
+        BIN,
+        dir.path(),
+        &[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--json",
+        ],
+    )
+    .env("IMAGEPIPE_OSV_DB", osv(dir.path()))
+    .output()
+    .unwrap();
+    // The planted critical openssl advisory fails the gate: the disk was read.
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["artifact"], "vm-disk-0", "{doc}");
+    let mut packages: Vec<&str> = doc["packages"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    packages.sort();
+    assert_eq!(packages, ["libc6", "libssl3", "zlib1g"], "{doc}");
+}
