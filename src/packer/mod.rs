@@ -339,13 +339,22 @@ pub async fn run_build(
         on_event(&event);
     };
 
-    let mut exited: Option<std::process::ExitStatus> = None;
-    let status = loop {
-        if let Some(status) = exited
-            && !stdout_open
-            && !stderr_open
-        {
-            break status;
+    // Packer's exit, seen without reaping it: while Packer is an unreaped zombie its process
+    // group id cannot be given to anyone else, so the group can be killed safely once it exits.
+    let mut exited = match pid {
+        Some(pid) => tokio::task::spawn_blocking(move || exited_unreaped(pid)),
+        None => tokio::task::spawn_blocking(|| ()),
+    };
+    let mut packer_exited = false;
+    let kill_group = || {
+        if let Some(pid) = pid {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+    };
+
+    loop {
+        if packer_exited && !stdout_open && !stderr_open {
+            break;
         }
         tokio::select! {
             line = stdout.next_line(), if stdout_open => match line? {
@@ -371,36 +380,21 @@ pub async fn run_build(
             _ = &mut kill_at => {
                 // Packer did not finish cleaning up in time: stop it and whatever it started.
                 killed = true;
-                if let Some(pid) = pid {
-                    let _ = killpg(pid, Signal::SIGKILL);
-                }
+                kill_group();
                 kill_at.as_mut().reset(tokio::time::Instant::now() + Duration::MAX / 4);
             }
-            status = child.wait(), if exited.is_none()
-                && ((!stdout_open && !stderr_open) || interrupted.is_some() || timed_out) =>
-            {
-                let status = status?;
-                if !stdout_open && !stderr_open {
-                    break status;
-                }
-                // An interrupted Packer has exited, but what it started and did not stop (a
-                // shell-local provisioner's `sleep`) still holds our pipes open: it goes, and
-                // Packer's last lines are still read.
-                exited = Some(status);
-                if let Some(pid) = pid {
-                    let _ = killpg(pid, Signal::SIGKILL);
-                }
+            _ = &mut exited, if !packer_exited => {
+                packer_exited = true;
+                // The build is over. Whatever Packer started and did not stop is still in its
+                // process group (a builder's VM that a crashed or killed Packer left running
+                // would hold the disk and the CPUs, and the pipes we read; a shell-local
+                // provisioner's `sleep` an interrupted Packer stopped waiting for): nothing of
+                // this build may outlive the step. After Packer's own cleanup this finds no one.
+                kill_group();
             }
         }
-    };
-
-    if interrupted.is_some() || timed_out {
-        // Whatever Packer left running in its group (a provisioner's background job it
-        // stopped waiting for, a qemu) goes with it. The group may be gone already.
-        if let Some(pid) = pid {
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
     }
+    let status = child.wait().await?;
     let grace = || humantime::format_duration(supervision.grace).to_string();
     if killed {
         return Err(PackerError::KilledAfterGrace(
@@ -440,6 +434,18 @@ pub async fn run_build(
     Ok(out)
 }
 
+/// Blocks until the process `pid` (our child) has exited, leaving it unreaped.
+fn exited_unreaped(pid: Pid) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Exited, or no longer ours to wait for (then `child.wait()` reports it).
+            _ => return,
+        }
+    }
+}
+
 /// Whether a path's directory exists and holds anything.
 pub fn dir_has_entries(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
@@ -448,6 +454,45 @@ pub fn dir_has_entries(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Packer that exits and leaves a process of its group running (as a crashed Packer would
+    /// leave its builder's VM): the run ends, and takes that process with it.
+    #[tokio::test]
+    async fn nothing_packer_started_outlives_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("left.pid");
+        let inv = Invocation {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "sleep 600 >/dev/null 2>&1 & echo $! > {}; echo 'the build broke' >&2; exit 1",
+                    pid_file.display()
+                ),
+            ],
+            cwd: dir.path().to_path_buf(),
+        };
+        let supervision = Supervision {
+            timeout: Duration::from_secs(600),
+            grace: Duration::from_secs(10),
+        };
+        let err = run_build(&inv, supervision, |_| {}).await.unwrap_err();
+        assert!(
+            matches!(&err, PackerError::BuildFailed(d) if d.contains("the build broke")),
+            "{err}"
+        );
+        let left = std::fs::read_to_string(&pid_file).unwrap();
+        // Killed: gone, or a zombie its new parent has not reaped yet.
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", left.trim()))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next()))
+            .flatten();
+        assert!(
+            matches!(state, None | Some('Z')),
+            "process {} of the build's group is still running (state {state:?})",
+            left.trim()
+        );
+    }
 
     #[test]
     fn quoting() {

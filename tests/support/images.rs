@@ -70,7 +70,7 @@ pub fn ova(raw: &Path, name: &str) -> PathBuf {
     // The workspace's, from the root crate's tests and the steps' alike.
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
-        .map(|d| d.join("examples/local-pipeline/scripts/make-ova"))
+        .map(|d| d.join("examples/synthetic-pipeline/scripts/make-ova"))
         .find(|p| p.exists())
         .unwrap();
     run(Command::new(script).arg(raw).arg(name).arg(dir));

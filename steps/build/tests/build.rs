@@ -930,10 +930,10 @@ fn help() {
 }
 
 #[test]
-fn the_example_pipeline_builds() {
-    // The README's local pipeline, on a copy: vendor disk from a root tree with mke2fs, then
+fn the_synthetic_example_pipeline_builds() {
+    // The fast synthetic pipeline, on a copy: vendor disk from a root tree with mke2fs, then
     // the global layer hardens that disk in place with debugfs.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local-pipeline");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/synthetic-pipeline");
     let repo = Repo::new("");
     let copy = Command::new("cp")
         .arg("-a")

@@ -59,7 +59,7 @@ fn ova(dir: &Path, marker: &str) -> Vec<u8> {
         .arg(&disk));
     ok(Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/local-pipeline/scripts/make-ova"
+        "/../../examples/synthetic-pipeline/scripts/make-ova"
     ))
     .arg(&disk)
     .arg("global-debian-12")

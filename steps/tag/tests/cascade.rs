@@ -93,7 +93,8 @@ impl Pipeline {
         let dev = scratch.path().join("dev");
         let remote = scratch.path().join("remote.git");
         let store = scratch.path().join("store");
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/local-pipeline");
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/synthetic-pipeline");
         let copy = Command::new("cp")
             .arg("-a")
             .arg(&example)

@@ -1,4 +1,5 @@
-# The global layer: the vendor disk, hardened in place with debugfs.
+# The global layer: the vendor disk booted in QEMU (TCG: no hypervisor acceleration needed) and
+# hardened over SSH until the whole scan baseline passes.
 
 variable "imagepipe_output_dir" {
   type = string
@@ -14,58 +15,90 @@ variable "imagepipe_version" {
 
 variable "imagepipe_parent_artifact" {
   type        = string
-  description = "Path of the vendor layer's disk, resolved by imagepipe from the store."
+  description = "The vendor layer's qcow2 disk, resolved by imagepipe from the store."
 }
 
 variable "imagepipe_parent_version" {
   type = string
 }
 
-locals {
-  disk = "${var.imagepipe_output_dir}/global-debian-12.raw"
+# Set by scripts/local-pipeline through the environment (PKR_VAR_build_key): the private key
+# whose public half the vendor layer put into the packer account.
+variable "build_key" {
+  type = string
 }
 
-source "file" "disk" {
-  source = var.imagepipe_parent_artifact
-  target = local.disk
+# The host ports Packer may forward to the guest's SSH (PKR_VAR_ssh_port_min/max).
+variable "ssh_port_min" {
+  type    = number
+  default = 2222
+}
+
+variable "ssh_port_max" {
+  type    = number
+  default = 4444
+}
+
+locals {
+  out = "${var.imagepipe_output_dir}/qemu"
+}
+
+source "qemu" "debian" {
+  iso_url          = var.imagepipe_parent_artifact
+  iso_checksum     = "none"
+  disk_image       = true
+  skip_resize_disk = true
+  format           = "qcow2"
+  disk_compression = true
+  output_directory = local.out
+  vm_name          = "global-debian-12.qcow2"
+
+  accelerator    = "tcg"
+  headless       = true
+  disable_vnc    = true
+  cpus           = 2
+  memory         = 1024
+  disk_interface = "virtio"
+  net_device     = "virtio-net"
+  # The console, for when a boot goes wrong.
+  qemuargs = [["-serial", "file:${var.imagepipe_output_dir}/console.log"]]
+
+  communicator         = "ssh"
+  ssh_username         = "packer"
+  ssh_private_key_file = var.build_key
+  ssh_timeout          = "5m"
+  host_port_min        = var.ssh_port_min
+  host_port_max        = var.ssh_port_max
+  shutdown_command     = "sudo systemctl poweroff"
+  shutdown_timeout     = "2m"
 }
 
 build {
-  sources = ["source.file.disk"]
+  sources = ["source.qemu.debian"]
 
-  provisioner "shell-local" {
+  provisioner "file" {
+    sources     = ["${path.root}/files/50-hardening.conf", "${path.root}/files/issue.net"]
+    destination = "/tmp/"
+  }
+
+  provisioner "shell" {
+    execute_command = "sudo sh -c '{{ .Vars }} {{ .Path }}'"
+    scripts         = ["${path.root}/harden.sh"]
+  }
+
+  provisioner "shell" {
+    execute_command = "sudo sh -c '{{ .Vars }} {{ .Path }}'"
     inline = [
-      "export PATH=\"$PATH:/usr/sbin:/sbin\"",
-      "debugfs -w -R 'write ${path.root}/files/99-hardening.conf /etc/ssh/sshd_config.d/99-hardening.conf' '${local.disk}'",
-      "debugfs -w -R 'rm /usr/bin/telnetd' '${local.disk}'",
-      # The telnet server is gone: so is its package (as `apt-get purge telnetd` would leave it).
-      "debugfs -R 'cat /var/lib/dpkg/status' '${local.disk}' 2>/dev/null | awk 'BEGIN { RS = \"\"; ORS = \"\\n\\n\" } !/^Package: telnetd\\n/' > '${var.imagepipe_output_dir}/.status'",
-      "debugfs -w -R 'rm /var/lib/dpkg/status' '${local.disk}'",
-      "debugfs -w -R 'write ${var.imagepipe_output_dir}/.status /var/lib/dpkg/status' '${local.disk}'",
-      "rm '${var.imagepipe_output_dir}/.status'",
-      # CIS: /etc/shadow is not readable by others.
-      "debugfs -w -R 'set_inode_field /etc/shadow mode 0100640' '${local.disk}'",
-      "printf 'GLOBAL_VERSION=%s\\nBUILT_ON_VENDOR=%s\\n' '${var.imagepipe_version}' '${var.imagepipe_parent_version}' > '${var.imagepipe_output_dir}/.release'",
-      "debugfs -w -R 'write ${var.imagepipe_output_dir}/.release /etc/global-release' '${local.disk}'",
-      "rm '${var.imagepipe_output_dir}/.release'",
-      # debugfs exits 0 even when a request fails: check that the changes are really there.
-      "debugfs -R 'cat /etc/ssh/sshd_config.d/99-hardening.conf' '${local.disk}' | grep -q '^PermitRootLogin no'",
-      "if debugfs -R 'stat /usr/bin/telnetd' '${local.disk}' 2>&1 | grep -q 'Inode:'; then echo 'telnetd is still in the image' >&2; exit 1; fi",
-      "e2fsck -fn '${local.disk}'",
+      "printf 'GLOBAL_VERSION=%s\\nBUILT_ON_VENDOR=%s\\n' '${var.imagepipe_version}' '${var.imagepipe_parent_version}' > /etc/global-release",
     ]
   }
 
-  # The content libraries of the sites import OVAs: package the hardened disk as one, and
-  # record both files (artifice makes them this build's artifact for the manifest).
-  post-processors {
-    post-processor "shell-local" {
-      inline = ["${path.root}/../../../scripts/make-ova '${local.disk}' global-debian-12 '${var.imagepipe_output_dir}'"]
-    }
-    post-processor "artifice" {
-      files = [local.disk, "${var.imagepipe_output_dir}/global-debian-12.ova"]
-    }
-    post-processor "manifest" {
-      output = var.imagepipe_manifest
-    }
+  provisioner "shell" {
+    execute_command = "sudo sh -c '{{ .Vars }} {{ .Path }}'"
+    scripts         = ["${path.root}/../../../scripts/seal"]
+  }
+
+  post-processor "manifest" {
+    output = var.imagepipe_manifest
   }
 }

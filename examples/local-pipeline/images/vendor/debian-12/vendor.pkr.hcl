@@ -1,4 +1,6 @@
-# The vendor layer: an ext4 disk image made from ./rootfs with mke2fs -d.
+# The vendor layer: Debian 12 as Debian ships it (minbase, a kernel, systemd with D-Bus,
+# openssh-server and DHCP), made into a bootable disk by ./make-disk on the build host. Nothing
+# boots here: the layers above boot it.
 
 variable "imagepipe_output_dir" {
   type = string
@@ -12,12 +14,25 @@ variable "imagepipe_version" {
   type = string
 }
 
-locals {
-  disk = "${var.imagepipe_output_dir}/vendor-debian-12.raw"
+# Both are set by scripts/local-pipeline through the environment (PKR_VAR_build_key,
+# PKR_VAR_cache_dir).
+variable "build_key" {
+  type        = string
+  description = "Private SSH key the layers above log in with; its .pub goes into the disk."
 }
 
+variable "cache_dir" {
+  type        = string
+  description = "Where the mmdebstrap tree is cached between runs."
+}
+
+locals {
+  disk = "${var.imagepipe_output_dir}/vendor-debian-12.qcow2"
+}
+
+# The file builder only gives the build a target: make-disk replaces it with the disk.
 source "file" "disk" {
-  content = "placeholder, replaced by mke2fs"
+  content = "placeholder, replaced by make-disk"
   target  = local.disk
 }
 
@@ -26,11 +41,7 @@ build {
 
   provisioner "shell-local" {
     inline = [
-      "export PATH=\"$PATH:/usr/sbin:/sbin\"",
-      "mke2fs -F -q -t ext4 -L root -d '${path.root}/rootfs' '${local.disk}' 32M",
-      "printf 'VENDOR_VERSION=%s\\n' '${var.imagepipe_version}' > '${var.imagepipe_output_dir}/.release'",
-      "debugfs -w -R 'write ${var.imagepipe_output_dir}/.release /etc/vendor-release' '${local.disk}'",
-      "rm '${var.imagepipe_output_dir}/.release'",
+      "'${path.root}/make-disk' '${local.disk}' '${var.imagepipe_version}' '${var.build_key}.pub' '${var.cache_dir}'",
     ]
   }
 
