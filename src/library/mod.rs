@@ -14,7 +14,7 @@ use crate::ova::{Member, Package};
 use crate::store::ArtifactReader;
 
 /// How versions map to library items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// One item per image, updated in place: its id stays, consumers follow it.

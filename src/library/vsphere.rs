@@ -47,7 +47,7 @@ enum AddForm {
 }
 
 /// Which REST generation to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Generation {
     /// `/api` when the server has it, else `/rest`.
     #[default]

@@ -48,8 +48,8 @@ struct Args {
     item_name: String,
 
     /// One item per image updated in place, or one item per version.
-    #[arg(long, env = env::LAYOUT, value_enum, default_value_t = Layout::ItemPerImage)]
-    layout: Layout,
+    #[arg(long, env = env::LAYOUT, value_enum, default_value_t = LayoutArg::ItemPerImage)]
+    layout: LayoutArg,
 
     /// With item-per-version: how many versions of the image to keep; older items are deleted.
     #[arg(long, env = env::KEEP, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
@@ -61,8 +61,8 @@ struct Args {
     transfer: TransferMode,
 
     /// The vSphere REST generation: auto, rest (6.5, 6.7) or api (7.0U2 and later).
-    #[arg(long = "vsphere-api", env = env::VSPHERE_API, value_enum, default_value_t = Generation::Auto)]
-    generation: Generation,
+    #[arg(long = "vsphere-api", env = env::VSPHERE_API, value_enum, default_value_t = GenerationArg::Auto)]
+    generation: GenerationArg,
 
     /// The artifact to import, by name; default: the record's one OVA.
     #[arg(long, env = env::ARTIFACT, value_name = "NAME")]
@@ -83,6 +83,45 @@ struct Args {
 
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// The library's [`Layout`], as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LayoutArg {
+    /// One item per image, updated in place: its id stays, consumers follow it.
+    ItemPerImage,
+    /// One item per version, named with it; the newest `--keep` stay.
+    ItemPerVersion,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::ItemPerImage => Layout::ItemPerImage,
+            LayoutArg::ItemPerVersion => Layout::ItemPerVersion,
+        }
+    }
+}
+
+/// The vSphere client's [`Generation`], as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GenerationArg {
+    /// `/api` when the server has it, else `/rest`.
+    Auto,
+    /// vCenter 6.5 and 6.7.
+    Rest,
+    /// vCenter 7.0U2 and later.
+    Api,
+}
+
+impl From<GenerationArg> for Generation {
+    fn from(g: GenerationArg) -> Self {
+        match g {
+            GenerationArg::Auto => Generation::Auto,
+            GenerationArg::Rest => Generation::Rest,
+            GenerationArg::Api => Generation::Api,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,7 +145,7 @@ fn main() -> ExitCode {
         let (image, record_path) = args.target.locate(&config)?;
         let sites = config.select_sites(&args.sites)?;
         // A bad item name is refused before any site is touched.
-        imagepipe::library::item_name(&args.item_name, args.layout, &image)?;
+        imagepipe::library::item_name(&args.item_name, args.layout.into(), &image)?;
         // What every site's copy is checked against: the record as it was published.
         let published = if record_path.is_file() {
             Some(Record::read(&record_path)?.record).filter(|r| r.id() == image)
@@ -124,10 +163,10 @@ fn main() -> ExitCode {
         };
         let options = ImportOptions {
             item_name: args.item_name.clone(),
-            layout: args.layout,
+            layout: args.layout.into(),
             keep: args.keep.into(),
             pull: args.transfer == TransferMode::Pull,
-            generation: args.generation,
+            generation: args.generation.into(),
             artifact: args.artifact.clone(),
             sync_deadline: args.sync_wait,
             keep_alive: args.keep_alive,
