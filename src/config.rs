@@ -14,7 +14,7 @@ use semver::VersionReq;
 use serde::{Deserialize, Deserializer, de::IgnoredAny};
 use toml::Spanned;
 
-pub use crate::endpoint::{Credentials, StoreSpec, StoreUrl, StoreUrlError, TlsSpec};
+pub use crate::endpoint::{Credentials, LibraryUrl, StoreSpec, StoreUrl, StoreUrlError, TlsSpec};
 use crate::env;
 use crate::image::{ImageName, TagFormat};
 
@@ -144,7 +144,7 @@ struct RawEndpoint {
 /// Where a site's images end up: a vCenter content library or a VCSP library directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LibrarySpec {
-    pub url: String,
+    pub url: LibraryUrl,
     pub library: Option<String>,
     pub subscribed: Vec<String>,
     pub credentials: Credentials,
@@ -576,7 +576,7 @@ impl Resolver<'_> {
                 name: "local".into(),
                 store: store.clone(),
                 library: Some(LibrarySpec {
-                    url: format!("vcsp:{}", self.dir.join(".imagepipe/library").display()),
+                    url: LibraryUrl::VcspDir(self.dir.join(".imagepipe/library")),
                     library: None,
                     subscribed: Vec::new(),
                     credentials: Credentials::default(),
@@ -611,7 +611,7 @@ impl Resolver<'_> {
             if let Some(l) = &site.library {
                 plain(
                     &format!("site {}'s library", site.name),
-                    &l.url,
+                    &l.url.to_string(),
                     &l.credentials,
                 );
             }
@@ -764,19 +764,20 @@ impl Resolver<'_> {
         let (credentials, tls) = self.endpoint(&l, span.clone(), key)?;
         let url = l.url.get_ref();
         let url = if let Some(path) = url.strip_prefix("vcsp:").filter(|p| !p.contains("://")) {
-            format!("vcsp:{}", self.abs(Path::new(path)).display())
+            LibraryUrl::VcspDir(self.abs(Path::new(path)))
         } else if let Some(repo) = url.strip_prefix("vcsp:") {
-            if !matches!(
-                StoreUrl::parse(repo, self.dir),
-                Ok(StoreUrl::Artifactory { .. })
-            ) {
-                return Err(self.invalid(
-                    l.url.span(),
-                    &format!("{key}.url"),
-                    format!("`{url}`: a VCSP library is a directory (vcsp:PATH) or an Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO[/PATH])"),
-                ));
+            match StoreUrl::parse(repo, self.dir) {
+                Ok(StoreUrl::Artifactory { base, repo, prefix }) => {
+                    LibraryUrl::VcspArtifactory { base, repo, prefix }
+                }
+                _ => {
+                    return Err(self.invalid(
+                        l.url.span(),
+                        &format!("{key}.url"),
+                        format!("`{url}`: a VCSP library is a directory (vcsp:PATH) or an Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO[/PATH])"),
+                    ));
+                }
             }
-            url.clone()
         } else if url.starts_with("https://") || url.starts_with("http://") {
             if l.library.is_none() {
                 return Err(self.invalid(
@@ -785,7 +786,7 @@ impl Resolver<'_> {
                     "a vCenter library needs `library`, the content library's name",
                 ));
             }
-            url.clone()
+            LibraryUrl::VCenter(url.clone())
         } else {
             return Err(self.invalid(
                 l.url.span(),
@@ -1019,7 +1020,7 @@ parent = "global/debian-12"
         assert_eq!(c.sites.len(), 1);
         assert_eq!(
             c.sites[0].library.as_ref().unwrap().url,
-            "vcsp:/repo/.imagepipe/library"
+            LibraryUrl::VcspDir("/repo/.imagepipe/library".into())
         );
         assert_eq!(c.tag_format, TagFormat::default());
         assert_eq!(c.output_dir, Path::new("/repo/.imagepipe/build"));

@@ -131,3 +131,37 @@ pub struct StoreSpec {
     pub credentials: Credentials,
     pub tls: TlsSpec,
 }
+
+/// Where a site's library is, checked when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibraryUrl {
+    /// `vcsp:PATH`: a VCSP library in a directory (absolute once loaded).
+    VcspDir(PathBuf),
+    /// `vcsp:artifactory+https://HOST/artifactory/REPO[/PATH]`: a VCSP library in an
+    /// Artifactory generic repository.
+    VcspArtifactory {
+        base: String,
+        repo: String,
+        prefix: String,
+    },
+    /// `https://HOST`: a vCenter, whose content library is named apart.
+    VCenter(String),
+}
+
+impl fmt::Display for LibraryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::VcspDir(p) => write!(f, "vcsp:{}", p.display()),
+            Self::VcspArtifactory { base, repo, prefix } => write!(
+                f,
+                "vcsp:{}",
+                StoreUrl::Artifactory {
+                    base: base.clone(),
+                    repo: repo.clone(),
+                    prefix: prefix.clone(),
+                }
+            ),
+            Self::VCenter(url) => f.write_str(url),
+        }
+    }
+}

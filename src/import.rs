@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use crate::config::{LibrarySpec, Site};
+use crate::config::{LibrarySpec, LibraryUrl, Site};
 use crate::image::ImageRef;
 use crate::library::vcsp::VcspLibrary;
 use crate::library::vsphere::{Generation, Transfer, VSphere};
@@ -198,14 +198,17 @@ pub async fn import_site(
     )?;
     let member_progress = |n: u64| progress(n, total);
 
-    if let Some(target) = library.url.strip_prefix("vcsp:") {
-        let lib = vcsp_library(site, library, target)?;
-        return Ok(lib
-            .import(&request, reader, &package, &member_progress)
-            .await?);
-    }
+    let vcenter = match &library.url {
+        LibraryUrl::VCenter(url) => url,
+        vcsp => {
+            let lib = vcsp_library(site, library, vcsp)?;
+            return Ok(lib
+                .import(&request, reader, &package, &member_progress)
+                .await?);
+        }
+    };
 
-    let mut vsphere = vsphere_client(site, library, options.generation)?;
+    let mut vsphere = vsphere_client(site, library, vcenter, options.generation)?;
     vsphere.keep_alive = options.keep_alive;
     let transfer = if options.pull {
         if loose {
@@ -405,21 +408,17 @@ async fn choose(
 fn vcsp_library(
     site: &Site,
     library: &LibrarySpec,
-    target: &str,
+    url: &LibraryUrl,
 ) -> Result<VcspLibrary, ImportError> {
-    if !target.contains("://") {
-        return Ok(VcspLibrary::dir(target.into()));
-    }
-    let unsupported = || {
-        ImportError::Unsupported(format!(
-            "site {}: `{}`: a VCSP library is a directory (vcsp:PATH) or an Artifactory generic repository (vcsp:artifactory+https://HOST/artifactory/REPO/PATH)",
-            site.name, library.url
-        ))
-    };
-    let Ok(crate::store::StoreUrl::Artifactory { base, repo, prefix }) =
-        crate::store::StoreUrl::parse(target, std::path::Path::new("/"))
-    else {
-        return Err(unsupported());
+    let (base, repo, prefix) = match url {
+        LibraryUrl::VcspDir(dir) => return Ok(VcspLibrary::dir(dir.clone())),
+        LibraryUrl::VcspArtifactory { base, repo, prefix } => (base, repo, prefix),
+        LibraryUrl::VCenter(url) => {
+            return Err(ImportError::Unsupported(format!(
+                "site {}: `{url}` is a vCenter, not a VCSP library",
+                site.name
+            )));
+        }
     };
     let auth = library
         .credentials
@@ -431,9 +430,9 @@ fn vcsp_library(
     Ok(VcspLibrary::artifactory(
         library_client(library)?,
         auth,
-        &base,
-        &repo,
-        &prefix,
+        base,
+        repo,
+        prefix,
     ))
 }
 
@@ -445,7 +444,7 @@ fn library_client(library: &LibrarySpec) -> Result<crate::http::HttpClient, Impo
     })
     .map_err(|source| {
         LibraryError::Http {
-            library: library.url.clone(),
+            library: library.url.to_string(),
             source,
         }
         .into()
@@ -455,6 +454,7 @@ fn library_client(library: &LibrarySpec) -> Result<crate::http::HttpClient, Impo
 fn vsphere_client(
     site: &Site,
     library: &LibrarySpec,
+    url: &str,
     generation: Generation,
 ) -> Result<VSphere, ImportError> {
     let credentials = |message: String| ImportError::Credentials {
@@ -472,7 +472,7 @@ fn vsphere_client(
     };
     Ok(VSphere::new(
         library_client(library)?,
-        &library.url,
+        url,
         library.library.as_deref().unwrap_or_default(),
         username,
         password,
