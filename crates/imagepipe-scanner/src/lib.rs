@@ -8,6 +8,7 @@
 //! gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
 
 pub mod disk;
+mod filesystem;
 pub mod inventory;
 pub mod lvm;
 pub mod osv;
