@@ -31,6 +31,17 @@ fn run(cmd: &mut Command) {
 
 /// Installs `sources` into `root`'s rpm database, in order.
 pub fn install(root: &Path, work: &Path, sources: &[Source<'_>]) {
+    install_with_labels(root, work, sources, &[]);
+}
+
+/// [`install`], the sources named in `labels` built for a module stream: with that
+/// `ModularityLabel` (`name:stream:version:context`), as RHEL 8+ builds a module's packages.
+pub fn install_with_labels(
+    root: &Path,
+    work: &Path,
+    sources: &[Source<'_>],
+    labels: &[(&str, &str)],
+) {
     let top = work.join("rpmbuild");
     for s in sources {
         let mut spec = format!(
@@ -39,6 +50,9 @@ pub fn install(root: &Path, work: &Path, sources: &[Source<'_>]) {
         );
         if let Some(e) = s.epoch {
             spec.push_str(&format!("Epoch: {e}\n"));
+        }
+        if let Some((_, label)) = labels.iter().find(|(n, _)| *n == s.name) {
+            spec.push_str(&format!("ModularityLabel: {label}\n"));
         }
         spec.push_str("%description\nd\n");
         for b in s.binaries {
@@ -88,19 +102,30 @@ pub fn install(root: &Path, work: &Path, sources: &[Source<'_>]) {
 
 /// What `rpm -qa` says of `root`: `name evr arch sourcerpm` per line, sorted.
 pub fn query(root: &Path) -> Vec<String> {
+    query_backend(root, "sqlite")
+}
+
+/// [`query`] with rpm's database backend `backend` (`sqlite`, or `bdb_ro` to read a
+/// BerkeleyDB `Packages`).
+pub fn query_backend(root: &Path, backend: &str) -> Vec<String> {
     let out = Command::new("rpm")
         .arg("--root")
         .arg(root)
+        .args(["--define", &format!("_db_backend {backend}")])
         .args([
             "--dbpath",
             "/var/lib/rpm",
             "-qa",
             "--qf",
-            "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE} %{ARCH} %{SOURCERPM}\\n",
+            "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE} %{ARCH} %{SOURCERPM}%|MODULARITYLABEL?{ %{MODULARITYLABEL}}|\\n",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "rpm -qa: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -110,8 +135,8 @@ pub fn query(root: &Path) -> Vec<String> {
     lines
 }
 
-/// An inventory's packages in [`query`]'s form, to compare with it. SOURCERPM carries no
-/// epoch; the package's own applies to its source.
+/// An inventory's packages in [`query`]'s form, to compare with it (a module stream's label
+/// last). SOURCERPM carries no epoch; the package's own applies to its source.
 pub fn as_query(packages: &[imagepipe_scanner::inventory::Package]) -> Vec<String> {
     let mut lines: Vec<String> = packages
         .iter()
@@ -120,8 +145,13 @@ pub fn as_query(packages: &[imagepipe_scanner::inventory::Package]) -> Vec<Strin
                 .source_version
                 .split_once(':')
                 .map_or(p.source_version.as_str(), |(_, vr)| vr);
+            let label = p
+                .modularity_label
+                .as_deref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default();
             format!(
-                "{} {} {} {}-{vr}.src.rpm",
+                "{} {} {} {}-{vr}.src.rpm{label}",
                 p.name, p.version, p.arch, p.source
             )
         })

@@ -36,6 +36,7 @@ fn main() {
             arch: "amd64".into(),
             source: format!("src{}", i * 20),
             source_version: "2.10-3".into(),
+            modularity_label: None,
             scheme: Scheme::Dpkg,
         })
         .collect();

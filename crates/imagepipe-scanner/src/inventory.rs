@@ -24,6 +24,9 @@ pub struct Package {
     /// The source package it was built from (vulnerabilities are published per source).
     pub source: String,
     pub source_version: String,
+    /// An rpm built for a module stream: its `MODULARITYLABEL` (`name:stream:version:context`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modularity_label: Option<String>,
     #[serde(skip)]
     pub scheme: Scheme,
 }
@@ -184,6 +187,7 @@ fn dpkg_entries(
                 arch: field("Architecture").unwrap_or("").to_string(),
                 source,
                 source_version,
+                modularity_label: None,
                 scheme: Scheme::Dpkg,
             },
             files,
@@ -294,6 +298,7 @@ pub fn parse_apk_installed(text: &str) -> Vec<Package> {
             source_version: version.clone(),
             version,
             arch: field("A").unwrap_or("").to_string(),
+            modularity_label: None,
             scheme: Scheme::Apk,
         });
     }

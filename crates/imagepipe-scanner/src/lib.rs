@@ -2,12 +2,13 @@
 //! vulnerabilities affect it, and whether it meets the hardening baseline.
 //!
 //! The image is read in place ([`disk`], [`lvm`], [`rootfs`]): raw, qcow2, VMDK, OVA; GPT and
-//! MBR; LVM linear volumes; ext2/3/4 with fstab mounts; or a root filesystem directory or
-//! tarball. The [`inventory`] (the OS and the dpkg, [`rpm`] and apk packages) is matched
-//! against an offline [`osv`] database with the distributions' own [`version`] orderings; the
-//! gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
+//! MBR; LVM linear and striped volumes; ext2/3/4 and XFS (`imagepipe-xfs`) with fstab mounts;
+//! or a root filesystem directory or tarball. The [`inventory`] (the OS and the dpkg, [`rpm`]
+//! and apk packages) is matched against an offline [`osv`] database with the distributions'
+//! own [`version`] orderings; the gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
 
 pub mod disk;
+mod filesystem;
 pub mod inventory;
 pub mod lvm;
 pub mod osv;

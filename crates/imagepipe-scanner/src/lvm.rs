@@ -1,10 +1,14 @@
 //! LVM2 logical volumes, as RHEL-family images keep their root filesystem: the physical
 //! volume label (`LABELONE`), its metadata area, and the volume group's text metadata, which
-//! maps each logical volume's extents to places on the disk. Linear volumes are read (the
-//! installer's layout); striped, mirrored, RAID and thin volumes are reported, not read.
+//! maps each logical volume's extents to places on the disk. Linear volumes (the installer's
+//! layout) and striped ones (`lvcreate -i N`) are read; mirrored, RAID and thin volumes are
+//! reported, not read.
 //!
 //! On-disk format: lvm2's `lib/format_text/layout.h` and `lib/label/label.h`; text metadata:
-//! `lvm2 lib/format_text/import_vsn1.c`, described in `man 5 lvm.conf`-style syntax.
+//! `lvm2 lib/format_text/import_vsn1.c`, described in `man 5 lvm.conf`-style syntax. Striping:
+//! what the kernel's dm-stripe target does with the table lvm2 gives it
+//! (`drivers/md/dm-stripe.c`, `stripe_map_sector`): chunk `c` of the segment is on stripe
+//! `c % stripes`, at chunk `c / stripes` of that stripe's area.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,12 +23,61 @@ const MDA_MAGIC: &[u8; 16] = b"\x20LVM2\x20x[5A%r0N*>";
 const MAX_METADATA: u64 = 4 << 20;
 const MAX_DEPTH: usize = 16;
 
-/// A stretch of a volume: `len` bytes at `logical` in the volume are at `physical` on the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Most stripes a segment may have (lvm2's `MAX_STRIPES`).
+const MAX_STRIPES: u64 = 128;
+
+/// A stretch of a volume: `len` bytes at `logical` in the volume. Linear, they are at
+/// `physical` on the disk; striped, they go round `striping`'s areas a chunk at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extent {
     pub logical: u64,
     pub physical: u64,
     pub len: u64,
+    pub striping: Option<Striping>,
+}
+
+/// How a striped segment is laid out: chunks of `chunk` bytes, the first on the area starting
+/// at `areas[0]` on the disk, the next on `areas[1]`, and so on round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Striping {
+    pub chunk: u64,
+    pub areas: Vec<u64>,
+}
+
+impl Extent {
+    /// `len` bytes at `logical` in the volume, at `physical` on the disk.
+    pub fn linear(logical: u64, physical: u64, len: u64) -> Self {
+        Self {
+            logical,
+            physical,
+            len,
+            striping: None,
+        }
+    }
+
+    /// Whether byte `at` of the volume lies in this extent.
+    pub fn contains(&self, at: u64) -> bool {
+        self.logical <= at && at - self.logical < self.len
+    }
+
+    /// Where byte `at` of the volume (one this extent [`contains`](Self::contains)) is on the
+    /// disk, and how many bytes from there on are contiguous on the disk and in the volume.
+    pub fn map(&self, at: u64) -> (u64, u64) {
+        let within = at - self.logical;
+        let rest = self.len - within;
+        match &self.striping {
+            None => (self.physical + within, rest),
+            Some(s) => {
+                let n = s.areas.len() as u64;
+                let (chunk, offset) = (within / s.chunk, within % s.chunk);
+                let area = s.areas[(chunk % n) as usize];
+                (
+                    area + (chunk / n) * s.chunk + offset,
+                    (s.chunk - offset).min(rest),
+                )
+            }
+        }
+    }
 }
 
 /// A logical volume that can be read.
@@ -375,15 +428,17 @@ pub fn map_volumes(
             let name = format!("{vg_name}/{lv_name}");
             let mut extents = Vec::new();
             for (_, seg) in lv.sections() {
-                let why = match (seg.str("type"), seg.num("stripe_count")) {
-                    (Some("striped"), Some(1)) => None,
-                    (Some("striped"), _) => Some("striped across devices".to_string()),
-                    (Some(t), _) => Some(format!("a `{t}` volume")),
-                    (None, _) => Some("a segment without a type".to_string()),
-                };
-                if let Some(why) = why {
-                    out.unreadable.push(format!("{name} ({why})"));
-                    continue 'lv;
+                match seg.str("type") {
+                    Some("striped") => {}
+                    Some(t) => {
+                        out.unreadable.push(format!("{name} (a `{t}` volume)"));
+                        continue 'lv;
+                    }
+                    None => {
+                        out.unreadable
+                            .push(format!("{name} (a segment without a type)"));
+                        continue 'lv;
+                    }
                 }
                 let (Some(first), Some(count), Some(Value::List(stripes))) = (
                     seg.num("start_extent"),
@@ -392,35 +447,63 @@ pub fn map_volumes(
                 ) else {
                     return Err(format!("{name}: a segment lacks its extents"));
                 };
-                let [Value::Str(pv), Value::Num(pe)] = stripes.as_slice() else {
+                let n = seg.num("stripe_count").unwrap_or(0);
+                if n == 0 || n > MAX_STRIPES || stripes.len() as u64 != 2 * n {
                     return Err(format!(
-                        "{name}: a segment's stripes are not `\"pvN\", extent`"
+                        "{name}: a segment of {n} stripes lists {} `\"pvN\", extent` values",
+                        stripes.len()
                     ));
-                };
-                let Some(Some((part, pe_start))) = starts.get(pv.as_str()) else {
-                    out.unreadable.push(format!(
-                        "{name} (on physical volume `{pv}`, not in this image)"
-                    ));
-                    continue 'lv;
-                };
+                }
                 let overflow = || format!("{name}: extents beyond any disk");
                 let logical = first.checked_mul(extent).ok_or_else(overflow)?;
                 let seg_len = count.checked_mul(extent).ok_or_else(overflow)?;
-                let within = u64::try_from(*pe)
-                    .ok()
-                    .and_then(|pe| pe.checked_mul(extent))
-                    .and_then(|o| o.checked_add(*pe_start))
-                    .ok_or_else(overflow)?;
-                if within.checked_add(seg_len).is_none_or(|e| e > part.len) {
+                // Each stripe holds an equal share of the extents (lvm2's `area_len`), in
+                // whole chunks, as dm-stripe requires of the table.
+                let chunk = if n == 1 {
+                    seg_len
+                } else {
+                    seg.num("stripe_size")
+                        .filter(|&c| c > 0)
+                        .and_then(|c| c.checked_mul(SECTOR))
+                        .ok_or_else(|| format!("{name}: a striped segment without a stripe_size"))?
+                };
+                if count % n != 0 || chunk == 0 || (seg_len / n) % chunk != 0 {
                     return Err(format!(
-                        "{name}: extents past the end of their physical volume ({} bytes)",
-                        part.len
+                        "{name}: {count} extents do not split into {n} stripes of whole {chunk}-byte chunks"
                     ));
+                }
+                let area_len = seg_len / n;
+                let mut areas = Vec::new();
+                for pair in stripes.chunks_exact(2) {
+                    let [Value::Str(pv), Value::Num(pe)] = pair else {
+                        return Err(format!(
+                            "{name}: a segment's stripes are not `\"pvN\", extent` pairs"
+                        ));
+                    };
+                    let Some(Some((part, pe_start))) = starts.get(pv.as_str()) else {
+                        out.unreadable.push(format!(
+                            "{name} (on physical volume `{pv}`, not in this image)"
+                        ));
+                        continue 'lv;
+                    };
+                    let within = u64::try_from(*pe)
+                        .ok()
+                        .and_then(|pe| pe.checked_mul(extent))
+                        .and_then(|o| o.checked_add(*pe_start))
+                        .ok_or_else(overflow)?;
+                    if within.checked_add(area_len).is_none_or(|e| e > part.len) {
+                        return Err(format!(
+                            "{name}: extents past the end of their physical volume ({} bytes)",
+                            part.len
+                        ));
+                    }
+                    areas.push(part.start + within);
                 }
                 extents.push(Extent {
                     logical,
-                    physical: part.start + within,
+                    physical: areas[0],
                     len: seg_len,
+                    striping: (n > 1).then_some(Striping { chunk, areas }),
                 });
             }
             extents.sort_by_key(|e| e.logical);
@@ -544,16 +627,8 @@ creation_time = 1795371797	# Sun Nov 22 18:23:17 2026
                 name: "vg0/root".into(),
                 len: 8 << 20,
                 extents: vec![
-                    Extent {
-                        logical: 0,
-                        physical: 11 << 20,
-                        len: 4 << 20
-                    },
-                    Extent {
-                        logical: 4 << 20,
-                        physical: 19 << 20,
-                        len: 4 << 20
-                    },
+                    Extent::linear(0, 11 << 20, 4 << 20),
+                    Extent::linear(4 << 20, 19 << 20, 4 << 20),
                 ],
             }]
         );

@@ -7,9 +7,16 @@
 //! installed one. In detail:
 //!
 //! - An entry applies when its `name` is the package's source package (distributions publish
-//!   by source) and its ecosystem is the image's (`Debian:12`) or the same ecosystem without a
-//!   release (`Debian`), since "the ecosystem string might optionally have a `:<RELEASE>`
-//!   suffix to scope the package to a particular Debian release".
+//!   by source; for rpm also the binary package's own name, which Red Hat's records use for
+//!   packages whose name is their source's) and its ecosystem is the image's (`Debian:12`) or
+//!   the same ecosystem without a release (`Debian`), since "the ecosystem string might
+//!   optionally have a `:<RELEASE>` suffix to scope the package to a particular Debian
+//!   release". Red Hat's ecosystems are CPE tails that end in a repository
+//!   (`Red Hat:enterprise_linux:9::appstream`, `…::baseos`): a repository applies to the
+//!   release it belongs to (`Red Hat:enterprise_linux:9`); other products of the same release
+//!   (`Red Hat:rhel_eus:9.2::appstream`, extended update support) do not.
+//! - rpm versions without an epoch (`3.0.7-27.el9`) have epoch 0, as rpm itself compares them
+//!   (see [`crate::version::rpm_evr`] and docs/scan.md).
 //! - `versions` lists match by exact string (`IncludedInVersions`: `if v == version`).
 //! - Ranges: a range is considered only `BeforeLimits` ("if evt.limit is present and v <
 //!   evt.limit", with an implicit `"*"` when there is none, and `*` meaning infinity); its
@@ -165,7 +172,7 @@ impl Database {
             let Some(p) = &affected.package else { continue };
             let list = self
                 .entries
-                .entry((p.ecosystem.clone(), p.name.clone()))
+                .entry((scope(&p.ecosystem).to_string(), p.name.clone()))
                 .or_default();
             if list.last() != Some(&index) {
                 list.push(index);
@@ -269,10 +276,17 @@ impl Database {
         let base = ecosystem.split_once(':').map(|(b, _)| b);
         let mut out = Vec::new();
         for p in packages {
+            // rpm records may name the binary package itself.
+            let names: &[&str] = if p.scheme == Scheme::Rpm && p.name != p.source {
+                &[&p.source, &p.name]
+            } else {
+                &[&p.source]
+            };
             let mut records: Vec<usize> = [Some(ecosystem), base]
                 .into_iter()
                 .flatten()
-                .filter_map(|eco| self.entries.get(&(eco.to_string(), p.source.clone())))
+                .flat_map(|eco| names.iter().map(move |n| (eco, *n)))
+                .filter_map(|(eco, n)| self.entries.get(&(eco.to_string(), n.to_string())))
                 .flatten()
                 .copied()
                 .collect();
@@ -282,8 +296,9 @@ impl Database {
                 let record = &self.records_by_index[i];
                 let applies = |a: &&Affected| {
                     a.package.as_ref().is_some_and(|pkg| {
-                        pkg.name == p.source
-                            && (pkg.ecosystem == ecosystem || Some(pkg.ecosystem.as_str()) == base)
+                        let eco = scope(&pkg.ecosystem);
+                        names.contains(&pkg.name.as_str())
+                            && (eco == ecosystem || Some(eco) == base)
                     })
                 };
                 let entries: Vec<&Affected> = record.affected.iter().filter(applies).collect();
@@ -314,6 +329,20 @@ impl Database {
             }
         }
         out
+    }
+}
+
+/// The release an ecosystem string scopes a package to: Red Hat's end in the repository
+/// (`Red Hat:enterprise_linux:9::appstream` is release `Red Hat:enterprise_linux:9`), which
+/// does not change what applies to an installed package.
+fn scope(ecosystem: &str) -> &str {
+    const RED_HAT: &str = "Red Hat:";
+    match ecosystem
+        .strip_prefix(RED_HAT)
+        .and_then(|cpe| cpe.find("::"))
+    {
+        Some(i) => &ecosystem[..RED_HAT.len() + i],
+        None => ecosystem,
     }
 }
 
@@ -534,6 +563,7 @@ mod tests {
             arch: "amd64".into(),
             source: source.into(),
             source_version: version.into(),
+            modularity_label: None,
             scheme: Scheme::Dpkg,
         }
     }

@@ -1,18 +1,19 @@
-//! The root filesystem of an image: a directory, a tarball, or the ext2/3/4 filesystem of a
-//! disk image (in a partition or an LVM logical volume) that holds `etc/os-release`, with the
-//! filesystems its `/etc/fstab` mounts (a separate `/usr` or `/var`). Only the files the scan
+//! The root filesystem of an image: a directory, a tarball, or the ext2/3/4 or XFS filesystem
+//! of a disk image (in a partition or an LVM logical volume) that holds `etc/os-release`, with
+//! the filesystems its `/etc/fstab` mounts (a separate `/boot`, `/usr` or `/var`). Only the files the scan
 //! asks for are read, and symbolic links resolve inside the root, never into the machine
 //! running the scan.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use super::disk::{self, Disk, Partition};
+use super::filesystem::{self, Filesystem as Fs};
 use super::lvm::{self, Extent};
 
 /// Files larger than this are not read (package databases are far smaller).
@@ -488,9 +489,17 @@ impl Tree for TarTree {
     }
 }
 
-type SharedDisk = Rc<RefCell<Box<dyn Disk>>>;
+/// The disk, shared by the readers of its volumes (the XFS reader wants `Send` ones).
+type SharedDisk = Arc<Mutex<Box<dyn Disk>>>;
 
-/// A partition or logical volume as ext4-view reads it: its stretches of the disk in order.
+fn lock(disk: &SharedDisk) -> std::sync::MutexGuard<'_, Box<dyn Disk>> {
+    // A reader that panicked left the disk as it was: reads do not change it.
+    disk.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A partition or logical volume as the filesystem readers read it: its stretches of the disk
+/// in order.
 struct VolumeReader {
     disk: SharedDisk,
     extents: Vec<Extent>,
@@ -501,11 +510,7 @@ impl VolumeReader {
     fn partition(disk: &SharedDisk, p: Partition) -> Self {
         Self {
             disk: disk.clone(),
-            extents: vec![Extent {
-                logical: 0,
-                physical: p.start,
-                len: p.len,
-            }],
+            extents: vec![Extent::linear(0, p.start, p.len)],
             len: p.len,
         }
     }
@@ -524,28 +529,37 @@ impl VolumeReader {
             let e = self
                 .extents
                 .iter()
-                .find(|e| e.logical <= start && start < e.logical + e.len)
+                .find(|e| e.contains(start))
                 .ok_or_else(|| io::Error::other("a volume with a hole"))?;
-            let n = (e.logical + e.len - start).min(dst.len() as u64) as usize;
+            let (physical, run) = e.map(start);
+            let n = run.min(dst.len() as u64) as usize;
             let (now, rest) = dst.split_at_mut(n);
-            self.disk
-                .borrow_mut()
-                .read_at(e.physical + (start - e.logical), now)?;
+            lock(&self.disk).read_at(physical, now)?;
             dst = rest;
             start += n as u64;
         }
         Ok(())
     }
 
-    /// Whether it holds an ext2/3/4 filesystem; a read that fails (a truncated or corrupt
-    /// image) is an error, not "no".
-    fn is_ext(&self) -> io::Result<bool> {
-        if self.len <= 2048 {
-            return Ok(false);
+    /// Which filesystem it holds, if one this scan reads; a read that fails (a truncated or
+    /// corrupt image) is an error, not "none".
+    fn probe(&self) -> io::Result<Option<filesystem::Kind>> {
+        if self.len < 512 {
+            return Ok(None);
         }
-        let mut m = [0u8; 2];
-        self.read_at(1080, &mut m)?;
-        Ok(m == [0x53, 0xef])
+        let mut head = vec![0u8; self.len.min(2048) as usize];
+        self.read_at(0, &mut head)?;
+        Ok(filesystem::probe(&head))
+    }
+}
+
+impl imagepipe_xfs::ReadAt for VolumeReader {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        VolumeReader::read_at(self, offset, buf)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -561,7 +575,7 @@ impl ext4_view::Ext4Read for VolumeReader {
 
 /// A filesystem of the image, and the logical volume holding it (`vg/lv`), if any.
 struct Filesystem {
-    fs: ext4_view::Ext4,
+    fs: Fs,
     volume: Option<String>,
 }
 
@@ -570,10 +584,10 @@ impl Filesystem {
     /// volume's device path (`/dev/mapper/vg-lv`, `/dev/vg/lv`).
     fn is(&self, spec: &str) -> bool {
         if let Some(uuid) = spec.strip_prefix("UUID=") {
-            return self.fs.uuid().to_string().eq_ignore_ascii_case(uuid);
+            return self.fs.uuid().eq_ignore_ascii_case(uuid);
         }
         if let Some(label) = spec.strip_prefix("LABEL=") {
-            return self.fs.label().to_str().is_ok_and(|l| l == label);
+            return self.fs.label().is_some_and(|l| l == label);
         }
         let Some((vg, lv)) = self.volume.as_deref().and_then(|v| v.split_once('/')) else {
             return false;
@@ -592,7 +606,7 @@ impl Filesystem {
 pub struct ImageTree {
     disk: SharedDisk,
     /// Mount point (`/`, `/usr`, …) and filesystem, longest mount point first.
-    mounts: Vec<(String, ext4_view::Ext4)>,
+    mounts: Vec<(String, Fs)>,
 }
 
 impl std::fmt::Debug for ImageTree {
@@ -600,14 +614,14 @@ impl std::fmt::Debug for ImageTree {
         f.debug_struct("ImageTree")
             .field(
                 "mounts",
-                &self.mounts.iter().map(|(m, _)| m).collect::<Vec<_>>(),
+                &self
+                    .mounts
+                    .iter()
+                    .map(|(m, fs)| (m, fs))
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
-}
-
-fn fs_err(what: &str, e: ext4_view::Ext4Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
 }
 
 impl ImageTree {
@@ -617,9 +631,9 @@ impl ImageTree {
     }
 
     pub fn from_disk(disk: Box<dyn Disk>) -> io::Result<Self> {
-        let disk: SharedDisk = Rc::new(RefCell::new(disk));
-        let parts = disk::partitions(&mut **disk.borrow_mut())?;
-        let volumes = lvm::volumes(&mut **disk.borrow_mut(), &parts)?;
+        let disk: SharedDisk = Arc::new(Mutex::new(disk));
+        let parts = disk::partitions(&mut **lock(&disk))?;
+        let volumes = lvm::volumes(&mut **lock(&disk), &parts)?;
         let readers = parts
             .iter()
             .map(|&p| {
@@ -642,25 +656,24 @@ impl ImageTree {
             }));
         let mut filesystems = Vec::new();
         for (what, volume, reader) in readers {
-            if !reader.is_ext()? {
+            let Some(kind) = reader.probe()? else {
                 continue;
-            }
-            let fs = ext4_view::Ext4::load(Box::new(reader))
-                .map_err(|e| fs_err(&format!("the ext filesystem of {what}"), e))?;
+            };
+            let fs = Fs::open(kind, reader, &what)?;
             filesystems.push(Filesystem { fs, volume });
         }
         let mut root = None;
         'search: for (i, f) in filesystems.iter().enumerate() {
             for path in ["/etc/os-release", "/usr/lib/os-release"] {
                 // A read that fails is the image's fault, and says so.
-                if f.fs.exists(path).map_err(|e| fs_err(path, e))? {
+                if f.fs.metadata(path)?.is_some() {
                     root = Some(i);
                     break 'search;
                 }
             }
         }
         let root = root.ok_or_else(|| {
-            let mut message = "no ext2/3/4 filesystem of the image holds etc/os-release: not a Linux root filesystem this scan can read".to_string();
+            let mut message = "no ext2/3/4 or XFS filesystem of the image holds etc/os-release: not a Linux root filesystem this scan can read".to_string();
             if !volumes.unreadable.is_empty() {
                 message.push_str(&format!(
                     " (LVM volumes not read: {})",
@@ -671,7 +684,10 @@ impl ImageTree {
         })?;
         let root_fs = filesystems.remove(root).fs;
         // /etc/fstab names the other filesystems by UUID, label or volume.
-        let fstab = root_fs.read_to_string("/etc/fstab").unwrap_or_default();
+        let fstab = root_fs
+            .read("/etc/fstab", MAX_FILE)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let mut mounts = Vec::new();
         for line in fstab.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -695,7 +711,7 @@ impl ImageTree {
     }
 
     /// The filesystem holding `path` (with no links in it), and the path within it.
-    fn mount_of(&self, path: &str) -> Option<(&ext4_view::Ext4, String)> {
+    fn mount_of(&self, path: &str) -> Option<(&Fs, String)> {
         self.mounts.iter().find_map(|(point, fs)| {
             let inner = if point == "/" {
                 Some(path)
@@ -714,80 +730,59 @@ impl ImageTree {
         })
     }
 
-    /// Resolves `path` link by link across the mounted filesystems (ext4-view alone would
-    /// follow a link only within its own filesystem).
+    /// Resolves `path` link by link across the mounted filesystems (a filesystem alone would
+    /// follow a link only within itself).
     fn resolve(&self, path: &str, follow: bool) -> io::Result<String> {
         let readlink = |p: &str| -> io::Result<Option<String>> {
             let Some((fs, inner)) = self.mount_of(p) else {
                 return Ok(None);
             };
-            match fs.symlink_metadata(inner.as_str()) {
-                Ok(m) if m.is_symlink() => {
-                    let target = fs.read_link(inner.as_str()).map_err(|e| fs_err(p, e))?;
-                    target.to_str().map(|t| Some(t.to_string())).map_err(|_| {
-                        io::Error::other(format!("{p}: a link target that is not UTF-8"))
-                    })
-                }
-                Ok(_) | Err(ext4_view::Ext4Error::NotFound) => Ok(None),
-                Err(e) => Err(fs_err(p, e)),
-            }
+            fs.read_link(&inner)
         };
         resolve(path, follow, &readlink)
     }
 
-    fn locate(&self, path: &str, follow: bool) -> io::Result<Option<(&ext4_view::Ext4, String)>> {
+    fn locate(&self, path: &str, follow: bool) -> io::Result<Option<(&Fs, String)>> {
         Ok(self.mount_of(&self.resolve(path, follow)?))
     }
 }
 
 impl Tree for ImageTree {
     fn bytes_read(&self) -> u64 {
-        self.disk.borrow().bytes_read()
+        lock(&self.disk).bytes_read()
     }
 
     fn size(&self) -> u64 {
-        self.disk.borrow().len()
+        lock(&self.disk).len()
     }
 
     fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
         let Some((fs, inner)) = self.locate(path, false)? else {
             return Ok(None);
         };
-        match fs.symlink_metadata(inner.as_str()) {
-            Ok(m) => Ok(Some(meta(&m))),
-            Err(ext4_view::Ext4Error::NotFound) => Ok(None),
-            Err(e) => Err(fs_err(path, e)),
-        }
+        fs.metadata(&inner)
     }
 
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
         let Some((fs, inner)) = self.locate(path, true)? else {
             return Ok(None);
         };
-        match fs.metadata(inner.as_str()) {
-            Ok(m) if m.len() > MAX_FILE => Err(io::Error::other(format!(
-                "{path} is {} bytes; more than a package database can be",
-                m.len()
-            ))),
-            Ok(m) if m.is_dir() => Ok(None),
-            Ok(_) => fs
-                .read(inner.as_str())
-                .map(Some)
-                .map_err(|e| fs_err(path, e)),
-            Err(ext4_view::Ext4Error::NotFound) => Ok(None),
-            Err(e) => Err(fs_err(path, e)),
-        }
+        fs.read(&inner, MAX_FILE)
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let resolved = self.resolve(dir, true)?;
-        self.entries(&resolved, |_| Ok(()))
-            .map(|v| v.into_iter().map(|(n, ())| n).collect())
+        let Some((fs, inner)) = self.mount_of(&resolved) else {
+            return Ok(Vec::new());
+        };
+        Ok(fs.entries(&inner)?.into_iter().map(|(n, _)| n).collect())
     }
 
     fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
-        // The entry's own inode: no lookup from the root for each name.
-        let mut entries = self.entries(dir, |e| e.metadata().map(|m| meta(&m)))?;
+        let Some((fs, inner)) = self.mount_of(dir) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = fs.entries(&inner)?;
         // A mount point shows the mounted filesystem's root, as it would on the running system.
         for (name, m) in &mut entries {
             let path = format!("{}/{name}", dir.trim_end_matches('/'));
@@ -802,48 +797,6 @@ impl Tree for ImageTree {
 
     fn canonical(&self, path: &str) -> io::Result<String> {
         self.resolve(path, true)
-    }
-}
-
-fn meta(m: &ext4_view::Metadata) -> Meta {
-    Meta {
-        mode: u32::from(m.mode()),
-        uid: m.uid(),
-        gid: m.gid(),
-        dir: m.is_dir(),
-        symlink: m.is_symlink(),
-    }
-}
-
-impl ImageTree {
-    /// The entries (without `.` and `..`) of a directory whose path has no links in it, each
-    /// with what `with` reads of it.
-    fn entries<T>(
-        &self,
-        dir: &str,
-        with: impl Fn(&ext4_view::DirEntry) -> Result<T, ext4_view::Ext4Error>,
-    ) -> io::Result<Vec<(String, T)>> {
-        let Some((fs, inner)) = self.mount_of(dir) else {
-            return Ok(Vec::new());
-        };
-        let entries = match fs.read_dir(inner.as_str()) {
-            Ok(e) => e,
-            Err(ext4_view::Ext4Error::NotFound) => return Ok(Vec::new()),
-            Err(e) => return Err(fs_err(dir, e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| fs_err(dir, e))?;
-            let name = entry.file_name();
-            let name = name
-                .as_str()
-                .map_err(|_| io::Error::other(format!("{dir}: a name that is not UTF-8")))?;
-            if name != "." && name != ".." {
-                let value = with(&entry).map_err(|e| fs_err(&format!("{dir}/{name}"), e))?;
-                out.push((name.to_string(), value));
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -1,9 +1,15 @@
-//! rpm's package database as RHEL 9, Fedora 33+ and their rebuilds keep it: SQLite
-//! (`rpmdb.sqlite`), one row per installed package in table `Packages`, each a header blob.
+//! rpm's package database in each of the formats rpm has kept it in, one header blob per
+//! installed package:
 //!
-//! The database is copied out of the image into a private temporary directory (with its
-//! write-ahead log, which SQLite then replays) and read with SQLite itself; the header blobs are
-//! parsed here, within rpm's own limits. Layout: <https://rpm-software-management.github.io/rpm/manual/format_v4.html>
+//! - SQLite (`rpmdb.sqlite`, RHEL 9, Fedora 33+ and their rebuilds): table `Packages`. The
+//!   database is copied out of the image into a private temporary directory (with its
+//!   write-ahead log, which SQLite then replays) and read with SQLite itself.
+//! - BerkeleyDB hash (`Packages`, RHEL/CentOS 5–8, Amazon Linux 2, SLES 12) and NDB
+//!   (`Packages.db`, SUSE 15 SP3+): read with imagepipe-rpmdb, which follows rpm's own
+//!   read-only readers.
+//!
+//! The header blobs are parsed here, within rpm's own limits. Layout:
+//! <https://rpm-software-management.github.io/rpm/manual/format_v4.html>
 
 use std::path::Path;
 
@@ -25,6 +31,7 @@ const TAG_RELEASE: u32 = 1002;
 const TAG_EPOCH: u32 = 1003;
 const TAG_ARCH: u32 = 1022;
 const TAG_SOURCERPM: u32 = 1044;
+const TAG_MODULARITYLABEL: u32 = 5096;
 
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
@@ -41,6 +48,9 @@ pub struct Header {
     pub arch: String,
     /// `openssl-3.0.7-27.el9.src.rpm`; empty for pseudo-packages such as `gpg-pubkey`.
     pub source_rpm: String,
+    /// `nodejs:18:8090020231019152822:a75119d5` for a package of a module stream (RHEL 8+);
+    /// empty otherwise.
+    pub modularity_label: String,
 }
 
 /// Parses a header blob as rpmdb stores it (no lead, no magic): the index length and data
@@ -91,6 +101,7 @@ pub fn parse_header(blob: &[u8]) -> Result<Header, String> {
             TAG_RELEASE => &mut h.release,
             TAG_ARCH => &mut h.arch,
             TAG_SOURCERPM => &mut h.source_rpm,
+            TAG_MODULARITYLABEL => &mut h.modularity_label,
             TAG_EPOCH => {
                 if kind != TYPE_INT32 || count != 1 {
                     return Err(format!("EPOCH has type {kind} and count {count}"));
@@ -152,37 +163,109 @@ impl Header {
             arch: self.arch.clone(),
             source,
             source_version,
+            modularity_label: (!self.modularity_label.is_empty())
+                .then(|| self.modularity_label.clone()),
             scheme: Scheme::Rpm,
         }
     }
 }
 
+/// The database formats, by the name `%_db_backend` gives each and the file it keeps, in the
+/// order rpm looks for one on disk when the configured one is not there (the `backends` array
+/// of rpm's `lib/backend/dbi.c`: sqlite, ndb, then BerkeleyDB, read-write or read-only).
+const BACKENDS: [(&[&str], &str); 3] = [
+    (&["sqlite"], "rpmdb.sqlite"),
+    (&["ndb"], "Packages.db"),
+    (&["bdb", "bdb_ro"], "Packages"),
+];
+
+/// The database backend the image's rpm is configured with (`%_db_backend`, the last
+/// definition in `/usr/lib/rpm/macros`, then `/etc/rpm/macros`), if it says.
+fn configured_backend(tree: &dyn Tree) -> Result<Option<String>, InventoryError> {
+    let mut backend = None;
+    for file in ["/usr/lib/rpm/macros", "/etc/rpm/macros"] {
+        let Some(text) = tree.read(file).map_err(|source| InventoryError::Io {
+            file: file.into(),
+            source,
+        })?
+        else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&text).lines() {
+            let mut words = line.split_whitespace();
+            if words.next() == Some("%_db_backend")
+                && let Some(value) = words.next()
+            {
+                backend = Some(value.to_string());
+            }
+        }
+    }
+    Ok(backend)
+}
+
 /// The packages of the image's rpm database, in the order rpm installed them; none when the
 /// image has no rpm database. An rpm database this release cannot read is an error rather than
 /// an empty (and falsely clean) inventory.
+///
+/// Which database is read is what rpm decides (`dbDetectBackend` in `lib/backend/dbi.c`): the
+/// configured backend's file if it exists, else the first of `rpmdb.sqlite`, `Packages.db` and
+/// `Packages` that does.
 pub fn from_tree(tree: &dyn Tree) -> Result<Vec<Package>, InventoryError> {
     let io = |file: &str| {
         let file = file.to_string();
         move |source| InventoryError::Io { file, source }
     };
+    let configured = configured_backend(tree)?;
     for dir in DB_DIRS {
-        let db = format!("{dir}/rpmdb.sqlite");
-        if let Some(bytes) = tree.read(&db).map_err(io(&db))? {
-            let wal = format!("{db}-wal");
-            let wal_bytes = tree.read(&wal).map_err(io(&wal))?;
-            return read_copy(&bytes, wal_bytes.as_deref(), &db);
-        }
-        for legacy in ["Packages", "Packages.db"] {
-            let file = format!("{dir}/{legacy}");
-            if tree.metadata(&file).map_err(io(&file))?.is_some() {
-                return Err(InventoryError::Bad {
-                    file,
-                    message: "a BerkeleyDB or NDB rpm database (RHEL 7/8, SUSE); this release reads rpmdb.sqlite only (RHEL 9, Fedora 33+): run `rpmdb --rebuilddb --define '_db_backend sqlite'` in the build".into(),
-                });
+        let mut present = Vec::new();
+        for (names, file) in BACKENDS {
+            let path = format!("{dir}/{file}");
+            if tree.metadata(&path).map_err(io(&path))?.is_some() {
+                present.push((names, path));
             }
         }
+        let chosen = present
+            .iter()
+            .find(|(names, _)| configured.as_deref().is_some_and(|c| names.contains(&c)))
+            .or(present.first());
+        let Some((names, path)) = chosen else {
+            continue;
+        };
+        let Some(bytes) = tree.read(path).map_err(io(path))? else {
+            continue;
+        };
+        return match names[0] {
+            "sqlite" => {
+                let wal = format!("{path}-wal");
+                let wal_bytes = tree.read(&wal).map_err(io(&wal))?;
+                read_copy(&bytes, wal_bytes.as_deref(), path)
+            }
+            "ndb" => from_blobs(imagepipe_rpmdb::ndb_packages(&mut bytes.as_slice()), path),
+            _ => from_blobs(imagepipe_rpmdb::bdb_packages(&mut bytes.as_slice()), path),
+        };
     }
     Ok(Vec::new())
+}
+
+/// The packages of header blobs a BerkeleyDB or NDB reader returned.
+fn from_blobs(
+    blobs: Result<Vec<(u32, Vec<u8>)>, imagepipe_rpmdb::Error>,
+    file: &str,
+) -> Result<Vec<Package>, InventoryError> {
+    let bad = |message: String| InventoryError::Bad {
+        file: file.into(),
+        message,
+    };
+    let blobs = blobs.map_err(|e| bad(format!("not a readable rpm database: {e}")))?;
+    let mut out = Vec::new();
+    for (hnum, blob) in blobs {
+        let header = parse_header(&blob).map_err(|m| bad(format!("package header {hnum}: {m}")))?;
+        // Imported signing keys are headers too; they are not software.
+        if header.name != "gpg-pubkey" {
+            out.push(header.package());
+        }
+    }
+    Ok(out)
 }
 
 fn read_copy(db: &[u8], wal: Option<&[u8]>, file: &str) -> Result<Vec<Package>, InventoryError> {
@@ -292,6 +375,24 @@ mod tests {
         .unwrap();
         assert_eq!(no_epoch.evr(), "5.1.8-6.el9");
         assert_eq!(no_epoch.source().0, "bash");
+    }
+
+    #[test]
+    fn a_module_stream_package_carries_its_label() {
+        let label = "nodejs:18:8090020231019152822:a75119d5";
+        let h = parse_header(&blob(
+            &[
+                (TAG_NAME, "nodejs"),
+                (TAG_VERSION, "18.18.2"),
+                (TAG_RELEASE, "2.module+el8.9.0+20473+c4e3d824"),
+                (TAG_MODULARITYLABEL, label),
+            ],
+            Some(1),
+        ))
+        .unwrap();
+        assert_eq!(h.package().modularity_label.as_deref(), Some(label));
+        let plain = parse_header(&blob(&[(TAG_NAME, "bash")], None)).unwrap();
+        assert_eq!(plain.package().modularity_label, None);
     }
 
     #[test]

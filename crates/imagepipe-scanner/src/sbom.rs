@@ -162,6 +162,7 @@ mod tests {
             arch: "amd64".into(),
             source: "openssl".into(),
             source_version: "3.0.11-1~deb12u2".into(),
+            modularity_label: None,
             scheme: Scheme::Dpkg,
         };
         assert_eq!(
@@ -184,6 +185,7 @@ mod tests {
             arch: "x86_64".into(),
             source: "openssl".into(),
             source_version: "1:3.0.7-16.el9".into(),
+            modularity_label: None,
             scheme: Scheme::Rpm,
         };
         assert_eq!(

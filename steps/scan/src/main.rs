@@ -12,10 +12,10 @@ use imagepipe_scanner::{self as scan, ScanOptions};
 
 /// Scan a built disk image offline, without root, mounting or network, and gate it.
 ///
-/// The image Packer produced (raw, qcow2, VMDK or OVA; GPT or MBR; LVM; ext2/3/4, following
-/// /etc/fstab to a separate /usr or /var), or a root filesystem directory or tarball, is read
-/// in place. Its OS comes from os-release and its packages from the dpkg, rpm (rpmdb.sqlite) and apk
-/// databases; they are matched against an offline OSV database by the OS's ecosystem and each
+/// The image Packer produced (raw, qcow2, VMDK or OVA; GPT or MBR; linear or striped LVM;
+/// ext2/3/4 or XFS, following /etc/fstab to a separate /boot, /usr or /var), or a root
+/// filesystem directory or tarball, is read in place. Its OS comes from os-release and its
+/// packages from the dpkg, rpm (SQLite, BerkeleyDB or NDB) and apk databases; they are matched against an offline OSV database by the OS's ecosystem and each
 /// package's source package, with the distribution's own version ordering and severities
 /// from CVSS v4/v3 vectors. Findings at or above the image's `scan.fail_on` (default high) fail the
 /// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and

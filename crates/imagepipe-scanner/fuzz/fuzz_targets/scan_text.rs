@@ -51,6 +51,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             arch: "amd64".into(),
             source: source.into(),
             source_version: version.into(),
+            modularity_label: None,
             scheme: imagepipe_scanner::version::Scheme::Dpkg,
         };
         let tail: String = text.chars().rev().take(16).collect();

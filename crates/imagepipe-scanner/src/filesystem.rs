@@ -1,0 +1,229 @@
+//! The filesystems a partition or logical volume can hold, behind one interface for
+//! [`rootfs`](super::rootfs): ext2/3/4 (read with ext4-view) and XFS (read with imagepipe-xfs,
+//! the RHEL family's default). Paths given here have no symbolic links left in them: the
+//! caller resolves links across mounts, so a link is only ever looked at, never followed.
+
+use std::cell::RefCell;
+use std::io;
+
+use super::rootfs::Meta;
+
+/// One mounted filesystem.
+pub(crate) enum Filesystem {
+    Ext(ext4_view::Ext4),
+    /// The XFS reader caches what it reads, so it needs `&mut`; the scan reads one file at a
+    /// time.
+    Xfs(Box<RefCell<imagepipe_xfs::Xfs>>),
+}
+
+impl std::fmt::Debug for Filesystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ext(_) => "ext4",
+            Self::Xfs(_) => "xfs",
+        })
+    }
+}
+
+/// Which filesystem the first bytes of a volume announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Ext,
+    Xfs,
+}
+
+/// The filesystem whose superblock `head` (the first 2 KiB of a volume, or fewer when the
+/// volume is smaller) holds, if this scan reads it.
+pub(crate) fn probe(head: &[u8]) -> Option<Kind> {
+    // ext2/3/4: the superblock at byte 1024, its magic 0xef53 at offset 56.
+    if head.get(1080..1082) == Some(&[0x53, 0xef][..]) {
+        return Some(Kind::Ext);
+    }
+    imagepipe_xfs::Xfs::probe(head).then_some(Kind::Xfs)
+}
+
+fn ext_err(what: &str, e: ext4_view::Ext4Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+}
+
+fn xfs_err(e: imagepipe_xfs::Error) -> io::Error {
+    // The reader's messages name the inode and the path: "XFS inode 131 (/var/lib/rpm): …".
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+fn ext_meta(m: &ext4_view::Metadata) -> Meta {
+    Meta {
+        mode: u32::from(m.mode()),
+        uid: m.uid(),
+        gid: m.gid(),
+        dir: m.is_dir(),
+        symlink: m.is_symlink(),
+    }
+}
+
+fn xfs_meta(m: &imagepipe_xfs::Meta) -> Meta {
+    Meta {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        dir: m.dir,
+        symlink: m.symlink,
+    }
+}
+
+/// A file in the middle of a path (`/etc/passwd/x`) means there is nothing there, as for a
+/// directory tree.
+fn xfs_absent<T>(r: Result<Option<T>, imagepipe_xfs::Error>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(imagepipe_xfs::Error::NotADirectory { .. } | imagepipe_xfs::Error::NotFound { .. }) => {
+            Ok(None)
+        }
+        Err(e) => Err(xfs_err(e)),
+    }
+}
+
+fn too_big(path: &str, len: u64) -> io::Error {
+    io::Error::other(format!(
+        "{path} is {len} bytes; more than a package database can be"
+    ))
+}
+
+impl Filesystem {
+    /// Opens the filesystem of `kind` on `dev` (`what` names the volume in errors).
+    pub(crate) fn open<D>(kind: Kind, dev: D, what: &str) -> io::Result<Self>
+    where
+        D: ext4_view::Ext4Read + imagepipe_xfs::ReadAt + Send + 'static,
+    {
+        match kind {
+            Kind::Ext => ext4_view::Ext4::load(Box::new(dev))
+                .map(Self::Ext)
+                .map_err(|e| ext_err(&format!("the ext filesystem of {what}"), e)),
+            Kind::Xfs => imagepipe_xfs::Xfs::open(Box::new(dev))
+                .map(|x| Self::Xfs(Box::new(RefCell::new(x))))
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the XFS filesystem of {what}: {e}"),
+                    )
+                }),
+        }
+    }
+
+    /// The filesystem UUID as fstab writes it (`UUID=…`, lower-case, hyphenated).
+    pub(crate) fn uuid(&self) -> String {
+        match self {
+            Self::Ext(fs) => fs.uuid().to_string(),
+            Self::Xfs(x) => {
+                let u = x.borrow().uuid();
+                let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                )
+            }
+        }
+    }
+
+    pub(crate) fn label(&self) -> Option<String> {
+        match self {
+            Self::Ext(fs) => fs.label().to_str().ok().map(String::from),
+            Self::Xfs(x) => Some(x.borrow().label()),
+        }
+    }
+
+    /// `lstat`: what is at `path`, a final link not followed.
+    pub(crate) fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+        match self {
+            Self::Ext(fs) => match fs.symlink_metadata(path) {
+                Ok(m) => Ok(Some(ext_meta(&m))),
+                Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                Err(e) => Err(ext_err(path, e)),
+            },
+            Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().metadata(path))?.map(|m| xfs_meta(&m))),
+        }
+    }
+
+    /// The target of the link at `path`; `None` when it is not a link or not there.
+    pub(crate) fn read_link(&self, path: &str) -> io::Result<Option<String>> {
+        match self {
+            Self::Ext(fs) => match fs.symlink_metadata(path) {
+                Ok(m) if m.is_symlink() => {
+                    let target = fs.read_link(path).map_err(|e| ext_err(path, e))?;
+                    target.to_str().map(|t| Some(t.to_string())).map_err(|_| {
+                        io::Error::other(format!("{path}: a link target that is not UTF-8"))
+                    })
+                }
+                Ok(_) | Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                Err(e) => Err(ext_err(path, e)),
+            },
+            Self::Xfs(x) => xfs_absent(x.borrow_mut().read_link(path)),
+        }
+    }
+
+    /// The bytes of the regular file at `path`, at most `max` of them; `None` for nothing
+    /// there, a directory or a special file.
+    pub(crate) fn read(&self, path: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Self::Ext(fs) => match fs.metadata(path) {
+                Ok(m) if m.len() > max => Err(too_big(path, m.len())),
+                Ok(m) if m.is_dir() => Ok(None),
+                Ok(_) => fs.read(path).map(Some).map_err(|e| ext_err(path, e)),
+                Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                Err(e) => Err(ext_err(path, e)),
+            },
+            Self::Xfs(x) => {
+                let mut x = x.borrow_mut();
+                match xfs_absent(x.metadata(path))? {
+                    None => Ok(None),
+                    Some(m) if m.size > max => Err(too_big(path, m.size)),
+                    Some(m) if m.dir || m.symlink => Ok(None),
+                    Some(_) => match x.read_file(path, max) {
+                        Ok(b) => Ok(b),
+                        Err(imagepipe_xfs::Error::NotAFile { .. }) => Ok(None),
+                        Err(e) => Err(xfs_err(e)),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The entries of the directory at `path` (without `.` and `..`), each with its own
+    /// metadata; nothing when there is no such directory.
+    pub(crate) fn entries(&self, path: &str) -> io::Result<Vec<(String, Meta)>> {
+        match self {
+            Self::Ext(fs) => {
+                let entries = match fs.read_dir(path) {
+                    Ok(e) => e,
+                    Err(ext4_view::Ext4Error::NotFound) => return Ok(Vec::new()),
+                    Err(e) => return Err(ext_err(path, e)),
+                };
+                let mut out = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(|e| ext_err(path, e))?;
+                    let name = entry.file_name();
+                    let name = name.as_str().map_err(|_| {
+                        io::Error::other(format!("{path}: a name that is not UTF-8"))
+                    })?;
+                    if name != "." && name != ".." {
+                        // The entry's own inode: no lookup from the root for each name.
+                        let m = entry
+                            .metadata()
+                            .map_err(|e| ext_err(&format!("{path}/{name}"), e))?;
+                        out.push((name.to_string(), ext_meta(&m)));
+                    }
+                }
+                Ok(out)
+            }
+            Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().read_dir(path))?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(n, m)| (n, xfs_meta(&m)))
+                .collect()),
+        }
+    }
+}
