@@ -204,6 +204,39 @@ fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
         );
     }
     assert!(imagepipe::publish::gate(&rec, None).is_err());
+    // The JSON result names the record and every report the scan wrote, for CI systems to
+    // archive and publish.
+    assert_eq!(doc["record"], case.record.display().to_string());
+    let listed: Vec<(String, String)> = doc["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r["sha256"].as_str().unwrap(),
+                imagepipe::hash::Sha256Hex::digest(
+                    &std::fs::read(r["path"].as_str().unwrap()).unwrap()
+                )
+                .to_string()
+            );
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut written: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| !p.ends_with("imagepipe-record.json") && !p.ends_with("disk.qcow2"))
+        .collect();
+    written.sort();
+    let mut paths: Vec<String> = listed.iter().map(|(_, p)| p.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, written, "every file the scan wrote, and only those");
+    for (kind, path) in &listed {
+        assert_eq!(gh.outputs[&format!("{kind}-report")], *path);
+    }
 
     // SARIF as GitHub code scanning takes it: the template file as location, security-severity.
     let sarif: Value =
@@ -294,11 +327,13 @@ fn action_and_help() {
     assert_eq!(
         outputs,
         [
+            "cyclonedx-report",
             "findings",
             "json-report",
             "junit-report",
             "markdown-report",
             "sarif-report",
+            "spdx-report",
             "status"
         ]
     );
