@@ -11,6 +11,8 @@ def call(Map args = [:]) {
         record      : 'IMAGEPIPE_RECORD',
         timeout     : 'IMAGEPIPE_BUILD_TIMEOUT',
         force       : 'IMAGEPIPE_FORCE',
+        via         : 'IMAGEPIPE_TAG_VIA',
+        repository  : 'IMAGEPIPE_GITHUB_REPOSITORY',
         dryRun      : 'IMAGEPIPE_DRY_RUN',
         config      : 'IMAGEPIPE_CONFIG',
     ])
