@@ -3,6 +3,10 @@
 // make: exit-code mapping, credentials bound, files archived and published, bad arguments.
 //
 //   groovy jenkins/test/harness.groovy        (exit 0: every case passed)
+//   groovy jenkins/test/harness.groovy archived STEP RESULT.json WORKSPACE STATUS
+//       runs STEP as if its binary had exited with STATUS and printed RESULT.json (a real
+//       step's --json), in WORKSPACE, and prints what it archived and published as JSON: the
+//       steps' own tests compare that with the files the binary wrote.
 
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
@@ -85,6 +89,26 @@ def run = { String step, Map args, int status, Object json ->
         message = f.message
     }
     [r, message, result]
+}
+
+if (args && args[0] == 'archived') {
+    def (_, step, resultFile, workspace, status) = args as List
+    def r = new Run(status: status as int, json: new File(resultFile).text)
+    r.env.WORKSPACE = workspace
+    def b = r.binding(vars)
+    def message = null
+    try {
+        b.getVariable(step).call([:])
+    } catch (Failed f) {
+        message = f.message
+    }
+    println JsonOutput.toJson([
+        archived: r.of('archiveArtifacts').collectMany { it.artifacts.split(',') as List },
+        junit   : r.of('junit')*.testResults,
+        sarif   : r.of('recordIssues').collectMany { it.tools*.pattern },
+        error   : message,
+    ])
+    System.exit(0)
 }
 
 // What imagepipe-scan --json names: the record and every report, as the paths it was given
