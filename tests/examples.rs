@@ -57,6 +57,35 @@ fn the_recipes_import_every_site_with_the_credentials_the_config_names() {
             "the Jenkinsfile imports {site}"
         );
     }
+    // The Spinnaker pipeline: one Run Job import per site, each a step of the container image.
+    let spinnaker: serde_json::Value =
+        serde_json::from_str(&read("spinnaker-pipeline.json")).unwrap();
+    let mut imported = BTreeSet::new();
+    for stage in spinnaker["stages"].as_array().unwrap() {
+        if stage["type"] != "runJobManifest" {
+            continue;
+        }
+        let container = &stage["manifest"]["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["image"]
+                .as_str()
+                .unwrap()
+                .starts_with("ghcr.io/imagepipe/imagepipe:"),
+            "{container}"
+        );
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(args[0].starts_with("imagepipe-"), "{args:?}");
+        if args[0] == "imagepipe-import" {
+            assert_eq!(args[1], "--sites");
+            imported.insert(args[2].to_string());
+        }
+    }
+    assert_eq!(imported, sites, "Spinnaker imports every site");
     for var in &variables {
         assert!(
             cd.contains(&format!("{var}: ${{{{ secrets.{var} }}}}")),
@@ -86,10 +115,18 @@ fn every_example_template_passes_packer_validate() {
         let name = image["name"].as_str().unwrap();
         let template = Path::new(DIR).join(image["template"].as_str().unwrap());
         let mut cmd = std::process::Command::new("packer");
-        cmd.arg("validate").current_dir(&template).env("CHECKPOINT_DISABLE", "1");
+        cmd.arg("validate")
+            .current_dir(&template)
+            .env("CHECKPOINT_DISABLE", "1");
         let mut vars = vec![
-            format!("imagepipe_output_dir={}", scratch.path().join("out").display()),
-            format!("imagepipe_manifest={}", scratch.path().join("manifest.json").display()),
+            format!(
+                "imagepipe_output_dir={}",
+                scratch.path().join("out").display()
+            ),
+            format!(
+                "imagepipe_manifest={}",
+                scratch.path().join("manifest.json").display()
+            ),
             "imagepipe_version=1.0.0".to_string(),
             "vsphere_username=validate-user".to_string(),
             "vsphere_password=validate-password".to_string(),
@@ -109,7 +146,10 @@ fn every_example_template_passes_packer_validate() {
         for v in &vars {
             cmd.arg("-var").arg(v);
         }
-        let out = cmd.arg(".").output().expect("packer is installed (scripts/deps)");
+        let out = cmd
+            .arg(".")
+            .output()
+            .expect("packer is installed (scripts/deps)");
         assert!(
             out.status.success(),
             "{name}: {}{}",
