@@ -212,6 +212,27 @@ vars.listFiles().findAll { it.name.endsWith('.groovy') && it.name != 'imagepipeS
     }
 }
 
+// The example Jenkinsfile is Groovy the pipeline can load, and calls the library's steps with
+// arguments they take.
+check('examples/workflows/Jenkinsfile parses, and its imagepipe steps take its arguments') {
+    def file = new File(vars.parentFile.parentFile, 'examples/workflows/Jenkinsfile')
+    // @Library is resolved by Jenkins, not by plain Groovy: the line is left out (kept blank,
+    // so that line numbers stay).
+    new GroovyShell().parse(file.text.replaceFirst(/(?m)^@Library\(.*\) _$/, ''), 'Jenkinsfile')
+    def known = [:]
+    vars.listFiles().findAll { it.name.endsWith('.groovy') && it.name != 'imagepipeStep.groovy' }.each { f ->
+        known[f.name - '.groovy'] = ((f.text =~ /(?m)^\s+(\w+)\s*:\s*'IMAGEPIPE_/).collect { it[1] } +
+            ['credentials', 'usernamePasswords', 'onCheckFailure', 'archive']) as Set
+    }
+    def calls = (file.text =~ /(imagepipe[A-Z]\w+)\(([^)]*)\)/).collect { [it[1], it[2]] }
+    expect(calls.size() >= 7, "${calls.size()} calls")
+    calls.each { step, argText ->
+        expect(known.containsKey(step), "${step} is not a library step")
+        def args = (argText =~ /(?:^|,\s*)(\w+):/).collect { it[1] }
+        expect(known[step].containsAll(args), "${step}(${args}) takes ${known[step].sort()}")
+    }
+}
+
 if (failures) {
     println "${failures.size()} failed: ${failures.join('; ')}"
     System.exit(1)
