@@ -77,8 +77,8 @@ fn the_image_holds_every_step_runs_them_and_goes_through_a_registry() {
         .args(["copy", "--src-tls-verify=false", &remote])
         .arg(format!("oci:{}:{VERSION}", pulled.display())));
 
-    let config = run(Command::new("skopeo")
-        .args(["inspect", "--config", "--tls-verify=false", &remote]));
+    let config =
+        run(Command::new("skopeo").args(["inspect", "--config", "--tls-verify=false", &remote]));
     let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -102,7 +102,11 @@ fn the_image_holds_every_step_runs_them_and_goes_through_a_registry() {
         c["Labels"]["org.opencontainers.image.version"], VERSION,
         "{c}"
     );
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1, "one layer on nothing");
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        1,
+        "one layer on nothing"
+    );
 
     let bundle = tmp.path().join("bundle");
     run(Command::new("umoci")
