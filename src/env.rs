@@ -50,6 +50,8 @@ pub const TAG_VIA: &str = "IMAGEPIPE_TAG_VIA";
 pub const PUSH: &str = "IMAGEPIPE_PUSH";
 /// `imagepipe-tag`: the remote to push to (overrides `tag.remote`).
 pub const REMOTE: &str = "IMAGEPIPE_REMOTE";
+/// `imagepipe-tag`: only print the image and version this tag names (`imagepipe-tag parse`).
+pub const PARSE: &str = "IMAGEPIPE_PARSE";
 /// `imagepipe-tag`: skip the review gate (local use; recorded in the tag message).
 pub const NO_REVIEW_GATE: &str = "IMAGEPIPE_NO_REVIEW_GATE";
 /// `imagepipe-tag`: `owner/name` on GitHub (overrides `tag.github_repository`).

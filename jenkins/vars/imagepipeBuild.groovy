@@ -10,7 +10,10 @@ def call(Map args = [:]) {
         outputDir   : 'IMAGEPIPE_OUTPUT_DIR',
         record      : 'IMAGEPIPE_RECORD',
         timeout     : 'IMAGEPIPE_BUILD_TIMEOUT',
+        interruptGrace: 'IMAGEPIPE_INTERRUPT_GRACE',
         force       : 'IMAGEPIPE_FORCE',
+        via         : 'IMAGEPIPE_TAG_VIA',
+        repository  : 'IMAGEPIPE_GITHUB_REPOSITORY',
         dryRun      : 'IMAGEPIPE_DRY_RUN',
         config      : 'IMAGEPIPE_CONFIG',
     ])

@@ -15,6 +15,8 @@ def call(Map args = [:]) {
         vsphereApi: 'IMAGEPIPE_VSPHERE_API',
         artifact  : 'IMAGEPIPE_ARTIFACT',
         syncWait  : 'IMAGEPIPE_SYNC_WAIT',
+        keepAlive : 'IMAGEPIPE_KEEP_ALIVE',
+        allowMissingManifest: 'IMAGEPIPE_ALLOW_MISSING_MANIFEST',
         config    : 'IMAGEPIPE_CONFIG',
     ])
 }

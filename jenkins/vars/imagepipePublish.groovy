@@ -1,6 +1,7 @@
 // imagepipePublish(tag: env.TAG_NAME) after imagepipeScan. Returns the --json result:
 // record_url, record_sha256, artifacts. Exit code 1 (scan gate refused, or the version is
-// already published with other bytes) marks the build UNSTABLE.
+// already published with other bytes) fails the build (or, with onCheckFailure: 'unstable', marks
+// it UNSTABLE). Bind the store's token with credentials: [ARTIFACTORY_TOKEN: 'art-token'].
 def call(Map args = [:]) {
     return imagepipeStep('imagepipe-publish', args, [
         record      : 'IMAGEPIPE_RECORD',

@@ -1,6 +1,8 @@
-// imagepipeScan(tag: env.TAG_NAME, osvDb: '/srv/osv') after imagepipeBuild, then
-// junit 'out/**/scan.junit.xml'. Returns the --json result: os, packages, findings, passed.
-// Exit code 1 (the gate failed) marks the build UNSTABLE; imagepipePublish then refuses.
+// imagepipeScan(tag: env.TAG_NAME, osvDb: '/srv/osv') after imagepipeBuild. Archives the record
+// and every report the scan wrote, publishes the JUnit report (junit) and the SARIF findings
+// (recordIssues), and returns the --json result: os, packages, findings, passed, record, reports.
+// Exit code 1 (the gate failed) fails the build before publish; with onCheckFailure: 'unstable'
+// it marks it UNSTABLE, and imagepipePublish then refuses.
 def call(Map args = [:]) {
     return imagepipeStep('imagepipe-scan', args, [
         record  : 'IMAGEPIPE_RECORD',

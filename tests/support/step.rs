@@ -1,7 +1,9 @@
 //! Shared by the steps' integration tests: running a step binary as CI would, and checking that
 //! a step's `action.yml` and its binary agree (every input reaches the step through an
-//! environment variable the binary reads, never interpolated into the script; every output comes
-//! from the `run` step).
+//! environment variable the binary reads, never interpolated into the script, and every variable
+//! the binary reads is offered as an input; every output comes from the `run` step, and every
+//! output the step writes is declared; the action installs imagepipe when it is missing and says
+//! which `permissions:` it needs).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,6 +17,11 @@ use yaml_rust2::{Yaml, YamlLoader};
 pub fn check_action(action_yml: &str, binary: &str, secrets: &[&str]) -> Vec<String> {
     let text = std::fs::read_to_string(action_yml).unwrap();
     let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    // Workflow authors copy the job's permissions from here (and docs/actions.md).
+    assert!(
+        text.lines().any(|l| l.starts_with("# permissions: ")),
+        "{action_yml} does not say which permissions: it needs (a `# permissions: ` comment)"
+    );
     let help = Command::new(binary)
         .arg("--help")
         .env_clear()
@@ -38,20 +45,57 @@ pub fn check_action(action_yml: &str, binary: &str, secrets: &[&str]) -> Vec<Str
         "inputs are never interpolated into the script"
     );
     let env = run["env"].as_hash().unwrap();
+    // The install step's inputs go to scripts/install.sh, which must read them.
+    let install = steps
+        .iter()
+        .find(|s| s["name"].as_str() == Some("Install imagepipe"))
+        .expect("every step action installs imagepipe when it is not on PATH");
+    assert_eq!(
+        install["run"].as_str(),
+        Some(r#""$GITHUB_ACTION_PATH/../../scripts/install.sh" --if-missing"#)
+    );
+    let install_script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/install.sh"
+    ))
+    .unwrap();
+    let mut passed = Vec::new();
     for (input, _) in doc["inputs"].as_hash().unwrap() {
         let input = input.as_str().unwrap();
         if input == "working-directory" {
             continue;
         }
         let wanted = Yaml::String(format!("${{{{ inputs.{input} }}}}"));
-        let var = env
-            .iter()
-            .find(|(_, v)| **v == wanted)
-            .map(|(k, _)| k.as_str().unwrap().to_string())
-            .unwrap_or_else(|| panic!("input `{input}` is not passed to the step"));
+        let find = |env: &yaml_rust2::yaml::Hash| {
+            env.iter()
+                .find(|(_, v)| **v == wanted)
+                .map(|(k, _)| k.as_str().unwrap().to_string())
+        };
+        if let Some(var) = install["env"].as_hash().and_then(find) {
+            assert!(
+                install_script.contains(&format!("${{{var}")),
+                "scripts/install.sh does not read {var} (input `{input}`)"
+            );
+            continue;
+        }
+        let var = find(env).unwrap_or_else(|| panic!("input `{input}` is not passed to the step"));
         assert!(
             secrets.contains(&var.as_str()) || help.contains(&format!("[env: {var}=]")),
             "{name} does not read {var} (input `{input}`)"
+        );
+        passed.push(var);
+    }
+    // The reverse: every variable the step reads is offered as an input, except progress, which
+    // the step sets to plain lines on CI by itself.
+    for var in help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|s| s.split_once("=]"))
+    {
+        let var = var.0;
+        assert!(
+            var == "IMAGEPIPE_PROGRESS" || passed.iter().any(|p| p == var),
+            "{name} reads {var}, but action.yml offers no input for it"
         );
     }
     let mut outputs = Vec::new();
@@ -140,8 +184,19 @@ pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
         .env("GITHUB_STEP_SUMMARY", &summary)
         .output()
         .unwrap();
+    let outputs = read_outputs(&std::fs::read_to_string(&output).unwrap_or_default());
+    // An output the action does not declare never reaches the workflow.
+    let action =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let doc = &YamlLoader::load_from_str(&action).unwrap()[0];
+    for name in outputs.keys() {
+        assert!(
+            !doc["outputs"][name.as_str()].is_badvalue(),
+            "the step wrote the output `{name}`, which action.yml does not declare"
+        );
+    }
     GithubRun {
-        outputs: read_outputs(&std::fs::read_to_string(&output).unwrap_or_default()),
+        outputs,
         summary: std::fs::read_to_string(&summary).unwrap_or_default(),
         out,
     }

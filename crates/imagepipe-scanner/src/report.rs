@@ -289,6 +289,7 @@ pub fn markdown(scan: &Scan) -> String {
 pub fn print(
     ui: &imagepipe::step::Ui,
     scan: &Scan,
+    record: &std::path::Path,
     reports: &[imagepipe::record::Report],
     max_db_age: std::time::Duration,
 ) -> std::io::Result<()> {
@@ -382,6 +383,25 @@ pub fn print(
         )?;
     }
     ui.summary(&markdown(scan))?;
-    ui.json(&serde_json::to_value(scan).unwrap_or_default());
+    // CI systems archive and publish what the scan wrote (Jenkins' archiveArtifacts, junit and
+    // recordIssues): the JSON names every file, as the paths the step was given lead to them.
+    let mut json = serde_json::to_value(scan).unwrap_or_default();
+    if let Some(doc) = json.as_object_mut() {
+        doc.insert("record".into(), record.display().to_string().into());
+        doc.insert(
+            "reports".into(),
+            reports
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "kind": r.kind,
+                        "path": scan.dir.join(&r.path).display().to_string(),
+                        "sha256": r.sha256,
+                    })
+                })
+                .collect(),
+        );
+    }
+    ui.json(&json);
     Ok(())
 }

@@ -109,10 +109,10 @@ fn main() -> ExitCode {
             policy: spec.scan.policy.clone(),
             disable_rules: spec.scan.disable_rules.clone(),
         };
+        let record = record_path.clone();
         let (result, reports) =
-            tokio::task::spawn_blocking(move || scan::scan_record(&record_path, &options))
-                .await??;
-        scan::report::print(&ui, &result, &reports, args.max_db_age)?;
+            tokio::task::spawn_blocking(move || scan::scan_record(&record, &options)).await??;
+        scan::report::print(&ui, &result, &record_path, &reports, args.max_db_age)?;
         Ok(if result.passed {
             Outcome::Done
         } else {

@@ -5,6 +5,8 @@
 
 #[path = "../../../tests/support/built.rs"]
 mod common;
+#[path = "../../../tests/support/groovy.rs"]
+mod groovy;
 #[path = "../../../tests/support/images.rs"]
 mod images;
 #[path = "../../../tests/support/step.rs"]
@@ -204,6 +206,75 @@ fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
         );
     }
     assert!(imagepipe::publish::gate(&rec, None).is_err());
+    // The JSON result names the record and every report the scan wrote, for CI systems to
+    // archive and publish.
+    assert_eq!(doc["record"], case.record.display().to_string());
+    let listed: Vec<(String, String)> = doc["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r["sha256"].as_str().unwrap(),
+                imagepipe::hash::Sha256Hex::digest(
+                    &std::fs::read(r["path"].as_str().unwrap()).unwrap()
+                )
+                .to_string()
+            );
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut written: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| !p.ends_with("imagepipe-record.json") && !p.ends_with("disk.qcow2"))
+        .collect();
+    written.sort();
+    let mut paths: Vec<String> = listed.iter().map(|(_, p)| p.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, written, "every file the scan wrote, and only those");
+    for (kind, path) in &listed {
+        assert_eq!(gh.outputs[&format!("{kind}-report")], *path);
+    }
+    // The Jenkins step, given this very result and exit code, archives exactly the files the
+    // scan wrote and the record, and publishes its JUnit and SARIF reports.
+    let result = case.path().join("scan-result.json");
+    std::fs::write(&result, &gh.out.stdout).unwrap();
+    let workspace = case.path().display().to_string();
+    let out = groovy::harness(&[
+        "archived",
+        "imagepipeScan",
+        result.to_str().unwrap(),
+        &workspace,
+        "1",
+    ]);
+    let jenkins: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let relative = |p: &str| {
+        p.strip_prefix(&format!("{workspace}/"))
+            .unwrap()
+            .to_string()
+    };
+    let mut archived: Vec<String> = jenkins["archived"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    archived.sort();
+    let mut expected: Vec<String> = written.iter().map(|p| relative(p)).collect();
+    expected.push(relative(&case.record.display().to_string()));
+    expected.sort();
+    assert_eq!(archived, expected);
+    let report = |kind: &str| relative(&gh.outputs[&format!("{kind}-report")]);
+    assert_eq!(jenkins["junit"], serde_json::json!([report("junit")]));
+    assert_eq!(jenkins["sarif"], serde_json::json!([report("sarif")]));
+    assert!(
+        jenkins["error"].as_str().unwrap().contains("exit code 1"),
+        "a failed gate stops the pipeline: {jenkins}"
+    );
 
     // SARIF as GitHub code scanning takes it: the template file as location, security-severity.
     let sarif: Value =
@@ -294,11 +365,13 @@ fn action_and_help() {
     assert_eq!(
         outputs,
         [
+            "cyclonedx-report",
             "findings",
             "json-report",
             "junit-report",
             "markdown-report",
             "sarif-report",
+            "spdx-report",
             "status"
         ]
     );

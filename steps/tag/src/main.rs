@@ -72,6 +72,11 @@ struct Args {
     #[arg(long, env = env::DRY_RUN)]
     dry_run: bool,
 
+    /// Only print the image and version this tag names, as `parse` does (the form actions and
+    /// CI systems that set variables rather than subcommands use); nothing else is done.
+    #[arg(long, env = env::PARSE, value_name = "TAG")]
+    parse: Option<String>,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -103,7 +108,11 @@ fn main() -> ExitCode {
     let common = args.common.clone();
     step::run("imagepipe-tag", &common, |ui| async move {
         let config = step::load_config(&ui, args.common.config.as_deref())?;
-        if let Some(Command::Parse { tag }) = &args.command {
+        let parse = match &args.command {
+            Some(Command::Parse { tag }) => Some(tag),
+            None => args.parse.as_ref(),
+        };
+        if let Some(tag) = parse {
             let r = config.tag_format.parse_tag(tag)?;
             config.image(r.name.as_str())?;
             tag::report_parse(&ui, &r)?;

@@ -936,7 +936,13 @@ fn action_yml_matches_the_cli_and_the_outputs() {
     let out = &gh.out;
     assert_exit(out, 0);
     let outputs = &gh.outputs;
-    assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), declared);
+    // Every output but parse's image and version, which the next run writes.
+    let plan_outputs: Vec<String> = declared
+        .iter()
+        .filter(|o| *o != "image" && *o != "version")
+        .cloned()
+        .collect();
+    assert_eq!(outputs.keys().cloned().collect::<Vec<_>>(), plan_outputs);
     assert_eq!(outputs["tags"], "service/web/v1.0.1");
     assert_eq!(outputs["count"], "1");
     let plan: serde_json::Value = serde_json::from_str(&outputs["tags-json"]).unwrap();
@@ -951,6 +957,32 @@ fn action_yml_matches_the_cli_and_the_outputs() {
         "{}",
         stderr(out)
     );
+}
+
+#[test]
+fn the_action_parses_a_tag_into_outputs() {
+    let repo = released();
+    let before = repo.tags();
+    // The tag action with only `parse` set: CD on a tag push, with no token and the
+    // checkout's tags unfetched.
+    let mut cmd = repo.cmd(&[]);
+    cmd.env("IMAGEPIPE_PARSE", "refs/tags/global/debian-12/v1.4.0");
+    let gh = support::on_github(cmd, repo.path());
+    assert_exit(&gh.out, 0);
+    assert_eq!(
+        gh.outputs.keys().cloned().collect::<Vec<_>>(),
+        ["image", "version"]
+    );
+    assert_eq!(gh.outputs["image"], "global/debian-12");
+    assert_eq!(gh.outputs["version"], "1.4.0");
+    assert_eq!(repo.tags(), before, "nothing was tagged");
+
+    let mut cmd = repo.cmd(&[]);
+    cmd.env("IMAGEPIPE_PARSE", "global/debian-12/v1.4");
+    let scratch = tempfile::tempdir().unwrap();
+    let gh = support::on_github(cmd, scratch.path());
+    assert_exit(&gh.out, 2);
+    assert!(gh.outputs.is_empty());
 }
 
 /// `released()` with one more change, pushed with its tags to a bare remote that serves
