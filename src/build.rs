@@ -982,7 +982,7 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     ));
     let started_at = Utc::now();
     let progress = Arc::new(ui.progress("packer build", None));
-    // What Packer said that explains a run that built nothing.
+    // What Packer said of HCP Packer skipping builds, to explain a run that built nothing.
     let mut clues: Vec<String> = Vec::new();
     let heartbeat = {
         let progress = progress.clone();
@@ -999,7 +999,7 @@ pub async fn execute(plan: &Plan, ui: &Ui) -> Result<Built, BuildError> {
     };
     let result = packer::run_build(&plan.build, supervision, |event| match event {
         Event::Ui { level, text } => {
-            if packer::is_skip_clue(text) {
+            if packer::is_hcp_skip(text) {
                 clues.push(text.trim().to_string());
             }
             for line in text.trim_end().lines() {
@@ -1156,9 +1156,7 @@ fn skip_cause(plan: &Plan, clues: &[String]) -> String {
         .into_iter()
         .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
         .collect();
-    let hcp_said = clues
-        .iter()
-        .find(|c| c.to_ascii_lowercase().contains("hcp"));
+    let hcp_said = clues.first();
     if hcp_said.is_some() || !hcp_env.is_empty() {
         let said = hcp_said
             .map(|c| format!(" (Packer said: {c})"))

@@ -206,12 +206,11 @@ impl BuildOutput {
     }
 }
 
-/// Whether a line of Packer's output may explain a run that built nothing: HCP Packer's
-/// skip of a build it counts as done (1.9–1.12 print it as an error and still exit 0), or
-/// the warning an `-only` that matches nothing gets.
-pub fn is_skip_clue(text: &str) -> bool {
+/// Whether a line of Packer's output is HCP Packer's skip of a build it counts as done
+/// (1.9–1.12 print it as an error and still exit 0).
+pub fn is_hcp_skip(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    t.contains("hcp") || t.contains("already done") || (t.contains("only") && t.contains("match"))
+    t.contains("hcp") || t.contains("already done")
 }
 
 /// `validate` with `-evaluate-datasources` where the Packer version has it (1.8.5 and later):
