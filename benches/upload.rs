@@ -14,7 +14,7 @@
 mod server;
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -34,7 +34,15 @@ use imagepipe::step::{ProgressMode, Ui};
 use imagepipe::store::StoreUrl;
 use sha2::Digest;
 
-type Known = Arc<Mutex<HashMap<String, String>>>;
+/// What the sink knows of each stored path: its sha256, size and properties.
+#[derive(Clone, Default)]
+struct Item {
+    sha256: String,
+    size: u64,
+    props: BTreeMap<String, Vec<String>>,
+}
+
+type Known = Arc<Mutex<HashMap<String, Item>>>;
 
 fn json(status: u16, body: serde_json::Value) -> Response {
     Response::builder()
@@ -44,8 +52,25 @@ fn json(status: u16, body: serde_json::Value) -> Response {
         .unwrap()
 }
 
+fn not_found(message: &str) -> Response {
+    json(
+        404,
+        serde_json::json!({ "errors": [{ "status": 404, "message": message }] }),
+    )
+}
+
+/// Matrix parameters of a deploy path (`…/file;k=v;k2=v2`), as Artifactory stores them.
+fn matrix(path: &str) -> BTreeMap<String, Vec<String>> {
+    path.split(';')
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+        .collect()
+}
+
 async fn sink(State(known): State<Known>, req: Request) -> Response {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let sha_header = req
         .headers()
         .get("x-checksum-sha256")
@@ -53,37 +78,76 @@ async fn sink(State(known): State<Known>, req: Request) -> Response {
         .map(str::to_string);
     let by_checksum = req.headers().contains_key("x-checksum-deploy");
     if req.method() == Method::GET {
+        // File Info and Get Item Properties, as Artifactory answers them.
         let key = path.replace("/api/storage/os-images/", "/os-images/");
-        return match known.lock().unwrap().get(key.split(';').next().unwrap()) {
-            Some(sha) => json(200, serde_json::json!({ "checksums": { "sha256": sha } })),
-            None => json(
-                404,
-                serde_json::json!({ "errors": [{ "status": 404, "message": "Not Found" }] }),
+        let item = known.lock().unwrap().get(&key).cloned();
+        return match item {
+            Some(i) if query.contains("properties") && i.props.is_empty() => {
+                not_found("No properties could be found.")
+            }
+            Some(i) if query.contains("properties") => {
+                json(200, serde_json::json!({ "properties": i.props }))
+            }
+            Some(i) => json(
+                200,
+                serde_json::json!({ "size": i.size.to_string(), "checksums": { "sha256": i.sha256 } }),
             ),
+            None => not_found("Not Found"),
         };
     }
-    let key = path.split(';').next().unwrap().to_string();
-    if by_checksum {
-        let sha = sha_header.unwrap_or_default();
-        let have = known.lock().unwrap().values().any(|v| *v == sha);
-        if !have {
-            return json(
-                404,
-                serde_json::json!({ "errors": [{ "status": 404, "message": "Checksum deploy failed" }] }),
+    if req.method() == Method::PATCH {
+        // Update Item Properties.
+        let key = path.replace("/api/metadata/os-images/", "/os-images/");
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut known = known.lock().unwrap();
+        let Some(item) = known.get_mut(&key) else {
+            return not_found("Not Found");
+        };
+        for (k, val) in v["props"].as_object().into_iter().flatten() {
+            item.props.insert(
+                k.clone(),
+                vec![val.as_str().unwrap_or_default().to_string()],
             );
         }
-        known.lock().unwrap().insert(key, sha.clone());
+        return Response::builder().status(204).body(Body::empty()).unwrap();
+    }
+    let key = path.split(';').next().unwrap().to_string();
+    let props = matrix(&path);
+    if by_checksum {
+        let sha = sha_header.unwrap_or_default();
+        let have = known
+            .lock()
+            .unwrap()
+            .values()
+            .find(|v| v.sha256 == sha)
+            .cloned();
+        let Some(have) = have else {
+            return not_found("Checksum deploy failed");
+        };
+        known.lock().unwrap().insert(key, Item { props, ..have });
         return json(201, serde_json::json!({ "checksums": { "sha256": sha } }));
     }
     let mut body = req.into_body().into_data_stream();
     let (mut s256, mut s1) = (sha2::Sha256::new(), sha1::Sha1::new());
+    let mut size = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.unwrap();
+        size += chunk.len() as u64;
         s256.update(&chunk);
         s1.update(&chunk);
     }
     let (sha256, sha1) = (hex::encode(s256.finalize()), hex::encode(s1.finalize()));
-    known.lock().unwrap().insert(key, sha256.clone());
+    known.lock().unwrap().insert(
+        key,
+        Item {
+            sha256: sha256.clone(),
+            size,
+            props,
+        },
+    );
     json(
         201,
         serde_json::json!({ "checksums": { "sha256": sha256, "sha1": sha1 } }),
