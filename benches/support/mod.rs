@@ -25,8 +25,16 @@ pub(crate) fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
         .expect("at least one round")
 }
 
-/// A scratch directory for generated data (IMAGEPIPE_BENCH_DIR, default `target`).
+/// A scratch directory for generated data (IMAGEPIPE_BENCH_DIR, default the profile directory
+/// under the workspace's `target`, found from this executable: `cargo bench` runs each
+/// package's benchmarks from that package's directory, which has no `target` of its own).
 pub(crate) fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(std::env::var("IMAGEPIPE_BENCH_DIR").unwrap_or_else(|_| "target".into()))
-        .expect("a scratch directory")
+    let dir = std::env::var_os("IMAGEPIPE_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| "target".into());
+    tempfile::tempdir_in(dir).expect("a scratch directory")
 }
