@@ -314,4 +314,10 @@ fn broken_and_hostile_images_are_errors_not_panics() {
     let entry = 1024; // LBA 2: the first entry; first_lba at +32
     g[entry + 32..entry + 40].copy_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(err(&write("outside.raw", &g)).contains("outside the disk"));
+    // A real ext4 whose superblock says 0 blocks per group (s_blocks_per_group at 1024 + 0x20):
+    // the ext4 reader would divide by it (found by the disk_image fuzz target).
+    let mut zero = std::fs::read(&fs).unwrap();
+    zero[1024 + 0x20..1024 + 0x24].copy_from_slice(&0u32.to_le_bytes());
+    let e = err(&write("zero-groups.ext4", &zero));
+    assert!(e.contains("0 blocks per group"), "{e}");
 }
