@@ -89,21 +89,35 @@ fn too_big(path: &str, len: u64) -> io::Error {
     ))
 }
 
-/// What ext4-view 0.9 takes on trust and divides by: a superblock from a hostile image with
-/// zero blocks per group panics it (found by the `disk_image` fuzz target), so it is refused
-/// here by name first.
-fn check_ext_superblock<D: ext4_view::Ext4Read>(dev: &mut D, what: &str) -> io::Result<()> {
-    let mut sb = [0u8; 0x30];
-    dev.read(1024, &mut sb)
+/// What ext4-view 0.9 takes on trust from a superblock, checked here first so a hostile image
+/// gets an error naming the volume (both found by the `disk_image` fuzz target): zero blocks
+/// per group (it divides by it), and more blocks than the volume holds (it allocates a
+/// descriptor per group up front: gigabytes for a forged block count).
+fn check_ext_superblock<D>(dev: &mut D, what: &str) -> io::Result<()>
+where
+    D: ext4_view::Ext4Read + imagepipe_xfs::ReadAt,
+{
+    let mut sb = [0u8; 0x158];
+    ext4_view::Ext4Read::read(dev, 1024, &mut sb)
         .map_err(|e| io::Error::other(format!("the ext superblock of {what}: {e}")))?;
-    let blocks_per_group = u32::from_le_bytes([sb[0x20], sb[0x21], sb[0x22], sb[0x23]]);
-    if blocks_per_group == 0 {
-        return Err(io::Error::new(
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let corrupt = |why: String| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "the ext filesystem of {what} is corrupt: its superblock gives 0 blocks per group"
-            ),
-        ));
+            format!("the ext filesystem of {what} is corrupt: its superblock gives {why}"),
+        )
+    };
+    if u32_at(0x20) == 0 {
+        return Err(corrupt("0 blocks per group".into()));
+    }
+    let blocks = u64::from(u32_at(0x150)) << 32 | u64::from(u32_at(0x04));
+    // ext4 block sizes are 1 KiB to 64 KiB; ext4-view refuses the others itself.
+    let block_size = 1024u64 << u32_at(0x18).min(6);
+    let volume = imagepipe_xfs::ReadAt::len(dev);
+    if blocks.saturating_mul(block_size) > volume {
+        return Err(corrupt(format!(
+            "{blocks} blocks of {block_size} bytes, more than the volume's {volume} bytes"
+        )));
     }
     Ok(())
 }

@@ -320,4 +320,10 @@ fn broken_and_hostile_images_are_errors_not_panics() {
     zero[1024 + 0x20..1024 + 0x24].copy_from_slice(&0u32.to_le_bytes());
     let e = err(&write("zero-groups.ext4", &zero));
     assert!(e.contains("0 blocks per group"), "{e}");
+    // ... and one whose block count is forged far past its volume: the reader would allocate a
+    // descriptor per group, gigabytes, before reading any.
+    let mut forged = std::fs::read(&fs).unwrap();
+    forged[1024 + 0x150..1024 + 0x154].copy_from_slice(&0x100u32.to_le_bytes());
+    let e = err(&write("forged-count.ext4", &forged));
+    assert!(e.contains("more than the volume's"), "{e}");
 }
