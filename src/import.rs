@@ -296,27 +296,24 @@ async fn choose(
     store: &dyn store::Store,
     options: &ImportOptions,
 ) -> Result<Vec<(String, crate::record::FileArtifact)>, ImportError> {
-    let files = |f: &dyn Fn(&crate::record::FileArtifact) -> bool| -> Vec<(String, crate::record::FileArtifact)> {
+    // The record's file artifacts that `keep` wants, by name.
+    let pick = |keep: &dyn Fn(&crate::record::Artifact, &crate::record::FileArtifact) -> bool| {
         record
             .artifacts
             .iter()
-            .filter_map(|a| a.file().filter(|x| f(x)).map(|x| (a.name.clone(), x.clone())))
-            .collect()
-    };
-    let named = |wanted: &str| -> Vec<_> {
-        record
-            .artifacts
-            .iter()
-            .filter(|a| a.name == wanted)
-            .filter_map(|a| a.file().map(|f| (a.name.clone(), f.clone())))
-            .collect()
+            .filter_map(|a| {
+                a.file()
+                    .filter(|f| keep(a, f))
+                    .map(|f| (a.name.clone(), f.clone()))
+            })
+            .collect::<Vec<_>>()
     };
     let mut chosen = match &options.artifact {
-        Some(name) => named(name),
-        None => files(&|f| f.format == Format::Ova),
+        Some(name) => pick(&|a, _| &a.name == name),
+        None => pick(&|_, f| f.format == Format::Ova),
     };
     if chosen.is_empty() && options.artifact.is_none() {
-        chosen = files(&|f| f.format == Format::Ovf);
+        chosen = pick(&|_, f| f.format == Format::Ovf);
     }
     let first = match chosen.as_slice() {
         [one] => one.clone(),
@@ -346,26 +343,12 @@ async fn choose(
     }
     // The descriptor says which files belong to it.
     let reader = store.open_artifact(image, &first.1).await?;
-    let location = reader.location().to_string();
-    if first.1.size > 16 << 20 {
-        return Err(crate::ova::OvaError::Bad {
-            location,
-            message: format!(
-                "the descriptor is {} bytes; it may be at most 16 MiB",
-                first.1.size
-            ),
-        }
-        .into());
-    }
-    let text = reader
-        .read_at(0, first.1.size as usize)
-        .await
-        .map_err(|source| crate::ova::OvaError::Io {
-            location: location.clone(),
-            source,
-        })?;
-    let references = crate::ova::references(&text)
-        .map_err(|message| crate::ova::OvaError::Bad { location, message })?;
+    let descriptor = crate::ova::Member {
+        name: first.1.file_name().to_string(),
+        offset: 0,
+        size: first.1.size,
+    };
+    let references = crate::ova::descriptor_references(reader.as_ref(), &descriptor).await?;
     let build = record
         .artifacts
         .iter()
@@ -374,32 +357,24 @@ async fn choose(
         .unwrap_or_default();
     let mut parts = vec![first.clone()];
     for (href, _) in references {
-        let found = record
-            .artifacts
-            .iter()
-            .find(|a| a.file().is_some_and(|f| f.file_name() == href))
-            .and_then(|a| a.file().map(|f| (a.name.clone(), f.clone())));
-        match found {
+        match pick(&|_, f| f.file_name() == href).into_iter().next() {
             Some(p) => parts.push(p),
             None => {
                 return Err(ImportError::MissingReference {
                     site: site.name.clone(),
                     image: image.to_string(),
-                    descriptor: first.1.file_name().to_string(),
+                    descriptor: descriptor.name,
                     href,
                 });
             }
         }
     }
     // The export's manifest: the same build's `.mf`.
-    if let Some(mf) = record
-        .artifacts
-        .iter()
-        .find(|a| a.build == build && a.file().is_some_and(|f| f.format == Format::Mf))
-        && let Some(f) = mf.file()
-    {
-        parts.push((mf.name.clone(), f.clone()));
-    }
+    parts.extend(
+        pick(&|a, f| a.build == build && f.format == Format::Mf)
+            .into_iter()
+            .take(1),
+    );
     Ok(parts)
 }
 

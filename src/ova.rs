@@ -75,8 +75,7 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         .ok_or_else(|| {
             bad("the first member is not an OVF descriptor (.ovf); this is not an OVA".into())
         })?;
-    let text = read_small(reader, &descriptor, MAX_DESCRIPTOR, "descriptor").await?;
-    let references = references(&text).map_err(|m| bad(format!("{}: {m}", descriptor.name)))?;
+    let references = descriptor_references(reader, &descriptor).await?;
     let mut files = Vec::new();
     for (href, size) in references {
         let member = members.iter().find(|m| m.name == href).ok_or_else(|| {
@@ -117,6 +116,18 @@ pub async fn read(reader: &dyn ArtifactReader) -> Result<Package, OvaError> {
         manifest,
         files,
         checksums,
+    })
+}
+
+/// The files the descriptor `member` of `reader` references, with their sizes when given.
+pub async fn descriptor_references(
+    reader: &dyn ArtifactReader,
+    member: &Member,
+) -> Result<Vec<(String, Option<u64>)>, OvaError> {
+    let text = read_small(reader, member, MAX_DESCRIPTOR, "descriptor").await?;
+    references(&text).map_err(|m| OvaError::Bad {
+        location: reader.location().to_string(),
+        message: format!("{}: {m}", member.name),
     })
 }
 
@@ -462,17 +473,7 @@ mod tests {
     pub(crate) fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, bytes) in members {
-            let mut h = [0u8; 512];
-            h[..name.len()].copy_from_slice(name.as_bytes());
-            h[100..108].copy_from_slice(b"0000644\0");
-            h[124..136].copy_from_slice(format!("{:011o}\0", bytes.len()).as_bytes());
-            h[136..148].copy_from_slice(b"00000000000\0");
-            h[156] = b'0';
-            h[257..263].copy_from_slice(b"ustar\0");
-            h[263..265].copy_from_slice(b"00");
-            h[148..156].copy_from_slice(b"        ");
-            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            let h = super::ustar_header(name, bytes.len() as u64);
             out.extend_from_slice(&h);
             out.extend_from_slice(bytes);
             out.resize(out.len().next_multiple_of(512), 0);
