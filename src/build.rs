@@ -1,7 +1,8 @@
 //! Building one image version with Packer, on its parent, into a record.
 //!
 //! [`plan`] works out everything (version, parent, variables, exact Packer commands) without
-//! side effects, so `--dry-run` shows precisely what [`execute`] would run.
+//! side effects, so `--dry-run` shows what [`execute`] would run. Only what depends on the
+//! Packer release (`validate -evaluate-datasources`, on 1.8.5 and later) is decided when it runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
