@@ -151,18 +151,9 @@ impl Filesystem {
     pub(crate) fn uuid(&self) -> String {
         match self {
             Self::Ext(fs) => fs.uuid().to_string(),
-            Self::Xfs(x) => {
-                let u = x.borrow().uuid();
-                let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &hex[0..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..32]
-                )
-            }
+            Self::Xfs(x) => uuid::Uuid::from_bytes(x.borrow().uuid())
+                .hyphenated()
+                .to_string(),
         }
     }
 
@@ -213,25 +204,33 @@ impl Filesystem {
                 Err(ext4_view::Ext4Error::NotFound) => Ok(None),
                 Err(e) => Err(ext_err(path, e)),
             },
-            Self::Xfs(x) => {
-                let mut x = x.borrow_mut();
-                match xfs_absent(x.metadata(path))? {
-                    None => Ok(None),
-                    Some(m) if m.size > max => Err(too_big(path, m.size)),
-                    Some(m) if m.dir || m.symlink => Ok(None),
-                    Some(_) => match x.read_file(path, max) {
-                        Ok(b) => Ok(b),
-                        Err(imagepipe_xfs::Error::NotAFile { .. }) => Ok(None),
-                        Err(e) => Err(xfs_err(e)),
-                    },
-                }
-            }
+            // One walk from the root: the reader refuses what is not a regular file, and what
+            // is too large, itself.
+            Self::Xfs(x) => match x.borrow_mut().read_file(path, max) {
+                Ok(b) => Ok(b),
+                Err(imagepipe_xfs::Error::TooLarge { size, .. }) => Err(too_big(path, size)),
+                Err(imagepipe_xfs::Error::NotAFile { .. }) => Ok(None),
+                Err(e) => xfs_absent(Err(e)),
+            },
         }
     }
 
     /// The entries of the directory at `path` (without `.` and `..`), each with its own
     /// metadata; nothing when there is no such directory.
     pub(crate) fn entries(&self, path: &str) -> io::Result<Vec<(String, Meta)>> {
+        self.read_dir(path, true)
+            // Read with metadata, every entry has it.
+            .map(|v| v.into_iter().filter_map(|(n, m)| Some((n, m?))).collect())
+    }
+
+    /// The names in the directory at `path` (without `.` and `..`): an ext directory gives
+    /// them without reading each entry's inode.
+    pub(crate) fn names(&self, path: &str) -> io::Result<Vec<String>> {
+        self.read_dir(path, false)
+            .map(|v| v.into_iter().map(|(n, _)| n).collect())
+    }
+
+    fn read_dir(&self, path: &str, with_meta: bool) -> io::Result<Vec<(String, Option<Meta>)>> {
         match self {
             Self::Ext(fs) => {
                 let entries = match fs.read_dir(path) {
@@ -248,10 +247,15 @@ impl Filesystem {
                     })?;
                     if name != "." && name != ".." {
                         // The entry's own inode: no lookup from the root for each name.
-                        let m = entry
-                            .metadata()
-                            .map_err(|e| ext_err(&format!("{path}/{name}"), e))?;
-                        out.push((name.to_string(), ext_meta(&m)));
+                        let m = if with_meta {
+                            let m = entry
+                                .metadata()
+                                .map_err(|e| ext_err(&format!("{path}/{name}"), e))?;
+                            Some(ext_meta(&m))
+                        } else {
+                            None
+                        };
+                        out.push((name.to_string(), m));
                     }
                 }
                 Ok(out)
@@ -259,7 +263,7 @@ impl Filesystem {
             Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().read_dir(path))?
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(n, m)| (n, xfs_meta(&m)))
+                .map(|(n, m)| (n, Some(xfs_meta(&m))))
                 .collect()),
         }
     }

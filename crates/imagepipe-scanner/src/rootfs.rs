@@ -612,14 +612,7 @@ pub struct ImageTree {
 impl std::fmt::Debug for ImageTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImageTree")
-            .field(
-                "mounts",
-                &self
-                    .mounts
-                    .iter()
-                    .map(|(m, fs)| (m, fs))
-                    .collect::<Vec<_>>(),
-            )
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -775,7 +768,7 @@ impl Tree for ImageTree {
         let Some((fs, inner)) = self.mount_of(&resolved) else {
             return Ok(Vec::new());
         };
-        Ok(fs.entries(&inner)?.into_iter().map(|(n, _)| n).collect())
+        fs.names(&inner)
     }
 
     fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
