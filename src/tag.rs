@@ -775,3 +775,16 @@ pub fn github_repository(
         .or_else(|| crate::env::var(crate::env::GITHUB_REPOSITORY))
         .or_else(|| crate::git::tags::github_repository(&config.dir, remote))
 }
+
+/// The GitHub client for the repository [`github_repository`] finds, with the configuration's
+/// TLS settings for GitHub.
+pub fn github_client(
+    explicit: Option<&str>,
+    config: &crate::config::Config,
+    remote: &str,
+    token: &crate::secret::Secret,
+) -> Result<crate::github::GitHub, crate::github::GitHubError> {
+    let repository = github_repository(explicit, config, remote)
+        .ok_or(crate::github::GitHubError::NoRepository)?;
+    crate::github::connect(&repository, token, &config.tag.github_tls(&config.dir))
+}

@@ -40,6 +40,10 @@ pub enum GitHubError {
     Setting(String),
     #[error("`{0}` is not a GitHub repository (owner/name)")]
     BadRepository(String),
+    #[error(
+        "cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository"
+    )]
+    NoRepository,
     #[error("cannot set up the GitHub client: {0}")]
     Client(String),
     #[error("{method} {path}: {message}")]

@@ -153,13 +153,11 @@ fn main() -> ExitCode {
                 let token = github::token().context(
                     "--via github needs a token in IMAGEPIPE_GITHUB_TOKEN or GITHUB_TOKEN",
                 )?;
-                let repository =
-                    imagepipe::tag::github_repository(args.repository.as_deref(), &config, &config.tag.remote)
-                        .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
-                TagVia::GitHub(Box::new(github::connect(
-                    &repository,
+                TagVia::GitHub(Box::new(imagepipe::tag::github_client(
+                    args.repository.as_deref(),
+                    &config,
+                    &config.tag.remote,
                     &token,
-                    &config.tag.github_tls(&config.dir),
                 )?))
             }
         };

@@ -160,10 +160,7 @@ async fn run(args: Args, config: Config, ui: Ui) -> anyhow::Result<Outcome> {
     }
 
     let client = |token: &imagepipe::secret::Secret| {
-        let repository = imagepipe::tag::github_repository(args.repository.as_deref(), &config, &remote)
-            .context("cannot tell the GitHub repository: pass --repository OWNER/NAME or set tag.github_repository")?;
-        github::connect(&repository, token, &config.tag.github_tls(&config.dir))
-            .map_err(anyhow::Error::from)
+        tag::github_client(args.repository.as_deref(), &config, &remote, token)
     };
     let review = if args.no_review_gate {
         ui.warn("the review gate is skipped (--no-review-gate); the tag messages record it");
