@@ -702,7 +702,7 @@ fn locate_artifacts(
     file: impl Fn(&FileArtifact) -> String,
 ) -> Vec<(String, String)> {
     let mut artifacts: Vec<&Artifact> = record.artifacts.iter().collect();
-    artifacts.sort_by_key(|a| Role::rank(a.role()));
+    artifacts.sort_by_key(|a| a.rank());
     artifacts
         .into_iter()
         .map(|a| {
@@ -1211,7 +1211,7 @@ fn collect_artifacts(
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         own.contains(&path)
     };
-    let mut pending: Vec<(String, String, PathBuf)> = Vec::new();
+    let mut pending: Vec<(String, String, String, PathBuf)> = Vec::new();
     let mut artifacts: Vec<Artifact> = Vec::new();
     for b in builds {
         let build = format!("{}.{}", b.builder_type, b.name);
@@ -1260,18 +1260,18 @@ fn collect_artifacts(
                         .unwrap_or(&f.name)
                 )
             };
-            pending.push((logical, build.clone(), path));
+            pending.push((logical, build.clone(), b.builder_type.clone(), path));
         }
     }
     let mut basenames = BTreeSet::new();
-    for (_, _, path) in &pending {
+    for (_, _, _, path) in &pending {
         let name = store::stored_file_name("output", path)
             .map_err(|_| BuildError::BadFileName(path.clone()))?;
         if !basenames.insert(name.clone()) {
             return Err(BuildError::DuplicateFileName(name));
         }
     }
-    let paths: Vec<PathBuf> = pending.iter().map(|p| p.2.clone()).collect();
+    let paths: Vec<PathBuf> = pending.iter().map(|p| p.3.clone()).collect();
     let total: u64 = paths
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -1280,17 +1280,16 @@ fn collect_artifacts(
     let progress = ui.progress("hashing artifacts", Some(total));
     let digests = hash::hash_files(&paths, hash::default_workers(), &|done| progress.set(done));
     progress.finish();
-    for ((name, build, path), digest) in pending.into_iter().zip(digests) {
+    for ((name, build, builder_type, path), digest) in pending.into_iter().zip(digests) {
         let d = digest.map_err(|source| BuildError::Hash {
             path: path.clone(),
             source,
         })?;
-        let builder_type = build.split('.').next().unwrap_or_default();
         let file_name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let role = Role::classify(builder_type, file_name, d.format);
+        let role = Role::classify(&builder_type, file_name, d.format);
         let shown = path
             .strip_prefix(&record_dir)
             .unwrap_or(&path)
@@ -1309,7 +1308,7 @@ fn collect_artifacts(
         });
     }
     // Disks (and ids) first: a child's `imagepipe_parent_artifact` is the first artifact.
-    artifacts.sort_by_key(|a| Role::rank(a.role()));
+    artifacts.sort_by_key(|a| a.rank());
     let mut names = BTreeSet::new();
     for a in &artifacts {
         if !names.insert(a.name.as_str()) {

@@ -150,6 +150,7 @@ pub struct FileArtifact {
 
 /// What a file is to the image: the disk (what a child builds on, a scan reads and a library
 /// imports), or a file beside it.
+// Declared in the order a record lists its artifacts: the derived `Ord` ranks them.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -200,19 +201,6 @@ impl Role {
             Format::Other => Self::Other,
         }
     }
-
-    /// Where artifacts of this role come in a record: the disk first, so that a child's
-    /// `imagepipe_parent_artifact` (the first artifact) is the disk.
-    pub fn rank(role: Option<Self>) -> u8 {
-        match role {
-            // An artifact that is not a file (an AMI) is the image as much as a disk is.
-            None | Some(Self::Disk) => 0,
-            Some(Self::Descriptor) => 1,
-            Some(Self::Manifest) => 2,
-            Some(Self::Nvram) => 3,
-            Some(Self::Other) => 4,
-        }
-    }
 }
 
 impl FileArtifact {
@@ -238,9 +226,11 @@ impl Artifact {
         self.file().map(|f| f.role)
     }
 
-    /// Whether this is the image itself: a disk, or an artifact that is not a file (an AMI).
-    pub fn is_disk(&self) -> bool {
-        matches!(self.role(), None | Some(Role::Disk))
+    /// Where the artifact comes in a record, in [`Role`]'s declaration order: the disk first,
+    /// so that a child's `imagepipe_parent_artifact` (the first artifact) is the disk. An
+    /// artifact that is not a file (an AMI) is the image as much as a disk is.
+    pub fn rank(&self) -> Role {
+        self.role().unwrap_or(Role::Disk)
     }
 }
 
@@ -459,16 +449,6 @@ impl Record {
             name: self.image.name.clone(),
             version: self.image.version.clone(),
         }
-    }
-
-    /// The image itself among the artifacts: the first disk (or artifact that is not a file),
-    /// else the first artifact. Records written before roles existed may list a side file
-    /// (`efivars.fd`) first; this still finds the disk.
-    pub fn primary_artifact(&self) -> Option<&Artifact> {
-        self.artifacts
-            .iter()
-            .find(|a| a.is_disk())
-            .or(self.artifacts.first())
     }
 
     /// Parses and checks a record; `origin` names it in errors (a path or a URL).
@@ -720,7 +700,9 @@ pub(crate) mod tests {
                 Role::Other
             ]
         );
-        assert_eq!(r.primary_artifact().unwrap().name, "vm/packer-vm");
+        let mut ranked = r.artifacts.clone();
+        ranked.sort_by_key(Artifact::rank);
+        assert_eq!(ranked[0].name, "vm/packer-vm");
         // A role on an artifact that is not a file is refused.
         v["artifacts"] = serde_json::json!([{"name": "ami", "build": "amazon-ebs.x", "id": "ami-1", "role": "disk"}]);
         let err = Record::from_slice(v.to_string().as_bytes(), "r.json").unwrap_err();

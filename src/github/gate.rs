@@ -160,7 +160,6 @@ pub async fn review_gate(
         ..Verdict::default()
     };
     let associated = associate(gh, commits, settings.association_wait).await?;
-    let mut reviews: HashMap<u64, Vec<Review>> = HashMap::new();
     let mut access: HashMap<String, bool> = HashMap::new();
     let mut judged: HashMap<u64, Result<Vec<String>, String>> = HashMap::new();
     for commit in commits {
@@ -178,12 +177,8 @@ pub async fn review_gate(
         let mut reasons = Vec::new();
         for pull in candidates {
             if let std::collections::hash_map::Entry::Vacant(slot) = judged.entry(pull.number) {
-                let list = match reviews.entry(pull.number) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(gh.reviews(pull.number).await?)
-                    }
-                };
+                // `judged` already holds each pull request once: its reviews are read once.
+                let list = &gh.reviews(pull.number).await?;
                 for login in deciders(list) {
                     if !access.contains_key(login) {
                         let p: Permission = gh.permission(login).await?;

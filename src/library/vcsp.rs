@@ -250,13 +250,8 @@ impl VcspLibrary {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(String::from))
-            .map_or_else(
-                || crate::secret::scrub_and_cut(text.trim(), 300),
-                |m| crate::secret::scrub(&m).into_owned(),
-            );
+        let message = crate::store::error_message(&text)
+            .unwrap_or_else(|| crate::secret::scrub_and_cut(text.trim(), 300));
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             // A 403 names the missing permission (an index document rewritten without Delete:
             // "Not enough permissions to delete/overwrite artifact …").

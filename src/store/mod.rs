@@ -509,7 +509,7 @@ pub(crate) async fn http_failure(
 }
 
 /// The message of an `{"errors":[…]}` body, scrubbed of secrets; plain text cut short.
-fn error_message(text: &str) -> Option<String> {
+pub(crate) fn error_message(text: &str) -> Option<String> {
     serde_json::from_str::<ErrorBody>(text)
         .ok()
         .and_then(|b| b.errors.into_iter().next())
