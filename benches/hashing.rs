@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-mod support;
+use imagepipe_testkit::bench;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,10 +49,10 @@ fn openssl(paths: &[PathBuf]) {
 
 fn main() {
     // `cargo bench` passes --bench; this binary takes no arguments.
-    let mib = support::env_num("IMAGEPIPE_BENCH_FILE_MIB", 1024) as u64;
-    let count = support::env_num("IMAGEPIPE_BENCH_FILES", 2);
+    let mib = bench::env_num("IMAGEPIPE_BENCH_FILE_MIB", 1024) as u64;
+    let count = bench::env_num("IMAGEPIPE_BENCH_FILES", 2);
     let rounds = 3;
-    let dir = support::scratch();
+    let dir = bench::scratch();
 
     // Peak memory: a small set first, then the large one.
     let small: Vec<PathBuf> = (0..count)
@@ -77,12 +77,12 @@ fn main() {
     // Warm the page cache for both sides.
     openssl(&files);
 
-    let ossl_one = support::best(rounds, || openssl(&files[..1]));
-    let ours_one = support::best(rounds, || {
+    let ossl_one = bench::best(rounds, || openssl(&files[..1]));
+    let ours_one = bench::best(rounds, || {
         hash_file(&files[0], &|_| {}).unwrap();
     });
-    let ossl_all = support::best(rounds, || openssl(&files));
-    let ours_all = support::best(rounds, || {
+    let ossl_all = bench::best(rounds, || openssl(&files));
+    let ours_all = bench::best(rounds, || {
         for r in hash_files(&files, default_workers(), &|_| {}) {
             r.unwrap();
         }

@@ -8,11 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/support/server.rs"]
-mod server;
-mod support;
-#[path = "../tests/support/vcsim.rs"]
-mod vcsim;
+use imagepipe_testkit::{bench, vcsim};
 
 use std::io::Write as _;
 use std::path::Path;
@@ -74,9 +70,9 @@ fn make(dir: &Path, mib: usize) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn main() {
-    let mib = support::env_num("IMAGEPIPE_BENCH_MIB", 1024);
-    let rounds = support::env_num("IMAGEPIPE_BENCH_ROUNDS", 3);
-    let dir = support::scratch();
+    let mib = bench::env_num("IMAGEPIPE_BENCH_MIB", 1024);
+    let rounds = bench::env_num("IMAGEPIPE_BENCH_ROUNDS", 3);
+    let dir = bench::scratch();
     let (disk, ova) = make(dir.path(), mib);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let vc = vcsim::Vcsim::start();
@@ -156,9 +152,9 @@ fn main() {
     for _ in 0..rounds {
         let settle = || assert!(Command::new("sync").status().unwrap().success());
         settle();
-        curl = curl.min(support::best(1, &curl_once));
+        curl = curl.min(bench::best(1, &curl_once));
         settle();
-        ours = ours.min(support::best(1, &mut ours_once));
+        ours = ours.min(bench::best(1, &mut ours_once));
     }
 
     let bytes = std::fs::metadata(&disk).unwrap().len() as f64;

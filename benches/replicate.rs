@@ -1,5 +1,5 @@
 //! `imagepipe-replicate-check` across many far-away sites: 40 Artifactory sites (the test
-//! server of `tests/support`) holding 10 artifacts and the record, each answer delayed by
+//! server of `imagepipe-testkit`) holding 10 artifacts and the record, each answer delayed by
 //! 100 ms. The concurrent check is measured against one round trip and against a sequential
 //! check (one site, one request at a time), all in the same run.
 //!
@@ -9,13 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/support/artifactory.rs"]
-mod artifactory;
-#[path = "../tests/support/built.rs"]
-mod built;
-#[path = "../tests/support/server.rs"]
-mod server;
-mod support;
+use imagepipe_testkit::{artifactory, bench, built};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,12 +37,12 @@ fn item(bytes: Vec<u8>) -> artifactory::Item {
 }
 
 fn main() {
-    let sites = support::env_num("IMAGEPIPE_BENCH_SITES", 40);
-    let artifacts = support::env_num("IMAGEPIPE_BENCH_ARTIFACTS", 10);
-    let delay = Duration::from_millis(support::env_num("IMAGEPIPE_BENCH_DELAY_MS", 100) as u64);
-    let sequential = support::env_num("IMAGEPIPE_BENCH_SEQUENTIAL", 1) != 0;
+    let sites = bench::env_num("IMAGEPIPE_BENCH_SITES", 40);
+    let artifacts = bench::env_num("IMAGEPIPE_BENCH_ARTIFACTS", 10);
+    let delay = Duration::from_millis(bench::env_num("IMAGEPIPE_BENCH_DELAY_MS", 100) as u64);
+    let sequential = bench::env_num("IMAGEPIPE_BENCH_SEQUENTIAL", 1) != 0;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = support::scratch();
+    let dir = bench::scratch();
     let ui = Ui::new("bench", false, ProgressMode::None);
 
     // One published version in a local primary store.
@@ -134,7 +128,7 @@ fn main() {
         let store = &targets[0].store;
         let f = loaded.record.artifacts[0].file().unwrap().clone();
         rt.block_on(store.artifact_digest(&image, &f)).unwrap();
-        support::best(5, || {
+        bench::best(5, || {
             rt.block_on(store.artifact_digest(&image, &f)).unwrap();
         })
     };
@@ -152,7 +146,7 @@ fn main() {
     };
     let options = CheckOptions::default();
     check(&options); // warm the connections
-    let concurrent = support::best(3, || check(&options));
+    let concurrent = bench::best(3, || check(&options));
 
     println!(
         "{sites} sites x {artifacts} artifacts + record, every answer delayed {} ms",

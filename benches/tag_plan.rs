@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-mod support;
+use imagepipe_testkit::bench;
 
 use std::io::Write;
 use std::path::Path;
@@ -87,9 +87,9 @@ fn generate(dir: &Path, commits: usize, images: usize) {
 }
 
 fn main() {
-    let commits = support::env_num("IMAGEPIPE_BENCH_COMMITS", 50_000);
-    let images = support::env_num("IMAGEPIPE_BENCH_IMAGES", 200);
-    let dir = support::scratch();
+    let commits = bench::env_num("IMAGEPIPE_BENCH_COMMITS", 50_000);
+    let images = bench::env_num("IMAGEPIPE_BENCH_IMAGES", 200);
+    let dir = bench::scratch();
     let t = Instant::now();
     generate(dir.path(), commits, images);
     let generated = t.elapsed();
@@ -119,13 +119,13 @@ fn main() {
 
     let rounds = 3;
     let mut planned = 0;
-    let plan = support::best(rounds, || {
+    let plan = bench::best(rounds, || {
         planned = imagepipe::tag::plan_changes(&config, dir.path(), head, &scope)
             .unwrap()
             .0
             .len();
     });
-    let git = support::best(rounds, || {
+    let git = bench::best(rounds, || {
         let out = Command::new("git")
             .args(["log", "--name-only", &range])
             .current_dir(dir.path())

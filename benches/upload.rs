@@ -10,9 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/support/server.rs"]
-mod server;
-mod support;
+use imagepipe_testkit::{bench, server};
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
@@ -229,9 +227,9 @@ fn record_for(dir: &std::path::Path, version: &str, file: &std::path::Path) -> s
 }
 
 fn main() {
-    let mib = support::env_num("IMAGEPIPE_BENCH_FILE_MIB", 2048) as u64;
-    let sparse_mib = support::env_num("IMAGEPIPE_BENCH_SPARSE_MIB", 8192) as u64;
-    let dir = support::scratch();
+    let mib = bench::env_num("IMAGEPIPE_BENCH_FILE_MIB", 2048) as u64;
+    let sparse_mib = bench::env_num("IMAGEPIPE_BENCH_SPARSE_MIB", 8192) as u64;
+    let dir = bench::scratch();
     let (url, known) = serve();
 
     let file = dir.path().join("disk.raw");
@@ -286,7 +284,7 @@ fn main() {
     let rounds = 3;
     let ours = (0..rounds).map(|_| publish(&file, true)).min().unwrap();
     let rss_2g = peak_rss_kib();
-    let curl = support::best(rounds, || {
+    let curl = bench::best(rounds, || {
         let status = Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "-T"])
             .arg(&file)
@@ -296,7 +294,7 @@ fn main() {
         assert!(status.success());
     });
     let by_checksum = publish(&file, false);
-    let hash_time = support::best(1, || {
+    let hash_time = bench::best(1, || {
         imagepipe::hash::hash_file(&file, &|_| {}).unwrap();
     });
     let _ = publish(&sparse, true);

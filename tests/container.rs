@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/registry.rs"]
-mod registry;
+use imagepipe_testkit::registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/server.rs"]
-mod server;
+use imagepipe_testkit::server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/groovy.rs"]
-mod groovy;
+use imagepipe_testkit::groovy;
 
 #[test]
 fn the_shared_library_makes_the_calls_jenkins_expects() {

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use imagepipe_rpmdb::{MAX_HEADER_BLOB, ReadAt, bdb_packages, ndb_packages};
-use support::ndb_writer::NdbWriter;
+use imagepipe_testkit::ndb_writer::NdbWriter;
 use support::{Rng, expected_bdb_blobs, fixture, go_rpmdb_fixture};
 
 const SEED: u64 = 0x5eed_2024_0bdb_0ddb;

@@ -1,12 +1,12 @@
 //! The NDB reader against go-rpmdb's SUSE `Packages.db`, against files written by the test
-//! writer (tests/support/ndb_writer.rs, after rpm's rpmpkg.c) from real headers, and against
+//! writer (imagepipe-testkit's ndb_writer.rs, after rpm's rpmpkg.c) from real headers, and against
 //! damaged copies of both.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod support;
 
 use imagepipe_rpmdb::{Error, ndb_packages};
-use support::ndb_writer::{BLK_SIZE, NdbWriter, PAGE_SIZE, Placed, adler32};
+use imagepipe_testkit::ndb_writer::{BLK_SIZE, NdbWriter, PAGE_SIZE, Placed, adler32};
 use support::{Header, expected_bdb_blobs, go_rpmdb_fixture};
 
 fn read(bytes: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, Error> {

@@ -7,16 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../../../benches/support/mod.rs"]
-mod support;
+use imagepipe_testkit::bench;
 
 use imagepipe_scanner::inventory::Package;
 use imagepipe_scanner::osv::Database;
 use imagepipe_scanner::version::Scheme;
 
 fn main() {
-    let records = support::env_num("IMAGEPIPE_BENCH_RECORDS", 100_000);
-    let packages = support::env_num("IMAGEPIPE_BENCH_PACKAGES", 100);
+    let records = bench::env_num("IMAGEPIPE_BENCH_RECORDS", 100_000);
+    let packages = bench::env_num("IMAGEPIPE_BENCH_PACKAGES", 100);
     let mut rng = fastrand::Rng::with_seed(5);
     // Records spread over 2,000 source packages, a few per package affecting the image.
     let docs: Vec<Vec<u8>> = (0..records)
@@ -41,20 +40,20 @@ fn main() {
         })
         .collect();
 
-    let parse = support::best(3, || {
+    let parse = bench::best(3, || {
         for d in &docs {
             let _: serde_json::Value = serde_json::from_slice(d).unwrap();
         }
     });
     let mut db = Database::default();
-    let load = support::best(3, || {
+    let load = bench::best(3, || {
         db = Database::default();
         for (i, d) in docs.iter().enumerate() {
             db.add(d, &i.to_string()).unwrap();
         }
     });
     let mut findings = Vec::new();
-    let matching = support::best(3, || findings = db.matches("Debian:12", &image));
+    let matching = bench::best(3, || findings = db.matches("Debian:12", &image));
     let total = load + matching;
     println!(
         "{records} OSV records, {packages} packages, {} findings",

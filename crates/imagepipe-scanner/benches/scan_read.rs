@@ -9,10 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../../../tests/support/images.rs"]
-mod images;
-#[path = "../../../benches/support/mod.rs"]
-mod support;
+use imagepipe_testkit::{bench, images};
 
 use std::process::Command;
 
@@ -30,8 +27,8 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let mib = support::env_num("IMAGEPIPE_BENCH_FS_MIB", 512);
-    let dir = support::scratch();
+    let mib = bench::env_num("IMAGEPIPE_BENCH_FS_MIB", 512);
+    let dir = bench::scratch();
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(&tree).unwrap();
     let minbase = Command::new(concat!(
@@ -86,7 +83,7 @@ fn main() {
         // qemu-img cannot open an OVA: the baseline unpacks its disk first, as a script would.
         let is_ova = image.extension().is_some_and(|e| e == "ova");
         let unpacked = dir.path().join("bench-disk1.vmdk");
-        let baseline = support::best(3, || {
+        let baseline = bench::best(3, || {
             let _ = std::fs::remove_file(&copy);
             let source = if is_ova {
                 run(Command::new("tar")
@@ -106,7 +103,7 @@ fn main() {
         });
         let _ = std::fs::remove_file(&copy);
         let mut read = 0;
-        let ours = support::best(5, || {
+        let ours = bench::best(5, || {
             let t = ImageTree::open(image).unwrap();
             let (_, packages) = inventory::from_tree(&t).unwrap();
             assert_eq!(packages.len(), want);
@@ -124,7 +121,7 @@ fn main() {
         // The whole judgement: the baseline walks every system directory's inodes too.
         let rules = policy::rules(&[], &[]).unwrap();
         let mut full_read = 0;
-        let full = support::best(3, || {
+        let full = bench::best(3, || {
             let t = ImageTree::open(image).unwrap();
             let (_, packages) = inventory::from_tree(&t).unwrap();
             policy::evaluate(&rules, &t, &packages).unwrap();

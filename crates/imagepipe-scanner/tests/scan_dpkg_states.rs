@@ -8,10 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/dpkg.rs"]
-mod dpkg;
-#[path = "../../../tests/support/images.rs"]
-mod images;
+use imagepipe_testkit::{dpkg, images};
 
 use std::collections::BTreeSet;
 use std::io::Write as _;

@@ -9,10 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../../tests/support/images.rs"]
-mod images;
-#[path = "../../../tests/support/rpmdb.rs"]
-mod rpmdb;
+use imagepipe_testkit::{images, rpmdb};
 
 use imagepipe_scanner::inventory;
 use imagepipe_scanner::rootfs::{ImageTree, Tree as _};

@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../../tests/support/images.rs"]
-mod images;
+use imagepipe_testkit::images;
 
 use imagepipe_scanner::rootfs;
 use imagepipe_scanner::{inventory, policy};

@@ -8,8 +8,7 @@
 use std::cmp::Ordering;
 use std::process::Command;
 
-#[path = "../../../tests/support/rpmdb.rs"]
-mod rpmdb;
+use imagepipe_testkit::rpmdb;
 
 use imagepipe_scanner::version::Scheme;
 

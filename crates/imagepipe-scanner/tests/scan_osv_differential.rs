@@ -8,8 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/osv_oracle.rs"]
-mod osv_oracle;
+use imagepipe_testkit::osv_oracle;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,4 +1,4 @@
-//! RHEL-family images as installers lay them out (`tests/support/rhel.rs`): GPT, `/boot` on
+//! RHEL-family images as installers lay them out (`imagepipe_testkit::rhel`): GPT, `/boot` on
 //! XFS, LVM with `root` (linear) and `var` (striped over two physical volumes) on XFS, an rpm
 //! database installed by rpm from packages rpmbuild built, kept as BerkeleyDB (RHEL 7/8),
 //! SQLite (RHEL 9) or NDB (SUSE). Read from raw, qcow2, stream-optimized VMDK and OVA, the
@@ -11,16 +11,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-#[path = "../../../tests/support/images.rs"]
-mod images;
-#[path = "../../../tests/support/rhel.rs"]
-mod rhel;
-#[path = "../../../tests/support/rpmdb.rs"]
-mod rpmdb;
+use imagepipe_testkit::{images, rhel, rpmdb};
 
 use imagepipe_scanner::inventory::{self, Package};
-use imagepipe_scanner::osv;
 use imagepipe_scanner::rootfs::{self, ImageTree, Tree as _};
+use imagepipe_scanner::osv;
 
 const ROCKY_8: &str = "NAME=\"Rocky Linux\"\nVERSION=\"8.9 (Green Obsidian)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n";
 const ALMA_9: &str = "NAME=\"AlmaLinux\"\nVERSION=\"9.3 (Shamrock Pampas Cat)\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n";

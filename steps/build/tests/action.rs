@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::step;
 
 #[test]
 fn action_inputs_and_outputs_match_the_cli() {
-    let outputs = support::check_action(
+    let outputs = step::check_action(
         concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
         env!("CARGO_BIN_EXE_imagepipe-build"),
         &["IMAGEPIPE_GITHUB_TOKEN"],

@@ -12,42 +12,30 @@ use imagepipe::image::ImageRef;
 use imagepipe::record::{ArtifactKind, Format, Record};
 use imagepipe::store::{LocalStore, Store};
 
-#[path = "../../../tests/support/github.rs"]
-mod github;
-#[path = "../../../tests/support/server.rs"]
-mod server;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::repo::git;
+use imagepipe_testkit::{github, step};
 
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-build");
 
-/// A throwaway pipeline repository.
-struct Repo {
-    dir: tempfile::TempDir,
+/// A pipeline repository with the build step's commands.
+struct Repo(imagepipe_testkit::repo::Repo);
+
+impl std::ops::Deref for Repo {
+    type Target = imagepipe_testkit::repo::Repo;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("imagepipe.toml"), config).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        p
+        Self(imagepipe_testkit::repo::Repo::new(config))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        support::command(BIN, self.path(), args)
+        step::command(BIN, self.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -699,29 +687,6 @@ fn output_dir_is_not_overwritten_without_force() {
     );
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "tag.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn tag_selects_the_version_and_its_parent_pin() {
     let repo = layered_repo();
@@ -801,14 +766,14 @@ fn tag_selects_the_version_and_its_parent_pin() {
 #[test]
 fn github_outputs_summary_and_annotations() {
     let repo = layered_repo();
-    let gh = support::on_github(
+    let gh = imagepipe_testkit::on_github!(
         repo.cmd(&["--image", "vendor/base", "--version", "1.0.0"]),
         repo.path(),
     );
     let out = &gh.out;
     assert_exit(out, 0);
     let outputs = &gh.outputs;
-    let declared = support::check_action(
+    let declared = step::check_action(
         concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
         BIN,
         &["IMAGEPIPE_GITHUB_TOKEN"],
@@ -926,7 +891,7 @@ fn human_output_of_a_build() {
 #[test]
 fn help() {
     let repo = Repo::new("");
-    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
+    insta::assert_snapshot!("help", step::help(BIN, repo.path()));
 }
 
 #[test]
@@ -1080,7 +1045,7 @@ fn a_tag_checked_out_as_a_lightweight_ref_builds_on_its_pin() {
     .unwrap();
     let cd = cd_checkout(&url, commit.trim(), tag);
     share_store(&repo, cd.path());
-    let build = |args: &[&str]| support::command(BIN, cd.path(), args).output().unwrap();
+    let build = |args: &[&str]| step::command(BIN, cd.path(), args).output().unwrap();
 
     // The pin is read from the remote's annotated tag, not from the commit's message, and not
     // replaced by the newest parent (1.2.0).
@@ -1149,7 +1114,7 @@ fn a_lightweight_tag_on_the_remote_pins_nothing() {
     .unwrap();
     let cd = cd_checkout(&url, commit.trim(), tag);
     share_store(&repo, cd.path());
-    let out = support::command(BIN, cd.path(), &["--tag", tag])
+    let out = step::command(BIN, cd.path(), &["--tag", tag])
         .output()
         .unwrap();
     assert_exit(&out, 0);

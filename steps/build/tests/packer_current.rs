@@ -11,10 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use imagepipe::record::{Format, Record, Role};
 
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::step;
 
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-build");
 
@@ -83,7 +82,7 @@ impl Repo {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = support::command(BIN, self.path(), args);
+        let mut cmd = step::command(BIN, self.path(), args);
         cmd.env("IMAGEPIPE_PACKER", fake_packer())
             .env("PACKER_PLUGIN_PATH", self.plugins.path())
             .env("FAKE_PACKER_LOG", &self.log)

@@ -15,10 +15,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::step;
 
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-build");
 
@@ -156,7 +155,7 @@ fn a_provisioner_failing_inside_the_vm_stops_the_build_and_leaves_no_qemu_behind
         .unwrap();
     assert!(keygen.success());
     let build = |args: &[&str]| -> Output {
-        support::command(BIN, &repo, args)
+        step::command(BIN, &repo, args)
             .env("PATH", path_with_sbin())
             .env("PKR_VAR_build_key", &key)
             .env("PKR_VAR_cache_dir", cache_dir())

@@ -3,24 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/artifactory.rs"]
-mod artifactory;
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/echo.rs"]
-mod echo;
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
-#[path = "../../../tests/support/server.rs"]
-mod server;
-#[path = "../../../tests/support/step.rs"]
-mod support;
-#[path = "../../../tests/support/tls_proxy.rs"]
-mod tls_proxy;
-#[path = "../../../tests/support/vcsim.rs"]
-mod vcsim;
-#[path = "../../../tests/support/vsphere_api.rs"]
-mod vsphere_api;
+use imagepipe_testkit::{artifactory, built, echo, registry, step, tls_proxy, vcsim, vsphere_api};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -31,7 +14,7 @@ use imagepipe::record::{GateStatus, Record};
 use imagepipe::step::{ProgressMode, Ui};
 use imagepipe::store::{self, LocalStore, Store, StoreUrl};
 use serde_json::Value;
-use support::{assert_exit, command, stderr};
+use step::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-import");
 
@@ -126,7 +109,7 @@ impl Pipeline {
 
     /// Builds version `version` (an OVA whose disk says `marker`) and publishes it into `store`.
     async fn publish(&self, store: &dyn Store, version: &str, ova_bytes: &[u8]) -> PathBuf {
-        let record = common::built(
+        let record = built::built(
             &self.path().join(format!("out/global/debian-12/{version}")),
             version,
             &[("global-debian-12.ova", ova_bytes)],
@@ -213,7 +196,7 @@ async fn a_vcsp_library_follows_the_protocol() {
     // The same record again, by tag on GitHub: nothing changes, not even the library's version.
     let before = std::fs::read(lib.join("lib.json")).unwrap();
     let gh = tokio::task::block_in_place(|| {
-        support::on_github(
+        imagepipe_testkit::on_github!(
             command(
                 BIN,
                 p.path(),
@@ -592,7 +575,7 @@ async fn publish_loose(p: &Pipeline, store: &dyn Store, version: &str, ova_bytes
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
-    let record = common::built(
+    let record = built::built(
         &p.path().join(format!("out/global/debian-12/{version}")),
         version,
         &files,
@@ -910,10 +893,9 @@ fn bad_input_and_help() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("site `west` is not defined"));
 
-    let outputs =
-        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    let outputs = step::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(outputs, ["failed-sites", "items"]);
-    insta::assert_snapshot!("help", support::help(BIN, p.path()));
+    insta::assert_snapshot!("help", step::help(BIN, p.path()));
 }
 
 /// The VCSP library's invariant: the three documents parse, and every file that items.json or
@@ -1173,7 +1155,7 @@ async fn a_vcenter_that_echoes_credentials_leaks_none() {
         );
         cmd.env("VC_USER", "administrator@vsphere.local")
             .env("ECHO_PASS", password);
-        support::on_github(cmd, p.path())
+        imagepipe_testkit::on_github!(cmd, p.path())
     });
     assert_exit(&gh.out, 2);
     let sinks = [

@@ -3,21 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/artifactory.rs"]
-mod artifactory;
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/server.rs"]
-mod server;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{artifactory, built, step};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use artifactory::{Fault, TOKEN};
 use imagepipe::record::{GateStatus, Record};
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
 const RECORD: &str = "images/global/debian-12/1.0.0/imagepipe-record.json";
@@ -39,7 +32,7 @@ impl Case {
         )
         .unwrap();
         let disk: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let record = common::built(
+        let record = built::built(
             &dir.path().join("out"),
             "1.0.0",
             &[
@@ -63,7 +56,7 @@ impl Case {
     fn publish(&self, extra: &[&str]) -> Output {
         let mut args = vec!["--record", self.record.to_str().unwrap()];
         args.extend(extra);
-        support::command(BIN, self.path(), &args)
+        step::command(BIN, self.path(), &args)
             .env("ART_TOKEN", TOKEN)
             .output()
             .unwrap()
@@ -163,14 +156,14 @@ fn a_rerun_sends_nothing_and_known_bytes_deploy_by_checksum() {
 
     // The same disk under a new version: the server has the bytes, so none travel.
     let disk = std::fs::read(case.path().join("out/disk.qcow2")).unwrap();
-    let v2 = common::built(
+    let v2 = built::built(
         &case.path().join("v2"),
         "1.0.1",
         &[("disk.qcow2", &disk)],
         Some(GateStatus::Passed),
     );
     let before = case.server.lock().unwrap().received;
-    let out = support::command(BIN, case.path(), &["--record", v2.to_str().unwrap()])
+    let out = step::command(BIN, case.path(), &["--record", v2.to_str().unwrap()])
         .env("ART_TOKEN", TOKEN)
         .output()
         .unwrap();
@@ -219,7 +212,7 @@ fn persistent_failures_leave_nothing_visible_and_a_rerun_completes() {
 #[test]
 fn auth_policy_and_checksum_rejections() {
     let case = Case::new();
-    let out = support::command(
+    let out = step::command(
         BIN,
         case.path(),
         &["--record", case.record.to_str().unwrap()],
@@ -300,7 +293,7 @@ fn large_files_go_up_in_parts_where_the_server_offers_it() {
     let disk: Vec<u8> = (0..(12u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
-    let record = common::built(
+    let record = built::built(
         &dir.path().join("out"),
         "2.0.0",
         &[("disk.vmdk", &disk)],
@@ -308,7 +301,7 @@ fn large_files_go_up_in_parts_where_the_server_offers_it() {
     );
     // A failed part is retried.
     server.lock().unwrap().faults.push_back(Fault::Status(503));
-    let out = support::command(BIN, dir.path(), &["--record", record.to_str().unwrap()])
+    let out = step::command(BIN, dir.path(), &["--record", record.to_str().unwrap()])
         .env("ART_TOKEN", TOKEN)
         .env("IMAGEPIPE_MULTIPART_PART_MIB", "1")
         .output()
@@ -368,7 +361,7 @@ impl Multipart {
         let disk: Vec<u8> = (0..(12u32 << 20))
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
             .collect();
-        let record = common::built(
+        let record = built::built(
             &dir.path().join("out"),
             "2.0.0",
             &[("disk.vmdk", &disk)],
@@ -383,7 +376,7 @@ impl Multipart {
     }
 
     fn publish(&self) -> Output {
-        support::command(
+        step::command(
             BIN,
             self.dir.path(),
             &["--record", self.record.to_str().unwrap()],

@@ -3,25 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{built, registry, step};
 
 use std::path::Path;
 
 use imagepipe::config::{Credentials, StoreSpec, TlsSpec};
 use imagepipe::store::{self, StoreUrl};
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 use registry::Registry;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
 
 fn built(dir: &Path, version: &str, content: &[u8]) -> std::path::PathBuf {
-    common::built(
+    built::built(
         &dir.join(version),
         version,
         &[("disk.qcow2", content)],
@@ -43,7 +38,7 @@ fn publishes_into_a_real_registry_and_reads_back() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let record = built(repo.path(), "1.0.0", &content);
-    let run = |args: &[&str]| support::command(BIN, repo.path(), args).output().unwrap();
+    let run = |args: &[&str]| step::command(BIN, repo.path(), args).output().unwrap();
 
     let out = run(&[
         "--record",
@@ -155,7 +150,7 @@ fn an_unreachable_registry_is_an_infrastructure_error() {
         .local_addr()
         .unwrap()
         .port();
-    let out = support::command(
+    let out = step::command(
         BIN,
         repo.path(),
         &[

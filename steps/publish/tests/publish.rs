@@ -2,37 +2,32 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{built, step};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use imagepipe::hash::{Sha256Hex, hash_file};
 use imagepipe::record::{self, GateStatus, Record};
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-publish");
 
-struct Repo {
-    dir: tempfile::TempDir,
+/// A pipeline repository of one image, with the publish step's commands.
+struct Repo(imagepipe_testkit::repo::Repo);
+
+impl std::ops::Deref for Repo {
+    type Target = imagepipe_testkit::repo::Repo;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("imagepipe.toml"),
+        Self(imagepipe_testkit::repo::Repo::new(
             "[[image]]\nname = \"global/debian-12\"\ntemplate = \"t\"\n",
-        )
-        .unwrap();
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
+        ))
     }
 
     fn out(&self, version: &str) -> PathBuf {
@@ -49,11 +44,11 @@ impl Repo {
 
     /// Writes a build output as imagepipe-build would: files and their record.
     fn built(&self, version: &str, files: &[(&str, &[u8])], scan: Option<GateStatus>) -> PathBuf {
-        common::built(&self.out(version), version, files, scan)
+        built::built(&self.out(version), version, files, scan)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        support::command(BIN, self.path(), args).output().unwrap()
+        step::command(BIN, self.path(), args).output().unwrap()
     }
 }
 
@@ -257,17 +252,16 @@ fn bad_input_exits_2() {
 #[test]
 fn help() {
     let repo = Repo::new();
-    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
+    insta::assert_snapshot!("help", step::help(BIN, repo.path()));
 }
 
 #[test]
 fn action_yml_matches_the_cli_and_the_outputs() {
-    let declared =
-        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    let declared = step::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     let repo = Repo::new();
     repo.built("5.0.0", &[("disk.raw", b"disk")], Some(GateStatus::Passed));
-    let gh = support::on_github(
-        support::command(
+    let gh = imagepipe_testkit::on_github!(
+        step::command(
             BIN,
             repo.path(),
             &["--image", "global/debian-12", "--version", "5.0.0"],
@@ -342,7 +336,7 @@ fn two_publishes_of_one_version_race_and_exactly_one_wins() {
         for (i, name) in names.iter().enumerate() {
             let dir = repo.path().join(format!("build-{i}"));
             let bytes: Vec<u8> = (0..size).map(|b| (b as u8) ^ (i as u8 + 1)).collect();
-            records.push(common::built(
+            records.push(built::built(
                 &dir,
                 "5.0.0",
                 &[(name, &bytes)],
@@ -352,7 +346,7 @@ fn two_publishes_of_one_version_race_and_exactly_one_wins() {
         let children: Vec<_> = records
             .iter()
             .map(|r| {
-                support::command(bin, repo.path(), &["--record", r.to_str().unwrap()])
+                step::command(bin, repo.path(), &["--record", r.to_str().unwrap()])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -401,7 +395,7 @@ fn a_publish_killed_at_any_write_leaves_a_consistent_store_that_a_rerun_complete
             &[("disk.raw", &disk), ("meta.json", b"{}")],
             Some(GateStatus::Passed),
         );
-        let out = support::command(BIN, repo.path(), &["--record", record.to_str().unwrap()])
+        let out = step::command(BIN, repo.path(), &["--record", record.to_str().unwrap()])
             .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
             .output()
             .unwrap();

@@ -5,18 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/artifactory.rs"]
-mod artifactory;
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/echo.rs"]
-mod echo;
-#[path = "../../../tests/support/registry.rs"]
-mod registry;
-#[path = "../../../tests/support/server.rs"]
-mod server;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{artifactory, built, echo, registry, step};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,7 +18,7 @@ use imagepipe::record::{GateStatus, Record};
 use imagepipe::step::{ProgressMode, Ui};
 use imagepipe::store::{self, LocalStore, Store, StoreUrl};
 use serde_json::Value;
-use support::{assert_exit, command, stderr};
+use step::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-replicate-check");
 
@@ -145,7 +134,7 @@ impl Case {
 /// Writes build output of `version` under `out`, finished `age` ago.
 async fn built(out: &Path, version: &str, age: Duration) -> PathBuf {
     let disk: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-    let record = common::built(
+    let record = built::built(
         out,
         version,
         &[("disk.qcow2", &disk), ("image.ovf", b"<Envelope/>\n")],
@@ -360,7 +349,7 @@ async fn complete_sites_pass_and_selection_works() {
     case.write_config("file:primary");
 
     // By tag, as CD runs it, on GitHub: only the selected site counts.
-    let run = support::on_github(
+    let run = imagepipe_testkit::on_github!(
         {
             let mut c = command(
                 BIN,
@@ -386,7 +375,7 @@ async fn complete_sites_pass_and_selection_works() {
     let mut cmd = command(BIN, case.path(), &[]);
     cmd.env("IMAGEPIPE_IMAGE", "global/debian-12")
         .env("IMAGEPIPE_VERSION", "1.0.0");
-    let run = support::on_github(cmd, case.path());
+    let run = imagepipe_testkit::on_github!(cmd, case.path());
     assert_exit(&run.out, 1);
     assert_eq!(run.outputs["failed-sites"], "west");
     assert!(
@@ -669,11 +658,10 @@ async fn artifactory_sites_under_real_permissions_and_settings() {
 
 #[test]
 fn action_and_help() {
-    let outputs =
-        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    let outputs = step::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(outputs, ["complete", "failed-sites"]);
     let dir = tempfile::tempdir().unwrap();
-    insta::assert_snapshot!("help", support::help(BIN, dir.path()));
+    insta::assert_snapshot!("help", step::help(BIN, dir.path()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -729,7 +717,7 @@ async fn secrets_echoed_by_a_server_reach_no_sink() {
         cmd.env("ECHO_TOKEN", token)
             .env("ECHO_USER", "ci-user")
             .env("ECHO_PASS", password);
-        support::on_github(cmd, case.path())
+        imagepipe_testkit::on_github!(cmd, case.path())
     });
     assert_exit(&gh.out, 1);
     let sinks = [

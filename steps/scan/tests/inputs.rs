@@ -4,14 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/images.rs"]
-mod images;
-#[path = "../../../tests/support/rpmdb.rs"]
-mod rpmdb;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{built, images, rpmdb, step};
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,7 +12,7 @@ use std::process::Command;
 
 use images::{DEBIAN_12_OS_RELEASE, run};
 use serde_json::Value;
-use support::{assert_exit, command, stderr};
+use step::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-scan");
 
@@ -110,7 +103,7 @@ fn a_rocky_image_s_rpm_database_is_matched_with_rpm_ordering_from_an_all_zip() {
         ],
     );
     let bytes = qcow2(&tree, dir.path());
-    common::built(
+    built::built(
         &dir.path().join("out/global/debian-12/1.0.0"),
         "1.0.0",
         &[("disk.qcow2", &bytes)],
@@ -298,7 +291,7 @@ fn root_filesystem_directories_and_tarballs_are_scanned_in_place() {
         .arg(dir.path().join("rootfs.tar"))
         .arg("."));
     let tar = std::fs::read(dir.path().join("rootfs.tar")).unwrap();
-    let record = common::built(
+    let record = built::built(
         &dir.path().join("out/global/debian-12/1.0.0"),
         "1.0.0",
         &[("rootfs.tar", &tar)],
@@ -378,7 +371,7 @@ fn tar_with_dotdot(path: &Path) {
 fn a_stale_database_warns_or_fails_before_scanning() {
     let dir = project();
     let tree = debian_tree(dir.path());
-    let record = common::built(
+    let record = built::built(
         &dir.path().join("out/global/debian-12/1.0.0"),
         "1.0.0",
         &[("disk.qcow2", &qcow2(&tree, dir.path()))],

@@ -3,21 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/built.rs"]
-mod common;
-#[path = "../../../tests/support/groovy.rs"]
-mod groovy;
-#[path = "../../../tests/support/images.rs"]
-mod images;
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::{built, groovy, images, step};
 
 use std::path::{Path, PathBuf};
 
 use imagepipe::record::{GateStatus, Record};
 use images::DEBIAN_12_OS_RELEASE;
 use serde_json::Value;
-use support::{assert_exit, command, stderr};
+use step::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-scan");
 
@@ -118,7 +111,7 @@ impl Case {
         )
         .unwrap();
         let bytes = image(dir.path(), extra);
-        let record = common::built(
+        let record = built::built(
             &dir.path().join("out/global/debian-12/1.0.0"),
             "1.0.0",
             &[("disk.qcow2", &bytes)],
@@ -148,7 +141,7 @@ impl Case {
 #[test]
 fn finds_the_planted_vulnerabilities_and_only_those_and_gates() {
     let case = Case::new("high");
-    let gh = support::on_github(
+    let gh = imagepipe_testkit::on_github!(
         {
             let mut c = command(
                 BIN,
@@ -360,8 +353,7 @@ fn a_threshold_above_the_findings_passes_and_bad_input_is_exit_2() {
 
 #[test]
 fn action_and_help() {
-    let outputs =
-        support::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
+    let outputs = step::check_action(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"), BIN, &[]);
     assert_eq!(
         outputs,
         [
@@ -376,7 +368,7 @@ fn action_and_help() {
         ]
     );
     let dir = tempfile::tempdir().unwrap();
-    insta::assert_snapshot!("help", support::help(BIN, dir.path()));
+    insta::assert_snapshot!("help", step::help(BIN, dir.path()));
 }
 
 #[test]
@@ -724,7 +716,7 @@ fn a_loose_ovf_export_is_scanned_through_its_disk_not_its_side_files() {
     ))
     .unwrap();
     let ovf = br#"<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"><References><File ovf:id="f1" ovf:href="vm-disk-0.vmdk"/></References></Envelope>"#;
-    common::built(
+    built::built(
         &dir.path().join("out/global/debian-12/1.0.0"),
         "1.0.0",
         &[

@@ -5,35 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/step.rs"]
-mod support;
+use imagepipe_testkit::repo::git;
+use imagepipe_testkit::step;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use imagepipe::record::Record;
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const TAG: &str = env!("CARGO_BIN_EXE_imagepipe-tag");
 
 fn bin(name: &str) -> PathBuf {
-    support::sibling_bin(TAG, name)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    step::sibling_bin(TAG, name)
 }
 
 const PRODUCT: &str = r#"
@@ -149,7 +133,7 @@ impl Pipeline {
     }
 
     fn step(&self, binary: &Path, dir: &Path, args: &[&str]) -> Output {
-        support::command(binary.to_str().unwrap(), dir, args)
+        step::command(binary.to_str().unwrap(), dir, args)
             .env("PATH", &self.path)
             .env("IMAGEPIPE_OSV_DB", &self.osv)
             .env("IMAGEPIPE_MAX_DB_AGE", "100years")

@@ -3,67 +3,34 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../../tests/support/built.rs"]
-mod built;
-#[path = "../../../tests/support/github.rs"]
-mod github;
-#[path = "../../../tests/support/server.rs"]
-mod server;
-#[path = "../../../tests/support/step.rs"]
-mod support;
-#[path = "../../../tests/support/tls_proxy.rs"]
-mod tls_proxy;
+use imagepipe_testkit::repo::git;
+use imagepipe_testkit::{built, github, step, tls_proxy};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use github::{Fault, TOKEN, pull, review};
-use support::{assert_exit, stderr};
+use step::{assert_exit, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-tag");
 
-struct Repo {
-    dir: tempfile::TempDir,
+/// A pipeline repository with the tag step's commands.
+struct Repo(imagepipe_testkit::repo::Repo);
+
+impl std::ops::Deref for Repo {
+    type Target = imagepipe_testkit::repo::Repo;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Self { dir };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo.write("imagepipe.toml", config);
-        repo
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        git_in(self.path(), args)
-    }
-
-    /// Changes files and commits them with `message`; returns the commit id.
-    fn commit(&self, message: &str, files: &[&str]) -> String {
-        for f in files {
-            let p = self.path().join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            let old = std::fs::read_to_string(&p).unwrap_or_default();
-            std::fs::write(&p, format!("{old}{message}\n")).unwrap();
-        }
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
+        Self(imagepipe_testkit::repo::Repo::git_init(config))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        support::command(BIN, self.path(), args)
+        step::command(BIN, self.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -102,30 +69,6 @@ impl Repo {
             &format!("refs/tags/{tag}"),
         ])
     }
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Dev",
-            "-c",
-            "user.email=dev@example.com",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "tag.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 const LAYERS: &str = r#"
@@ -554,7 +497,7 @@ fn parse_round_trips_every_tag_this_step_creates() {
 
 fn bare_remote(repo: &Repo) -> tempfile::TempDir {
     let remote = tempfile::tempdir().unwrap();
-    git_in(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
+    git(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
     repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
     repo.git(&["push", "-q", "origin", "main"]);
     remote
@@ -571,18 +514,18 @@ fn push_is_atomic_and_a_lost_race_leaves_nothing_behind() {
     // Another run pushes one of the tags, on another commit, just before this run's push: the
     // remote's hook lands it, then turns this push away.
     let other = tempfile::tempdir().unwrap();
-    git_in(
+    git(
         other.path(),
         &["clone", "-q", remote.path().to_str().unwrap(), "."],
     );
     std::fs::write(other.path().join("x"), "x").unwrap();
-    git_in(other.path(), &["add", "x"]);
-    git_in(other.path(), &["commit", "-qm", "other"]);
-    git_in(
+    git(other.path(), &["add", "x"]);
+    git(other.path(), &["commit", "-qm", "other"]);
+    git(
         other.path(),
         &["push", "-q", "origin", "HEAD:refs/heads/other"],
     );
-    let theirs = git_in(other.path(), &["rev-parse", "HEAD"]);
+    let theirs = git(other.path(), &["rev-parse", "HEAD"]);
     let hook = remote.path().join("hooks/pre-receive");
     std::fs::write(
         &hook,
@@ -605,17 +548,17 @@ fn push_is_atomic_and_a_lost_race_leaves_nothing_behind() {
         "local tags of the failed run were removed: {:?}",
         repo.tags()
     );
-    let remote_tags = git_in(remote.path(), &["tag", "-l"]);
+    let remote_tags = git(remote.path(), &["tag", "-l"]);
     assert_eq!(
         remote_tags, "global/debian-12/v1.0.0",
         "the atomic push sent nothing"
     );
 
     // Without the conflict, every tag reaches the remote.
-    git_in(remote.path(), &["tag", "-d", "global/debian-12/v1.0.0"]);
+    git(remote.path(), &["tag", "-d", "global/debian-12/v1.0.0"]);
     let out = repo.tag(&["--push"]);
     assert_exit(&out, 0);
-    assert_eq!(git_in(remote.path(), &["tag", "-l"]).lines().count(), 2);
+    assert_eq!(git(remote.path(), &["tag", "-l"]).lines().count(), 2);
 }
 
 /// A repository whose HEAD was merged by pull request #12, and a GitHub test server for it.
@@ -903,7 +846,7 @@ fn api_conflicts_roll_back_what_the_run_created() {
 #[test]
 fn help() {
     let repo = Repo::new("");
-    insta::assert_snapshot!("help", support::help(BIN, repo.path()));
+    insta::assert_snapshot!("help", step::help(BIN, repo.path()));
 }
 
 #[test]
@@ -925,14 +868,14 @@ fn dry_run_plan() {
 
 #[test]
 fn action_yml_matches_the_cli_and_the_outputs() {
-    let declared = support::check_action(
+    let declared = step::check_action(
         concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
         BIN,
         &["IMAGEPIPE_GITHUB_TOKEN"],
     );
     let repo = released();
     repo.commit("fix(web): x", &["images/web/w.pkr.hcl"]);
-    let gh = support::on_github(repo.cmd(&["--no-review-gate"]), repo.path());
+    let gh = imagepipe_testkit::on_github!(repo.cmd(&["--no-review-gate"]), repo.path());
     let out = &gh.out;
     assert_exit(out, 0);
     let outputs = &gh.outputs;
@@ -967,7 +910,7 @@ fn the_action_parses_a_tag_into_outputs() {
     // checkout's tags unfetched.
     let mut cmd = repo.cmd(&[]);
     cmd.env("IMAGEPIPE_PARSE", "refs/tags/global/debian-12/v1.4.0");
-    let gh = support::on_github(cmd, repo.path());
+    let gh = imagepipe_testkit::on_github!(cmd, repo.path());
     assert_exit(&gh.out, 0);
     assert_eq!(
         gh.outputs.keys().cloned().collect::<Vec<_>>(),
@@ -980,7 +923,7 @@ fn the_action_parses_a_tag_into_outputs() {
     let mut cmd = repo.cmd(&[]);
     cmd.env("IMAGEPIPE_PARSE", "global/debian-12/v1.4");
     let scratch = tempfile::tempdir().unwrap();
-    let gh = support::on_github(cmd, scratch.path());
+    let gh = imagepipe_testkit::on_github!(cmd, scratch.path());
     assert_exit(&gh.out, 2);
     assert!(gh.outputs.is_empty());
 }
@@ -991,7 +934,7 @@ fn released_with_remote() -> (Repo, tempfile::TempDir) {
     let repo = released();
     repo.commit("feat(global): auditd", &["images/global/g.pkr.hcl"]);
     let remote = bare_remote(&repo);
-    git_in(
+    git(
         remote.path(),
         &["config", "uploadpack.allowAnySHA1InWant", "true"],
     );
@@ -1036,10 +979,10 @@ fn ci_checkouts_plan_exactly_what_a_full_clone_plans() {
         let mut args = args.clone();
         let url = file_url(remote.path());
         args.extend([url.as_str(), dir.to_str().unwrap()]);
-        git_in(scratch.path(), &args);
-        let ci = Repo {
-            dir: tempfile::TempDir::new_in(scratch.path()).unwrap(),
-        };
+        git(scratch.path(), &args);
+        let ci = Repo(imagepipe_testkit::repo::Repo::from_dir(
+            tempfile::TempDir::new_in(scratch.path()).unwrap(),
+        ));
         std::fs::remove_dir(ci.path()).unwrap();
         std::fs::rename(&dir, ci.path()).unwrap();
         let out = ci.tag(&["--dry-run", "--json"]);
@@ -1051,10 +994,10 @@ fn ci_checkouts_plan_exactly_what_a_full_clone_plans() {
         // Pushing from it creates the tag a full clone would have, and nothing else.
         let out = ci.tag(&["--push"]);
         assert_exit(&out, 0);
-        let on_remote = git_in(remote.path(), &["tag", "-l"]);
+        let on_remote = git(remote.path(), &["tag", "-l"]);
         assert_eq!(on_remote.lines().count(), 5, "{on_remote}");
         assert!(on_remote.contains("global/debian-12/v1.1.0"));
-        git_in(remote.path(), &["tag", "-d", "global/debian-12/v1.1.0"]);
+        git(remote.path(), &["tag", "-d", "global/debian-12/v1.1.0"]);
     }
 }
 
@@ -1063,7 +1006,7 @@ fn an_incomplete_checkout_that_cannot_be_completed_tags_nothing() {
     let (_repo, remote) = released_with_remote();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("ci");
-    git_in(
+    git(
         scratch.path(),
         &[
             "clone",
@@ -1078,11 +1021,11 @@ fn an_incomplete_checkout_that_cannot_be_completed_tags_nothing() {
     let run = |args: &[&str]| {
         let mut all = vec!["--no-review-gate"];
         all.extend(args);
-        support::command(BIN, &dir, &all).output().unwrap()
+        step::command(BIN, &dir, &all).output().unwrap()
     };
 
     // The remote cannot be reached: the tags it may hold cannot be known.
-    git_in(
+    git(
         &dir,
         &[
             "remote",
@@ -1100,7 +1043,7 @@ fn an_incomplete_checkout_that_cannot_be_completed_tags_nothing() {
     );
 
     // No remote at all: a shallow clone cannot be completed, with the fix named.
-    git_in(&dir, &["remote", "remove", "origin"]);
+    git(&dir, &["remote", "remove", "origin"]);
     for args in [&["--dry-run"][..], &["--push"]] {
         let out = run(args);
         assert_exit(&out, 2);
@@ -1112,8 +1055,8 @@ fn an_incomplete_checkout_that_cannot_be_completed_tags_nothing() {
         assert!(err.contains("`fetch-depth: 0`"), "{err}");
         assert!(err.contains("git fetch --unshallow --tags"), "{err}");
     }
-    assert_eq!(git_in(&dir, &["tag", "-l"]), "", "nothing was tagged");
-    assert_eq!(git_in(remote.path(), &["tag", "-l"]).lines().count(), 4);
+    assert_eq!(git(&dir, &["tag", "-l"]), "", "nothing was tagged");
+    assert_eq!(git(remote.path(), &["tag", "-l"]).lines().count(), 4);
 }
 
 #[test]
@@ -1139,12 +1082,12 @@ fn a_cd_checkout_of_a_lightweight_tag_gets_the_annotated_tags() {
     let sha = repo.git(&["rev-parse", &format!("{tag}^{{commit}}")]);
     // What actions/checkout does for a tag push: the tag arrives as a lightweight ref.
     let cd = tempfile::tempdir().unwrap();
-    git_in(cd.path(), &["init", "-q"]);
-    git_in(
+    git(cd.path(), &["init", "-q"]);
+    git(
         cd.path(),
         &["remote", "add", "origin", &file_url(remote.path())],
     );
-    git_in(
+    git(
         cd.path(),
         &[
             "fetch",
@@ -1155,11 +1098,11 @@ fn a_cd_checkout_of_a_lightweight_tag_gets_the_annotated_tags() {
             &format!("+{sha}:refs/tags/{tag}"),
         ],
     );
-    git_in(cd.path(), &["checkout", "-q", tag]);
-    assert_eq!(git_in(cd.path(), &["cat-file", "-t", tag]), "commit");
+    git(cd.path(), &["checkout", "-q", tag]);
+    assert_eq!(git(cd.path(), &["cat-file", "-t", tag]), "commit");
     std::fs::write(cd.path().join(".gitignore"), ".imagepipe/\n").unwrap();
 
-    let out = support::command(BIN, cd.path(), &["--no-review-gate", "--dry-run"])
+    let out = step::command(BIN, cd.path(), &["--no-review-gate", "--dry-run"])
         .output()
         .unwrap();
     assert_exit(&out, 0);
@@ -1168,7 +1111,7 @@ fn a_cd_checkout_of_a_lightweight_tag_gets_the_annotated_tags() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(git_in(cd.path(), &["cat-file", "-t", tag]), "tag");
+    assert_eq!(git(cd.path(), &["cat-file", "-t", tag]), "tag");
 }
 
 #[test]

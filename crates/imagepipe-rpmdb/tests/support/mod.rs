@@ -1,13 +1,11 @@
-//! Test helpers: fixtures, a minimal rpm header reader, a seeded random generator, and a
-//! writer of NDB `Packages.db` files.
+//! Test helpers: fixtures, a minimal rpm header reader and a seeded random generator (the NDB
+//! writer is imagepipe-testkit's `ndb_writer`).
 #![allow(
     dead_code,
     unreachable_pub,
     clippy::unwrap_used,
     clippy::indexing_slicing
 )]
-
-pub mod ndb_writer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

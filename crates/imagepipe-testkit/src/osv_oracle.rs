@@ -57,8 +57,6 @@
 //! `unsafe`, and never panics on record contents: malformed parts of a record are
 //! skipped, as documented at each place.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 

@@ -1,8 +1,6 @@
 //! Test servers: an axum app on a loopback port, served from a thread of its own, so that the
 //! step under test (another process) and blocking test code can both reach it.
 
-#![allow(dead_code, unreachable_pub)]
-
 pub fn serve(app: axum::Router) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -1,8 +1,6 @@
 //! A root tree with a real rpm database (`var/lib/rpm/rpmdb.sqlite`), made by building empty
 //! packages with `rpmbuild` and installing them with `rpm --root`, as RHEL 9 keeps it.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::Path;
 use std::process::Command;
 

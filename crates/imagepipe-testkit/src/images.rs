@@ -2,8 +2,6 @@
 //! `mke2fs -d` fills an ext4 filesystem from a tree, `qemu-img convert` makes qcow2 and VMDK,
 //! and the example pipeline's `make-ova` an OVA.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -11,8 +11,6 @@
 //! [`ADMIN_TOKEN`] an administrator, [`READ_TOKEN`] read only, [`OUTSIDER_TOKEN`] a valid user
 //! with no permission on the repository. Anything else is 401 "Bad credentials".
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 

@@ -1,8 +1,6 @@
 //! Runs the Jenkins shared library's harness (`jenkins/test/harness.groovy`) with Debian's
 //! `groovy`.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 

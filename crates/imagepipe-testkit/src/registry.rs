@@ -1,12 +1,11 @@
 //! Debian's `docker-registry` (distribution 2.8), started on loopback with its own
 //! configuration for a test, and stopped when dropped.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A registry process, stopped when dropped.
+#[derive(Debug)]
 pub struct Registry {
     child: Child,
     pub addr: String,

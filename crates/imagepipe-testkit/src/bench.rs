@@ -1,12 +1,9 @@
 //! Helpers shared by the benchmarks.
 
-// Each benchmark is its own crate and uses some of these.
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant};
 
 /// A numeric setting from the environment.
-pub(crate) fn env_num(name: &str, default: usize) -> usize {
+pub fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -14,7 +11,7 @@ pub(crate) fn env_num(name: &str, default: usize) -> usize {
 }
 
 /// The fastest of `rounds` runs: the least disturbed by the rest of a shared machine.
-pub(crate) fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
+pub fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
     (0..rounds)
         .map(|_| {
             let t = Instant::now();
@@ -28,7 +25,7 @@ pub(crate) fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
 /// A scratch directory for generated data (IMAGEPIPE_BENCH_DIR, default the profile directory
 /// under the workspace's `target`, found from this executable: `cargo bench` runs each
 /// package's benchmarks from that package's directory, which has no `target` of its own).
-pub(crate) fn scratch() -> tempfile::TempDir {
+pub fn scratch() -> tempfile::TempDir {
     let dir = std::env::var_os("IMAGEPIPE_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .or_else(|| {

@@ -1,8 +1,6 @@
 //! govmomi's vCenter simulator (`tests/vcsim/main.go`, built by `scripts/vcsim` from Debian's
 //! Go packages), started on loopback for a test and stopped when dropped (its stdin closes).
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -10,6 +8,7 @@ use std::sync::OnceLock;
 pub const USER: &str = "user";
 pub const PASSWORD: &str = "pass";
 
+#[derive(Debug)]
 pub struct Vcsim {
     child: Child,
     pub url: String,

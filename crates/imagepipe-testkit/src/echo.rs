@@ -4,8 +4,6 @@
 //! The answers go round 400, 404 and 500, as JSON error documents (Artifactory's
 //! `{"errors":[…]}`) and as plain text.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -51,7 +49,7 @@ pub fn start() -> String {
                 .unwrap()
         }
     });
-    format!("http://{}", super::server::serve(app))
+    format!("http://{}", crate::server::serve(app))
 }
 
 /// Every form of a secret that must appear in no sink: the value, its base64 as basic

@@ -1,7 +1,5 @@
 //! Build outputs for the publish tests, written as imagepipe-build writes them.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::{Path, PathBuf};
 
 use imagepipe::hash::hash_file;

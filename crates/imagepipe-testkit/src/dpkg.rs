@@ -2,14 +2,13 @@
 //! broken with `dpkg --root` (no chroot, no root privileges needed), and `dpkg-query` as the
 //! oracle of which packages are installed.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::images::run;
+use crate::images::run;
 
 /// A root filesystem that dpkg manages.
+#[derive(Debug)]
 pub struct Root {
     pub root: PathBuf,
     debs: PathBuf,
@@ -17,7 +16,7 @@ pub struct Root {
 }
 
 /// One package to build.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Deb<'a> {
     pub name: &'a str,
     pub version: &'a str,

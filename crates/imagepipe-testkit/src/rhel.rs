@@ -5,7 +5,7 @@
 //!   (`rpmdb.rs`), whose rpm database is then kept as SQLite (RHEL 9), converted to a
 //!   BerkeleyDB hash `Packages` (RHEL 7/8: `sqlite-to-dbload.py` and `db5.3_load`, which rpm's
 //!   own `bdb_ro` backend then reads back) or written as NDB `Packages.db` (SUSE: no tool here
-//!   writes NDB, so imagepipe-rpmdb's test writer does, from the same header blobs);
+//!   writes NDB, so the testkit's `ndb_writer` does, from the same header blobs);
 //! - XFS filesystems made from the tree with `mkfs.xfs -p PROTOFILE`: `/boot` in a partition,
 //!   `/` and `/var` in LVM logical volumes;
 //! - GPT by `sfdisk`; two LVM physical volumes whose first MiB lvm2 itself wrote
@@ -15,14 +15,12 @@
 //!   to where those extents are, chunk by chunk for the striped one, as the kernel's dm-stripe
 //!   would write them.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
-
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::images::{run, sbin};
-use super::rpmdb;
+use crate::images::{run, sbin};
+use crate::{ndb_writer, rpmdb};
 
 const MIB: u64 = 1 << 20;
 /// The layout the committed physical volume heads describe.
@@ -207,15 +205,6 @@ fn sqlite_blobs(root: &Path) -> Vec<(u32, Vec<u8>)> {
         })
         .collect()
 }
-
-#[allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::indexing_slicing
-)]
-#[path = "../../crates/imagepipe-rpmdb/tests/support/ndb_writer.rs"]
-mod ndb_writer;
 
 /// Writes the SQLite database's headers in `root` as an NDB `Packages.db`, and removes the
 /// SQLite one.

@@ -31,8 +31,6 @@
 //!   limits with or without `retry-after`; a bare 429:
 //!   <https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit>
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 

@@ -5,8 +5,6 @@
 //! output the step writes is declared; the action installs imagepipe when it is missing and says
 //! which `permissions:` it needs).
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -166,6 +164,7 @@ pub fn help(binary: &str, dir: &Path) -> String {
 }
 
 /// What a step left for GitHub Actions.
+#[derive(Debug)]
 pub struct GithubRun {
     pub out: Output,
     pub outputs: std::collections::BTreeMap<String, String>,
@@ -173,9 +172,22 @@ pub struct GithubRun {
 }
 
 /// Runs `cmd` as a GitHub Actions step would, with its output and summary files in `dir`,
-/// and every input the command does not set at its `action.yml` default.
-pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
-    action_defaults(&mut cmd, concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"));
+/// and every input the command does not set at the default of the calling step crate's
+/// `action.yml`. A macro, so that the action is the caller's: `env!` is read where it expands.
+#[macro_export]
+macro_rules! on_github {
+    ($cmd:expr, $dir:expr $(,)?) => {
+        $crate::step::on_github_with(
+            $cmd,
+            $dir,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"),
+        )
+    };
+}
+
+/// [`on_github!`] for the action at `action_yml`.
+pub fn on_github_with(mut cmd: Command, dir: &Path, action_yml: &str) -> GithubRun {
+    action_defaults(&mut cmd, action_yml);
     let output = dir.join("gh-output");
     let summary = dir.join("gh-summary");
     let out = cmd
@@ -186,8 +198,7 @@ pub fn on_github(mut cmd: Command, dir: &Path) -> GithubRun {
         .unwrap();
     let outputs = read_outputs(&std::fs::read_to_string(&output).unwrap_or_default());
     // An output the action does not declare never reaches the workflow.
-    let action =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let action = std::fs::read_to_string(action_yml).unwrap();
     let doc = &YamlLoader::load_from_str(&action).unwrap()[0];
     for name in outputs.keys() {
         assert!(

@@ -17,8 +17,6 @@
 //!   expiry, the VALIDATING file status (the documents list it but never say when a file is in
 //!   it), MD5 checksums, and a type adapter beyond the OVF's file references.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1207,7 +1205,7 @@ mod verifier {
 
 /// Basic auth's base64, kept here so the server needs no extra crate.
 mod base64_engine {
-    pub fn encode(s: &str) -> String {
+    pub(super) fn encode(s: &str) -> String {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let b = s.as_bytes();
         let mut out = String::new();

@@ -2,13 +2,12 @@
 //! for `localhost` and passes the bytes through to the backend, so any test server can be
 //! reached over https (a site's store that vCenter PULLs from with a thumbprint).
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_rustls::rustls;
 
+#[derive(Debug)]
 pub struct TlsProxy {
     /// `https://localhost:PORT`
     pub url: String,
