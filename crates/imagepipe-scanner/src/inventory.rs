@@ -11,8 +11,19 @@ pub struct Os {
     pub id: String,
     pub version_id: String,
     pub pretty_name: String,
+    /// `ID_LIKE`: the distributions this one derives from (`rhel centos fedora` on Rocky), which
+    /// policy rules are scoped by. Not reported: the record's OS stays as it was.
+    #[serde(skip)]
+    pub id_like: Vec<String>,
     /// The OSV ecosystem its packages are published under (`Debian:12`, `Alpine:v3.19`, …).
     pub ecosystem: Option<String>,
+}
+
+impl Os {
+    /// Whether the OS is `id` or derives from it (os-release's `ID` or `ID_LIKE`).
+    pub fn is_like(&self, id: &str) -> bool {
+        self.id == id || self.id_like.iter().any(|l| l == id)
+    }
 }
 
 /// One installed package.
@@ -81,6 +92,10 @@ pub fn parse_os_release(text: &str) -> Os {
     };
     Os {
         pretty_name: get("PRETTY_NAME"),
+        id_like: get("ID_LIKE")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
         id,
         version_id,
         ecosystem,
@@ -310,6 +325,21 @@ pub fn from_dir(root: &Path) -> Result<(Os, Vec<Package>), InventoryError> {
     from_tree(&super::rootfs::DirTree(root.to_path_buf()))
 }
 
+/// The OS of a root filesystem, from `etc/os-release` or `usr/lib/os-release`; unknown (all
+/// fields empty) when neither is there.
+pub fn os_of(tree: &dyn super::rootfs::Tree) -> Result<Os, InventoryError> {
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        let bytes = tree.read(path).map_err(|source| InventoryError::Io {
+            file: path.into(),
+            source,
+        })?;
+        if let Some(b) = bytes {
+            return Ok(parse_os_release(&String::from_utf8_lossy(&b)));
+        }
+    }
+    Ok(Os::default())
+}
+
 /// The inventory of a root filesystem: the OS and its dpkg, apk and rpm packages.
 pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), InventoryError> {
     let read = |path: &str| -> Result<Option<String>, InventoryError> {
@@ -319,10 +349,7 @@ pub fn from_tree(tree: &dyn super::rootfs::Tree) -> Result<(Os, Vec<Package>), I
         })?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
-    let os = match read("/etc/os-release")?.or(read("/usr/lib/os-release")?) {
-        Some(t) => parse_os_release(&t),
-        None => Os::default(),
-    };
+    let os = os_of(tree)?;
     let mut packages = Vec::new();
     for e in dpkg_database(tree, &read)? {
         let installed = match e.files {

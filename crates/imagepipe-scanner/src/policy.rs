@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::inventory::Package;
+use super::inventory::{InventoryError, Os, Package, os_of};
 use super::rootfs::Tree;
 
 const BASELINE: &str = include_str!("baseline.toml");
@@ -70,6 +70,11 @@ pub struct Rule {
     pub id: String,
     pub title: String,
     pub level: Level,
+    /// The systems the rule is for, by os-release `ID` or `ID_LIKE` (`["rhel", "fedora"]` takes
+    /// RHEL, Rocky, AlmaLinux, Oracle Linux and Fedora); empty, every image. A rule for other
+    /// systems is left out of the results, not passed: SELinux has no meaning on Debian.
+    #[serde(default)]
+    pub applies_to: Vec<String>,
     #[serde(flatten)]
     pub check: Check,
 }
@@ -323,8 +328,21 @@ pub fn evaluate(
     packages: &[Package],
 ) -> Result<Vec<RuleResult>, PolicyError> {
     let mut sshd: Option<BTreeMap<String, String>> = None;
+    let mut os: Option<Os> = None;
     let mut out = Vec::new();
     for r in rules {
+        if !r.applies_to.is_empty() {
+            let os = match &mut os {
+                Some(os) => os,
+                None => os.insert(os_of(tree).map_err(|e| match e {
+                    InventoryError::Io { file, source } => PolicyError::Read { path: file, source },
+                    InventoryError::Bad { file, message } => PolicyError::Bad { file, message },
+                })?),
+            };
+            if !r.applies_to.iter().any(|id| os.is_like(id)) {
+                continue;
+            }
+        }
         let (passed, detail) = match &r.check {
             Check::FilePresent { paths } | Check::FileAbsent { paths } => {
                 let mut present = Vec::new();
@@ -405,8 +423,8 @@ pub fn evaluate(
                     });
                     match (missing, bad) {
                         (false, None) => (true, String::new()),
-                        (true, _) => (false, format!("{path} lacks what the rule requires")),
-                        // Only the key part of the line: shadow lines are secrets.
+                        // The forbidden line says more than the missing one. Only its key part:
+                        // shadow lines are secrets.
                         (_, Some(line)) => (
                             false,
                             format!(
@@ -414,6 +432,7 @@ pub fn evaluate(
                                 line.split(':').next().unwrap_or("")
                             ),
                         ),
+                        (true, None) => (false, format!("{path} lacks what the rule requires")),
                     }
                 }
             },
@@ -498,6 +517,58 @@ mod tests {
         assert_eq!(fewer.len(), all.len() - 1);
         let err = rules(&[], &["nope".into()]).unwrap_err().to_string();
         assert!(err.contains("`nope`, which no rule has"), "{err}");
+    }
+
+    #[test]
+    fn rhel_rules_apply_to_the_rhel_family_only() {
+        let results = |os_release: &str, files: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            for (path, text) in std::iter::once(&("etc/os-release", os_release)).chain(files) {
+                std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+                std::fs::write(root.join(path), text).unwrap();
+            }
+            let rules = rules(&[], &[]).unwrap();
+            evaluate(&rules, &DirTree(root.to_path_buf()), &[])
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.id == "selinux-enforcing" || r.id == "crypto-policy-not-legacy")
+                .map(|r| (r.id, r.passed, r.detail))
+                .collect::<Vec<_>>()
+        };
+        let rocky = "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n";
+        let hardened = [
+            (
+                "etc/selinux/config",
+                "# comment\nSELINUX=enforcing\nSELINUXTYPE=targeted\n",
+            ),
+            ("etc/crypto-policies/config", "DEFAULT:SHA1\n"),
+        ];
+        assert!(
+            results(rocky, &hardened).iter().all(|r| r.1),
+            "{:?}",
+            results(rocky, &hardened)
+        );
+        // Oracle Linux says only fedora.
+        let oracle = "ID=\"ol\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"9.4\"\n";
+        assert_eq!(results(oracle, &hardened).len(), 2);
+        let weak = [
+            ("etc/selinux/config", "SELINUX=permissive\n"),
+            ("etc/crypto-policies/config", "LEGACY\n"),
+        ];
+        let got = results(rocky, &weak);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|r| !r.1), "{got:?}");
+        assert!(got[0].2.contains("SELINUX=permissive"), "{got:?}");
+        // No config at all: SELinux is disabled; no crypto policies (RHEL 7) is fine.
+        let bare = results(rocky, &[]);
+        assert_eq!(
+            bare.iter().map(|r| r.1).collect::<Vec<_>>(),
+            [false, true],
+            "{bare:?}"
+        );
+        // Debian: neither rule is checked, so neither appears.
+        assert!(results("ID=debian\nVERSION_ID=\"12\"\n", &weak).is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use imagepipe_testkit::{images, rhel, rpmdb};
 
 use imagepipe_scanner::inventory::{self, Package};
 use imagepipe_scanner::rootfs::{self, ImageTree, Tree as _};
-use imagepipe_scanner::osv;
+use imagepipe_scanner::{osv, policy};
 
 const ROCKY_8: &str = "NAME=\"Rocky Linux\"\nVERSION=\"8.9 (Green Obsidian)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n";
 const ALMA_9: &str = "NAME=\"AlmaLinux\"\nVERSION=\"9.3 (Shamrock Pampas Cat)\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n";
@@ -179,6 +179,38 @@ fn every_filesystem_is_mounted_where_fstab_says_and_read_exactly() {
     assert!(tree.metadata("/etc/os-release").unwrap().unwrap().symlink);
     assert_eq!(tree.metadata("/var/nothing").unwrap(), None);
     assert_eq!(tree.read("/etc/passwd/x").unwrap(), None);
+}
+
+#[test]
+fn the_rhel_baseline_holds_on_a_hardened_image_read_in_place() {
+    let rules = policy::rules(&[], &[]).unwrap();
+    let results = |path: &Path| {
+        let tree = rootfs::open(path).unwrap();
+        let (_, packages) = inventory::from_tree(tree.as_ref()).unwrap();
+        policy::evaluate(&rules, tree.as_ref(), &packages).unwrap()
+    };
+    // Rocky 8 on XFS over LVM, as the installer hardens it: SELinux enforcing, DEFAULT crypto.
+    let rocky = results(&images::qcow2(&image(rhel::Db::Bdb).raw, true));
+    for id in [
+        "selinux-enforcing",
+        "crypto-policy-not-legacy",
+        "no-tftp-server",
+    ] {
+        let r = rocky
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("{id}: {rocky:?}"));
+        assert!(r.passed, "{r:?}");
+    }
+    let failed: Vec<_> = rocky.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    // SUSE is not of the family: its results leave the RHEL rules out.
+    let sles = results(&image(rhel::Db::Ndb).raw);
+    assert!(
+        !sles.iter().any(|r| r.id == "selinux-enforcing"),
+        "{sles:?}"
+    );
+    assert!(sles.iter().any(|r| r.id == "no-tftp-server"));
 }
 
 #[test]
