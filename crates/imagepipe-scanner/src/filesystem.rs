@@ -83,6 +83,24 @@ fn xfs_absent<T>(r: Result<Option<T>, imagepipe_xfs::Error>) -> io::Result<Optio
     }
 }
 
+/// Runs a filesystem reader on untrusted bytes, turning a panic in it into an error: ext4-view
+/// trusts some on-disk fields (fuzzing found a division by zero and a huge allocation, now
+/// refused before it is called), and a hostile image must end in a clear error and exit 2, not
+/// an abort. The reader's state after a panic is not trusted again: the error ends the scan.
+fn guarded<T>(what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what}: the filesystem is corrupt (its reader failed: {why})"),
+        ))
+    })
+}
+
 fn too_big(path: &str, len: u64) -> io::Error {
     io::Error::other(format!(
         "{path} is {len} bytes; more than a package database can be"
@@ -128,6 +146,13 @@ impl Filesystem {
     where
         D: ext4_view::Ext4Read + imagepipe_xfs::ReadAt + Send + 'static,
     {
+        guarded(what, move || Self::open_unguarded(kind, dev, what))
+    }
+
+    fn open_unguarded<D>(kind: Kind, dev: D, what: &str) -> io::Result<Self>
+    where
+        D: ext4_view::Ext4Read + imagepipe_xfs::ReadAt + Send + 'static,
+    {
         match kind {
             Kind::Ext => {
                 let mut dev = dev;
@@ -166,19 +191,19 @@ impl Filesystem {
 
     /// `lstat`: what is at `path`, a final link not followed.
     pub(crate) fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
-        match self {
+        guarded(path, || match self {
             Self::Ext(fs) => match fs.symlink_metadata(path) {
                 Ok(m) => Ok(Some(ext_meta(&m))),
                 Err(ext4_view::Ext4Error::NotFound) => Ok(None),
                 Err(e) => Err(ext_err(path, e)),
             },
             Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().metadata(path))?.map(|m| xfs_meta(&m))),
-        }
+        })
     }
 
     /// The target of the link at `path`; `None` when it is not a link or not there.
     pub(crate) fn read_link(&self, path: &str) -> io::Result<Option<String>> {
-        match self {
+        guarded(path, || match self {
             Self::Ext(fs) => match fs.symlink_metadata(path) {
                 Ok(m) if m.is_symlink() => {
                     let target = fs.read_link(path).map_err(|e| ext_err(path, e))?;
@@ -190,29 +215,31 @@ impl Filesystem {
                 Err(e) => Err(ext_err(path, e)),
             },
             Self::Xfs(x) => xfs_absent(x.borrow_mut().read_link(path)),
-        }
+        })
     }
 
     /// The bytes of the regular file at `path`, at most `max` of them; `None` for nothing
     /// there, a directory or a special file.
     pub(crate) fn read(&self, path: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
-        match self {
-            Self::Ext(fs) => match fs.metadata(path) {
-                Ok(m) if m.len() > max => Err(too_big(path, m.len())),
-                Ok(m) if m.is_dir() => Ok(None),
-                Ok(_) => fs.read(path).map(Some).map_err(|e| ext_err(path, e)),
-                Err(ext4_view::Ext4Error::NotFound) => Ok(None),
-                Err(e) => Err(ext_err(path, e)),
-            },
-            // One walk from the root: the reader refuses what is not a regular file, and what
-            // is too large, itself.
-            Self::Xfs(x) => match x.borrow_mut().read_file(path, max) {
-                Ok(b) => Ok(b),
-                Err(imagepipe_xfs::Error::TooLarge { size, .. }) => Err(too_big(path, size)),
-                Err(imagepipe_xfs::Error::NotAFile { .. }) => Ok(None),
-                Err(e) => xfs_absent(Err(e)),
-            },
-        }
+        guarded(path, || {
+            match self {
+                Self::Ext(fs) => match fs.metadata(path) {
+                    Ok(m) if m.len() > max => Err(too_big(path, m.len())),
+                    Ok(m) if m.is_dir() => Ok(None),
+                    Ok(_) => fs.read(path).map(Some).map_err(|e| ext_err(path, e)),
+                    Err(ext4_view::Ext4Error::NotFound) => Ok(None),
+                    Err(e) => Err(ext_err(path, e)),
+                },
+                // One walk from the root: the reader refuses what is not a regular file, and what
+                // is too large, itself.
+                Self::Xfs(x) => match x.borrow_mut().read_file(path, max) {
+                    Ok(b) => Ok(b),
+                    Err(imagepipe_xfs::Error::TooLarge { size, .. }) => Err(too_big(path, size)),
+                    Err(imagepipe_xfs::Error::NotAFile { .. }) => Ok(None),
+                    Err(e) => xfs_absent(Err(e)),
+                },
+            }
+        })
     }
 
     /// The entries of the directory at `path` (without `.` and `..`), each with its own
@@ -231,40 +258,58 @@ impl Filesystem {
     }
 
     fn read_dir(&self, path: &str, with_meta: bool) -> io::Result<Vec<(String, Option<Meta>)>> {
-        match self {
-            Self::Ext(fs) => {
-                let entries = match fs.read_dir(path) {
-                    Ok(e) => e,
-                    Err(ext4_view::Ext4Error::NotFound) => return Ok(Vec::new()),
-                    Err(e) => return Err(ext_err(path, e)),
-                };
-                let mut out = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(|e| ext_err(path, e))?;
-                    let name = entry.file_name();
-                    let name = name.as_str().map_err(|_| {
-                        io::Error::other(format!("{path}: a name that is not UTF-8"))
-                    })?;
-                    if name != "." && name != ".." {
-                        // The entry's own inode: no lookup from the root for each name.
-                        let m = if with_meta {
-                            let m = entry
-                                .metadata()
-                                .map_err(|e| ext_err(&format!("{path}/{name}"), e))?;
-                            Some(ext_meta(&m))
-                        } else {
-                            None
-                        };
-                        out.push((name.to_string(), m));
+        guarded(path, || {
+            match self {
+                Self::Ext(fs) => {
+                    let entries = match fs.read_dir(path) {
+                        Ok(e) => e,
+                        Err(ext4_view::Ext4Error::NotFound) => return Ok(Vec::new()),
+                        Err(e) => return Err(ext_err(path, e)),
+                    };
+                    let mut out = Vec::new();
+                    for entry in entries {
+                        let entry = entry.map_err(|e| ext_err(path, e))?;
+                        let name = entry.file_name();
+                        let name = name.as_str().map_err(|_| {
+                            io::Error::other(format!("{path}: a name that is not UTF-8"))
+                        })?;
+                        if name != "." && name != ".." {
+                            // The entry's own inode: no lookup from the root for each name.
+                            let m = if with_meta {
+                                let m = entry
+                                    .metadata()
+                                    .map_err(|e| ext_err(&format!("{path}/{name}"), e))?;
+                                Some(ext_meta(&m))
+                            } else {
+                                None
+                            };
+                            out.push((name.to_string(), m));
+                        }
                     }
+                    Ok(out)
                 }
-                Ok(out)
+                Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().read_dir(path))?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(n, m)| (n, Some(xfs_meta(&m))))
+                    .collect()),
             }
-            Self::Xfs(x) => Ok(xfs_absent(x.borrow_mut().read_dir(path))?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(n, m)| (n, Some(xfs_meta(&m))))
-                .collect()),
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_that_panics_is_an_error_naming_the_volume() {
+        let err = guarded::<()>("/dev/sda1", || panic!("attempt to divide by zero")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            err.to_string(),
+            "/dev/sda1: the filesystem is corrupt (its reader failed: attempt to divide by zero)"
+        );
+        assert_eq!(guarded("x", || Ok(7)).unwrap(), 7);
     }
 }
