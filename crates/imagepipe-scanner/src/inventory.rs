@@ -84,6 +84,16 @@ pub fn parse_os_release(text: &str) -> Os {
         "almalinux" if !major.is_empty() => Some(format!("AlmaLinux:{major}")),
         "rocky" if !major.is_empty() => Some(format!("Rocky Linux:{major}")),
         "rhel" if !major.is_empty() => Some(format!("Red Hat:enterprise_linux:{major}")),
+        // OSV's ecosystems list: "The SUSE ecosystem; The ecosystem string has a `:<RELEASE>`
+        // suffix representing the marketing name of the SUSE product. `<RELEASE>` matches the
+        // value in the /etc/os-release `PRETTY_NAME` field" (likewise openSUSE). SUSE's own
+        // records write it without the vendor's name: `SUSE:Linux Enterprise Server 15 SP5`,
+        // `openSUSE:Leap 15.5` (as osv-scalibr maps opensuse-leap).
+        "sles" | "sled" | "sles_sap" => get("PRETTY_NAME")
+            .strip_prefix("SUSE ")
+            .map(|product| format!("SUSE:{product}")),
+        "opensuse-leap" if !version_id.is_empty() => Some(format!("openSUSE:Leap {version_id}")),
+        "opensuse-tumbleweed" => Some("openSUSE:Tumbleweed".into()),
         "alpine" => {
             let minor: Vec<&str> = version_id.split('.').take(2).collect();
             (minor.len() == 2).then(|| format!("Alpine:v{}", minor.join(".")))
@@ -408,6 +418,18 @@ mod tests {
         let rocky = parse_os_release("ID=\"rocky\"\nVERSION_ID=\"9.3\"\n");
         assert_eq!(rocky.ecosystem.as_deref(), Some("Rocky Linux:9"));
         assert_eq!(parse_os_release("ID=plan9\n").ecosystem, None);
+        let sles = parse_os_release(
+            "NAME=\"SLES\"\nVERSION_ID=\"15.5\"\nID=\"sles\"\nID_LIKE=\"suse\"\nPRETTY_NAME=\"SUSE Linux Enterprise Server 15 SP5\"\n",
+        );
+        assert_eq!(
+            sles.ecosystem.as_deref(),
+            Some("SUSE:Linux Enterprise Server 15 SP5")
+        );
+        assert!(sles.is_like("suse") && !sles.is_like("rhel"));
+        let leap = parse_os_release(
+            "NAME=\"openSUSE Leap\"\nVERSION_ID=\"15.5\"\nID=\"opensuse-leap\"\nPRETTY_NAME=\"openSUSE Leap 15.5\"\n",
+        );
+        assert_eq!(leap.ecosystem.as_deref(), Some("openSUSE:Leap 15.5"));
     }
 
     #[test]

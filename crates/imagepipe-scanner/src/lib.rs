@@ -133,7 +133,7 @@ pub fn scan_record(
     let (os, packages) = inventory::from_tree(tree.as_ref())?;
     let ecosystem = os.ecosystem.clone().ok_or_else(|| {
         ScanError::Usage(format!(
-            "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL)",
+            "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL, SUSE, openSUSE)",
             image_path.display(),
             os.id,
             os.version_id

@@ -227,11 +227,11 @@ fn sqlite_and_ndb_databases_are_what_rpm_lists_too() {
                 path.display()
             );
             let want = if db == rhel::Db::Sqlite {
-                Some("AlmaLinux:9")
+                "AlmaLinux:9"
             } else {
-                None
+                "SUSE:Linux Enterprise Server 15 SP5"
             };
-            assert_eq!(os.ecosystem.as_deref(), want);
+            assert_eq!(os.ecosystem.as_deref(), Some(want));
         }
     }
 }
@@ -249,6 +249,48 @@ fn rpm_vercmp(a: &str, b: &str) -> i32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+#[test]
+fn suse_advisories_apply_to_the_product_os_release_names() {
+    // SLES 15 SP5 with its NDB database: the ecosystem is the product's marketing name.
+    let (os, packages, _, _) = inventory_of(&image(rhel::Db::Ndb).raw);
+    let ecosystem = os.ecosystem.unwrap();
+    assert_eq!(ecosystem, "SUSE:Linux Enterprise Server 15 SP5");
+    let mut db = osv::Database::default();
+    for (id, ecosystem, fixed) in [
+        (
+            "SUSE-SU-2024:0001-1",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            "5.1.8-99",
+        ),
+        // Another product (a module, a service pack) is not this image's.
+        (
+            "SUSE-SU-2024:0002-1",
+            "SUSE:Linux Enterprise Server 15 SP4",
+            "5.1.8-99",
+        ),
+        ("openSUSE-SU-2024:0003-1", "openSUSE:Leap 15.5", "5.1.8-99"),
+        // Fixed before what is installed.
+        (
+            "SUSE-SU-2024:0004-1",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            "5.1.8-1",
+        ),
+    ] {
+        let json = format!(
+            r#"{{"id":"{id}","modified":"2024-05-01T00:00:00Z","affected":[{{"package":{{"ecosystem":"{ecosystem}","name":"bash"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+        );
+        db.add(json.as_bytes(), id).unwrap();
+    }
+    let bash = packages.iter().find(|p| p.name == "bash").unwrap();
+    assert!(rpm_vercmp(&bash.version, "5.1.8-99") < 0 && rpm_vercmp(&bash.version, "5.1.8-1") > 0);
+    let found: Vec<String> = db
+        .matches(&ecosystem, &packages)
+        .into_iter()
+        .map(|f| format!("{} {}", f.id, f.package))
+        .collect();
+    assert_eq!(found, ["SUSE-SU-2024:0001-1 bash"]);
 }
 
 #[test]
