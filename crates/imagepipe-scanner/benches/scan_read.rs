@@ -74,6 +74,7 @@ fn main() {
     let want = inventory::from_dir(&tree).unwrap().1.len();
     println!("a {mib} MiB ext4 image of Debian 12 minbase, {want} packages");
     for (name, image) in [
+        ("raw", &raw),
         ("qcow2 (compressed)", &qcow2),
         ("VMDK stream-optimized", &vmdk),
         ("OVA", &ova),

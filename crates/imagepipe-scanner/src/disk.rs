@@ -112,16 +112,28 @@ fn open_ova(path: &Path, file: File) -> io::Result<Box<dyn Disk>> {
     open_slice(Slice::part(file, disk.offset, disk.size)?)
 }
 
-/// A raw image: the file is the disk.
+/// A raw image: the file is the disk. Reads go through a cache of aligned chunks, as the
+/// qcow2 and VMDK readers keep clusters and grains: a filesystem walk reads the same inode-table
+/// and directory blocks over and over, and over HTTP (a published version scanned in place)
+/// every read would be a request.
 #[derive(Debug)]
 pub struct Raw {
     src: Slice,
     read: u64,
+    chunks: Lru<u64, Vec<u8>>,
 }
+
+/// The raw reader's unit: large enough for a run of inodes or a directory, small enough that a
+/// lookup does not read much past what it needs.
+const RAW_CHUNK: u64 = 32 << 10;
 
 impl Raw {
     pub fn new(src: Slice) -> Self {
-        Self { src, read: 0 }
+        Self {
+            src,
+            read: 0,
+            chunks: Lru::sized(RAW_CHUNK as usize),
+        }
     }
 }
 
@@ -131,8 +143,29 @@ impl Disk for Raw {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.src.read_exact_at(buf, offset)?;
-        self.read += buf.len() as u64;
+        past_end(offset, buf.len(), self.src.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let chunk = at - at % RAW_CHUNK;
+            if self.chunks.get(chunk).is_none() {
+                let len = RAW_CHUNK.min(self.src.len() - chunk) as usize;
+                let mut data = vec![0; len];
+                self.src.read_exact_at(&mut data, chunk)?;
+                self.read += len as u64;
+                self.chunks.insert(chunk, data);
+            }
+            let data = self.chunks.get(chunk).map_or(&[][..], Vec::as_slice);
+            let from = (at - chunk) as usize;
+            let n = (buf.len() - done).min(data.len().saturating_sub(from));
+            if n == 0 {
+                return Err(invalid(format!(
+                    "a read at byte {at} is past the disk's end"
+                )));
+            }
+            buf[done..done + n].copy_from_slice(&data[from..from + n]);
+            done += n;
+        }
         Ok(())
     }
 
