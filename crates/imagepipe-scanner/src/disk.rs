@@ -720,3 +720,34 @@ fn gpt(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_disk_reads_each_chunk_once_and_returns_the_bytes_asked() {
+        // Three chunks and a short fourth, with every byte distinct enough to catch an offset.
+        let len = 3 * RAW_CHUNK as usize + 1000;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        let mut raw = Raw::new(Slice::whole(file).unwrap());
+        let mut read = |raw: &mut Raw, at: usize, n: usize| {
+            let mut buf = vec![0; n];
+            raw.read_at(at as u64, &mut buf).unwrap();
+            assert_eq!(buf, bytes[at..at + n], "{n} bytes at {at}");
+        };
+        // An inode-sized read costs one chunk; reading it again costs nothing.
+        read(&mut raw, 100, 256);
+        assert_eq!(raw.bytes_read(), RAW_CHUNK);
+        read(&mut raw, 4000, 256);
+        assert_eq!(raw.bytes_read(), RAW_CHUNK);
+        // Across a chunk boundary, into the short last chunk.
+        read(&mut raw, RAW_CHUNK as usize - 10, 20);
+        read(&mut raw, len - 1500, 1500);
+        assert_eq!(raw.bytes_read(), 3 * RAW_CHUNK + 1000);
+        // Past the end is an error, not a short read.
+        assert!(raw.read_at(len as u64 - 1, &mut [0; 2]).is_err());
+    }
+}
