@@ -733,7 +733,7 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut file, &bytes).unwrap();
         let mut raw = Raw::new(Slice::whole(file).unwrap());
-        let mut read = |raw: &mut Raw, at: usize, n: usize| {
+        let read = |raw: &mut Raw, at: usize, n: usize| {
             let mut buf = vec![0; n];
             raw.read_at(at as u64, &mut buf).unwrap();
             assert_eq!(buf, bytes[at..at + n], "{n} bytes at {at}");
