@@ -85,7 +85,7 @@ struct Args {
     #[arg(long, env = env::SCAN_INPUT, value_name = "PATH")]
     input: Option<PathBuf>,
 
-    /// Standalone: the gate's threshold; findings at or above it fail (exit 1).
+    /// Standalone: the gate's threshold (default high); findings at or above it fail (exit 1).
     #[arg(long, value_name = "SEVERITY", value_parser = severity, requires = "path")]
     fail_on: Option<Severity>,
 
