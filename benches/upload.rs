@@ -216,6 +216,7 @@ fn record_for(dir: &std::path::Path, version: &str, file: &std::path::Path) -> s
             policy_failures: 0,
             waived: 0,
             reports: vec![],
+            findings: None,
         }),
         publish: None,
         replication: None,

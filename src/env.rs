@@ -126,6 +126,12 @@ pub const STALE_DB: &str = "IMAGEPIPE_STALE_DB";
 /// `imagepipe-scan`: scan this disk image, root filesystem directory or tarball instead of
 /// the record's artifact.
 pub const SCAN_INPUT: &str = "IMAGEPIPE_SCAN_INPUT";
+/// `imagepipe-scan`: rescan this published version in place, `<image>@<version>`.
+pub const PUBLISHED: &str = "IMAGEPIPE_PUBLISHED";
+/// `imagepipe-scan`: rescan every published version in place, when `true`.
+pub const ALL_PUBLISHED: &str = "IMAGEPIPE_ALL_PUBLISHED";
+/// `imagepipe-scan`: a rescan fails (exit 1) on a new finding at or above this severity.
+pub const FAIL_ON_NEW: &str = "IMAGEPIPE_FAIL_ON_NEW";
 
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";

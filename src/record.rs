@@ -363,6 +363,26 @@ pub struct ScanSection {
     /// Vulnerabilities whose every finding is waived.
     pub waived: u32,
     pub reports: Vec<Report>,
+    /// Every finding of this scan, by advisory and package: what a later rescan of the
+    /// published version compares with to tell new findings from known ones. Absent in records
+    /// written before rescans existed (a rescan then knows no earlier findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<ScanFinding>>,
+}
+
+/// One finding of a scan, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanFinding {
+    /// The advisory's OSV id.
+    pub id: String,
+    /// The installed (binary) package it affects.
+    pub package: String,
+    /// `critical`, `high`, `medium`, `low` or `unknown`.
+    pub severity: String,
+    /// Accepted by a waiver at the time of the scan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waived: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -4,8 +4,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use imagepipe::format::Format;
 
@@ -40,27 +41,52 @@ fn past_end(offset: u64, len: usize, size: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Bytes of a file an image lives in: the whole file, or a member of an OVA read in place.
+/// Random access to the bytes an image lives in: a file on this machine, or an artifact in a
+/// store read with ranged requests ([`crate::remote`]).
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The size in bytes.
+    fn size(&self) -> io::Result<u64>;
+    /// Fills `buf` from `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl Source for File {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// Bytes of a source an image lives in: the whole source, or a member of an OVA read in place.
 #[derive(Debug)]
 pub struct Slice {
-    file: File,
+    src: Arc<dyn Source>,
     start: u64,
     len: u64,
 }
 
 impl Slice {
     pub fn whole(file: File) -> io::Result<Self> {
-        let len = file.metadata()?.len();
-        Ok(Self {
-            file,
-            start: 0,
-            len,
-        })
+        Self::whole_of(Arc::new(file))
     }
 
     pub fn part(file: File, start: u64, len: u64) -> io::Result<Self> {
-        past_end(start, len as usize, file.metadata()?.len())?;
-        Ok(Self { file, start, len })
+        Self::part_of(Arc::new(file), start, len)
+    }
+
+    /// All of `src`.
+    pub fn whole_of(src: Arc<dyn Source>) -> io::Result<Self> {
+        let len = src.size()?;
+        Ok(Self { src, start: 0, len })
+    }
+
+    /// `len` bytes of `src` from `start`.
+    pub fn part_of(src: Arc<dyn Source>, start: u64, len: u64) -> io::Result<Self> {
+        past_end(start, len as usize, src.size()?)?;
+        Ok(Self { src, start, len })
     }
 
     fn len(&self) -> u64 {
@@ -69,7 +95,7 @@ impl Slice {
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         past_end(offset, buf.len(), self.len)?;
-        self.file.read_exact_at(buf, self.start + offset)
+        self.src.read_exact_at(buf, self.start + offset)
     }
 }
 
@@ -85,9 +111,9 @@ pub fn open(path: &Path) -> io::Result<Box<dyn Disk>> {
     }
 }
 
-/// A disk inside a slice (an OVA member): qcow2 and VMDK by their magic bytes, or raw. No
-/// name helps here, so only the content decides.
-fn open_slice(slice: Slice) -> io::Result<Box<dyn Disk>> {
+/// A disk inside a slice (an OVA member, or an artifact in a store): qcow2 and VMDK by their
+/// magic bytes, or raw. No name helps here, so only the content decides.
+pub fn open_slice(slice: Slice) -> io::Result<Box<dyn Disk>> {
     let mut head = [0u8; 64];
     let n = slice.len().min(head.len() as u64) as usize;
     slice.read_exact_at(&mut head[..n], 0)?;
@@ -180,13 +206,13 @@ const CACHE_BYTES: usize = 8 << 20;
 
 /// A small most-recently-used cache: hits move to the front, the oldest entry goes first.
 #[derive(Debug)]
-struct Lru<K, V> {
+pub(crate) struct Lru<K, V> {
     cap: usize,
     items: Vec<(K, V)>,
 }
 
 impl<K: PartialEq + Copy, V> Lru<K, V> {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
             items: Vec::new(),
@@ -198,14 +224,14 @@ impl<K: PartialEq + Copy, V> Lru<K, V> {
         Self::new((CACHE_BYTES / item_bytes.max(1)).clamp(2, 256))
     }
 
-    fn get(&mut self, key: K) -> Option<&V> {
+    pub(crate) fn get(&mut self, key: K) -> Option<&V> {
         let i = self.items.iter().position(|(k, _)| *k == key)?;
         let item = self.items.remove(i);
         self.items.insert(0, item);
         self.items.first().map(|(_, v)| v)
     }
 
-    fn insert(&mut self, key: K, value: V) {
+    pub(crate) fn insert(&mut self, key: K, value: V) {
         if self.items.len() == self.cap {
             self.items.pop();
         }

@@ -13,7 +13,9 @@ pub mod inventory;
 pub mod lvm;
 pub mod osv;
 pub mod policy;
+pub mod remote;
 pub mod report;
+pub mod rescan;
 pub mod rootfs;
 pub mod rpm;
 pub mod sbom;
@@ -23,7 +25,10 @@ pub mod waiver;
 use std::path::{Path, PathBuf};
 
 use imagepipe::hash::Sha256Hex;
-use imagepipe::record::{Format, GateStatus, Record, Report, Role, ScanSection, SeverityCounts};
+use imagepipe::record::{
+    FileArtifact, Format, GateStatus, Record, Report, Role, ScanFinding, ScanSection,
+    SeverityCounts,
+};
 
 pub use imagepipe::severity::Severity;
 
@@ -44,6 +49,8 @@ pub enum ScanError {
     Osv(#[from] osv::OsvError),
     #[error(transparent)]
     Record(#[from] imagepipe::record::RecordError),
+    #[error(transparent)]
+    Store(#[from] imagepipe::store::StoreError),
     #[error(transparent)]
     Waiver(#[from] waiver::WaiverError),
     #[error(transparent)]
@@ -78,95 +85,171 @@ pub struct ScanOptions {
     pub disable_rules: Vec<String>,
 }
 
-/// Scans the disk image of the record at `record_path`, writes the reports beside it and the
-/// result into the record. Returns the scan and the reports written.
-pub fn scan_record(
-    record_path: &Path,
-    options: &ScanOptions,
-) -> Result<(report::Scan, Vec<Report>), ScanError> {
-    let mut record = Record::read(record_path)?.record;
-    let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
-    let db = osv::Database::load(&options.osv_db)?;
-    if options.stale_db_fails {
+/// Loads the OSV database, refusing a stale one before anything is scanned when asked to.
+pub fn load_database(
+    path: &Path,
+    max_db_age: std::time::Duration,
+    stale_db_fails: bool,
+) -> Result<osv::Database, ScanError> {
+    let db = osv::Database::load(path)?;
+    if stale_db_fails {
         let age = db
             .newest
             .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
-        if age.is_none_or(|a| a > options.max_db_age) {
+        if age.is_none_or(|a| a > max_db_age) {
             return Err(ScanError::StaleDatabase(format!(
                 "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
-                options.osv_db.display(),
+                path.display(),
                 db.newest
                     .map(|n| n.format("%Y-%m-%d").to_string())
                     .unwrap_or_else(|| "missing (no records)".into()),
-                humantime::format_duration(options.max_db_age)
+                humantime::format_duration(max_db_age)
             )));
         }
     }
-    let (name, image_path, sha256) = match &options.input {
-        Some(input) => {
-            let sha256 = if input.is_file() {
-                let digest = imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| {
-                    ScanError::Image {
-                        image: input.clone(),
-                        source,
-                    }
-                })?;
-                Some(digest.sha256.to_string())
-            } else {
-                None
-            };
-            let name = input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| input.display().to_string());
-            (name, input.clone(), sha256)
-        }
-        None => {
-            let (name, file, sha256) = artifact(&record, options.artifact.as_deref())?;
-            (name, dir.join(file), Some(sha256.to_string()))
-        }
-    };
-    let tree = rootfs::open(&image_path).map_err(|source| ScanError::Image {
-        image: image_path.clone(),
-        source,
-    })?;
-    let (os, packages) = inventory::from_tree(tree.as_ref())?;
+    Ok(db)
+}
+
+/// What a scan is of, as the reports name it.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub image: String,
+    pub version: String,
+    /// The artifact (or input) scanned, by name.
+    pub artifact: String,
+    /// Where findings are located in SARIF: the image's template, or the scanned file.
+    pub template: String,
+    /// Where the reports are written.
+    pub dir: PathBuf,
+}
+
+/// How a scan judges what it finds.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge<'a> {
+    pub db: &'a osv::Database,
+    pub fail_on: Severity,
+    pub waivers: &'a [waiver::Waiver],
+    /// The hardening rules; `None` leaves the policy out (a rescan: the advisories changed,
+    /// the image did not).
+    pub rules: Option<&'a [policy::Rule]>,
+}
+
+/// Scans an opened image: inventory, advisories, waivers and the hardening policy. `what`
+/// names the input in errors.
+pub fn evaluate(
+    tree: &dyn rootfs::Tree,
+    what: &Path,
+    subject: Subject,
+    judge: Judge<'_>,
+) -> Result<report::Scan, ScanError> {
+    let (os, packages) = inventory::from_tree(tree)?;
     let ecosystem = os.ecosystem.clone().ok_or_else(|| {
         ScanError::Usage(format!(
             "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL, SUSE, openSUSE)",
-            image_path.display(),
+            what.display(),
             os.id,
             os.version_id
         ))
     })?;
-    let rules = policy::rules(&options.policy, &options.disable_rules)?;
-    let policy_results = policy::evaluate(&rules, tree.as_ref(), &packages)?;
-    let mut findings = db.matches(&ecosystem, &packages);
-    let waivers = match &options.waivers {
-        Some(path) => waiver::load(path)?,
+    let policy_results = match judge.rules {
+        Some(rules) => policy::evaluate(rules, tree, &packages)?,
         None => Vec::new(),
     };
-    let expired = waiver::apply(&waivers, &mut findings, chrono::Utc::now().date_naive());
+    let mut findings = judge.db.matches(&ecosystem, &packages);
+    let expired = waiver::apply(
+        judge.waivers,
+        &mut findings,
+        chrono::Utc::now().date_naive(),
+    );
     let mut scan = report::Scan {
-        image: record.image.name.to_string(),
-        version: record.image.version.to_string(),
-        artifact: name,
-        template: options.template.clone(),
+        image: subject.image,
+        version: subject.version,
+        artifact: subject.artifact,
+        template: subject.template,
         os,
         packages,
         findings,
-        fail_on: options.fail_on,
+        fail_on: judge.fail_on,
         passed: true,
-        database_records: db.records,
-        database_newest: db.newest,
+        database_records: judge.db.records,
+        database_newest: judge.db.newest,
         bytes_read: tree.bytes_read(),
         disk_size: tree.size(),
-        dir: dir.clone(),
+        dir: subject.dir,
         expired_waivers: expired,
         policy: policy_results,
     };
     scan.passed = !scan.findings.iter().any(|f| scan.gates(f)) && scan.policy_failures() == 0;
+    Ok(scan)
+}
 
+/// One report as bytes: its kind (`json`, `sarif`, …), its file name and its content.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub kind: &'static str,
+    pub file: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Every report and SBOM of a scan. `sha256` is the scanned file's, for the SBOMs.
+pub fn render(scan: &report::Scan, sha256: Option<&str>) -> Vec<Rendered> {
+    let pretty = |v: &serde_json::Value| {
+        let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+        b.push(b'\n');
+        b
+    };
+    let subject = sbom::Subject {
+        name: &scan.image,
+        version: &scan.version,
+        file: &scan.artifact,
+        sha256,
+    };
+    let outputs: [(&'static str, &'static str, Vec<u8>); 6] = [
+        (
+            "json",
+            "scan.json",
+            pretty(&serde_json::to_value(scan).unwrap_or_default()),
+        ),
+        (
+            "cyclonedx",
+            "sbom.cdx.json",
+            pretty(&sbom::cyclonedx(&subject, &scan.os, &scan.packages)),
+        ),
+        (
+            "spdx",
+            "sbom.spdx.json",
+            pretty(&sbom::spdx(&subject, &scan.os, &scan.packages)),
+        ),
+        ("sarif", "scan.sarif", pretty(&report::sarif(scan))),
+        ("junit", "scan.junit.xml", report::junit(scan).into_bytes()),
+        ("markdown", "scan.md", report::markdown(scan).into_bytes()),
+    ];
+    outputs
+        .into_iter()
+        .map(|(kind, file, bytes)| Rendered { kind, file, bytes })
+        .collect()
+}
+
+/// Writes rendered reports into `dir`, each atomically.
+pub fn write_reports(dir: &Path, rendered: &[Rendered]) -> Result<Vec<Report>, ScanError> {
+    let mut reports = Vec::new();
+    for r in rendered {
+        let path = dir.join(r.file);
+        imagepipe::fsutil::write_atomic(&path, &r.bytes).map_err(|source| ScanError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        reports.push(Report {
+            kind: r.kind.into(),
+            path: r.file.into(),
+            sha256: Sha256Hex::digest(&r.bytes),
+        });
+    }
+    Ok(reports)
+}
+
+/// The record's scan section for a scan and the reports written of it.
+pub fn section(scan: &report::Scan, reports: Vec<Report>) -> ScanSection {
     // A vulnerability is counted once, however many installed packages it affects: per
     // advisory id, at the highest severity it has among its findings.
     let mut by_id: std::collections::BTreeMap<&str, Severity> = Default::default();
@@ -190,51 +273,7 @@ pub fn scan_record(
             Severity::Unknown => counts.unknown += 1,
         }
     }
-    let pretty = |v: &serde_json::Value| {
-        let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
-        b.push(b'\n');
-        b
-    };
-    let subject = sbom::Subject {
-        name: &scan.image,
-        version: &scan.version,
-        file: &scan.artifact,
-        sha256: sha256.as_deref(),
-    };
-    let outputs: [(&str, &str, Vec<u8>); 6] = [
-        (
-            "json",
-            "scan.json",
-            pretty(&serde_json::to_value(&scan).unwrap_or_default()),
-        ),
-        (
-            "cyclonedx",
-            "sbom.cdx.json",
-            pretty(&sbom::cyclonedx(&subject, &scan.os, &scan.packages)),
-        ),
-        (
-            "spdx",
-            "sbom.spdx.json",
-            pretty(&sbom::spdx(&subject, &scan.os, &scan.packages)),
-        ),
-        ("sarif", "scan.sarif", pretty(&report::sarif(&scan))),
-        ("junit", "scan.junit.xml", report::junit(&scan).into_bytes()),
-        ("markdown", "scan.md", report::markdown(&scan).into_bytes()),
-    ];
-    let mut reports = Vec::new();
-    for (kind, file, bytes) in outputs {
-        let path = dir.join(file);
-        imagepipe::fsutil::write_atomic(&path, &bytes).map_err(|source| ScanError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        reports.push(Report {
-            kind: kind.into(),
-            path: file.into(),
-            sha256: Sha256Hex::digest(&bytes),
-        });
-    }
-    record.scan = Some(ScanSection {
+    ScanSection {
         status: if scan.passed {
             GateStatus::Passed
         } else {
@@ -244,17 +283,195 @@ pub fn scan_record(
         vulnerabilities: counts,
         policy_failures: scan.policy_failures() as u32,
         waived: waived.len() as u32,
-        reports: reports.clone(),
-    });
+        reports,
+        findings: Some(
+            scan.findings
+                .iter()
+                .map(|f| ScanFinding {
+                    id: f.id.clone(),
+                    package: f.package.clone(),
+                    severity: f.severity.as_str().into(),
+                    waived: f.waived.is_some(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Opens what a path holds for scanning, naming the path and what it should be when it is
+/// not something the scan reads.
+fn open_input(input: &Path) -> Result<Box<dyn rootfs::Tree>, ScanError> {
+    const WANTED: &str = "give a disk image (raw, qcow2, VMDK or OVA), a root filesystem directory, or a root filesystem tarball (plain or gzip)";
+    if !input.exists() {
+        return Err(ScanError::Usage(format!(
+            "{}: no such file or directory; {WANTED}",
+            input.display()
+        )));
+    }
+    rootfs::open(input).map_err(|e| {
+        ScanError::Usage(format!(
+            "{}: cannot be scanned: {e}; {WANTED}",
+            input.display()
+        ))
+    })
+}
+
+/// Scans the disk image of the record at `record_path`, writes the reports beside it and the
+/// result into the record. Returns the scan and the reports written.
+pub fn scan_record(
+    record_path: &Path,
+    options: &ScanOptions,
+) -> Result<(report::Scan, Vec<Report>), ScanError> {
+    let mut record = Record::read(record_path)?.record;
+    let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
+    let db = load_database(&options.osv_db, options.max_db_age, options.stale_db_fails)?;
+    let (name, image_path, sha256) = match &options.input {
+        Some(input) => {
+            let sha256 = if input.is_file() {
+                let digest = imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| {
+                    ScanError::Image {
+                        image: input.clone(),
+                        source,
+                    }
+                })?;
+                Some(digest.sha256.to_string())
+            } else {
+                None
+            };
+            let name = input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| input.display().to_string());
+            (name, input.clone(), sha256)
+        }
+        None => {
+            let (name, file) = artifact(&record, options.artifact.as_deref())?;
+            (name, dir.join(&file.path), Some(file.sha256.to_string()))
+        }
+    };
+    let tree = rootfs::open(&image_path).map_err(|source| ScanError::Image {
+        image: image_path.clone(),
+        source,
+    })?;
+    let rules = policy::rules(&options.policy, &options.disable_rules)?;
+    let waivers = match &options.waivers {
+        Some(path) => waiver::load(path)?,
+        None => Vec::new(),
+    };
+    let scan = evaluate(
+        tree.as_ref(),
+        &image_path,
+        Subject {
+            image: record.image.name.to_string(),
+            version: record.image.version.to_string(),
+            artifact: name,
+            template: options.template.clone(),
+            dir: dir.clone(),
+        },
+        Judge {
+            db: &db,
+            fail_on: options.fail_on,
+            waivers: &waivers,
+            rules: Some(&rules),
+        },
+    )?;
+    let reports = write_reports(&dir, &render(&scan, sha256.as_deref()))?;
+    record.scan = Some(section(&scan, reports.clone()));
     record.write(record_path)?;
     Ok((scan, reports))
 }
 
+/// A scan of a path with no configuration and no record.
+#[derive(Debug, Clone)]
+pub struct StandaloneOptions {
+    /// A disk image, a root filesystem directory or tarball.
+    pub input: PathBuf,
+    /// Without a database, the inventory and the policy only.
+    pub osv_db: Option<PathBuf>,
+    pub max_db_age: std::time::Duration,
+    pub stale_db_fails: bool,
+    pub fail_on: Severity,
+    /// Rule files added to the baseline.
+    pub policy: Vec<PathBuf>,
+    /// Where to write every report; none are written without it.
+    pub output_dir: Option<PathBuf>,
+}
+
+/// What a standalone scan found and wrote.
+#[derive(Debug, Clone)]
+pub struct Standalone {
+    pub scan: report::Scan,
+    /// Every report, rendered.
+    pub rendered: Vec<Rendered>,
+    /// The reports written into the output directory.
+    pub written: Vec<Report>,
+}
+
+/// Scans a path on its own: the image named after its file, findings located at the path in
+/// SARIF, reports in `output_dir` if one is given.
+pub fn scan_path(options: &StandaloneOptions) -> Result<Standalone, ScanError> {
+    let input = &options.input;
+    let tree = open_input(input)?;
+    let db = match &options.osv_db {
+        Some(path) => load_database(path, options.max_db_age, options.stale_db_fails)?,
+        None => osv::Database::default(),
+    };
+    let sha256 = if input.is_file() {
+        let digest =
+            imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
+                image: input.clone(),
+                source,
+            })?;
+        Some(digest.sha256.to_string())
+    } else {
+        None
+    };
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| input.display().to_string());
+    let rules = policy::rules(&options.policy, &[])?;
+    let dir = options.output_dir.clone().unwrap_or_default();
+    let scan = evaluate(
+        tree.as_ref(),
+        input,
+        Subject {
+            image: name.clone(),
+            version: String::new(),
+            artifact: name,
+            template: input.display().to_string(),
+            dir: dir.clone(),
+        },
+        Judge {
+            db: &db,
+            fail_on: options.fail_on,
+            waivers: &[],
+            rules: Some(&rules),
+        },
+    )?;
+    let rendered = render(&scan, sha256.as_deref());
+    let written = match &options.output_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| ScanError::Write {
+                path: dir.clone(),
+                source,
+            })?;
+            write_reports(dir, &rendered)?
+        }
+        None => Vec::new(),
+    };
+    Ok(Standalone {
+        scan,
+        rendered,
+        written,
+    })
+}
+
 /// The record's artifact to scan: the one named, or its disk image or root filesystem tarball.
-fn artifact(
-    record: &Record,
+pub fn artifact<'r>(
+    record: &'r Record,
     wanted: Option<&str>,
-) -> Result<(String, String, Sha256Hex), ScanError> {
+) -> Result<(String, &'r FileArtifact), ScanError> {
     let first = record
         .artifacts
         .iter()
@@ -276,7 +493,7 @@ fn artifact(
                     )
             }),
         })
-        .find_map(|a| a.file().map(|f| (a.name.clone(), f.path.clone(), f.sha256)));
+        .find_map(|a| a.file().map(|f| (a.name.clone(), f)));
     match first {
         // Disk images of one build hold the same system: the first is as good as any.
         Some(one) => Ok(one),

@@ -405,3 +405,118 @@ pub fn print(
     ui.json(&json);
     Ok(())
 }
+
+/// A line of the human report, and whether it is a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Info(String),
+    Warn(String),
+}
+
+/// The scan as a table for people (the standalone scan's `--format table`): what was read,
+/// the database, one row per finding, the failing policy rules and the gate.
+pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
+    let mut out = Vec::new();
+    let read = if scan.disk_size == 0 {
+        String::new()
+    } else {
+        format!("; read {} of {} bytes", scan.bytes_read, scan.disk_size)
+    };
+    out.push(Line::Info(format!(
+        "{}: {} ({}), {} packages{read}",
+        scan.artifact,
+        if scan.os.pretty_name.is_empty() {
+            &scan.os.id
+        } else {
+            &scan.os.pretty_name
+        },
+        scan.os.ecosystem.as_deref().unwrap_or("-"),
+        scan.packages.len(),
+    )));
+    match scan.database_newest {
+        Some(newest) => {
+            let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+            let line = format!(
+                "OSV database: {} records, newest from {}",
+                scan.database_records,
+                newest.format("%Y-%m-%d"),
+            );
+            out.push(if age > max_db_age {
+                Line::Warn(format!(
+                    "{line}: older than {}; refresh it",
+                    humantime::format_duration(max_db_age)
+                ))
+            } else {
+                Line::Info(line)
+            });
+        }
+        None => out.push(Line::Info("OSV database: none".into())),
+    }
+    if scan.findings.is_empty() {
+        out.push(Line::Info("no vulnerabilities found".into()));
+    } else {
+        let mut findings = scan.findings.clone();
+        findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(a.id.cmp(&b.id))
+                .then(a.package.cmp(&b.package))
+        });
+        let rows: Vec<[String; 5]> = findings
+            .iter()
+            .map(|f| {
+                [
+                    f.severity.as_str().to_string(),
+                    f.id.clone(),
+                    f.package.clone(),
+                    f.installed.clone(),
+                    f.fixed.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let head = ["SEVERITY", "ID", "PACKAGE", "INSTALLED", "FIXED"].map(String::from);
+        let widths: Vec<usize> = (0..5)
+            .map(|i| {
+                rows.iter()
+                    .chain(std::iter::once(&head))
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let render = |r: &[String; 5]| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        };
+        out.push(Line::Info(render(&head)));
+        for (r, f) in rows.iter().zip(&findings) {
+            let mut line = render(r);
+            if let Some(w) = &f.waived {
+                line.push_str(&format!("  (waived until {})", w.expires));
+            }
+            out.push(Line::Info(line));
+        }
+    }
+    for r in scan.policy.iter().filter(|r| !r.passed) {
+        out.push(Line::Info(format!(
+            "  policy {:<8} {:<32} {}",
+            if r.level == super::policy::Level::Error {
+                "error"
+            } else {
+                "warning"
+            },
+            r.id,
+            r.detail
+        )));
+    }
+    out.push(Line::Info(format!(
+        "gate (fail on {} and above, and on error-level policy rules): {}",
+        scan.fail_on.as_str(),
+        if scan.passed { "passed" } else { "FAILED" }
+    )));
+    out
+}

@@ -91,6 +91,7 @@ pub fn built_as(
             policy_failures: 0,
             waived: 0,
             reports: vec![],
+            findings: None,
         }),
         publish: None,
         replication: None,

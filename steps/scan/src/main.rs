@@ -8,7 +8,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use imagepipe::env;
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
-use imagepipe_scanner::{self as scan, ScanOptions};
+use imagepipe_scanner::{self as scan, ScanOptions, Severity};
+
+mod rescan;
+mod standalone;
 
 /// Scan a built disk image offline, without root, mounting or network, and gate it.
 ///
@@ -30,7 +33,16 @@ use imagepipe_scanner::{self as scan, ScanOptions};
 /// without the image's `scan.disable_rules`, plus its `scan.policy` files; a failing rule of
 /// level error fails the gate.
 ///
-/// Exit codes: 0 passed; 1 the gate failed; 2 usage, configuration, image or database error.
+/// On its own: `imagepipe-scan IMAGE --osv-db DB` scans a disk image, root filesystem directory
+/// or tarball with no imagepipe.toml and no record (the baseline policy, `--fail-on`, reports
+/// printed with `--format` or written to `--output-dir`).
+///
+/// Rescan in place: `--published IMAGE@VERSION` or `--all-published` reads published versions
+/// where the primary store keeps them (only the blocks needed, with ranged reads), matches them
+/// against today's database and reports the findings their publish-time scan did not have.
+///
+/// Exit codes: 0 passed; 1 the gate failed (a rescan: a new finding at or above --fail-on-new);
+/// 2 usage, configuration, image, store or database error.
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-scan",
@@ -39,6 +51,14 @@ use imagepipe_scanner::{self as scan, ScanOptions};
     max_term_width = 100
 )]
 struct Args {
+    /// Scan this on its own, with no imagepipe.toml and no record: a disk image (raw, qcow2,
+    /// VMDK, OVA), a root filesystem directory, or a root filesystem tarball.
+    #[arg(
+        value_name = "IMAGE|DIR|TARBALL",
+        conflicts_with_all = ["record", "image", "tag", "artifact", "input", "published"]
+    )]
+    path: Option<PathBuf>,
+
     #[command(flatten)]
     target: VersionArgs,
 
@@ -65,8 +85,61 @@ struct Args {
     #[arg(long, env = env::SCAN_INPUT, value_name = "PATH")]
     input: Option<PathBuf>,
 
+    /// Standalone: the gate's threshold (default high); findings at or above it fail (exit 1).
+    #[arg(long, value_name = "SEVERITY", value_parser = severity, requires = "path")]
+    fail_on: Option<Severity>,
+
+    /// Standalone: a policy rule file added to the baseline (repeatable).
+    #[arg(long, value_name = "FILE", requires = "path")]
+    policy: Vec<PathBuf>,
+
+    /// Standalone: `table` prints the findings for people on stderr; the others print that
+    /// document on stdout.
+    #[arg(long, value_enum, default_value = "table", requires = "path")]
+    format: OutputFormat,
+
+    /// Standalone: write every report (JSON, SARIF, JUnit, Markdown, CycloneDX, SPDX) here.
+    #[arg(long, value_name = "DIR", requires = "path")]
+    output_dir: Option<PathBuf>,
+
+    /// Rescan this published version in place, from the primary store: IMAGE@VERSION.
+    #[arg(long, env = env::PUBLISHED, value_name = "IMAGE@VERSION", conflicts_with_all = ["record", "image", "tag", "input", "all_published"])]
+    published: Option<String>,
+
+    /// Rescan every published version of every image of imagepipe.toml in the primary store.
+    // No `conflicts_with` here: clap counts a flag set to "false" by its variable (as the
+    // action's default passes it) as given, and would refuse every other form.
+    #[arg(long, env = env::ALL_PUBLISHED)]
+    all_published: bool,
+
+    /// With --published or --all-published: exit 1 when a new finding is at or above this.
+    #[arg(long, env = env::FAIL_ON_NEW, value_name = "SEVERITY", value_parser = severity)]
+    fail_on_new: Option<Severity>,
+
+    /// With --published or --all-published: this store instead of imagepipe.toml's primary.
+    #[arg(long, env = env::STORE, value_name = "URL")]
+    store: Option<String>,
+
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Sarif,
+    Cyclonedx,
+    Spdx,
+}
+
+fn severity(s: &str) -> Result<Severity, String> {
+    match s {
+        "unknown" => Ok(Severity::Unknown),
+        _ => Severity::from_word(s).ok_or_else(|| {
+            format!("`{s}` is not a severity: critical, high, medium, low or unknown")
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,6 +159,21 @@ fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
     step::run("imagepipe-scan", &common, |ui| async move {
+        let record_driven = args.target.record.is_some()
+            || args.target.image.is_some()
+            || args.target.tag.is_some()
+            || args.input.is_some();
+        if args.all_published && (args.path.is_some() || record_driven) {
+            anyhow::bail!(
+                "--all-published rescans the store's versions; it takes no path, --record, --image, --tag or --input"
+            );
+        }
+        if let Some(path) = args.path.clone() {
+            return standalone::run(&ui, &args, path).await;
+        }
+        if args.published.is_some() || args.all_published {
+            return rescan::run(&ui, &args).await;
+        }
         let config = step::load_config(&ui, args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let spec = config.image(image.name.as_str())?;

@@ -1,0 +1,197 @@
+//! `imagepipe-scan --published IMAGE@VERSION` and `--all-published`: published versions read
+//! in place from the primary store and matched against today's database.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use imagepipe::image::ImageRef;
+use imagepipe::step::{self, Outcome, Ui};
+use imagepipe_scanner::rescan::{Rescan, RescanOptions};
+use imagepipe_scanner::{self as scan, Severity};
+
+use super::{Args, StaleDb};
+
+pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
+    let config = step::load_config(ui, args.common.config.as_deref())?;
+    let osv_db = args.osv_db.clone().context(
+        "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
+    )?;
+    let spec = config.primary_store(args.store.as_deref())?;
+    let store = imagepipe::store::open(&spec)?;
+    let stale = args.stale_db == StaleDb::Fail;
+    let max_age = args.max_db_age;
+    let db = tokio::task::spawn_blocking(move || scan::load_database(&osv_db, max_age, stale))
+        .await
+        .context("loading the OSV database stopped")??;
+    let db = Arc::new(db);
+
+    let versions: Vec<ImageRef> = match &args.published {
+        Some(named) => {
+            let id: ImageRef = named.parse().with_context(|| {
+                format!("--published `{named}`: name a version as IMAGE@VERSION, e.g. global/debian-12@1.4.0")
+            })?;
+            config.image(id.name.as_str())?;
+            vec![id]
+        }
+        None => {
+            let mut all = Vec::new();
+            for image in &config.images {
+                let mut versions = store.list_versions(&image.name).await?;
+                versions.sort();
+                all.extend(versions.into_iter().map(|version| ImageRef {
+                    name: image.name.clone(),
+                    version,
+                }));
+            }
+            if all.is_empty() {
+                ui.warn(&format!(
+                    "{} holds no published version of the images of imagepipe.toml",
+                    store.location()
+                ));
+            }
+            all
+        }
+    };
+
+    let mut done: Vec<Rescan> = Vec::new();
+    let mut errors: Vec<(ImageRef, String)> = Vec::new();
+    for id in &versions {
+        let image = config.image(id.name.as_str())?;
+        let waivers = match &image.scan.waivers {
+            Some(path) => scan::waiver::load(path)?,
+            None => Vec::new(),
+        };
+        let options = RescanOptions {
+            artifact: args.artifact.clone(),
+            waivers,
+            fail_on: image.scan.fail_on,
+        };
+        match scan::rescan::rescan(store.as_ref(), id, db.clone(), &options).await {
+            Ok(r) => {
+                show(ui, &r);
+                done.push(r);
+            }
+            // One version is asked for: its error is the step's. Of many, the others still run.
+            Err(e) if args.published.is_some() => return Err(e.into()),
+            Err(e) => {
+                ui.error(&format!("{id}: {e}"));
+                errors.push((id.clone(), e.to_string()));
+            }
+        }
+    }
+
+    ui.summary(&summary(&done, &errors))?;
+    ui.json(&serde_json::json!({
+        "store": store.location(),
+        "rescans": done,
+        "errors": errors.iter().map(|(id, e)| serde_json::json!({
+            "image": id.name.to_string(),
+            "version": id.version.to_string(),
+            "error": e,
+        })).collect::<Vec<_>>(),
+    }));
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} of {} versions could not be rescanned: {}",
+            errors.len(),
+            versions.len(),
+            errors
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let failing: Vec<String> = match args.fail_on_new {
+        Some(threshold) => done
+            .iter()
+            .filter(|r| r.new_at_or_above(threshold))
+            .map(|r| {
+                format!(
+                    "{}@{}: new findings up to {} ({}), at or above --fail-on-new {}",
+                    r.image,
+                    r.version,
+                    r.new_max_severity.unwrap_or(Severity::Unknown).as_str(),
+                    r.new_ids.join(", "),
+                    threshold.as_str()
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(if failing.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::CheckFailed(failing)
+    })
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.2}%", part as f64 * 100.0 / whole as f64)
+}
+
+fn show(ui: &Ui, r: &Rescan) {
+    let since = match (&r.last_scan.scanned_at, r.last_scan.findings_known) {
+        (Some(at), true) => format!("since the scan of {}", at.format("%Y-%m-%d %H:%M UTC")),
+        (Some(at), false) => format!(
+            "(the scan of {} kept no findings in the record: all count as new)",
+            at.format("%Y-%m-%d")
+        ),
+        (None, _) => "(the record has no scan: all count as new)".into(),
+    };
+    ui.info(&format!(
+        "{}@{} ({}): {} packages, {} findings, {} new {since}; read {} of {} bytes ({}) in {} requests, {:.2} s",
+        r.image,
+        r.version,
+        r.ecosystem.as_deref().unwrap_or("-"),
+        r.packages,
+        r.findings.len(),
+        r.new_findings.len(),
+        r.bytes_read,
+        r.artifact_size,
+        percent(r.bytes_read, r.artifact_size),
+        r.requests,
+        r.seconds
+    ));
+    for f in &r.new_findings {
+        ui.info(&format!(
+            "  new {:<8} {:<20} {:<24} {:<24} fixed: {}",
+            f.severity.as_str(),
+            f.id,
+            f.package,
+            f.installed,
+            f.fixed.as_deref().unwrap_or("-")
+        ));
+    }
+}
+
+fn summary(done: &[Rescan], errors: &[(ImageRef, String)]) -> String {
+    let mut out = String::from(
+        "### imagepipe-scan: rescan in place\n\n| version | findings | new | highest new | new advisories | read |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in done {
+        out.push_str(&format!(
+            "| `{}@{}` | {} | {} | {} | {} | {} of {} bytes ({}) |\n",
+            r.image,
+            r.version,
+            r.findings.len(),
+            r.new_findings.len(),
+            r.new_max_severity.map_or("-", Severity::as_str),
+            if r.new_ids.is_empty() {
+                "-".to_string()
+            } else {
+                r.new_ids.join(", ")
+            },
+            r.bytes_read,
+            r.artifact_size,
+            percent(r.bytes_read, r.artifact_size)
+        ));
+    }
+    for (id, e) in errors {
+        out.push_str(&format!("| `{id}` | error: {e} | | | | |\n"));
+    }
+    out
+}
