@@ -251,6 +251,32 @@ store = {{ url = "artifactory+{refusing}/artifactory/images", token_env = "FLEET
     assert_eq!(g11["channels"], serde_json::json!([]));
     assert!(g11["revoked"].is_null());
 
+    // On GitHub: the out-of-date output, and the summary's table and lineage graph.
+    let gh = tokio::task::block_in_place(|| {
+        let mut cmd = command(BIN, p, &[]);
+        cmd.env("FLEET_TOKEN", "wrong-token");
+        support::on_github(cmd, p)
+    });
+    assert_exit(&gh.out, 0);
+    assert_eq!(gh.outputs["out-of-date"], "service/hello-api@2.0.0");
+    assert!(gh.summary.contains("| `global/debian-12` | 1.1.0 | passed | vendor/debian-12@12.9.0 | yes | ABSENT | unreachable | unauthorised |"), "{}", gh.summary);
+    assert!(
+        gh.summary.contains("```mermaid\ngraph LR\n"),
+        "{}",
+        gh.summary
+    );
+    assert!(
+        gh.summary
+            .contains("n_global_debian_12_1_0_0 --> n_service_hello_api_2_0_0"),
+        "{}",
+        gh.summary
+    );
+    assert!(
+        gh.summary.contains("class n_service_hello_api_2_0_0 stale"),
+        "{}",
+        gh.summary
+    );
+
     let table = stderr(&out).replace(&p.display().to_string(), "[dir]");
     let port = refusing.rsplit(':').next().unwrap();
     insta::assert_snapshot!("table", table.replace(port, "[port]"));
