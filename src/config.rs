@@ -128,6 +128,8 @@ struct RawEndpoint {
     library: Option<Spanned<String>>,
     /// Subscribed libraries to sync after an import (libraries only).
     subscribed: Option<Spanned<Vec<String>>>,
+    /// Where `imagepipe-import --deploy-check` deploys its throw-away VM (vCenter libraries only).
+    deploy: Option<Spanned<DeployTarget>>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
     username_env: Option<String>,
@@ -147,8 +149,22 @@ pub struct LibrarySpec {
     pub url: LibraryUrl,
     pub library: Option<String>,
     pub subscribed: Vec<String>,
+    /// Where the deploy check's VM goes; needed by `--deploy-check` at a vCenter.
+    pub deploy: Option<DeployTarget>,
     pub credentials: Credentials,
     pub tls: TlsSpec,
+}
+
+/// A site's `library.deploy` table: the vCenter placement of the deploy check's throw-away VM,
+/// by managed object id (as `/rest/vcenter/resource-pool` and friends list them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployTarget {
+    /// The resource pool, e.g. `resgroup-8` (a cluster's or host's root pool).
+    pub resource_pool: String,
+    pub folder: Option<String>,
+    pub host: Option<String>,
+    pub datastore: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -579,6 +595,7 @@ impl Resolver<'_> {
                     url: LibraryUrl::VcspDir(self.dir.join(".imagepipe/library")),
                     library: None,
                     subscribed: Vec::new(),
+                    deploy: None,
                     credentials: Credentials::default(),
                     tls: TlsSpec::default(),
                 }),
@@ -748,6 +765,13 @@ impl Resolver<'_> {
                 "`subscribed` belongs in a site's `library` table, not in a store",
             ));
         }
+        if let Some(d) = &s.deploy {
+            return Err(self.invalid(
+                d.span(),
+                &format!("{key}.deploy"),
+                "`deploy` belongs in a site's `library` table, not in a store",
+            ));
+        }
         let (credentials, tls) = self.endpoint(&s, span, key)?;
         let url = StoreUrl::parse(s.url.get_ref(), self.dir)
             .map_err(|e| self.invalid(s.url.span(), &format!("{key}.url"), e.to_string()))?;
@@ -798,6 +822,7 @@ impl Resolver<'_> {
             url,
             library: l.library.map(Spanned::into_inner),
             subscribed: l.subscribed.map(Spanned::into_inner).unwrap_or_default(),
+            deploy: l.deploy.map(Spanned::into_inner),
             credentials,
             tls,
         })

@@ -91,7 +91,7 @@ pub const TRIGGER_REPLICATION: &str = "IMAGEPIPE_TRIGGER_REPLICATION";
 pub const WAIT: &str = "IMAGEPIPE_WAIT";
 /// `imagepipe-replicate-check`: the first pause between checks while waiting.
 pub const POLL_INTERVAL: &str = "IMAGEPIPE_POLL_INTERVAL";
-/// `imagepipe-replicate-check`: sites checked at once.
+/// `imagepipe-replicate-check` and `imagepipe-import`: sites worked on at once.
 pub const CONCURRENCY: &str = "IMAGEPIPE_CONCURRENCY";
 /// `imagepipe-replicate-check`: requests in flight per site.
 pub const REQUESTS_PER_SITE: &str = "IMAGEPIPE_REQUESTS_PER_SITE";
@@ -116,6 +116,11 @@ pub const ALLOW_MISSING_MANIFEST: &str = "IMAGEPIPE_ALLOW_MISSING_MANIFEST";
 pub const KEEP_ALIVE: &str = "IMAGEPIPE_KEEP_ALIVE";
 /// `imagepipe-import`: how long to wait for subscribed libraries to show the new item.
 pub const SYNC_WAIT: &str = "IMAGEPIPE_SYNC_WAIT";
+/// `imagepipe-import`: deploy a throw-away VM from each vCenter's item after the import, when
+/// `true`.
+pub const DEPLOY_CHECK: &str = "IMAGEPIPE_DEPLOY_CHECK";
+/// `imagepipe-import`: how long the deploy check's VM may take to run (default `10m`).
+pub const DEPLOY_WAIT: &str = "IMAGEPIPE_DEPLOY_WAIT";
 
 /// `imagepipe-scan`: the offline OSV database, a directory of OSV JSON records.
 pub const OSV_DB: &str = "IMAGEPIPE_OSV_DB";

@@ -69,6 +69,14 @@ pub enum ImportError {
     NoManifest { site: String, location: String },
     #[error("site {site}: the site's copy of the OVA: {message}")]
     Integrity { site: String, message: String },
+    #[error(
+        "site {0}: --deploy-check needs to know where to deploy: add \
+         `deploy = {{ resource_pool = \"resgroup-…\" }}` (and optionally `folder`, `host`, \
+         `datastore`) to the site's library table in imagepipe.toml"
+    )]
+    NoDeployTarget(String),
+    #[error("site {0}: interrupted before the import completed; run the import again")]
+    Interrupted(String),
 }
 
 /// How to import, the same for every site.
@@ -88,6 +96,18 @@ pub struct ImportOptions {
     pub keep_alive: std::time::Duration,
     /// Import an OVA that has no manifest (its whole digest is still checked).
     pub allow_missing_manifest: bool,
+    /// After each vCenter import, deploy a throw-away VM from the item, run it, delete it.
+    pub deploy_check: Option<DeployCheckOptions>,
+}
+
+/// How the deploy check runs.
+#[derive(Debug, Clone)]
+pub struct DeployCheckOptions {
+    /// How long the VM may take to report that it runs.
+    pub wait: std::time::Duration,
+    /// Turns true when the step is asked to stop (SIGTERM, Ctrl-C): each site deletes its VM
+    /// and ends.
+    pub interrupt: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Imports `image` from the site's store into the site's library.
@@ -107,6 +127,24 @@ pub async fn import_site(
         .library
         .as_ref()
         .ok_or_else(|| ImportError::NoLibrary(site.name.clone()))?;
+    let interrupted = || ImportError::Interrupted(site.name.clone());
+    if options
+        .deploy_check
+        .as_ref()
+        .is_some_and(|c| *c.interrupt.borrow())
+    {
+        return Err(interrupted());
+    }
+    // A deploy check that cannot run is refused before anything is imported.
+    let deploy_target = match (&options.deploy_check, &library.url) {
+        (Some(_), LibraryUrl::VCenter(_)) => Some(
+            library
+                .deploy
+                .as_ref()
+                .ok_or_else(|| ImportError::NoDeployTarget(site.name.clone()))?,
+        ),
+        _ => None,
+    };
     let store = store::open(&site.store)?;
     let loaded = store.fetch_record(image).await?;
     let parts = choose(site, image, &loaded.record, store.as_ref(), options).await?;
@@ -202,9 +240,17 @@ pub async fn import_site(
         LibraryUrl::VCenter(url) => url,
         vcsp => {
             let lib = vcsp_library(site, library, vcsp)?;
-            return Ok(lib
+            let mut imported = lib
                 .import(&request, reader, &package, &member_progress)
-                .await?);
+                .await?;
+            if options.deploy_check.is_some() {
+                imported.warnings.push(
+                    "no deploy check: a VCSP library has no vCenter of its own to deploy from; \
+                     check at a vCenter that subscribes to it"
+                        .into(),
+                );
+            }
+            return Ok(imported);
         }
     };
 
@@ -260,9 +306,23 @@ pub async fn import_site(
     } else {
         Transfer::Push
     };
-    let result = vsphere
-        .import(&request, reader, &package, &transfer, &member_progress)
-        .await;
+    // With a deploy check the step handles SIGTERM and Ctrl-C itself (to delete its VMs), so
+    // an import in flight is abandoned here as a killed one would be: the next run cancels the
+    // update session it leaves.
+    let import = vsphere.import(&request, reader, &package, &transfer, &member_progress);
+    let result = match &options.deploy_check {
+        Some(check) => {
+            let mut interrupt = check.interrupt.clone();
+            tokio::select! {
+                r = import => r,
+                _ = interrupt.wait_for(|i| *i) => {
+                    vsphere.logout().await;
+                    return Err(interrupted());
+                }
+            }
+        }
+        None => import.await,
+    };
     let result = match result {
         Ok(mut imported) if !library.subscribed.is_empty() => {
             match vsphere
@@ -282,6 +342,17 @@ pub async fn import_site(
             }
         }
         other => other.map_err(Into::into),
+    };
+    let result = match (result, &options.deploy_check, deploy_target) {
+        (Ok(mut imported), Some(check), Some(target)) => {
+            imported.deploy = Some(
+                vsphere
+                    .deploy_check(&imported.item_id, target, check.wait, &check.interrupt)
+                    .await,
+            );
+            Ok(imported)
+        }
+        (other, _, _) => other,
     };
     vsphere.logout().await;
     result
@@ -455,6 +526,57 @@ fn vsphere_client(
     ))
 }
 
+/// One site's import, as [`run`] reports it.
+#[derive(Debug)]
+pub struct SiteOutcome {
+    pub site: String,
+    pub result: Result<Imported, ImportError>,
+}
+
+/// Imports `image` into every site's library, up to `concurrency` sites at once, and returns
+/// one outcome per site in the order of `sites` (the configuration's), whatever order they
+/// finished in.
+///
+/// Sites run as futures of this one task rather than spawned tasks: the work is waiting on
+/// stores and vCenters, and a site's failure or slowness stays its own: a dead site holds one
+/// of the `concurrency` slots for its own timeouts and no one else's. Each site's errors are
+/// printed as soon as its turn in that order comes.
+pub async fn run(
+    sites: &[Site],
+    image: &ImageRef,
+    published: &crate::record::Record,
+    options: &ImportOptions,
+    concurrency: usize,
+    ui: &Ui,
+) -> Vec<SiteOutcome> {
+    use futures_util::StreamExt as _;
+    let mut stream = futures_util::stream::iter(sites.iter().map(|site| async move {
+        // The size is known once the OVA's index has been read.
+        let bar = std::sync::OnceLock::new();
+        let label = format!("{}: {image}", site.name);
+        let result = import_site(site, image, published, options, &|n, total| {
+            bar.get_or_init(|| ui.progress(&label, Some(total))).set(n);
+        })
+        .await;
+        if let Some(bar) = bar.get() {
+            bar.finish();
+        }
+        SiteOutcome {
+            site: site.name.clone(),
+            result,
+        }
+    }))
+    .buffered(concurrency.max(1));
+    let mut out = Vec::with_capacity(sites.len());
+    while let Some(outcome) = stream.next().await {
+        if let Err(e) = &outcome.result {
+            ui.error(&format!("site {}: {e}", outcome.site));
+        }
+        out.push(outcome);
+    }
+    out
+}
+
 /// The record's import section after this run: results for these sites replace earlier ones.
 pub fn section(previous: Option<&ImportSection>, results: &[(String, Imported)]) -> ImportSection {
     let mut sites: Vec<SiteImport> = previous.map(|p| p.sites.clone()).unwrap_or_default();
@@ -467,6 +589,7 @@ pub fn section(previous: Option<&ImportSection>, results: &[(String, Imported)])
             item_version: imported.item_version.clone(),
             imported_at: Utc::now(),
             manifest: imported.manifest,
+            deploy_check: imported.deploy.clone(),
         });
     }
     sites.sort_by(|a, b| a.site.cmp(&b.site));
@@ -510,8 +633,26 @@ pub fn report(
                 ));
             }
         }
+        let mut result = what.to_string();
+        if let Some(d) = &i.deploy {
+            let line = format!(
+                "deploy check: {} (VM {}){}",
+                d.result.as_str(),
+                d.vm_name,
+                d.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            if d.result == crate::record::DeployResult::Running {
+                ui.info(&format!("{site:<12} {line}"));
+            } else {
+                ui.error(&format!("site {site}: {line}"));
+            }
+            result = format!("{what}, deploy check: {}", d.result.as_str());
+        }
         rows.push(format!(
-            "| {site} | {what} | `{}` | `{}` | {} |",
+            "| {site} | {result} | `{}` | `{}` | {} |",
             i.library, i.item, i.item_version
         ));
     }
@@ -524,7 +665,7 @@ pub fn report(
             serde_json::json!({
                 "site": site, "library": i.library, "item": i.item, "item_id": i.item_id,
                 "item_version": i.item_version, "changed": i.changed, "removed": i.removed,
-                "synced": i.synced, "warnings": i.warnings,
+                "synced": i.synced, "warnings": i.warnings, "deploy_check": i.deploy,
             })
         })
         .collect();

@@ -20,6 +20,7 @@ pub mod build;
 pub mod config;
 pub mod endpoint;
 pub mod env;
+pub mod fleet;
 pub mod format;
 pub mod fsutil;
 pub mod git;

@@ -450,6 +450,48 @@ pub struct SiteImport {
     /// `--allow-missing-manifest`) only the whole OVA's digest was checked.
     #[serde(default = "yes")]
     pub manifest: bool,
+    /// The deploy check of this import (`imagepipe-import --deploy-check`), when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_check: Option<DeployCheck>,
+}
+
+/// A deploy check: a throw-away VM deployed from the imported library item, powered on,
+/// watched until it ran, and deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployCheck {
+    pub result: DeployResult,
+    /// The throw-away VM's name (`imagepipe-deploy-check-…`).
+    pub vm_name: String,
+    pub checked_at: DateTime<Utc>,
+    /// vCenter's reason when the check did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployResult {
+    /// The VM deployed and was powered on; it is deleted again.
+    Running,
+    /// vCenter refused to deploy the item (the descriptor, or what it asks for).
+    Refused,
+    /// The VM deployed but did not run within the wait.
+    NotRunning,
+    /// The check could not be carried out (vCenter unreachable, interrupted, the VM could not
+    /// be deleted); the reason says which.
+    Error,
+}
+
+impl DeployResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Refused => "refused",
+            Self::NotRunning => "not_running",
+            Self::Error => "error",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -540,6 +582,27 @@ impl Record {
         Ok(Sha256Hex::digest(&bytes))
     }
 
+    /// Updates the local record at `path` with `change`, when it is there and is the record of
+    /// `image` (a step pointed at another version's record leaves it alone). Returns whether
+    /// the record was written. The steps that add their part to the record after working on
+    /// the published version (import, replicate-check) go through here.
+    pub fn update_local(
+        path: &Path,
+        image: &ImageRef,
+        change: impl FnOnce(&mut Record),
+    ) -> Result<bool, RecordError> {
+        if !path.is_file() {
+            return Ok(false);
+        }
+        let mut local = Self::read(path)?.record;
+        if &local.id() != image {
+            return Ok(false);
+        }
+        change(&mut local);
+        local.write(path)?;
+        Ok(true)
+    }
+
     /// Masks registered secrets in the fields that can carry text from outside.
     fn scrub(&mut self) {
         let scrub = |s: &mut String| {
@@ -558,7 +621,12 @@ impl Record {
             }
         }
         if let Some(i) = &mut self.import {
-            i.sites.iter_mut().for_each(|s| scrub(&mut s.library));
+            for s in &mut i.sites {
+                scrub(&mut s.library);
+                if let Some(d) = &mut s.deploy_check {
+                    d.reason.iter_mut().for_each(scrub);
+                }
+            }
         }
     }
 

@@ -17,6 +17,9 @@ def call(Map args = [:]) {
         syncWait  : 'IMAGEPIPE_SYNC_WAIT',
         keepAlive : 'IMAGEPIPE_KEEP_ALIVE',
         allowMissingManifest: 'IMAGEPIPE_ALLOW_MISSING_MANIFEST',
+        concurrency: 'IMAGEPIPE_CONCURRENCY',
+        deployCheck: 'IMAGEPIPE_DEPLOY_CHECK',
+        deployWait: 'IMAGEPIPE_DEPLOY_WAIT',
         config    : 'IMAGEPIPE_CONFIG',
     ])
 }

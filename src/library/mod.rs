@@ -146,6 +146,8 @@ pub struct Imported {
     /// What the import had to repair on the way (an update session an earlier, killed run left
     /// active), for the step to warn about.
     pub warnings: Vec<String>,
+    /// The deploy check after the import, when one was asked for (vCenter libraries only).
+    pub deploy: Option<crate::record::DeployCheck>,
 }
 
 /// A subscribed library after its sync.

@@ -677,6 +677,7 @@ impl VcspLibrary {
             }
             if whole {
                 return Ok(Imported {
+                    deploy: None,
                     library: self.name(),
                     item: item.name.clone(),
                     item_id: item.id.clone(),
@@ -777,6 +778,7 @@ impl VcspLibrary {
         self.write_json(JOURNAL, &journal).await?;
         self.apply(&journal).await?;
         Ok(Imported {
+            deploy: None,
             library: self.name(),
             item: item.name,
             item_id: item.id,

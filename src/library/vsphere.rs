@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::{ImportRequest, Imported, Layout, LibraryError};
 use crate::http::HttpClient;
 use crate::ova::Package;
+use crate::record::{DeployCheck, DeployResult};
 use crate::secret::Secret;
 use crate::store::ArtifactReader;
 
@@ -510,6 +511,7 @@ impl VSphere {
             };
             if described && complete {
                 return Ok(Imported {
+                    deploy: None,
                     library: self.library_name.clone(),
                     item: request.item_name.clone(),
                     item_id: id.clone(),
@@ -576,6 +578,7 @@ impl VSphere {
             Layout::ItemPerImage => Vec::new(),
         };
         Ok(Imported {
+            deploy: None,
             library: self.library_name.clone(),
             item: request.item_name.clone(),
             item_id,
@@ -1070,6 +1073,216 @@ impl VSphere {
             });
         }
         Ok(out)
+    }
+}
+
+/// How a deploy check ends at one site, before it becomes the record's [`DeployCheck`].
+type DeployStep = Result<(), (DeployResult, String)>;
+
+impl VSphere {
+    /// A path under `/rest/vcenter` or `/api/vcenter` (the VM calls, which `/rest` has outside
+    /// `com/vmware`).
+    fn vm_path(&self, vm: &str, rest_tail: &str, api_tail: &str) -> String {
+        match self.generation() {
+            Generation::Rest => format!("/rest/vcenter/vm/{vm}{rest_tail}"),
+            _ => format!("/api/vcenter/vm/{vm}{api_tail}"),
+        }
+    }
+
+    /// Deploys a throw-away VM from the library item `item_id` into `target`, powers it on,
+    /// waits up to `wait` for vCenter to report it running, and deletes it again, on every
+    /// path: when a step fails, and when `interrupt` turns true (SIGTERM, Ctrl-C) at any point,
+    /// including while vCenter is still deploying (the VM is then found by its unique name).
+    ///
+    /// `POST …/vcenter/ovf/library-item/{id}?action=deploy` answers `succeeded: false` with its
+    /// errors for a descriptor vCenter cannot deploy; that is [`DeployResult::Refused`] with
+    /// vCenter's messages, as is a 4xx refusal of the request.
+    pub async fn deploy_check(
+        &self,
+        item_id: &str,
+        target: &crate::config::DeployTarget,
+        wait: Duration,
+        interrupt: &tokio::sync::watch::Receiver<bool>,
+    ) -> DeployCheck {
+        let vm_name = format!(
+            "imagepipe-deploy-check-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let vm: Mutex<Option<String>> = Mutex::new(None);
+        let mut interrupt = interrupt.clone();
+        let work = self.deploy_and_run(item_id, target, &vm_name, wait, &vm);
+        let outcome = tokio::select! {
+            r = work => r,
+            _ = interrupt.wait_for(|i| *i) => Err((
+                DeployResult::Error,
+                "interrupted; the deploy check's VM was deleted".to_string(),
+            )),
+        };
+        let known = vm.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let cleanup = self.remove_vm(known.as_deref(), &vm_name).await;
+        let (result, reason) = match (outcome, cleanup) {
+            (_, Err(left)) => (DeployResult::Error, Some(left)),
+            (Ok(()), Ok(())) => (DeployResult::Running, None),
+            (Err((result, reason)), Ok(())) => (result, Some(reason)),
+        };
+        DeployCheck {
+            result,
+            vm_name,
+            checked_at: chrono::Utc::now(),
+            reason: reason.map(|r| crate::secret::scrub(&r).into_owned()),
+        }
+    }
+
+    async fn deploy_and_run(
+        &self,
+        item_id: &str,
+        target: &crate::config::DeployTarget,
+        vm_name: &str,
+        wait: Duration,
+        vm: &Mutex<Option<String>>,
+    ) -> DeployStep {
+        let error = |e: LibraryError| (DeployResult::Error, e.to_string());
+        let path = match self.generation() {
+            Generation::Rest => {
+                format!("/rest/com/vmware/vcenter/ovf/library-item/id:{item_id}?~action=deploy")
+            }
+            _ => format!("/api/vcenter/ovf/library-item/{item_id}?action=deploy"),
+        };
+        let mut placement = serde_json::Map::new();
+        placement.insert("resource_pool_id".into(), json!(target.resource_pool));
+        if let Some(f) = &target.folder {
+            placement.insert("folder_id".into(), json!(f));
+        }
+        if let Some(h) = &target.host {
+            placement.insert("host_id".into(), json!(h));
+        }
+        let mut spec = serde_json::Map::new();
+        spec.insert("name".into(), json!(vm_name));
+        spec.insert("accept_all_EULA".into(), json!(true));
+        if let Some(d) = &target.datastore {
+            spec.insert("default_datastore_id".into(), json!(d));
+        }
+        let body = json!({ "target": placement, "deployment_spec": spec });
+        let reply = match self.create(&path, body).await {
+            Ok(v) => v,
+            Err(LibraryError::Remote {
+                status, message, ..
+            }) if (400..500).contains(&status) && status != 404 => {
+                return Err((DeployResult::Refused, message));
+            }
+            Err(e) => return Err(error(e)),
+        };
+        if let Some(id) = reply
+            .get("resource_id")
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str)
+        {
+            *vm.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+        }
+        if reply.get("succeeded").and_then(Value::as_bool) != Some(true) {
+            return Err((DeployResult::Refused, deploy_errors(&reply)));
+        }
+        let Some(id) = vm.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Err((
+                DeployResult::Error,
+                "vCenter reported the deploy as succeeded but named no VM".into(),
+            ));
+        };
+        let start = self.vm_path(&id, "/power/start", "/power?action=start");
+        self.call(Method::POST, &start, None).await.map_err(|e| {
+            (
+                DeployResult::NotRunning,
+                format!("the VM did not power on: {e}"),
+            )
+        })?;
+        let began = tokio::time::Instant::now();
+        loop {
+            let state = self
+                .call(Method::GET, &self.vm_path(&id, "/power", "/power"), None)
+                .await
+                .map_err(error)?;
+            let state = state.get("state").and_then(Value::as_str).unwrap_or("");
+            if state == "POWERED_ON" {
+                return Ok(());
+            }
+            if began.elapsed() > wait {
+                return Err((
+                    DeployResult::NotRunning,
+                    format!(
+                        "the VM was still {state} after {}",
+                        humantime::format_duration(wait)
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Powers off and deletes the deploy check's VM (`id` when known, else every VM named
+    /// `name`: a deploy interrupted before vCenter answered may still have made it), then makes
+    /// sure it is gone. The error names what is left behind.
+    async fn remove_vm(&self, id: Option<&str>, name: &str) -> Result<(), String> {
+        let ids = match id {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let list = match self.generation() {
+                    Generation::Rest => format!("/rest/vcenter/vm?filter.names={name}"),
+                    _ => format!("/api/vcenter/vm?names={name}"),
+                };
+                let found = self.call(Method::GET, &list, None).await.map_err(|e| {
+                    format!("could not look for a VM named {name} to delete it: {e}")
+                })?;
+                found
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v.get("name").and_then(Value::as_str) == Some(name))
+                    .filter_map(|v| v.get("vm").and_then(Value::as_str).map(String::from))
+                    .collect()
+            }
+        };
+        for id in ids {
+            // Powering off a VM that is off is refused; that is fine, only the delete counts.
+            let stop = self.vm_path(&id, "/power/stop", "/power?action=stop");
+            let _ = self.call(Method::POST, &stop, None).await;
+            let vm = self.vm_path(&id, "", "");
+            let deleted = self.call(Method::DELETE, &vm, None).await;
+            match self.call(Method::GET, &vm, None).await {
+                Err(LibraryError::Remote { status: 404, .. }) => {}
+                _ => {
+                    return Err(format!(
+                        "the deploy check's VM {name} ({id}) could not be deleted{}; delete it by hand",
+                        deleted.err().map(|e| format!(": {e}")).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// vCenter's messages of a deploy that did not succeed (`error.errors[].error.messages[]`, and
+/// any other `default_message` in the error), or a note that it gave none.
+fn deploy_errors(reply: &Value) -> String {
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(m) = o.get("default_message").and_then(Value::as_str) {
+                    out.push(m.to_string());
+                }
+                o.values().for_each(|v| collect(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    collect(reply.get("error").unwrap_or(&Value::Null), &mut out);
+    out.dedup();
+    if out.is_empty() {
+        "vCenter did not deploy the item and gave no reason".into()
+    } else {
+        out.join("; ")
     }
 }
 

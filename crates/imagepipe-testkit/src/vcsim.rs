@@ -13,6 +13,8 @@ pub struct Vcsim {
     child: Child,
     pub url: String,
     pub datastore: String,
+    /// A resource pool to deploy VMs into (the deploy check's `library.deploy`).
+    pub resource_pool: String,
 }
 
 fn binary() -> &'static str {
@@ -37,7 +39,13 @@ fn binary() -> &'static str {
 
 impl Vcsim {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the simulator with `tests/vcsim/main.go`'s flags, e.g. `["-delay", "50ms"]`.
+    pub fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(binary())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -46,10 +54,13 @@ impl Vcsim {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut url = String::new();
         let mut datastore = String::new();
+        let mut resource_pool = String::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(u) = line.strip_prefix("URL ") {
                 url = u.to_string();
+            } else if let Some(p) = line.strip_prefix("RESOURCE_POOL ") {
+                resource_pool = p.to_string();
             } else if let Some(d) = line.strip_prefix("DATASTORE ") {
                 datastore = d.to_string();
                 break;
@@ -63,6 +74,7 @@ impl Vcsim {
             child,
             url,
             datastore,
+            resource_pool,
         }
     }
 
@@ -195,6 +207,34 @@ impl Vcsim {
                 item["description"].as_str().unwrap_or("").to_string(),
             ));
         }
+        out.sort();
+        out
+    }
+
+    /// `(name, power state)` of every VM, sorted.
+    pub async fn vms(&self) -> Vec<(String, String)> {
+        let client = reqwest::Client::new();
+        let sid = self.session(&client).await;
+        let v: serde_json::Value = client
+            .get(format!("{}/rest/vcenter/vm", self.url))
+            .header("vmware-api-session-id", sid)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut out: Vec<(String, String)> = v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|vm| {
+                (
+                    vm["name"].as_str().unwrap().to_string(),
+                    vm["power_state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         out.sort();
         out
     }

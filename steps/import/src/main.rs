@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use imagepipe::env;
-use imagepipe::import::{self, ImportOptions};
+use imagepipe::import::{self, DeployCheckOptions, ImportOptions};
 use imagepipe::library::Layout;
 use imagepipe::library::vsphere::Generation;
-use imagepipe::record::Record;
+use imagepipe::record::{DeployResult, Record};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 
 /// Import an image version into every site's content library, from the site's own store.
@@ -23,11 +23,14 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// the record's sha256, and importing the same record again changes nothing. Every file is
 /// checked against the OVA's manifest. A failed import fails vCenter's update session and
 /// removes an item it created, so nothing half-imported remains. Subscribed libraries of the
-/// site are synced afterwards.
+/// site are synced afterwards. Sites are imported concurrently (--concurrency at once), so a
+/// slow or dead site costs its own time; results are reported in the configuration's order.
 ///
-/// Exit codes: 0 imported (or already there) at every site; 2 a site could not be imported
-/// (each is named with its reason; the others are still imported), or a usage or
-/// configuration error.
+/// Exit codes: 0 imported (or already there) at every site (and, with --deploy-check, a VM
+/// deployed from it ran); 1 a deploy check failed (vCenter refused to deploy the item, or the
+/// VM did not run; each site is named with vCenter's reason); 2 a site could not be imported
+/// (each is named with its reason; the others are still imported), a deploy check could not
+/// run, or a usage or configuration error.
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-import",
@@ -80,6 +83,21 @@ struct Args {
     /// How often vCenter's update session is kept alive during a transfer.
     #[arg(long, env = env::KEEP_ALIVE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1m")]
     keep_alive: Duration,
+
+    /// After importing into a vCenter, deploy a throw-away VM from the item (into the site's
+    /// `library.deploy` placement), power it on, wait until it runs, and delete it; a
+    /// descriptor vCenter cannot deploy fails the step (exit 1). The VM is deleted on every
+    /// path, also when the step is interrupted (SIGTERM, Ctrl-C).
+    #[arg(long, env = env::DEPLOY_CHECK)]
+    deploy_check: bool,
+
+    /// How long the deploy check's VM may take to report that it runs.
+    #[arg(long, env = env::DEPLOY_WAIT, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
+    deploy_wait: Duration,
+
+    /// Sites imported into at once; each of the others waits for a free slot.
+    #[arg(long, env = env::CONCURRENCY, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 
     #[command(flatten)]
     common: CommonArgs,
@@ -137,6 +155,27 @@ fn cli_is_well_formed() {
     Args::command().debug_assert();
 }
 
+/// A flag that turns true at SIGTERM or SIGINT. Only the deploy check installs it: then the
+/// step outlives the signal long enough to delete its VMs, and exits 2 once they are gone.
+fn interrupt_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+        // Keep the sender (and the handlers) alive: later signals are absorbed while the VMs
+        // are deleted.
+        std::future::pending::<()>().await;
+    });
+    Ok(rx)
+}
+
 fn main() -> ExitCode {
     let args = step::parse::<Args>();
     let common = args.common.clone();
@@ -171,40 +210,69 @@ fn main() -> ExitCode {
             sync_deadline: args.sync_wait,
             keep_alive: args.keep_alive,
             allow_missing_manifest: args.allow_missing_manifest,
+            deploy_check: if args.deploy_check {
+                Some(DeployCheckOptions {
+                    wait: args.deploy_wait,
+                    interrupt: interrupt_on_signals()?,
+                })
+            } else {
+                None
+            },
         };
+        let outcomes = import::run(
+            &sites,
+            &image,
+            &published,
+            &options,
+            args.concurrency.into(),
+            &ui,
+        )
+        .await;
         let mut done = Vec::new();
         let mut failed = Vec::new();
-        for site in &sites {
-            // The size is known once the OVA's index has been read.
-            let bar = std::sync::OnceLock::new();
-            let label = format!("{}: {image}", site.name);
-            let result = import::import_site(site, &image, &published, &options, &|n, total| {
-                bar.get_or_init(|| ui.progress(&label, Some(total))).set(n);
-            })
-            .await;
-            if let Some(bar) = bar.get() {
-                bar.finish();
-            }
-            match result {
-                Ok(imported) => done.push((site.name.clone(), imported)),
-                Err(e) => {
-                    ui.error(&format!("site {}: {e}", site.name));
-                    failed.push(site.name.clone());
-                }
+        for o in outcomes {
+            match o.result {
+                Ok(imported) => done.push((o.site, imported)),
+                Err(_) => failed.push(o.site),
             }
         }
-        if record_path.is_file() && !done.is_empty() {
-            let mut local = Record::read(&record_path)?.record;
-            if local.id() == image {
+        if !done.is_empty() {
+            Record::update_local(&record_path, &image, |local| {
                 local.import = Some(import::section(local.import.as_ref(), &done));
-                local.write(&record_path)?;
-            }
+            })?;
         }
         import::report(&ui, &image, &done, &failed)?;
-        if failed.is_empty() {
+        let mut deploy_errors = Vec::new();
+        let mut deploy_failed = Vec::new();
+        for (site, imported) in &done {
+            let Some(d) = &imported.deploy else { continue };
+            let reason = d.reason.as_deref().unwrap_or_default();
+            match d.result {
+                DeployResult::Running => {}
+                DeployResult::Error => deploy_errors.push(format!("{site} ({reason})")),
+                DeployResult::Refused => deploy_failed.push(format!(
+                    "site {site}: vCenter cannot deploy {image} from item `{}`: {reason}",
+                    imported.item
+                )),
+                DeployResult::NotRunning => deploy_failed.push(format!(
+                    "site {site}: the VM deployed from item `{}` did not run: {reason}",
+                    imported.item
+                )),
+            }
+        }
+        if !failed.is_empty() {
+            anyhow::bail!("not imported at: {}", failed.join(", "))
+        }
+        if !deploy_errors.is_empty() {
+            anyhow::bail!(
+                "deploy check not carried out at: {}",
+                deploy_errors.join(", ")
+            )
+        }
+        if deploy_failed.is_empty() {
             Ok(Outcome::Done)
         } else {
-            anyhow::bail!("not imported at: {}", failed.join(", "))
+            Ok(Outcome::CheckFailed(deploy_failed))
         }
     })
 }

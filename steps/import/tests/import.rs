@@ -1756,3 +1756,304 @@ async fn subscribed_libraries_on_the_api_are_waited_for_until_they_show_the_vers
         );
     }
 }
+
+/// A vCenter site with a `library.deploy` placement on the simulator's resource pool.
+fn deploy_site(name: &str, store: &str, vc: &vcsim::Vcsim) -> String {
+    format!(
+        "{}deploy = {{ resource_pool = \"{}\" }}\n",
+        vcenter_site(name, store, vc),
+        vc.resource_pool
+    )
+}
+
+/// `ova`'s package with its descriptor changed by `edit`, the manifest made to match again.
+fn ova_with_descriptor(dir: &Path, marker: &str, edit: impl Fn(&str) -> String) -> Vec<u8> {
+    use sha2::Digest as _;
+    let work = dir.join(format!("edited-{marker}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let mut names = Vec::new();
+    let mut bytes_of = std::collections::HashMap::new();
+    for (name, bytes) in members(&ova(dir, marker)) {
+        let bytes = if name.ends_with(".ovf") {
+            edit(std::str::from_utf8(&bytes).unwrap()).into_bytes()
+        } else {
+            bytes
+        };
+        names.push(name.clone());
+        bytes_of.insert(name, bytes);
+    }
+    let manifest: String = names
+        .iter()
+        .filter(|n| !n.ends_with(".mf"))
+        .map(|n| format!("SHA256({n})= {:x}\n", sha2::Sha256::digest(&bytes_of[n])))
+        .collect();
+    for n in &names {
+        let bytes = if n.ends_with(".mf") {
+            manifest.clone().into_bytes()
+        } else {
+            bytes_of[n].clone()
+        };
+        std::fs::write(work.join(n), bytes).unwrap();
+    }
+    let out = work.join("package.ova");
+    assert!(
+        Command::new("tar")
+            .args(["--format=ustar", "-C"])
+            .arg(&work)
+            .arg("-cf")
+            .arg(&out)
+            .args(&names)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::read(out).unwrap()
+}
+
+/// The VMs the deploy check made (by their name), on the simulator.
+async fn check_vms(vc: &vcsim::Vcsim) -> Vec<(String, String)> {
+    vc.vms()
+        .await
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("imagepipe-deploy-check-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_check_runs_a_vm_from_the_item_and_deletes_it() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    vc.create_library("images").await;
+    let before = vc.vms().await;
+    let p = Pipeline::new(&deploy_site("dc1", "file:dc1", &vc));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    let record = p.publish(&dc1, "1.0.0", &ova(p.path(), "one")).await;
+
+    let out =
+        tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--deploy-check", "--json"]));
+    assert_exit(&out, 0);
+    let check = &json(&out)["sites"][0]["deploy_check"];
+    assert_eq!(check["result"], "running", "{check}");
+    let vm_name = check["vm_name"].as_str().unwrap();
+    assert!(vm_name.starts_with("imagepipe-deploy-check-"), "{vm_name}");
+    assert!(
+        stderr(&out).contains("deploy check: running"),
+        "{}",
+        stderr(&out)
+    );
+    // The record's import section says so; the VM is gone, and nothing else changed.
+    let site = &read_json(&record)["import"]["sites"][0];
+    assert_eq!(site["deploy_check"]["result"], "running");
+    assert_eq!(site["deploy_check"]["vm_name"], vm_name);
+    assert_eq!(vc.vms().await, before);
+
+    // Without the flag, no check runs and the record's entry has none.
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--json"]));
+    assert_exit(&out, 0);
+    assert!(json(&out)["sites"][0]["deploy_check"].is_null());
+    assert!(
+        read_json(&record)["import"]["sites"][0]
+            .get("deploy_check")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_descriptor_vcenter_cannot_deploy_fails_the_check_naming_the_site_and_reason() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    vc.create_library("images").await;
+    let before = vc.vms().await;
+    let p = Pipeline::new(&deploy_site("dc1", "file:dc1", &vc));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    // A device of a resource type vCenter has no virtual device for (DMTF CIM type 99): the
+    // package imports, but vCenter's OVF import spec refuses it.
+    let refused = ova_with_descriptor(p.path(), "refused", |ovf| {
+        ovf.replace(
+            "</VirtualHardwareSection>",
+            "  <Item><rasd:ElementName>Mystery device</rasd:ElementName><rasd:InstanceID>9</rasd:InstanceID><rasd:ResourceType>99</rasd:ResourceType></Item>\n    </VirtualHardwareSection>",
+        )
+    });
+    let record = p.publish(&dc1, "1.0.0", &refused).await;
+
+    let out =
+        tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--deploy-check", "--json"]));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("site dc1: vCenter cannot deploy global/debian-12@1.0.0")
+            || err.contains("site dc1: vCenter cannot deploy"),
+        "{err}"
+    );
+    assert!(err.contains("unsupported resource type: 99"), "{err}");
+    let site = &read_json(&record)["import"]["sites"][0];
+    assert_eq!(site["deploy_check"]["result"], "refused");
+    assert!(
+        site["deploy_check"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported resource type: 99")
+    );
+    assert_eq!(vc.vms().await, before, "nothing is left behind");
+
+    // A site without a placement is refused before anything is imported.
+    let p = Pipeline::new(&vcenter_site("dc1", "file:dc1", &vc));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    p.publish(&dc1, "1.0.0", &ova(p.path(), "one")).await;
+    let out = tokio::task::block_in_place(|| p.run(&["--version", "1.0.0", "--deploy-check"]));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("resource_pool"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_deploy_check_deletes_its_vm() {
+    // Every answer is slow, so the step is still working with its VM when the signal comes.
+    let vc = tokio::task::block_in_place(|| vcsim::Vcsim::start_with(&["-delay", "300ms"]));
+    vc.create_library("images").await;
+    let p = Pipeline::new(&deploy_site("dc1", "file:dc1", &vc));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    p.publish(&dc1, "1.0.0", &ova(p.path(), "one")).await;
+
+    let mut child = command(
+        BIN,
+        p.path(),
+        &[
+            "--image",
+            "global/debian-12",
+            "--version",
+            "1.0.0",
+            "--deploy-check",
+            "--vsphere-api",
+            "rest",
+        ],
+    )
+    .env("VC_USER", vcsim::USER)
+    .env("VC_PASS", vcsim::PASSWORD)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait (without a time limit on the step) until the check's VM exists, then interrupt.
+    let mut seen = Vec::new();
+    for _ in 0..600 {
+        seen = check_vms(&vc).await;
+        if !seen.is_empty() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!seen.is_empty(), "the deploy check's VM never appeared");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(
+        check_vms(&vc).await,
+        [],
+        "the VM was deleted before the step exited"
+    );
+}
+
+/// Whether the simulator at `url` has an item `name` in `library`, asked with a client of its own.
+async fn library_has(url: &str, library: &str, name: &str) -> bool {
+    let client = reqwest::Client::new();
+    let Ok(resp) = client
+        .post(format!("{url}/rest/com/vmware/cis/session"))
+        .basic_auth(vcsim::USER, Some(vcsim::PASSWORD))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let sid: Value = resp.json().await.unwrap();
+    let found: Value = client
+        .post(format!(
+            "{url}/rest/com/vmware/content/library/item?~action=find"
+        ))
+        .header("vmware-api-session-id", sid["value"].as_str().unwrap())
+        .json(&serde_json::json!({ "spec": { "library_id": library, "name": name } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["value"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+/// A vCenter that holds its first login until `release` says so, then refuses it (401): a site
+/// that is slow, then dead.
+async fn held_vcenter(
+    release: impl std::future::Future<Output = &'static str> + Send + 'static,
+) -> (String, tokio::task::JoinHandle<&'static str>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = conn.read(&mut buf).await.unwrap();
+        let why = release.await;
+        // The step may have given up on this connection by now; what counts is `why`.
+        let _ = conn
+            .write_all(
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .await;
+        why
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sites_are_imported_concurrently_and_reported_in_order() {
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let library = vc.create_library("images").await;
+    let vc_url = vc.url.clone();
+    // The first site's vCenter answers only once the second site holds the item: imported one
+    // after the other, the second would never start and the first would wait for ever (it gives
+    // up after a minute, and says so).
+    let (held_url, held) = held_vcenter(async move {
+        for _ in 0..600 {
+            if library_has(&vc_url, &library, "global-debian-12").await {
+                return "the second site imported";
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        "gave up waiting"
+    })
+    .await;
+    let slow = format!(
+        "[[site]]\nname = \"a-slow\"\n[site.store]\nurl = \"file:dc1\"\n[site.library]\nurl = \"{held_url}\"\nlibrary = \"images\"\nusername_env = \"VC_USER\"\npassword_env = \"VC_PASS\"\n"
+    );
+    let p = Pipeline::new(&format!(
+        "{slow}\n{}",
+        vcenter_site("b-fast", "file:dc1", &vc)
+    ));
+    let dc1 = LocalStore::new(p.path().join("dc1"));
+    let record = p.publish(&dc1, "1.0.0", &ova(p.path(), "one")).await;
+
+    let out = tokio::task::block_in_place(|| {
+        p.run(&[
+            "--version",
+            "1.0.0",
+            "--vsphere-api",
+            "rest",
+            "--concurrency",
+            "2",
+            "--json",
+        ])
+    });
+    assert_eq!(held.await.unwrap(), "the second site imported");
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("site a-slow: "), "{err}");
+    assert!(err.contains("not imported at: a-slow"), "{err}");
+    assert_eq!(json(&out)["sites"][0]["site"], "b-fast");
+    assert_eq!(json(&out)["failed"], serde_json::json!(["a-slow"]));
+    let sites = &read_json(&record)["import"]["sites"];
+    assert_eq!(sites.as_array().unwrap().len(), 1);
+    assert_eq!(sites[0]["site"], "b-fast");
+}

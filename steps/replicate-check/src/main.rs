@@ -110,13 +110,9 @@ fn main() -> ExitCode {
         )
         .await?;
 
-        if record_path.is_file() {
-            let mut local = Record::read(&record_path)?.record;
-            if local.id() == image {
-                local.replication = Some(replicate::section(local.replication.as_ref(), &results));
-                local.write(&record_path)?;
-            }
-        }
+        Record::update_local(&record_path, &image, |local| {
+            local.replication = Some(replicate::section(local.replication.as_ref(), &results));
+        })?;
         Ok::<Outcome, anyhow::Error>(replicate::report(&ui, &reference, &results)?)
     })
 }
