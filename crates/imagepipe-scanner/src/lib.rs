@@ -6,6 +6,10 @@
 //! or a root filesystem directory or tarball. The [`inventory`] (the OS and the dpkg, [`rpm`]
 //! and apk packages) is matched against an offline [`osv`] database with the distributions'
 //! own [`version`] orderings; the gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
+//!
+//! A Windows image ([`windows`]) is read the same way up to its NTFS OS volume; its inventory
+//! comes from the registry, its advisories from Microsoft's CVRF and CSAF documents, and its
+//! hardening rules are the baseline's Windows ones.
 
 pub mod disk;
 mod filesystem;
@@ -19,6 +23,7 @@ pub mod rpm;
 pub mod sbom;
 pub mod version;
 pub mod waiver;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +48,8 @@ pub enum ScanError {
     #[error(transparent)]
     Osv(#[from] osv::OsvError),
     #[error(transparent)]
+    Msrc(#[from] windows::msrc::MsrcError),
+    #[error(transparent)]
     Record(#[from] imagepipe::record::RecordError),
     #[error(transparent)]
     Waiver(#[from] waiver::WaiverError),
@@ -58,8 +65,10 @@ pub enum ScanError {
 /// What to scan and how to judge it.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// A directory of OSV JSON records and `all.zip` dumps, or one zip.
-    pub osv_db: PathBuf,
+    /// A directory of OSV JSON records and `all.zip` dumps, or one zip (Linux images).
+    pub osv_db: Option<PathBuf>,
+    /// A directory of Microsoft's CVRF and CSAF 2.0 documents (Windows images).
+    pub msrc_db: Option<PathBuf>,
     /// A database whose newest record is older is stale: a warning, or with `stale_db_fails`
     /// an error before anything is scanned.
     pub max_db_age: std::time::Duration,
@@ -86,22 +95,31 @@ pub fn scan_record(
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
     let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
-    let db = osv::Database::load(&options.osv_db)?;
-    if options.stale_db_fails {
-        let age = db
-            .newest
-            .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
+    let fresh = |name: &str, path: &Path, newest: Option<chrono::DateTime<chrono::Utc>>| {
+        if !options.stale_db_fails {
+            return Ok(());
+        }
+        let age = newest.map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
         if age.is_none_or(|a| a > options.max_db_age) {
             return Err(ScanError::StaleDatabase(format!(
-                "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
-                options.osv_db.display(),
-                db.newest
+                "{}: the {name} database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
+                path.display(),
+                newest
                     .map(|n| n.format("%Y-%m-%d").to_string())
                     .unwrap_or_else(|| "missing (no records)".into()),
                 humantime::format_duration(options.max_db_age)
             )));
         }
-    }
+        Ok(())
+    };
+    let db = match &options.osv_db {
+        Some(path) => {
+            let db = osv::Database::load(path)?;
+            fresh("OSV", path, db.newest)?;
+            Some(db)
+        }
+        None => None,
+    };
     let (name, image_path, sha256) = match &options.input {
         Some(input) => {
             let sha256 = if input.is_file() {
@@ -130,18 +148,58 @@ pub fn scan_record(
         image: image_path.clone(),
         source,
     })?;
-    let (os, packages) = inventory::from_tree(tree.as_ref())?;
-    let ecosystem = os.ecosystem.clone().ok_or_else(|| {
-        ScanError::Usage(format!(
-            "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL)",
-            image_path.display(),
-            os.id,
-            os.version_id
-        ))
-    })?;
-    let rules = policy::rules(&options.policy, &options.disable_rules)?;
+    let windows = windows::inventory(tree.as_ref())?.map(|(inventory, _)| inventory);
+    let (os, packages, mut findings, database, records, newest) = match &windows {
+        Some(inv) => {
+            let path = options.msrc_db.as_ref().ok_or_else(|| {
+                ScanError::Usage(format!(
+                    "{} is a Windows image: say where Microsoft's security update documents are: --msrc-db PATH (a directory of CVRF or CSAF 2.0 JSON documents)",
+                    image_path.display()
+                ))
+            })?;
+            let db = windows::msrc::Database::load(path)?;
+            fresh("MSRC", path, db.newest)?;
+            let product = inv.os.product.clone().ok_or_else(|| {
+                ScanError::Usage(format!(
+                    "{}: `{}` build {} ({}) is not a Windows release this scan knows the security update product of",
+                    image_path.display(),
+                    inv.os.product_name,
+                    inv.os.build,
+                    inv.os.installation_type
+                ))
+            })?;
+            let (os, packages) = inv.as_os_and_packages();
+            let findings = db.matches(&product, &inv.os.build);
+            (os, packages, findings, "MSRC", db.records, db.newest)
+        }
+        None => {
+            let (os, packages) = inventory::from_tree(tree.as_ref())?;
+            let db = db.ok_or_else(|| {
+                ScanError::Usage(format!(
+                    "{} is a Linux image: say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
+                    image_path.display()
+                ))
+            })?;
+            let ecosystem = os.ecosystem.clone().ok_or_else(|| {
+                ScanError::Usage(format!(
+                    "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL)",
+                    image_path.display(),
+                    os.id,
+                    os.version_id
+                ))
+            })?;
+            let findings = db.matches(&ecosystem, &packages);
+            (os, packages, findings, "OSV", db.records, db.newest)
+        }
+    };
+    let platform = if windows.is_some() {
+        policy::Platform::Windows
+    } else {
+        policy::Platform::Linux
+    };
+    let mut rules = policy::rules(&options.policy, &options.disable_rules)?;
+    rules.retain(|r| r.os == platform);
     let policy_results = policy::evaluate(&rules, tree.as_ref(), &packages)?;
-    let mut findings = db.matches(&ecosystem, &packages);
     let waivers = match &options.waivers {
         Some(path) => waiver::load(path)?,
         None => Vec::new(),
@@ -157,8 +215,10 @@ pub fn scan_record(
         findings,
         fail_on: options.fail_on,
         passed: true,
-        database_records: db.records,
-        database_newest: db.newest,
+        database: database.into(),
+        database_records: records,
+        database_newest: newest,
+        windows,
         bytes_read: tree.bytes_read(),
         disk_size: tree.size(),
         dir: dir.clone(),
@@ -210,12 +270,18 @@ pub fn scan_record(
         (
             "cyclonedx",
             "sbom.cdx.json",
-            pretty(&sbom::cyclonedx(&subject, &scan.os, &scan.packages)),
+            pretty(&match &scan.windows {
+                Some(inv) => windows::sbom::cyclonedx(&subject, inv),
+                None => sbom::cyclonedx(&subject, &scan.os, &scan.packages),
+            }),
         ),
         (
             "spdx",
             "sbom.spdx.json",
-            pretty(&sbom::spdx(&subject, &scan.os, &scan.packages)),
+            pretty(&match &scan.windows {
+                Some(inv) => windows::sbom::spdx(&subject, inv),
+                None => sbom::spdx(&subject, &scan.os, &scan.packages),
+            }),
         ),
         ("sarif", "scan.sarif", pretty(&report::sarif(&scan))),
         ("junit", "scan.junit.xml", report::junit(&scan).into_bytes()),
