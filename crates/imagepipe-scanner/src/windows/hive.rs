@@ -68,7 +68,9 @@ impl Hive {
         }
         let (major, minor) = (word(20), word(24));
         if major != 1 || !(3..=6).contains(&minor) {
-            return bad(format!("hive format version {major}.{minor} is not 1.3 to 1.6"));
+            return bad(format!(
+                "hive format version {major}.{minor} is not 1.3 to 1.6"
+            ));
         }
         if word(28) != 0 || word(32) != 1 {
             return bad("not a primary hive file (a transaction log or an unknown format)");
@@ -231,14 +233,20 @@ impl<'h> Key<'h> {
             }
         }
         if out.len() > self.hive.bins.len() / 8 {
-            return bad(format!("the key at {:#x} lists more subkeys than the hive can hold", self.offset));
+            return bad(format!(
+                "the key at {:#x} lists more subkeys than the hive can hold",
+                self.offset
+            ));
         }
         Ok(())
     }
 
     /// The direct subkey named `name` (any case).
     pub fn subkey(&self, name: &str) -> Result<Option<Key<'h>>, HiveError> {
-        Ok(self.subkeys()?.into_iter().find(|k| same_name(&k.name(), name)))
+        Ok(self
+            .subkeys()?
+            .into_iter()
+            .find(|k| same_name(&k.name(), name)))
     }
 
     /// The key at a `\`-separated path below this one.
@@ -273,7 +281,10 @@ impl<'h> Key<'h> {
 
     /// The value named `name` (any case; `""` is the default value).
     pub fn value(&self, name: &str) -> Result<Option<Value<'h>>, HiveError> {
-        Ok(self.values()?.into_iter().find(|v| same_name(&v.name, name)))
+        Ok(self
+            .values()?
+            .into_iter()
+            .find(|v| same_name(&v.name, name)))
     }
 }
 
@@ -387,7 +398,11 @@ fn big_data(hive: &Hive, db: &[u8], len: usize, offset: u32) -> Result<Vec<u8>, 
         let want = (len - out.len()).min(BIG_DATA_SEGMENT);
         match segment.get(..want) {
             Some(s) => out.extend_from_slice(s),
-            None => return bad(format!("a segment of the big data cell at {offset:#x} is short")),
+            None => {
+                return bad(format!(
+                    "a segment of the big data cell at {offset:#x} is short"
+                ));
+            }
         }
         if out.len() == len {
             break;

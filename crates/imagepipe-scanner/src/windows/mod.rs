@@ -72,8 +72,14 @@ impl Hives {
     pub fn key(&self, path: &str) -> Result<Option<Key<'_>>, InventoryError> {
         let mut parts = path.split('\\').filter(|p| !p.is_empty());
         let root = parts.next().unwrap_or("");
-        if !["HKLM", "HKEY_LOCAL_MACHINE"].iter().any(|r| r.eq_ignore_ascii_case(root)) {
-            return Err(bad(path, "only HKLM (HKEY_LOCAL_MACHINE) paths are on a disk"));
+        if !["HKLM", "HKEY_LOCAL_MACHINE"]
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(root))
+        {
+            return Err(bad(
+                path,
+                "only HKLM (HKEY_LOCAL_MACHINE) paths are on a disk",
+            ));
         }
         let hive_name = parts.next().unwrap_or("").to_ascii_uppercase();
         let (hive, file) = match hive_name.as_str() {
@@ -81,12 +87,21 @@ impl Hives {
             "SYSTEM" => (self.system.as_ref(), "SYSTEM"),
             "SAM" => (self.sam.as_ref(), "SAM"),
             "SECURITY" => (self.security.as_ref(), "SECURITY"),
-            _ => return Err(bad(path, "not a hive the scan reads (SOFTWARE, SYSTEM, SAM, SECURITY)")),
+            _ => {
+                return Err(bad(
+                    path,
+                    "not a hive the scan reads (SOFTWARE, SYSTEM, SAM, SECURITY)",
+                ));
+            }
         };
         let Some(hive) = hive else { return Ok(None) };
         let err = |e: hive::HiveError| bad(&format!("{CONFIG}/{file}"), e);
         let mut rest: Vec<String> = parts.map(str::to_string).collect();
-        if file == "SYSTEM" && rest.first().is_some_and(|p| p.eq_ignore_ascii_case("CurrentControlSet")) {
+        if file == "SYSTEM"
+            && rest
+                .first()
+                .is_some_and(|p| p.eq_ignore_ascii_case("CurrentControlSet"))
+        {
             let current = hive
                 .root()
                 .and_then(|r| r.path("Select"))
@@ -114,9 +129,7 @@ impl Hives {
         let Some(key) = self.key(key_path)? else {
             return Ok(None);
         };
-        let v = key
-            .value(value)
-            .map_err(|e| bad(key_path, e))?;
+        let v = key.value(value).map_err(|e| bad(key_path, e))?;
         Ok(v.map(|v| v.text()))
     }
 }
@@ -180,7 +193,10 @@ pub struct Inventory {
 
 const CURRENT_VERSION: &str = "HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion";
 const UNINSTALL: [(&str, &str); 2] = [
-    ("HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall", "x64"),
+    (
+        "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
+        "x64",
+    ),
     (
         "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
         "x86",
@@ -199,7 +215,10 @@ fn release(build: u32, server: bool) -> Option<(&'static str, &'static str)> {
         (true, 14393) => ("Windows Server 2016", "windows_server_2016"),
         (true, 17763) => ("Windows Server 2019", "windows_server_2019"),
         (true, 20348) => ("Windows Server 2022", "windows_server_2022"),
-        (true, 25398) => ("Windows Server 2022, 23H2 Edition", "windows_server_2022_23h2"),
+        (true, 25398) => (
+            "Windows Server 2022, 23H2 Edition",
+            "windows_server_2022_23h2",
+        ),
         (true, 26100) => ("Windows Server 2025", "windows_server_2025"),
         (false, 14393) => ("Windows 10 Version 1607", "windows_10_1607"),
         (false, 17763) => ("Windows 10 Version 1809", "windows_10_1809"),
@@ -217,7 +236,11 @@ impl WindowsOs {
     fn identify(&mut self) {
         let server = self.installation_type.starts_with("Server")
             || (self.installation_type.is_empty() && self.product_name.contains("Server"));
-        let Some((name, cpe)) = self.current_build.parse().ok().and_then(|b| release(b, server))
+        let Some((name, cpe)) = self
+            .current_build
+            .parse()
+            .ok()
+            .and_then(|b| release(b, server))
         else {
             return;
         };
@@ -244,14 +267,21 @@ impl WindowsOs {
 fn kb_of(text: &str) -> Option<String> {
     let upper = text.to_ascii_uppercase();
     let at = upper.find("KB")?;
-    let digits: String = upper[at + 2..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = upper[at + 2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     (digits.len() >= 6).then(|| format!("KB{digits}"))
 }
 
 impl Inventory {
     /// The inventory of a Windows image's hives.
     pub fn from_hives(hives: &Hives) -> Result<Self, InventoryError> {
-        let text = |v: &str| hives.text(CURRENT_VERSION, v).map(Option::unwrap_or_default);
+        let text = |v: &str| {
+            hives
+                .text(CURRENT_VERSION, v)
+                .map(Option::unwrap_or_default)
+        };
         let number = |v: &str| -> Result<Option<u64>, InventoryError> {
             let Some(key) = hives.key(CURRENT_VERSION)? else {
                 return Ok(None);
@@ -307,7 +337,9 @@ impl Inventory {
 
         let mut programs = Vec::new();
         for (path, arch) in UNINSTALL {
-            let Some(key) = hives.key(path)? else { continue };
+            let Some(key) = hives.key(path)? else {
+                continue;
+            };
             for sub in key.subkeys().map_err(|e| bad(path, e))? {
                 let value = |n: &str| -> Result<String, InventoryError> {
                     Ok(sub
@@ -392,6 +424,7 @@ impl Inventory {
                 source: p.name.clone(),
                 source_version: p.version.clone(),
                 scheme: Scheme::Windows,
+                modularity_label: None,
             })
             .collect();
         (os, packages)
@@ -414,7 +447,10 @@ mod tests {
     #[test]
     fn kb_numbers_come_from_package_names_and_install_locations() {
         assert_eq!(kb_of("Package_for_KB5044281").as_deref(), Some("KB5044281"));
-        assert_eq!(kb_of("Package_2_for_kb5012170").as_deref(), Some("KB5012170"));
+        assert_eq!(
+            kb_of("Package_2_for_kb5012170").as_deref(),
+            Some("KB5012170")
+        );
         assert_eq!(
             kb_of("\\\\?\\C:\\Windows\\SoftwareDistribution\\Download\\x\\Windows10.0-KB5044281-x64.cab")
                 .as_deref(),

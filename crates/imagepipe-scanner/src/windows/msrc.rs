@@ -120,7 +120,11 @@ fn rate(vector: Option<&str>, score: Option<f64>, word: Option<&str>) -> (Severi
     if let Some(s) = score.filter(|s| s.is_finite() && *s > 0.0) {
         return (Severity::from_score(s), Some(s));
     }
-    (word.and_then(Severity::from_word).unwrap_or(Severity::Unknown), None)
+    (
+        word.and_then(Severity::from_word)
+            .unwrap_or(Severity::Unknown),
+        None,
+    )
 }
 
 impl Database {
@@ -184,7 +188,8 @@ impl Database {
             self.add_cvrf(&doc, file).map_err(bad)?;
         } else {
             return Err(bad(
-                "neither CVRF (DocumentTracking, Vulnerability) nor CSAF (document.csaf_version)".into(),
+                "neither CVRF (DocumentTracking, Vulnerability) nor CSAF (document.csaf_version)"
+                    .into(),
             ));
         }
         self.records += 1;
@@ -217,13 +222,17 @@ impl Database {
                     continue;
                 }
                 for pid in ids(&r["ProductID"]) {
-                    let Some(product) = names.get(&pid) else { continue };
+                    let Some(product) = names.get(&pid) else {
+                        continue;
+                    };
                     let score_set = array(&v["CVSSScoreSets"])
                         .iter()
                         .find(|s| ids(&s["ProductID"]).contains(&pid));
                     let word = array(&v["Threats"])
                         .iter()
-                        .find(|t| t["Type"].as_u64() == Some(3) && ids(&t["ProductID"]).contains(&pid))
+                        .find(|t| {
+                            t["Type"].as_u64() == Some(3) && ids(&t["ProductID"]).contains(&pid)
+                        })
                         .map(|t| text(&t["Description"]));
                     let (severity, score) = rate(
                         score_set.and_then(|s| s["Vector"].as_str()),
@@ -266,7 +275,11 @@ impl Database {
             }
             let name = text(&branch["name"]);
             let category = branch["category"].as_str().unwrap_or("");
-            let product = if category == "product_name" { name.clone() } else { product };
+            let product = if category == "product_name" {
+                name.clone()
+            } else {
+                product
+            };
             if category == "product_version_range"
                 && !product.is_empty()
                 && let Some(build) = upper_bound(&name)
@@ -289,10 +302,14 @@ impl Database {
                 .iter()
                 .flat_map(|k| ids(&status[*k]));
             for pid in affected {
-                let Some((product, build)) = ranges.get(&pid) else { continue };
+                let Some((product, build)) = ranges.get(&pid) else {
+                    continue;
+                };
                 let kb = array(&v["remediations"])
                     .iter()
-                    .find(|r| r["category"] == "vendor_fix" && ids(&r["product_ids"]).contains(&pid))
+                    .find(|r| {
+                        r["category"] == "vendor_fix" && ids(&r["product_ids"]).contains(&pid)
+                    })
                     .and_then(|r| kb(&text(&r["details"])));
                 let score = array(&v["scores"])
                     .iter()
@@ -341,7 +358,10 @@ impl Database {
                 let worst = fixes
                     .iter()
                     .map(|f| (f.severity, f.score))
-                    .max_by(|a, b| a.0.cmp(&b.0).then(a.1.unwrap_or(-1.0).total_cmp(&b.1.unwrap_or(-1.0))))
+                    .max_by(|a, b| {
+                        a.0.cmp(&b.0)
+                            .then(a.1.unwrap_or(-1.0).total_cmp(&b.1.unwrap_or(-1.0)))
+                    })
                     .unwrap_or((Severity::Unknown, None));
                 let mut aliases: Vec<String> = fixes.iter().filter_map(|f| f.kb.clone()).collect();
                 aliases.sort();
@@ -358,7 +378,10 @@ impl Database {
                     summary: format!(
                         "{}{} ({})",
                         top.title,
-                        top.kb.as_ref().map(|k| format!("; fixed by {k}")).unwrap_or_default(),
+                        top.kb
+                            .as_ref()
+                            .map(|k| format!("; fixed by {k}"))
+                            .unwrap_or_default(),
                         top.document
                     ),
                     waived: None,
@@ -389,8 +412,14 @@ mod tests {
 
     #[test]
     fn ranges_name_their_upper_bound() {
-        assert_eq!(upper_bound("<10.0.20348.2849").as_deref(), Some("10.0.20348.2849"));
-        assert_eq!(upper_bound("vers:intdot/<10.0.1").as_deref(), Some("10.0.1"));
+        assert_eq!(
+            upper_bound("<10.0.20348.2849").as_deref(),
+            Some("10.0.20348.2849")
+        );
+        assert_eq!(
+            upper_bound("vers:intdot/<10.0.1").as_deref(),
+            Some("10.0.1")
+        );
         assert_eq!(upper_bound("<=10.0.1"), None);
         assert_eq!(upper_bound(">10.0.1"), None);
         assert_eq!(upper_bound("vers:intdot/>=1|<2"), None);

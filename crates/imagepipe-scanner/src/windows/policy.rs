@@ -60,12 +60,18 @@ pub fn account_disabled(hives: &Hives, rid: u32) -> Result<(bool, String), Inven
         .and_then(|f| f.get(0x38..0x3a))
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
     else {
-        return Ok((false, format!("{key_path}: no account control bits (F value)")));
+        return Ok((
+            false,
+            format!("{key_path}: no account control bits (F value)"),
+        ));
     };
     Ok(if acb & 0x0001 != 0 {
         (true, String::new())
     } else {
-        (false, format!("the account with RID {rid} is enabled (account control bits {acb:#06x})"))
+        (
+            false,
+            format!("the account with RID {rid} is enabled (account control bits {acb:#06x})"),
+        )
     })
 }
 

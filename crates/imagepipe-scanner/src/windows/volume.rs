@@ -170,7 +170,8 @@ impl Seek for PartReader {
             SeekFrom::End(d) => self.part.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = target.ok_or_else(|| invalid("an NTFS seek before the volume's start".into()))?;
+        self.pos =
+            target.ok_or_else(|| invalid("an NTFS seek before the volume's start".into()))?;
         Ok(self.pos)
     }
 }
@@ -187,7 +188,9 @@ pub struct NtfsTree {
 
 impl std::fmt::Debug for NtfsTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NtfsTree").field("what", &self.what).finish()
+        f.debug_struct("NtfsTree")
+            .field("what", &self.what)
+            .finish()
     }
 }
 
@@ -329,7 +332,10 @@ impl Tree for NtfsTree {
             return Ok(None);
         };
         let info = file.info().map_err(err)?;
-        Ok(Some(Self::meta_of(file.is_directory(), info.file_attributes())))
+        Ok(Some(Self::meta_of(
+            file.is_directory(),
+            info.file_attributes(),
+        )))
     }
 
     fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
@@ -364,12 +370,20 @@ impl Tree for NtfsTree {
             }
             let text = name.name().to_string_lossy();
             // The volume's own metadata files ($MFT, …) and the root's `.` are not files.
-            if text == "." || (text.starts_with('$') && entry.file_reference().file_record_number() < 24) {
+            if text == "."
+                || (text.starts_with('$') && entry.file_reference().file_record_number() < 24)
+            {
                 continue;
             }
-            out.push((text, Self::meta_of(name.is_directory(), name.file_attributes())));
+            out.push((
+                text,
+                Self::meta_of(name.is_directory(), name.file_attributes()),
+            ));
             if out.len() > 4_000_000 {
-                return Err(invalid(format!("{}: {dir} lists more than 4 million entries", self.what)));
+                return Err(invalid(format!(
+                    "{}: {dir} lists more than 4 million entries",
+                    self.what
+                )));
             }
         }
         Ok(out)
@@ -377,7 +391,10 @@ impl Tree for NtfsTree {
 
     fn canonical(&self, path: &str) -> io::Result<String> {
         // Reparse points (junctions, symbolic links) are not followed.
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         Ok(format!("/{}", parts.join("/")))
     }
 
@@ -394,12 +411,19 @@ impl Tree for NtfsTree {
 /// NTFS volume with the SOFTWARE hive (not a Windows disk), an error when the Windows volumes
 /// cannot be read (BitLocker, a dynamic disk) or are corrupt.
 pub fn open(path: &Path) -> io::Result<Option<NtfsTree>> {
-    open_disk(disk::open(path)?)
+    // What is no disk image is not judged here either.
+    match disk::open(path) {
+        Ok(disk) => open_disk(disk),
+        Err(_) => Ok(None),
+    }
 }
 
 pub fn open_disk(disk: Box<dyn Disk>) -> io::Result<Option<NtfsTree>> {
     let disk: SharedDisk = Rc::new(RefCell::new(disk));
-    let table = disk::table(&mut **disk.borrow_mut())?;
+    // A disk whose table cannot be read is not judged here: the Linux reader names the fault.
+    let Ok(table) = disk::table(&mut **disk.borrow_mut()) else {
+        return Ok(None);
+    };
     if let Some((p, _)) = table.iter().find(|(_, k)| role(*k) == Role::DynamicDisk) {
         return Err(invalid(format!(
             "the partition at byte {} belongs to a dynamic disk (Logical Disk Manager): its volumes cannot be read in place; convert the disk to a basic disk before capturing the image",
