@@ -22,8 +22,9 @@ use imagepipe_scanner::{self as scan, ScanOptions};
 /// Windows\System32\config\SOFTWARE; BitLocker and dynamic disks are refused): the release
 /// and full build, the installed programs (64-bit and WOW6432Node) and updates (KBs) come from
 /// the registry, and its findings from Microsoft's CVRF or CSAF 2.0 documents (--msrc-db): a
-/// CVE whose fixed build for the image's product is above the image's build. Findings at or above the image's `scan.fail_on` (default high) fail the
-/// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
+/// CVE whose fixed build for the image's product is above the image's build.
+///
+/// Findings at or above the image's `scan.fail_on` (default high) fail the gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
 /// the result into the record, which imagepipe-publish checks.
 ///
 /// Waivers (the image's `scan.waivers` file) accept findings until their expiry date; waived

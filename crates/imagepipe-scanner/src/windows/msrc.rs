@@ -198,7 +198,8 @@ impl Database {
 
     fn add_cvrf(&mut self, doc: &Value, file: &str) -> Result<(), String> {
         let tracking = &doc["DocumentTracking"];
-        let id = text(&tracking["Identifier"]);
+        // DocumentTracking.Identification.ID ("2024-Dec"), a {"Value": …} object in the JSON.
+        let id = text(&tracking["Identification"]["ID"]);
         let released = date(&tracking["CurrentReleaseDate"]).ok_or_else(|| {
             "DocumentTracking.CurrentReleaseDate is missing or not a date".to_string()
         })?;
