@@ -385,3 +385,43 @@ fn broken_volumes_and_hives_are_errors_not_panics() {
         "{e}"
     );
 }
+
+/// Writes the base inputs of the `ntfs` and `hive` fuzz targets (`fuzz/windows-base/`): the
+/// SOFTWARE hive of the Windows Server 2022 layout (with 40 foundation packages) and a 4 MiB
+/// NTFS volume holding the four hives and a directory of 300 files (an index B+tree), as the
+/// tests make them. Run with `--ignored write_fuzz_bases` after changing the layout.
+#[test]
+#[ignore = "writes the fuzz targets' base inputs"]
+fn write_fuzz_bases() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/windows-base");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hives = windows::server_2022_hives(&dir.path().join("hives"), 40);
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("/Windows/WinSxS/manifest-{i:03}.manifest"))
+        .collect();
+    let mut files: Vec<(String, PathBuf)> = hives
+        .names
+        .iter()
+        .map(|n| (format!("/Windows/System32/config/{n}"), hives.path(n)))
+        .collect();
+    files.extend(names.iter().map(|n| (n.clone(), empty.clone())));
+    let refs: Vec<(&str, &Path)> = files
+        .iter()
+        .map(|(p, f)| (p.as_str(), f.as_path()))
+        .collect();
+    let volume = dir.path().join("volume.ntfs");
+    windows::ntfs(&volume, 4, "Windows", 0, &refs);
+    let gzip = |from: &Path, to: &str| {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(out.join(to)).unwrap(),
+            flate2::Compression::best(),
+        );
+        std::io::Write::write_all(&mut gz, &std::fs::read(from).unwrap()).unwrap();
+        gz.finish().unwrap();
+    };
+    gzip(&volume, "ntfs.img.gz");
+    gzip(&hives.path("SOFTWARE"), "SOFTWARE.gz");
+}

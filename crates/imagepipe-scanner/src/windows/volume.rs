@@ -420,9 +420,22 @@ pub fn open(path: &Path) -> io::Result<Option<NtfsTree>> {
 
 pub fn open_disk(disk: Box<dyn Disk>) -> io::Result<Option<NtfsTree>> {
     let disk: SharedDisk = Rc::new(RefCell::new(disk));
-    // A disk whose table cannot be read is not judged here: the Linux reader names the fault.
-    let Ok(table) = disk::table(&mut **disk.borrow_mut()) else {
-        return Ok(None);
+    // A volume without a partition table: its boot sector ends in 0x55 0xAA like an MBR, so
+    // the table reader would take its boot code for partitions.
+    let len = disk.borrow().len();
+    let mut first = [0u8; 512];
+    let bare = len >= 512
+        && disk.borrow_mut().read_at(0, &mut first).is_ok()
+        && matches!(signature(&first), b"NTFS    " | b"-FVE-FS-");
+    let table = if bare {
+        vec![(Partition { start: 0, len }, PartitionType::None)]
+    } else {
+        // A disk whose table cannot be read is not judged here: the Linux reader names the
+        // fault.
+        let Ok(table) = disk::table(&mut **disk.borrow_mut()) else {
+            return Ok(None);
+        };
+        table
     };
     if let Some((p, _)) = table.iter().find(|(_, k)| role(*k) == Role::DynamicDisk) {
         return Err(invalid(format!(
