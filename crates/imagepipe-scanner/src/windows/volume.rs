@@ -202,6 +202,24 @@ fn ntfs_err(what: &str, e: ntfs::NtfsError) -> io::Error {
     invalid(format!("{what}: {e}"))
 }
 
+/// Runs one operation of the `ntfs` crate. The crate (0.4) indexes some on-disk structures
+/// without checking their lengths first (an index entry shorter than its header panics in
+/// `NtfsIndexEntry::key_length`; found by the `ntfs` fuzz target), so a panic inside it is
+/// turned into an error naming the volume and path, like any other corrupt structure. Our own
+/// state survives: the reader is positioned anew by every operation.
+fn guarded<T>(what: &str, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(invalid(format!(
+            "{what}: corrupt NTFS structures ({message}); the volume cannot be read"
+        )))
+    })
+}
+
 /// Whether a boot sector is NTFS's, BitLocker's, or something else's.
 fn signature(boot: &[u8]) -> &[u8] {
     boot.get(3..11).unwrap_or_default()
@@ -210,6 +228,11 @@ fn signature(boot: &[u8]) -> &[u8] {
 impl NtfsTree {
     /// Opens the NTFS volume in `part`.
     pub fn open_partition(disk: SharedDisk, part: Partition, what: String) -> io::Result<Self> {
+        let name = what.clone();
+        guarded(&name, move || Self::open_unguarded(disk, part, what))
+    }
+
+    fn open_unguarded(disk: SharedDisk, part: Partition, what: String) -> io::Result<Self> {
         let budget = Rc::new(Cell::new(OP_BUDGET));
         let mut reader = PartReader {
             disk: disk.clone(),
@@ -270,6 +293,12 @@ impl NtfsTree {
     }
 
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, io::Error> {
+        guarded(&format!("{}: {path}", self.what), || {
+            self.read_unguarded(path)
+        })
+    }
+
+    fn read_unguarded(&self, path: &str) -> Result<Option<Vec<u8>>, io::Error> {
         let mut r = self.reader.borrow_mut();
         let r = &mut *r;
         let err = |e| ntfs_err(&format!("{}: {path}", self.what), e);
@@ -321,10 +350,8 @@ impl NtfsTree {
         }
         Ok(Some(out))
     }
-}
 
-impl Tree for NtfsTree {
-    fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+    fn metadata_unguarded(&self, path: &str) -> io::Result<Option<Meta>> {
         let mut r = self.reader.borrow_mut();
         self.start(0);
         let err = |e| ntfs_err(&format!("{}: {path}", self.what), e);
@@ -338,15 +365,7 @@ impl Tree for NtfsTree {
         )))
     }
 
-    fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        self.read_file(path)
-    }
-
-    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        Ok(self.list_meta(dir)?.into_iter().map(|(n, _)| n).collect())
-    }
-
-    fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
+    fn list_unguarded(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
         let mut r = self.reader.borrow_mut();
         let r = &mut *r;
         self.start(0);
@@ -387,6 +406,28 @@ impl Tree for NtfsTree {
             }
         }
         Ok(out)
+    }
+}
+
+impl Tree for NtfsTree {
+    fn metadata(&self, path: &str) -> io::Result<Option<Meta>> {
+        guarded(&format!("{}: {path}", self.what), || {
+            self.metadata_unguarded(path)
+        })
+    }
+
+    fn list_meta(&self, dir: &str) -> io::Result<Vec<(String, Meta)>> {
+        guarded(&format!("{}: {dir}", self.what), || {
+            self.list_unguarded(dir)
+        })
+    }
+
+    fn read(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        self.read_file(path)
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        Ok(self.list_meta(dir)?.into_iter().map(|(n, _)| n).collect())
     }
 
     fn canonical(&self, path: &str) -> io::Result<String> {
