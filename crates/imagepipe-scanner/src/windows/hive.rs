@@ -88,7 +88,7 @@ impl Hive {
             ));
         }
         let size = word(40) as usize;
-        if size % 4096 != 0 || size > file.len() - BASE_BLOCK {
+        if !size.is_multiple_of(4096) || size > file.len() - BASE_BLOCK {
             return bad(format!(
                 "the hive claims {size} bytes of data but the file holds {}",
                 file.len() - BASE_BLOCK
@@ -117,7 +117,7 @@ impl Hive {
             return bad(format!("the cell at {offset:#x} is not allocated"));
         }
         let size = size.unsigned_abs() as usize;
-        if size < 8 || size % 8 != 0 {
+        if size < 8 || !size.is_multiple_of(8) {
             return bad(format!("the cell at {offset:#x} has a size of {size}"));
         }
         match self.bins.get(at + 4..at.saturating_add(size)) {
