@@ -206,9 +206,9 @@ fn every_format_yields_the_inventory_hivex_exports() {
             Some("cpe:2.3:o:microsoft:windows_server_2022:10.0.20348.2849:*:*:*:*:*:*:*")
         );
         assert_eq!(inv.os.architecture, "AMD64", "{what}");
-        // Only what the inventory needs is read, not the disk.
+        // Only what the inventory needs is read, under 5% of the disk.
         eprintln!("{what}: read {read} of {size} bytes");
-        assert!(read * 10 < size, "{what}: read {read} of {size} bytes");
+        assert!(read * 20 < size, "{what}: read {read} of {size} bytes");
     }
 }
 
