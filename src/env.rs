@@ -124,6 +124,9 @@ pub const DEPLOY_WAIT: &str = "IMAGEPIPE_DEPLOY_WAIT";
 
 /// `imagepipe-scan`: the offline OSV database, a directory of OSV JSON records.
 pub const OSV_DB: &str = "IMAGEPIPE_OSV_DB";
+/// `imagepipe-scan`: Microsoft's security updates offline, a directory of CVRF and CSAF 2.0
+/// JSON documents (for Windows images).
+pub const MSRC_DB: &str = "IMAGEPIPE_MSRC_DB";
 /// `imagepipe-scan`: a database older than this is warned about (`7d`).
 pub const MAX_DB_AGE: &str = "IMAGEPIPE_MAX_DB_AGE";
 /// `imagepipe-scan`: what a database older than the maximum age is, `warn` or `fail`.

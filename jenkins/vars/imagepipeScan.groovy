@@ -12,6 +12,7 @@ def call(Map args = [:]) {
         version : 'IMAGEPIPE_VERSION',
         tag     : 'IMAGEPIPE_TAG',
         osvDb   : 'IMAGEPIPE_OSV_DB',
+        msrcDb  : 'IMAGEPIPE_MSRC_DB',
         maxDbAge: 'IMAGEPIPE_MAX_DB_AGE',
         staleDb : 'IMAGEPIPE_STALE_DB',
         artifact: 'IMAGEPIPE_ARTIFACT',

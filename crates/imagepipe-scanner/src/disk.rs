@@ -632,9 +632,23 @@ pub struct Partition {
     pub len: u64,
 }
 
+/// What a partition table says a partition is: an MBR type byte, or a GPT type GUID in its
+/// on-disk byte order; `None` for a disk without a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionType {
+    Mbr(u8),
+    Gpt([u8; 16]),
+    None,
+}
+
 /// The partitions of a disk: GPT (behind a protective MBR), or MBR with its extended
 /// partitions; a disk without a table is one filesystem.
 pub fn partitions(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
+    Ok(table(disk)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`partitions`] with the type each has in its table.
+pub fn table(disk: &mut dyn Disk) -> io::Result<Vec<(Partition, PartitionType)>> {
     let size = disk.len();
     if size < 1024 {
         return Err(invalid(format!(
@@ -644,10 +658,13 @@ pub fn partitions(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
     let mut mbr = [0u8; 512];
     disk.read_at(0, &mut mbr)?;
     if mbr[510..512] != [0x55, 0xaa] {
-        return Ok(vec![Partition {
-            start: 0,
-            len: size,
-        }]);
+        return Ok(vec![(
+            Partition {
+                start: 0,
+                len: size,
+            },
+            PartitionType::None,
+        )]);
     }
     let entry = |b: &[u8], i: usize| {
         let e = &b[446 + i * 16..462 + i * 16];
@@ -692,7 +709,7 @@ pub fn partitions(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
                     }
                     let (k, rel, n) = entry(&ebr, 0);
                     if k != 0 {
-                        out.push(check(lba + next + rel, n)?);
+                        out.push((check(lba + next + rel, n)?, PartitionType::Mbr(k)));
                     }
                     let (k2, rel2, _) = entry(&ebr, 1);
                     if k2 == 0 || rel2 == 0 || rel2 <= next {
@@ -701,13 +718,13 @@ pub fn partitions(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
                     next = rel2;
                 }
             }
-            _ => out.push(check(lba, count)?),
+            _ => out.push((check(lba, count)?, PartitionType::Mbr(kind))),
         }
     }
     Ok(out)
 }
 
-fn gpt(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
+fn gpt(disk: &mut dyn Disk) -> io::Result<Vec<(Partition, PartitionType)>> {
     let mut h = [0u8; 92];
     disk.read_at(512, &mut h)?;
     if &h[0..8] != b"EFI PART" {
@@ -739,10 +756,15 @@ fn gpt(disk: &mut dyn Disk) -> io::Result<Vec<Partition>> {
             )));
         }
         let start = first * 512;
-        out.push(Partition {
-            start,
-            len: ((last - first + 1) * 512).min(size - start),
-        });
+        let mut kind = [0u8; 16];
+        kind.copy_from_slice(&e[0..16]);
+        out.push((
+            Partition {
+                start,
+                len: ((last - first + 1) * 512).min(size - start),
+            },
+            PartitionType::Gpt(kind),
+        ));
     }
     Ok(out)
 }

@@ -6,6 +6,10 @@
 //! or a root filesystem directory or tarball. The [`inventory`] (the OS and the dpkg, [`rpm`]
 //! and apk packages) is matched against an offline [`osv`] database with the distributions'
 //! own [`version`] orderings; the gate, [`waiver`]s, the hardening [`policy`], the [`report`]s and [`sbom`]s follow.
+//!
+//! A Windows image ([`windows`]) is read the same way up to its NTFS OS volume; its inventory
+//! comes from the registry, its advisories from Microsoft's CVRF and CSAF documents, and its
+//! hardening rules are the baseline's Windows ones.
 
 pub mod disk;
 mod filesystem;
@@ -21,6 +25,7 @@ pub mod rpm;
 pub mod sbom;
 pub mod version;
 pub mod waiver;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +53,8 @@ pub enum ScanError {
     #[error(transparent)]
     Osv(#[from] osv::OsvError),
     #[error(transparent)]
+    Msrc(#[from] windows::msrc::MsrcError),
+    #[error(transparent)]
     Record(#[from] imagepipe::record::RecordError),
     #[error(transparent)]
     Store(#[from] imagepipe::store::StoreError),
@@ -65,8 +72,10 @@ pub enum ScanError {
 /// What to scan and how to judge it.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// A directory of OSV JSON records and `all.zip` dumps, or one zip.
-    pub osv_db: PathBuf,
+    /// A directory of OSV JSON records and `all.zip` dumps, or one zip (Linux images).
+    pub osv_db: Option<PathBuf>,
+    /// A directory of Microsoft's CVRF and CSAF 2.0 documents (Windows images).
+    pub msrc_db: Option<PathBuf>,
     /// A database whose newest record is older is stale: a warning, or with `stale_db_fails`
     /// an error before anything is scanned.
     pub max_db_age: std::time::Duration,
@@ -92,22 +101,43 @@ pub fn load_database(
     stale_db_fails: bool,
 ) -> Result<osv::Database, ScanError> {
     let db = osv::Database::load(path)?;
-    if stale_db_fails {
-        let age = db
-            .newest
-            .map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
-        if age.is_none_or(|a| a > max_db_age) {
-            return Err(ScanError::StaleDatabase(format!(
-                "{}: the OSV database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
-                path.display(),
-                db.newest
-                    .map(|n| n.format("%Y-%m-%d").to_string())
-                    .unwrap_or_else(|| "missing (no records)".into()),
-                humantime::format_duration(max_db_age)
-            )));
-        }
-    }
+    fresh("OSV", path, db.newest, max_db_age, stale_db_fails)?;
     Ok(db)
+}
+
+/// Loads Microsoft's security update documents, refusing a stale set as the OSV database is.
+pub fn load_msrc(
+    path: &Path,
+    max_db_age: std::time::Duration,
+    stale_db_fails: bool,
+) -> Result<windows::msrc::Database, ScanError> {
+    let db = windows::msrc::Database::load(path)?;
+    fresh("MSRC", path, db.newest, max_db_age, stale_db_fails)?;
+    Ok(db)
+}
+
+fn fresh(
+    name: &str,
+    path: &Path,
+    newest: Option<chrono::DateTime<chrono::Utc>>,
+    max_db_age: std::time::Duration,
+    stale_db_fails: bool,
+) -> Result<(), ScanError> {
+    if !stale_db_fails {
+        return Ok(());
+    }
+    let age = newest.map(|n| (chrono::Utc::now() - n).to_std().unwrap_or_default());
+    if age.is_none_or(|a| a > max_db_age) {
+        return Err(ScanError::StaleDatabase(format!(
+            "{}: the {name} database's newest record is {}, older than {}; refresh the database (or let a stale one only warn: --stale-db warn)",
+            path.display(),
+            newest
+                .map(|n| n.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "missing (no records)".into()),
+            humantime::format_duration(max_db_age)
+        )));
+    }
+    Ok(())
 }
 
 /// What a scan is of, as the reports name it.
@@ -126,7 +156,13 @@ pub struct Subject {
 /// How a scan judges what it finds.
 #[derive(Debug, Clone, Copy)]
 pub struct Judge<'a> {
-    pub db: &'a osv::Database,
+    /// The advisories for Linux images; `None`: none given.
+    pub db: Option<&'a osv::Database>,
+    /// Microsoft's security update documents, for Windows images; `None`: none given.
+    pub msrc: Option<&'a windows::msrc::Database>,
+    /// Whether an image whose advisories were not given is an error (the CI form) or is
+    /// judged on its inventory and policy alone (a standalone scan, which warns).
+    pub advisories_required: bool,
     pub fail_on: Severity,
     pub waivers: &'a [waiver::Waiver],
     /// The hardening rules; `None` leaves the policy out (a rescan: the advisories changed,
@@ -142,20 +178,71 @@ pub fn evaluate(
     subject: Subject,
     judge: Judge<'_>,
 ) -> Result<report::Scan, ScanError> {
-    let (os, packages) = inventory::from_tree(tree)?;
-    let ecosystem = os.ecosystem.clone().ok_or_else(|| {
-        ScanError::Usage(format!(
-            "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL, SUSE, openSUSE)",
-            what.display(),
-            os.id,
-            os.version_id
-        ))
-    })?;
+    let windows = windows::inventory(tree)?.map(|(inventory, _)| inventory);
+    let (os, packages, mut findings, database, records, newest) = match &windows {
+        Some(inv) => {
+            let (os, packages) = inv.as_os_and_packages();
+            let (findings, records, newest) = match judge.msrc {
+                Some(db) => {
+                    let product = inv.os.product.clone().ok_or_else(|| {
+                        ScanError::Usage(format!(
+                            "{}: `{}` build {} ({}) is not a Windows release this scan knows the security update product of",
+                            what.display(),
+                            inv.os.product_name,
+                            inv.os.build,
+                            inv.os.installation_type
+                        ))
+                    })?;
+                    (db.matches(&product, &inv.os.build), db.records, db.newest)
+                }
+                None if judge.advisories_required => {
+                    return Err(ScanError::Usage(format!(
+                        "{} is a Windows image: say where Microsoft's security update documents are: --msrc-db PATH (a directory of CVRF or CSAF 2.0 JSON documents)",
+                        what.display()
+                    )));
+                }
+                None => (Vec::new(), 0, None),
+            };
+            (os, packages, findings, "MSRC", records, newest)
+        }
+        None => {
+            let (os, packages) = inventory::from_tree(tree)?;
+            let (findings, records, newest) = match judge.db {
+                Some(db) => {
+                    let ecosystem = os.ecosystem.clone().ok_or_else(|| {
+                        ScanError::Usage(format!(
+                            "{}: the OS `{}` {} has no OSV ecosystem this release knows (Debian, Ubuntu, Alpine, AlmaLinux, Rocky Linux, RHEL, SUSE, openSUSE)",
+                            what.display(),
+                            os.id,
+                            os.version_id
+                        ))
+                    })?;
+                    (db.matches(&ecosystem, &packages), db.records, db.newest)
+                }
+                None if judge.advisories_required => {
+                    return Err(ScanError::Usage(format!(
+                        "{} is a Linux image: say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
+                        what.display()
+                    )));
+                }
+                None => (Vec::new(), 0, None),
+            };
+            (os, packages, findings, "OSV", records, newest)
+        }
+    };
+    let platform = if windows.is_some() {
+        policy::Platform::Windows
+    } else {
+        policy::Platform::Linux
+    };
     let policy_results = match judge.rules {
-        Some(rules) => policy::evaluate(rules, tree, &packages)?,
+        Some(rules) => {
+            let rules: Vec<policy::Rule> =
+                rules.iter().filter(|r| r.os == platform).cloned().collect();
+            policy::evaluate(&rules, tree, &packages)?
+        }
         None => Vec::new(),
     };
-    let mut findings = judge.db.matches(&ecosystem, &packages);
     let expired = waiver::apply(
         judge.waivers,
         &mut findings,
@@ -171,13 +258,15 @@ pub fn evaluate(
         findings,
         fail_on: judge.fail_on,
         passed: true,
-        database_records: judge.db.records,
-        database_newest: judge.db.newest,
+        database: database.into(),
+        database_records: records,
+        database_newest: newest,
         bytes_read: tree.bytes_read(),
         disk_size: tree.size(),
         dir: subject.dir,
         expired_waivers: expired,
         policy: policy_results,
+        windows,
     };
     scan.passed = !scan.findings.iter().any(|f| scan.gates(f)) && scan.policy_failures() == 0;
     Ok(scan)
@@ -213,12 +302,18 @@ pub fn render(scan: &report::Scan, sha256: Option<&str>) -> Vec<Rendered> {
         (
             "cyclonedx",
             "sbom.cdx.json",
-            pretty(&sbom::cyclonedx(&subject, &scan.os, &scan.packages)),
+            pretty(&match &scan.windows {
+                Some(inv) => windows::sbom::cyclonedx(&subject, inv),
+                None => sbom::cyclonedx(&subject, &scan.os, &scan.packages),
+            }),
         ),
         (
             "spdx",
             "sbom.spdx.json",
-            pretty(&sbom::spdx(&subject, &scan.os, &scan.packages)),
+            pretty(&match &scan.windows {
+                Some(inv) => windows::sbom::spdx(&subject, inv),
+                None => sbom::spdx(&subject, &scan.os, &scan.packages),
+            }),
         ),
         ("sarif", "scan.sarif", pretty(&report::sarif(scan))),
         ("junit", "scan.junit.xml", report::junit(scan).into_bytes()),
@@ -324,7 +419,16 @@ pub fn scan_record(
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
     let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
-    let db = load_database(&options.osv_db, options.max_db_age, options.stale_db_fails)?;
+    let db = options
+        .osv_db
+        .as_deref()
+        .map(|p| load_database(p, options.max_db_age, options.stale_db_fails))
+        .transpose()?;
+    let msrc = options
+        .msrc_db
+        .as_deref()
+        .map(|p| load_msrc(p, options.max_db_age, options.stale_db_fails))
+        .transpose()?;
     let (name, image_path, sha256) = match &options.input {
         Some(input) => {
             let sha256 = if input.is_file() {
@@ -369,7 +473,9 @@ pub fn scan_record(
             dir: dir.clone(),
         },
         Judge {
-            db: &db,
+            db: db.as_ref(),
+            msrc: msrc.as_ref(),
+            advisories_required: true,
             fail_on: options.fail_on,
             waivers: &waivers,
             rules: Some(&rules),
@@ -388,6 +494,8 @@ pub struct StandaloneOptions {
     pub input: PathBuf,
     /// Without a database, the inventory and the policy only.
     pub osv_db: Option<PathBuf>,
+    /// Microsoft's security update documents, for a Windows image.
+    pub msrc_db: Option<PathBuf>,
     pub max_db_age: std::time::Duration,
     pub stale_db_fails: bool,
     pub fail_on: Severity,
@@ -412,10 +520,16 @@ pub struct Standalone {
 pub fn scan_path(options: &StandaloneOptions) -> Result<Standalone, ScanError> {
     let input = &options.input;
     let tree = open_input(input)?;
-    let db = match &options.osv_db {
-        Some(path) => load_database(path, options.max_db_age, options.stale_db_fails)?,
-        None => osv::Database::default(),
-    };
+    let db = options
+        .osv_db
+        .as_deref()
+        .map(|p| load_database(p, options.max_db_age, options.stale_db_fails))
+        .transpose()?;
+    let msrc = options
+        .msrc_db
+        .as_deref()
+        .map(|p| load_msrc(p, options.max_db_age, options.stale_db_fails))
+        .transpose()?;
     let sha256 = if input.is_file() {
         let digest =
             imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
@@ -443,7 +557,9 @@ pub fn scan_path(options: &StandaloneOptions) -> Result<Standalone, ScanError> {
             dir: dir.clone(),
         },
         Judge {
-            db: &db,
+            db: db.as_ref(),
+            msrc: msrc.as_ref(),
+            advisories_required: false,
             fail_on: options.fail_on,
             waivers: &[],
             rules: Some(&rules),

@@ -61,6 +61,29 @@ pub enum Check {
     WorldWritable {
         paths: Vec<String>,
     },
+    /// A registry setting (Windows): the first of `values` (`HKLM\…\Key\ValueName`) that is
+    /// set decides, so a Group Policy key listed first overrides the setting's own; `default`
+    /// is Windows' behaviour when none is set (without it, unset fails).
+    Registry {
+        values: Vec<String>,
+        expect: String,
+        default: Option<String>,
+    },
+    /// A local account (Windows, by relative id: 501 is Guest) is disabled or absent.
+    WindowsAccountDisabled {
+        rid: u32,
+    },
+    /// Automatic logon (Windows) is not on with a stored password.
+    WindowsAutologon {},
+}
+
+/// The systems a rule is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    #[default]
+    Linux,
+    Windows,
 }
 
 // No deny_unknown_fields here: serde cannot combine it with flatten; `Check` refuses unknown
@@ -70,6 +93,9 @@ pub struct Rule {
     pub id: String,
     pub title: String,
     pub level: Level,
+    /// Which images it applies to: `linux` (the default) or `windows`.
+    #[serde(default)]
+    pub os: Platform,
     /// The systems the rule is for, by os-release `ID` or `ID_LIKE` (`["rhel", "fedora"]` takes
     /// RHEL, Rocky, AlmaLinux, Oracle Linux and Fedora); empty, every image. A rule for other
     /// systems is left out of the results, not passed: SELinux has no meaning on Debian.
@@ -329,8 +355,19 @@ pub fn evaluate(
 ) -> Result<Vec<RuleResult>, PolicyError> {
     let mut sshd: Option<BTreeMap<String, String>> = None;
     let mut os: Option<Os> = None;
+    let mut hives: Option<Option<crate::windows::Hives>> = None;
     let mut out = Vec::new();
     for r in rules {
+        if let Some(windows) = windows_check(&r.check, tree, &mut hives)? {
+            out.push(RuleResult {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                level: r.level,
+                passed: windows.0,
+                detail: if windows.0 { String::new() } else { windows.1 },
+            });
+            continue;
+        }
         if !r.applies_to.is_empty() {
             let os = match &mut os {
                 Some(os) => os,
@@ -479,6 +516,9 @@ pub fn evaluate(
                     ),
                 }
             }
+            Check::Registry { .. }
+            | Check::WindowsAccountDisabled { .. }
+            | Check::WindowsAutologon {} => continue,
             Check::WorldWritable { paths } => {
                 let (found, cut) = world_writable(tree, paths)?;
                 let mut detail = found
@@ -502,6 +542,42 @@ pub fn evaluate(
         });
     }
     Ok(out)
+}
+
+/// A Windows check's `(passed, detail)`, from the image's hives (read once); `None` for the
+/// other kinds.
+fn windows_check(
+    check: &Check,
+    tree: &dyn Tree,
+    hives: &mut Option<Option<crate::windows::Hives>>,
+) -> Result<Option<(bool, String)>, PolicyError> {
+    use crate::windows::policy as win;
+    if !matches!(
+        check,
+        Check::Registry { .. } | Check::WindowsAccountDisabled { .. } | Check::WindowsAutologon {}
+    ) {
+        return Ok(None);
+    }
+    let err = |e: crate::inventory::InventoryError| PolicyError::Bad {
+        file: "the image's registry".into(),
+        message: e.to_string(),
+    };
+    if hives.is_none() {
+        *hives = Some(crate::windows::Hives::load(tree).map_err(err)?);
+    }
+    let Some(Some(h)) = hives.as_ref() else {
+        return Ok(Some((false, "the image has no Windows registry".into())));
+    };
+    let result = match check {
+        Check::Registry {
+            values,
+            expect,
+            default,
+        } => win::registry(h, values, expect, default.as_deref()),
+        Check::WindowsAccountDisabled { rid } => win::account_disabled(h, *rid),
+        _ => win::autologon(h),
+    };
+    result.map(Some).map_err(err)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub struct Scan {
     pub findings: Vec<Finding>,
     pub fail_on: Severity,
     pub passed: bool,
+    /// Which advisories were matched: `OSV`, or `MSRC` (Microsoft's, for Windows images).
+    pub database: String,
     pub database_records: usize,
     pub database_newest: Option<chrono::DateTime<chrono::Utc>>,
     pub bytes_read: u64,
@@ -31,6 +33,9 @@ pub struct Scan {
     pub expired_waivers: Vec<super::waiver::Waiver>,
     /// Every hardening rule's outcome.
     pub policy: Vec<super::policy::RuleResult>,
+    /// A Windows image's inventory: the release, programs and installed updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<super::windows::Inventory>,
 }
 
 impl Scan {
@@ -85,7 +90,11 @@ pub fn sarif(scan: &Scan) -> Value {
         rules.push(json!({
             "id": f.id,
             "shortDescription": { "text": if f.summary.is_empty() { f.id.clone() } else { f.summary.clone() } },
-            "help": { "text": format!("{}: see https://osv.dev/vulnerability/{}", f.id, f.id) },
+            "help": { "text": if scan.database == "MSRC" {
+                format!("{}: see https://msrc.microsoft.com/update-guide/vulnerability/{}", f.id, f.id)
+            } else {
+                format!("{}: see https://osv.dev/vulnerability/{}", f.id, f.id)
+            } },
             "properties": { "security-severity": security_severity(f), "tags": ["security", "vulnerability"] },
         }));
     }
@@ -318,7 +327,8 @@ pub fn print(
         Some(newest) => {
             let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
             let line = format!(
-                "OSV database: {} records, newest from {} ({} old)",
+                "{} database: {} records, newest from {} ({} old)",
+                scan.database,
                 scan.database_records,
                 newest.format("%Y-%m-%d"),
                 humantime::format_duration(std::time::Duration::from_secs(
@@ -334,7 +344,10 @@ pub fn print(
                 ui.info(&line);
             }
         }
-        None => ui.warn("the OSV database holds no records: nothing can be found"),
+        None => ui.warn(&format!(
+            "the {} database holds no records: nothing can be found",
+            scan.database
+        )),
     }
     for f in &scan.findings {
         let waived = f

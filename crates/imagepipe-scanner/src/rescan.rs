@@ -139,7 +139,11 @@ pub async fn rescan(
             &what,
             subject,
             Judge {
-                db: &db_for_scan,
+                db: Some(&db_for_scan),
+                // A published Windows image is not rescanned in place yet: it needs Microsoft's
+                // documents, which the rescan does not take.
+                msrc: None,
+                advisories_required: true,
                 fail_on,
                 waivers: &waivers,
                 rules: None,

@@ -73,7 +73,8 @@ pub trait Tree {
 }
 
 /// Opens what `path` holds: a root filesystem directory, a root filesystem tarball (plain or
-/// gzip-compressed), or a disk image (raw, qcow2, VMDK, or an OVA).
+/// gzip-compressed), or a disk image (raw, qcow2, VMDK, or an OVA) with a Linux root
+/// filesystem or a Windows OS volume.
 pub fn open(path: &Path) -> io::Result<Box<dyn Tree>> {
     if path.is_dir() {
         return Ok(Box::new(DirTree(path.to_path_buf())));
@@ -94,6 +95,10 @@ pub fn open(path: &Path) -> io::Result<Box<dyn Tree>> {
         {
             return Ok(Box::new(tar));
         }
+    }
+    // A Windows disk: its NTFS OS volume.
+    if let Some(windows) = super::windows::volume::open(path)? {
+        return Ok(Box::new(windows));
     }
     Ok(Box::new(ImageTree::open(path)?))
 }

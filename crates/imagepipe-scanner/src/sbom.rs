@@ -19,7 +19,16 @@ pub fn purl(os: &Os, p: &Package) -> String {
             })
             .collect()
     };
+    if p.scheme == Scheme::Windows {
+        // No package type fits a Windows program: the generic type, by name and version.
+        let mut purl = format!("pkg:generic/{}@{}", enc(&p.name), enc(&p.version));
+        if !p.arch.is_empty() {
+            purl.push_str(&format!("?arch={}", enc(&p.arch)));
+        }
+        return purl;
+    }
     let (kind, distro) = match p.scheme {
+        Scheme::Windows => ("generic", String::new()),
         Scheme::Dpkg => ("deb", format!("{}-{}", os.id, os.version_id)),
         Scheme::Apk => ("apk", os.version_id.clone()),
         Scheme::Rpm => ("rpm", format!("{}-{}", os.id, os.version_id)),

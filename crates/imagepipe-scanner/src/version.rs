@@ -14,6 +14,9 @@ pub enum Scheme {
     Rpm,
     /// Alpine's `1.2.3[a][_suffix[N]][-rN]`, compared as apk-tools does.
     Apk,
+    /// Windows builds and program versions: dot-separated parts (`10.0.20348.2849`), numbers
+    /// compared as numbers.
+    Windows,
 }
 
 impl Scheme {
@@ -22,6 +25,32 @@ impl Scheme {
             Self::Dpkg => dpkg(a, b),
             Self::Rpm => rpm_evr(a, b),
             Self::Apk => apk(a, b),
+            Self::Windows => dotted(a, b),
+        }
+    }
+}
+
+/// Dot-separated versions part by part: numeric parts as numbers (of any length), before any
+/// other part, which compare as bytes; a missing part counts as `0`.
+pub fn dotted(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.trim().split('.'), b.trim().split('.'));
+    loop {
+        let (p, q) = match (x.next(), y.next()) {
+            (None, None) => return Ordering::Equal,
+            (p, q) => (p.unwrap_or("0"), q.unwrap_or("0")),
+        };
+        let number = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        let ord = match (number(p), number(q)) {
+            (true, true) => {
+                let (p, q) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                p.len().cmp(&q.len()).then_with(|| p.cmp(q))
+            }
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => p.cmp(q),
+        };
+        if ord != Ordering::Equal {
+            return ord;
         }
     }
 }

@@ -183,7 +183,8 @@ fn every_filesystem_is_mounted_where_fstab_says_and_read_exactly() {
 
 #[test]
 fn the_rhel_baseline_holds_on_a_hardened_image_read_in_place() {
-    let rules = policy::rules(&[], &[]).unwrap();
+    let mut rules = policy::rules(&[], &[]).unwrap();
+    rules.retain(|r| r.os == policy::Platform::Linux);
     let results = |path: &Path| {
         let tree = rootfs::open(path).unwrap();
         let (_, packages) = inventory::from_tree(tree.as_ref()).unwrap();

@@ -12,7 +12,7 @@
 //! | [`tls_proxy`] | a TLS front with a private CA for any of the servers |
 //! | [`echo`] | a server that refuses every request and echoes it, as some proxies do |
 //! | [`built`] | build outputs and records, as `imagepipe-build` writes them |
-//! | [`images`], [`dpkg`], [`rpmdb`], [`rhel`], [`ndb_writer`] | disk images and package databases made by the real tools |
+//! | [`images`], [`dpkg`], [`rpmdb`], [`rhel`], [`ndb_writer`], [`windows`] | disk images, package databases and registry hives made by the real tools |
 //! | [`osv_oracle`] | an independent OSV evaluator, written from the schema alone |
 //! | [`repo`] | a throwaway pipeline repository and the git calls tests make in it |
 //! | [`step`] | running a step binary as CI does, and checking its `action.yml` |
@@ -46,3 +46,4 @@ pub mod step;
 pub mod tls_proxy;
 pub mod vcsim;
 pub mod vsphere_api;
+pub mod windows;

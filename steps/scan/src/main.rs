@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use imagepipe::env;
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
@@ -20,8 +19,15 @@ mod standalone;
 /// filesystem directory or tarball, is read in place. Its OS comes from os-release and its
 /// packages from the dpkg, rpm (SQLite, BerkeleyDB or NDB) and apk databases; they are matched against an offline OSV database by the OS's ecosystem and each
 /// package's source package, with the distribution's own version ordering and severities
-/// from CVSS v4/v3 vectors. Findings at or above the image's `scan.fail_on` (default high) fail the
-/// gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
+/// from CVSS v4/v3 vectors.
+///
+/// A Windows image is read from its NTFS OS volume (the one holding
+/// Windows\System32\config\SOFTWARE; BitLocker and dynamic disks are refused): the release
+/// and full build, the installed programs (64-bit and WOW6432Node) and updates (KBs) come from
+/// the registry, and its findings from Microsoft's CVRF or CSAF 2.0 documents (--msrc-db): a
+/// CVE whose fixed build for the image's product is above the image's build.
+///
+/// Findings at or above the image's `scan.fail_on` (default high) fail the gate. JSON, SARIF 2.1.0, JUnit XML and Markdown reports are written beside the record, and
 /// the result into the record, which imagepipe-publish checks.
 ///
 /// Waivers (the image's `scan.waivers` file) accept findings until their expiry date; waived
@@ -29,9 +35,10 @@ mod standalone;
 /// SBOMs with package URLs are written too.
 ///
 /// The hardening policy is the embedded CIS-style baseline (sshd settings, empty passwords,
-/// modes of /etc/shadow and /etc/passwd, world-writable system files, telnet and rsh servers)
-/// without the image's `scan.disable_rules`, plus its `scan.policy` files; a failing rule of
-/// level error fails the gate.
+/// modes of /etc/shadow and /etc/passwd, world-writable system files, telnet and rsh servers;
+/// for Windows: SMBv1, the Guest account, RDP NLA, the firewall profiles, LLMNR, automatic
+/// logon with a stored password) without the image's `scan.disable_rules`, plus its
+/// `scan.policy` files; a failing rule of level error fails the gate.
 ///
 /// On its own: `imagepipe-scan IMAGE --osv-db DB` scans a disk image, root filesystem directory
 /// or tarball with no imagepipe.toml and no record (the baseline policy, `--fail-on`, reports
@@ -66,6 +73,11 @@ struct Args {
     /// all.zip dumps (searched recursively), or one all.zip.
     #[arg(long, env = env::OSV_DB, value_name = "PATH")]
     osv_db: Option<PathBuf>,
+
+    /// Microsoft's security updates, for Windows images: a directory of the Security Update
+    /// Guide's CVRF documents and CSAF 2.0 advisories (JSON, searched recursively).
+    #[arg(long, env = env::MSRC_DB, value_name = "PATH")]
+    msrc_db: Option<PathBuf>,
 
     /// A database whose newest record is older than this is stale.
     #[arg(long, env = env::MAX_DB_AGE, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "7d")]
@@ -177,11 +189,13 @@ fn main() -> ExitCode {
         let config = step::load_config(&ui, args.common.config.as_deref())?;
         let (image, record_path) = args.target.locate(&config)?;
         let spec = config.image(image.name.as_str())?;
-        let osv_db = args.osv_db.clone().context(
-            "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
-        )?;
+        anyhow::ensure!(
+            args.osv_db.is_some() || args.msrc_db.is_some(),
+            "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps); for Windows images, Microsoft's documents: --msrc-db PATH"
+        );
         let options = ScanOptions {
-            osv_db,
+            osv_db: args.osv_db.clone(),
+            msrc_db: args.msrc_db.clone(),
             max_db_age: args.max_db_age,
             stale_db_fails: args.stale_db == StaleDb::Fail,
             fail_on: spec.scan.fail_on,

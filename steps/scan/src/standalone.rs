@@ -21,14 +21,17 @@ pub(crate) async fn run(ui: &Ui, args: &Args, path: PathBuf) -> anyhow::Result<O
     let options = StandaloneOptions {
         input: path.clone(),
         osv_db: args.osv_db.clone(),
+        msrc_db: args.msrc_db.clone(),
         max_db_age: args.max_db_age,
         stale_db_fails: args.stale_db == StaleDb::Fail,
         fail_on: args.fail_on.unwrap_or(Severity::High),
         policy: args.policy.clone(),
         output_dir: args.output_dir.clone(),
     };
-    if options.osv_db.is_none() {
-        ui.warn("no --osv-db: packages and the hardening policy only, no vulnerabilities");
+    if options.osv_db.is_none() && options.msrc_db.is_none() {
+        ui.warn(
+            "no --osv-db (or --msrc-db for a Windows image): packages and the hardening policy only, no vulnerabilities",
+        );
     }
     let done = tokio::task::spawn_blocking(move || scan::scan_path(&options))
         .await
