@@ -380,7 +380,7 @@ async fn choose(
 
 /// A VCSP library: a directory (`vcsp:PATH`) or an Artifactory generic repository
 /// (`vcsp:artifactory+https://HOST/artifactory/REPO[/PATH]`), with the library's credentials.
-fn vcsp_library(
+pub(crate) fn vcsp_library(
     site: &Site,
     library: &LibrarySpec,
     url: &LibraryUrl,
@@ -426,7 +426,7 @@ fn library_client(library: &LibrarySpec) -> Result<crate::http::HttpClient, Impo
     })
 }
 
-fn vsphere_client(
+pub(crate) fn vsphere_client(
     site: &Site,
     library: &LibrarySpec,
     url: &str,

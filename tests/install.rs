@@ -16,13 +16,14 @@ use std::time::Instant;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 7] = [
     "imagepipe-build",
     "imagepipe-tag",
     "imagepipe-scan",
     "imagepipe-publish",
     "imagepipe-replicate-check",
     "imagepipe-import",
+    "imagepipe-lifecycle",
 ];
 const TOKEN: &str = "mirror-token-5f1c9a7e2b";
 
