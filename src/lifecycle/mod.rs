@@ -386,6 +386,10 @@ async fn assign(
         });
     slot.version = image.version.clone();
     slot.history.push(entry);
+    // The version's own mark first: a store that refuses it (Artifactory without Annotate)
+    // then changes nothing at all. A mark left by a promotion that loses the race below is
+    // only a label; the document is what channels resolve from.
+    store.mark_channel(image, channel, None).await?;
     let holds = |d: &Channels| {
         d.channels
             .get(channel)

@@ -289,21 +289,45 @@ async fn channels_in_artifactory_are_a_document_and_a_property_on_the_version() 
     versions.sort();
     assert_eq!(versions.len(), 2, "the lifecycle folder is no version");
 
-    // A token that may deploy but not annotate: the step stops with Artifactory's reason.
+    let channel = || async {
+        lifecycle::resolve_channel(store.as_ref(), &"vendor/base".parse().unwrap(), "prod")
+            .await
+            .unwrap()
+            .to_string()
+    };
+    // A token that may deploy but not annotate: the step stops with Artifactory's reason, and
+    // nothing changed.
     art.lock().unwrap().deployer_cannot_annotate = true;
     let out = tokio::task::block_in_place(|| promote("1.0.0"));
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("annotate"), "{}", stderr(&out));
     art.lock().unwrap().deployer_cannot_annotate = false;
+    assert_eq!(channel().await, "1.1.0");
 
-    // A damaged deploy of the document is caught and named.
+    // A deploy of the document damaged on the way is refused by the repository's checksum
+    // policy; the channel stays whole.
     art.lock()
         .unwrap()
         .faults
         .push_back(artifactory::Fault::Corrupt);
     let out = tokio::task::block_in_place(|| promote("1.0.0"));
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("arrived damaged"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Checksum policy"), "{}", stderr(&out));
+    assert_eq!(channel().await, "1.1.0");
+    // A failing server (503, after the client's retries) likewise.
+    for _ in 0..5 {
+        art.lock()
+            .unwrap()
+            .faults
+            .push_back(artifactory::Fault::Status(503));
+    }
+    let out = tokio::task::block_in_place(|| promote("1.0.0"));
+    assert_exit(&out, 2);
+    assert_eq!(channel().await, "1.1.0");
+    art.lock().unwrap().faults.clear();
+    let out = tokio::task::block_in_place(|| promote("1.0.0"));
+    assert_exit(&out, 0);
+    assert_eq!(channel().await, "1.0.0");
 }
 
 #[tokio::test(flavor = "multi_thread")]
