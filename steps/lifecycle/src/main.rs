@@ -228,11 +228,11 @@ fn main() -> ExitCode {
                     ui.info(&format!("revoked: {image} {}", vs.join(", ")));
                 }
                 if !args.apply {
+                    let n = sites.iter().filter(|s| s.library.is_some()).count();
                     ui.info(&format!(
-                        "plan only: run with --apply to remove these versions' items from {} \
-                         site librar{}",
-                        sites.iter().filter(|s| s.library.is_some()).count(),
-                        if sites.len() == 1 { "y" } else { "ies" }
+                        "plan only: run with --apply to remove these versions' items from {n} \
+                         site {}",
+                        if n == 1 { "library" } else { "libraries" }
                     ));
                 }
                 let mut failed = Vec::new();

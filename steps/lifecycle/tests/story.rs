@@ -255,6 +255,19 @@ password_env = "VC_PASS"
     });
     assert_exit(&out, 0);
 
+    // replicate-check still checks a revoked version, and says it is revoked.
+    let replicate_bin = sibling_bin(BIN, "imagepipe-replicate-check");
+    let out = tokio::task::block_in_place(|| {
+        story.run(&replicate_bin, &["--image", "service/app", "--version", "3.0.0"])
+    });
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("service/app@3.0.0 is revoked (by security-team")
+            && stderr(&out).contains("CVE-2026-0001"),
+        "{}",
+        stderr(&out)
+    );
+
     // 4. The revoked items leave every library: the plan first, then --apply.
     let out = tokio::task::block_in_place(|| story.lifecycle(&["prune"]));
     assert_exit(&out, 0);
@@ -292,8 +305,10 @@ password_env = "VC_PASS"
     }
     assert_eq!(vc.items(&vc_library).await, Vec::new(), "nothing was imported");
 
-    // 5. A fixed base, promoted: the middle layer's build goes past the parent check.
+    // 5. A fixed base, promoted: the middle layer's build goes past the parent check, on the
+    // channel's version (not the newest: 1.1.0 is not promoted).
     story.publish("vendor/base", "1.0.1", None).await;
+    story.publish("vendor/base", "1.1.0", None).await;
     let out = tokio::task::block_in_place(|| {
         story.lifecycle(&["promote", "--image", "vendor/base", "--version", "1.0.1", "--channel", "prod"])
     });
