@@ -651,8 +651,7 @@ impl VcspLibrary {
         let image = image.to_string();
         let (gone, kept): (Vec<Item>, Vec<Item>) = items.items.into_iter().partition(|i| {
             i.properties.get(PROP_IMAGE) == Some(&image)
-                && i
-                    .properties
+                && i.properties
                     .get(PROP_VERSION)
                     .and_then(|v| v.parse::<semver::Version>().ok())
                     .is_some_and(|v| versions.contains(&v))

@@ -28,9 +28,9 @@ use crate::config::Config;
 use crate::image::{ImageName, ImageRef};
 use crate::store::{Store, StoreError};
 
-pub use libraries::{LibraryPrune, prune_libraries, remove_from_libraries, remove_from_library};
 pub use libraries::revoked_versions;
-pub use retain::{RetentionPlan, RetentionResult, Retained, apply_retention, plan_retention};
+pub use libraries::{LibraryPrune, prune_libraries, remove_from_libraries, remove_from_library};
+pub use retain::{Retained, RetentionPlan, RetentionResult, apply_retention, plan_retention};
 
 pub use crate::image::{CHANNEL_PREFIX, channel_name};
 
@@ -208,14 +208,12 @@ async fn read_doc<T: for<'de> Deserialize<'de> + Default>(
 ) -> Result<T, LifecycleError> {
     match store.read_lifecycle(image, key).await? {
         None => Ok(T::default()),
-        Some(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| LifecycleError::BadDocument {
-                store: store.location(),
-                image: image.clone(),
-                what,
-                message: e.to_string(),
-            })
-        }
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LifecycleError::BadDocument {
+            store: store.location(),
+            image: image.clone(),
+            what,
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -611,9 +609,9 @@ pub async fn revoke(
                 break;
             }
             let holds = |d: &Revocations| {
-                versions.iter().all(|(v, _)| {
-                    d.get(v).is_some_and(|r| r.effective <= effective)
-                })
+                versions
+                    .iter()
+                    .all(|(v, _)| d.get(v).is_some_and(|r| r.effective <= effective))
             };
             match write_doc(store, &name, REVOCATIONS_KEY, "revocations", &doc, holds).await? {
                 None => {

@@ -38,7 +38,11 @@ impl RetentionPlan {
             self.delete.len()
         );
         for k in &self.keep {
-            out.push_str(&format!("  keep    {}  ({})\n", k.version, k.reasons.join("; ")));
+            out.push_str(&format!(
+                "  keep    {}  ({})\n",
+                k.version,
+                k.reasons.join("; ")
+            ));
         }
         for d in &self.delete {
             out.push_str(&format!("  delete  {d}\n"));
@@ -156,7 +160,10 @@ pub async fn apply_retention(
     let note = Deleting {
         versions: delete.clone(),
     };
-    super::write_doc(store, image, DELETING_KEY, "retention", &note, |d| *d == note).await?;
+    super::write_doc(store, image, DELETING_KEY, "retention", &note, |d| {
+        *d == note
+    })
+    .await?;
     let versions: BTreeSet<Version> = delete.iter().cloned().collect();
     result.libraries =
         super::remove_from_libraries(sites, &BTreeMap::from([(image.clone(), versions)])).await;

@@ -732,7 +732,10 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             if let Some(r) = deny(&s, &user, user.delete, "delete", &item_path) {
                 return r;
             }
-            if s.fail_deletes.iter().any(|p| p.trim_end_matches('/') == item_path.trim_end_matches('/')) {
+            if s.fail_deletes
+                .iter()
+                .any(|p| p.trim_end_matches('/') == item_path.trim_end_matches('/'))
+            {
                 return error(500, "Injected failure");
             }
             let folder = format!("{}/", item_path.trim_end_matches('/'));
@@ -936,7 +939,11 @@ fn storage(
             return error(404, "Unable to find item");
         }
         if recursive {
-            for (_, item) in s.items.iter_mut().filter(|(p, _)| p.starts_with(&folder_prefix)) {
+            for (_, item) in s
+                .items
+                .iter_mut()
+                .filter(|(p, _)| p.starts_with(&folder_prefix))
+            {
                 item.properties.extend(list.clone());
             }
         }
@@ -967,7 +974,11 @@ fn storage(
             return error(404, "Unable to find item");
         }
         if recursive {
-            for (_, item) in s.items.iter_mut().filter(|(p, _)| p.starts_with(&folder_prefix)) {
+            for (_, item) in s
+                .items
+                .iter_mut()
+                .filter(|(p, _)| p.starts_with(&folder_prefix))
+            {
                 item.properties.retain(|k, _| !keys.contains(k));
             }
         }

@@ -189,8 +189,7 @@ fn main() -> ExitCode {
                     effective,
                     cascade: args.cascade,
                 };
-                let done = match lifecycle::revoke(primary.as_ref(), &config, &image, &how).await
-                {
+                let done = match lifecycle::revoke(primary.as_ref(), &config, &image, &how).await {
                     Ok(d) => d,
                     Err(e @ lifecycle::LifecycleError::LostRace { .. }) => {
                         return Ok(Outcome::CheckFailed(vec![e.to_string()]));
@@ -203,7 +202,11 @@ fn main() -> ExitCode {
                     } else {
                         "effective now".into()
                     };
-                    let what = if r.changed { "revoked" } else { "already revoked" };
+                    let what = if r.changed {
+                        "revoked"
+                    } else {
+                        "already revoked"
+                    };
                     ui.info(&format!("{what}: {} ({when})", r.image));
                 }
                 let list: Vec<String> = done.iter().map(|r| r.image.to_string()).collect();
@@ -304,14 +307,9 @@ fn main() -> ExitCode {
                         }
                         json.push(serde_json::json!({ "plan": plan, "result": result }));
                     } else {
-                        let plan = lifecycle::plan_retention(
-                            primary.as_ref(),
-                            &config,
-                            image,
-                            keep,
-                            now,
-                        )
-                        .await?;
+                        let plan =
+                            lifecycle::plan_retention(primary.as_ref(), &config, image, keep, now)
+                                .await?;
                         ui.info(&plan.describe());
                         json.push(serde_json::json!({ "plan": plan }));
                     }
@@ -380,7 +378,10 @@ fn report_promotion(ui: &Ui, p: &lifecycle::Promotion, by: &str) -> anyhow::Resu
     ui.output("version", &p.image.version.to_string())?;
     ui.output(
         "previous",
-        &p.previous.as_ref().map(ToString::to_string).unwrap_or_default(),
+        &p.previous
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
     )?;
     ui.summary(&format!(
         "### imagepipe-lifecycle: `{}` channel `{}`\n\n{before} → {}\n",

@@ -149,7 +149,14 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
     }
     let promote = |v: &str, ch: &str| {
         case.run(&[
-            "promote", "--image", "vendor/base", "--version", v, "--channel", ch, "--json",
+            "promote",
+            "--image",
+            "vendor/base",
+            "--version",
+            v,
+            "--channel",
+            ch,
+            "--json",
         ])
     };
     let out = tokio::task::block_in_place(|| promote("1.0.0", "prod"));
@@ -158,7 +165,11 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
     let out = tokio::task::block_in_place(|| promote("1.1.0", "prod"));
     assert_exit(&out, 0);
     assert_eq!(json(&out)["previous"], "1.0.0");
-    assert!(stderr(&out).contains("1.0.0 → 1.1.0 (by tester)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1.0.0 → 1.1.0 (by tester)"),
+        "{}",
+        stderr(&out)
+    );
     // The same version again changes nothing.
     let out = tokio::task::block_in_place(|| promote("1.1.0", "prod"));
     assert_exit(&out, 0);
@@ -170,7 +181,11 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
 
     // The channel file is in the store, whole.
     let doc: Value = serde_json::from_slice(
-        &std::fs::read(case.path().join("primary/vendor/base/_lifecycle/channels.json")).unwrap(),
+        &std::fs::read(
+            case.path()
+                .join("primary/vendor/base/_lifecycle/channels.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(doc["channels"]["prod"]["version"], "1.1.0");
@@ -179,13 +194,23 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
     assert_eq!(history[1]["previous"], "1.0.0");
     assert_eq!(history[1]["by"], "tester");
     // No listing takes the lifecycle folder for a version.
-    let mut versions = store.list_versions(&"vendor/base".parse().unwrap()).await.unwrap();
+    let mut versions = store
+        .list_versions(&"vendor/base".parse().unwrap())
+        .await
+        .unwrap();
     versions.sort();
     assert_eq!(versions.len(), 3);
 
     // Rollback is one command, and is itself in the history.
     let out = tokio::task::block_in_place(|| {
-        case.run(&["rollback", "--image", "vendor/base", "--channel", "prod", "--json"])
+        case.run(&[
+            "rollback",
+            "--image",
+            "vendor/base",
+            "--channel",
+            "prod",
+            "--json",
+        ])
     });
     assert_exit(&out, 0);
     assert_eq!(json(&out)["image"]["version"], "1.0.0");
@@ -195,7 +220,10 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
     assert_exit(&out, 0);
     let text = stderr(&out);
     assert!(text.contains("channel prod: 1.0.0"), "{text}");
-    assert!(text.contains("1.0.0 (rollback) by tester (before: 1.1.0)"), "{text}");
+    assert!(
+        text.contains("1.0.0 (rollback) by tester (before: 1.1.0)"),
+        "{text}"
+    );
     assert!(text.contains("1.1.0 by tester (before: 1.0.0)"), "{text}");
 
     // The same thing driven by environment variables alone, as an action or Jenkins does.
@@ -214,27 +242,65 @@ async fn channels_keep_their_history_and_roll_back_in_a_local_store() {
         .await
         .unwrap();
     let last = doc.channels["prod"].history.last().unwrap().clone();
-    assert_eq!((last.version.to_string(), last.by), ("1.2.0".into(), "octocat".into()));
+    assert_eq!(
+        (last.version.to_string(), last.by),
+        ("1.2.0".into(), "octocat".into())
+    );
 
     // Bad input: exit 2, naming the problem.
     for (args, says) in [
         (
-            vec!["promote", "--image", "vendor/base", "--version", "9.9.9", "--channel", "prod"],
+            vec![
+                "promote",
+                "--image",
+                "vendor/base",
+                "--version",
+                "9.9.9",
+                "--channel",
+                "prod",
+            ],
             "vendor/base@9.9.9 is not in store",
         ),
         (
-            vec!["promote", "--image", "vendor/base", "--version", "1.0.0", "--channel", "../x"],
+            vec![
+                "promote",
+                "--image",
+                "vendor/base",
+                "--version",
+                "1.0.0",
+                "--channel",
+                "../x",
+            ],
             "is not a channel name",
         ),
         (
-            vec!["promote", "--image", "vendor/base", "--version", "channel:nope", "--channel", "prod"],
+            vec![
+                "promote",
+                "--image",
+                "vendor/base",
+                "--version",
+                "channel:nope",
+                "--channel",
+                "prod",
+            ],
             "has no channel `nope`",
         ),
         (
             vec!["rollback", "--image", "vendor/base", "--channel", "dev"],
             "no earlier version to roll back to",
         ),
-        (vec!["promote", "--image", "nope/x", "--version", "1.0.0", "--channel", "prod"], "nope/x"),
+        (
+            vec![
+                "promote",
+                "--image",
+                "nope/x",
+                "--version",
+                "1.0.0",
+                "--channel",
+                "prod",
+            ],
+            "nope/x",
+        ),
         (vec!["history"], "--image NAME"),
         (vec![], "say what to do"),
     ] {
@@ -253,7 +319,15 @@ async fn channels_in_artifactory_are_a_document_and_a_property_on_the_version() 
         case.publish(store.as_ref(), "vendor/base", v, None).await;
     }
     let promote = |v: &str| {
-        case.run(&["promote", "--image", "vendor/base", "--version", v, "--channel", "prod"])
+        case.run(&[
+            "promote",
+            "--image",
+            "vendor/base",
+            "--version",
+            v,
+            "--channel",
+            "prod",
+        ])
     };
     assert_exit(&tokio::task::block_in_place(|| promote("1.0.0")), 0);
     let prop = |folder: &str| {
@@ -265,7 +339,11 @@ async fn channels_in_artifactory_are_a_document_and_a_property_on_the_version() 
     };
     assert_eq!(prop("vendor/base/1.0.0"), Some(vec!["1.0.0".to_string()]));
     assert_exit(&tokio::task::block_in_place(|| promote("1.1.0")), 0);
-    assert_eq!(prop("vendor/base/1.0.0"), None, "the previous version's mark goes");
+    assert_eq!(
+        prop("vendor/base/1.0.0"),
+        None,
+        "the previous version's mark goes"
+    );
     assert_eq!(prop("vendor/base/1.1.0"), Some(vec!["1.1.0".to_string()]));
     // Not recursive: the version's files carry no channel.
     assert!(
@@ -285,7 +363,10 @@ async fn channels_in_artifactory_are_a_document_and_a_property_on_the_version() 
             .to_string(),
         "1.1.0"
     );
-    let mut versions = store.list_versions(&"vendor/base".parse().unwrap()).await.unwrap();
+    let mut versions = store
+        .list_versions(&"vendor/base".parse().unwrap())
+        .await
+        .unwrap();
     versions.sort();
     assert_eq!(versions.len(), 2, "the lifecycle folder is no version");
 
@@ -340,7 +421,15 @@ async fn channels_in_a_real_registry_are_tags_on_the_version() {
     }
     for v in ["1.0.0", "1.1.0"] {
         let out = tokio::task::block_in_place(|| {
-            case.run(&["promote", "--image", "vendor/base", "--version", v, "--channel", "prod"])
+            case.run(&[
+                "promote",
+                "--image",
+                "vendor/base",
+                "--version",
+                v,
+                "--channel",
+                "prod",
+            ])
         });
         assert_exit(&out, 0);
     }
@@ -377,12 +466,16 @@ async fn channels_in_a_real_registry_are_tags_on_the_version() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CVE-2026-1"), "{err}");
-    case.publish(store.as_ref(), "vendor/base", "1.2.0", None).await;
+    case.publish(store.as_ref(), "vendor/base", "1.2.0", None)
+        .await;
     let (plan, _) = lifecycle::apply_retention(store.as_ref(), &config, &[], &name, 1, now)
         .await
         .unwrap();
     assert_eq!(
-        plan.delete.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        plan.delete
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         ["1.0.0"],
         "1.1.0 stays: the channel points at it"
     );
@@ -408,9 +501,21 @@ async fn racing_promotions_and_revocations_end_in_one_consistent_state() {
     let children: Vec<_> = versions
         .iter()
         .map(|v| {
-            command(BIN, &path, &["promote", "--image", "vendor/base", "--version", v, "--channel", "prod"])
-                .spawn()
-                .unwrap()
+            command(
+                BIN,
+                &path,
+                &[
+                    "promote",
+                    "--image",
+                    "vendor/base",
+                    "--version",
+                    v,
+                    "--channel",
+                    "prod",
+                ],
+            )
+            .spawn()
+            .unwrap()
         })
         .collect();
     for c in children {
@@ -422,7 +527,11 @@ async fn racing_promotions_and_revocations_end_in_one_consistent_state() {
     assert_eq!(ch.history.len(), 6, "no promotion is lost");
     assert_eq!(ch.version, ch.history.last().unwrap().version);
     for pair in ch.history.windows(2) {
-        assert_eq!(pair[1].previous.as_ref(), Some(&pair[0].version), "one chain");
+        assert_eq!(
+            pair[1].previous.as_ref(),
+            Some(&pair[0].version),
+            "one chain"
+        );
     }
     // Revocations of different versions racing all land.
     let children: Vec<_> = versions
@@ -431,7 +540,15 @@ async fn racing_promotions_and_revocations_end_in_one_consistent_state() {
             command(
                 BIN,
                 &path,
-                &["revoke", "--image", "vendor/base", "--version", v, "--reason", v],
+                &[
+                    "revoke",
+                    "--image",
+                    "vendor/base",
+                    "--version",
+                    v,
+                    "--reason",
+                    v,
+                ],
             )
             .spawn()
             .unwrap()
@@ -473,8 +590,15 @@ async fn racing_promotions_and_revocations_end_in_one_consistent_state() {
     art.lock().unwrap().delay = std::time::Duration::ZERO;
     let doc = lifecycle::channels(store.as_ref(), &name).await.unwrap();
     let ch = &doc.channels["prod"];
-    assert_eq!(ch.version, ch.history.last().unwrap().version, "one whole document");
-    assert!(won.contains(&ch.version.to_string()), "the channel is a winner's: {won:?}");
+    assert_eq!(
+        ch.version,
+        ch.history.last().unwrap().version,
+        "one whole document"
+    );
+    assert!(
+        won.contains(&ch.version.to_string()),
+        "the channel is a winner's: {won:?}"
+    );
     // Concurrent revocations merge: every one is there at the end.
     art.lock().unwrap().delay = std::time::Duration::from_millis(30);
     let config = std::sync::Arc::new(case.config());
@@ -510,15 +634,46 @@ async fn a_revocation_cascades_to_descendants_and_can_be_scheduled() {
     let store = case.local();
     case.publish(&store, "vendor/base", "1.0.0", None).await;
     case.publish(&store, "vendor/base", "1.1.0", None).await;
-    case.publish(&store, "global/hardened", "2.0.0", Some("vendor/base@1.0.0")).await;
-    case.publish(&store, "global/hardened", "2.1.0", Some("vendor/base@1.1.0")).await;
-    case.publish(&store, "service/app", "3.0.0", Some("global/hardened@2.0.0")).await;
-    case.publish(&store, "service/app", "3.1.0", Some("global/hardened@2.1.0")).await;
+    case.publish(
+        &store,
+        "global/hardened",
+        "2.0.0",
+        Some("vendor/base@1.0.0"),
+    )
+    .await;
+    case.publish(
+        &store,
+        "global/hardened",
+        "2.1.0",
+        Some("vendor/base@1.1.0"),
+    )
+    .await;
+    case.publish(
+        &store,
+        "service/app",
+        "3.0.0",
+        Some("global/hardened@2.0.0"),
+    )
+    .await;
+    case.publish(
+        &store,
+        "service/app",
+        "3.1.0",
+        Some("global/hardened@2.1.0"),
+    )
+    .await;
 
     let out = tokio::task::block_in_place(|| {
         case.run(&[
-            "revoke", "--image", "vendor/base", "--version", "1.0.0", "--reason",
-            "CVE-2026-0001 in openssl", "--cascade", "--json",
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.0",
+            "--reason",
+            "CVE-2026-0001 in openssl",
+            "--cascade",
+            "--json",
         ])
     });
     assert_exit(&out, 0);
@@ -526,24 +681,51 @@ async fn a_revocation_cascades_to_descendants_and_can_be_scheduled() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{}@{}", r["image"]["name"].as_str().unwrap(), r["image"]["version"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{}@{}",
+                r["image"]["name"].as_str().unwrap(),
+                r["image"]["version"].as_str().unwrap()
+            )
+        })
         .collect();
     revoked.sort();
     assert_eq!(
         revoked,
-        ["global/hardened@2.0.0", "service/app@3.0.0", "vendor/base@1.0.0"],
+        [
+            "global/hardened@2.0.0",
+            "service/app@3.0.0",
+            "vendor/base@1.0.0"
+        ],
         "the descendants, and only those"
     );
     let now = chrono::Utc::now();
-    for v in ["vendor/base@1.0.0", "global/hardened@2.0.0", "service/app@3.0.0"] {
-        let err = lifecycle::ensure_not_revoked(&store, &id(v), now).await.unwrap_err();
+    for v in [
+        "vendor/base@1.0.0",
+        "global/hardened@2.0.0",
+        "service/app@3.0.0",
+    ] {
+        let err = lifecycle::ensure_not_revoked(&store, &id(v), now)
+            .await
+            .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("CVE-2026-0001 in openssl") && text.contains("by tester"), "{text}");
+        assert!(
+            text.contains("CVE-2026-0001 in openssl") && text.contains("by tester"),
+            "{text}"
+        );
     }
-    for v in ["vendor/base@1.1.0", "global/hardened@2.1.0", "service/app@3.1.0"] {
-        lifecycle::ensure_not_revoked(&store, &id(v), now).await.unwrap();
+    for v in [
+        "vendor/base@1.1.0",
+        "global/hardened@2.1.0",
+        "service/app@3.1.0",
+    ] {
+        lifecycle::ensure_not_revoked(&store, &id(v), now)
+            .await
+            .unwrap();
     }
-    let doc = lifecycle::revocations(&store, &"service/app".parse().unwrap()).await.unwrap();
+    let doc = lifecycle::revocations(&store, &"service/app".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         doc.versions["3.0.0"].cascaded_from.as_deref(),
         Some("vendor/base@1.0.0")
@@ -552,29 +734,75 @@ async fn a_revocation_cascades_to_descendants_and_can_be_scheduled() {
     // Scheduled: recorded now, effective from the date.
     let out = tokio::task::block_in_place(|| {
         case.run(&[
-            "revoke", "--image", "vendor/base", "--version", "1.1.0", "--reason", "end of life",
-            "--at", "2099-01-31",
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.1.0",
+            "--reason",
+            "end of life",
+            "--at",
+            "2099-01-31",
         ])
     });
     assert_exit(&out, 0);
-    assert!(stderr(&out).contains("scheduled for 2099-01-31T00:00:00+00:00"), "{}", stderr(&out));
-    lifecycle::ensure_not_revoked(&store, &id("vendor/base@1.1.0"), now).await.unwrap();
+    assert!(
+        stderr(&out).contains("scheduled for 2099-01-31T00:00:00+00:00"),
+        "{}",
+        stderr(&out)
+    );
+    lifecycle::ensure_not_revoked(&store, &id("vendor/base@1.1.0"), now)
+        .await
+        .unwrap();
     let later = "2099-02-01T00:00:00Z".parse().unwrap();
-    assert!(lifecycle::ensure_not_revoked(&store, &id("vendor/base@1.1.0"), later).await.is_err());
+    assert!(
+        lifecycle::ensure_not_revoked(&store, &id("vendor/base@1.1.0"), later)
+            .await
+            .is_err()
+    );
     let out = tokio::task::block_in_place(|| case.run(&["history", "--image", "vendor/base"]));
-    assert!(stderr(&out).contains("to be revoked 1.1.0: end of life"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("revoked 1.0.0: CVE-2026-0001"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("to be revoked 1.1.0: end of life"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("revoked 1.0.0: CVE-2026-0001"),
+        "{}",
+        stderr(&out)
+    );
     // A revoked version cannot be promoted.
     let out = tokio::task::block_in_place(|| {
-        case.run(&["promote", "--image", "vendor/base", "--version", "1.0.0", "--channel", "prod"])
+        case.run(&[
+            "promote",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.0",
+            "--channel",
+            "prod",
+        ])
     });
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("is revoked"), "{}", stderr(&out));
     // Bad input.
     for (args, says) in [
-        (vec!["revoke", "--image", "vendor/base", "--version", "1.0.0"], "--reason"),
         (
-            vec!["revoke", "--image", "vendor/base", "--version", "1.0.0", "--reason", "x", "--at", "soon"],
+            vec!["revoke", "--image", "vendor/base", "--version", "1.0.0"],
+            "--reason",
+        ),
+        (
+            vec![
+                "revoke",
+                "--image",
+                "vendor/base",
+                "--version",
+                "1.0.0",
+                "--reason",
+                "x",
+                "--at",
+                "soon",
+            ],
             "--at `soon` is not a date",
         ),
     ] {
@@ -591,8 +819,22 @@ async fn retention_keeps_channels_and_live_parents_and_is_idempotent() {
     for v in ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"] {
         case.publish(&store, "vendor/base", v, None).await;
     }
-    case.publish(&store, "global/hardened", "2.0.0", Some("vendor/base@1.0.0")).await;
-    let promote = case.run(&["promote", "--image", "vendor/base", "--version", "1.1.0", "--channel", "prod"]);
+    case.publish(
+        &store,
+        "global/hardened",
+        "2.0.0",
+        Some("vendor/base@1.0.0"),
+    )
+    .await;
+    let promote = case.run(&[
+        "promote",
+        "--image",
+        "vendor/base",
+        "--version",
+        "1.1.0",
+        "--channel",
+        "prod",
+    ]);
     assert_exit(&promote, 0);
 
     // The plan first: nothing changes.
@@ -601,9 +843,15 @@ async fn retention_keeps_channels_and_live_parents_and_is_idempotent() {
     });
     assert_exit(&out, 0);
     let text = stderr(&out);
-    assert!(text.contains("keep    1.4.0  (one of the newest 2)"), "{text}");
+    assert!(
+        text.contains("keep    1.4.0  (one of the newest 2)"),
+        "{text}"
+    );
     assert!(text.contains("keep    1.1.0  (channel `prod`)"), "{text}");
-    assert!(text.contains("keep    1.0.0  (parent of global/hardened@2.0.0)"), "{text}");
+    assert!(
+        text.contains("keep    1.0.0  (parent of global/hardened@2.0.0)"),
+        "{text}"
+    );
     assert!(text.contains("delete  1.2.0"), "{text}");
     assert!(text.contains("plan only"), "{text}");
     let name = "vendor/base".parse().unwrap();
@@ -613,24 +861,58 @@ async fn retention_keeps_channels_and_live_parents_and_is_idempotent() {
         case.run(&["retain", "--image", "vendor/base", "--keep", "2", "--apply"])
     });
     assert_exit(&out, 0);
-    let mut left: Vec<String> = store.list_versions(&name).await.unwrap().iter().map(ToString::to_string).collect();
+    let mut left: Vec<String> = store
+        .list_versions(&name)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     left.sort();
     assert_eq!(left, ["1.0.0", "1.1.0", "1.3.0", "1.4.0"]);
-    assert!(!case.path().join("primary/vendor/base/1.2.0").exists(), "the files go too");
+    assert!(
+        !case.path().join("primary/vendor/base/1.2.0").exists(),
+        "the files go too"
+    );
     // Idempotent.
     let out = tokio::task::block_in_place(|| {
-        case.run(&["retain", "--image", "vendor/base", "--keep", "2", "--apply", "--json"])
+        case.run(&[
+            "retain",
+            "--image",
+            "vendor/base",
+            "--keep",
+            "2",
+            "--apply",
+            "--json",
+        ])
     });
     assert_exit(&out, 0);
-    assert_eq!(json(&out)["images"][0]["plan"]["delete"], serde_json::json!([]));
+    assert_eq!(
+        json(&out)["images"][0]["plan"]["delete"],
+        serde_json::json!([])
+    );
     // Once the child is revoked, its parent is no longer needed.
-    let out = case.run(&["revoke", "--image", "global/hardened", "--version", "2.0.0", "--reason", "cve"]);
+    let out = case.run(&[
+        "revoke",
+        "--image",
+        "global/hardened",
+        "--version",
+        "2.0.0",
+        "--reason",
+        "cve",
+    ]);
     assert_exit(&out, 0);
     let out = tokio::task::block_in_place(|| {
         case.run(&["retain", "--image", "vendor/base", "--keep", "2", "--apply"])
     });
     assert_exit(&out, 0);
-    let mut left: Vec<String> = store.list_versions(&name).await.unwrap().iter().map(ToString::to_string).collect();
+    let mut left: Vec<String> = store
+        .list_versions(&name)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     left.sort();
     assert_eq!(left, ["1.1.0", "1.3.0", "1.4.0"]);
     let out = case.run(&["retain", "--image", "vendor/base"]);
@@ -657,7 +939,11 @@ async fn a_store_failing_mid_prune_leaves_no_visible_version_with_missing_files(
         case.run(&["retain", "--image", "vendor/base", "--keep", "1", "--apply"])
     });
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("Injected failure"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Injected failure"),
+        "{}",
+        stderr(&out)
+    );
     let name = "vendor/base".parse().unwrap();
     let versions = store.list_versions(&name).await.unwrap();
     assert_eq!(versions.len(), 1, "1.0.0 is no longer visible");
@@ -666,7 +952,10 @@ async fn a_store_failing_mid_prune_leaves_no_visible_version_with_missing_files(
         Err(imagepipe::store::StoreError::VersionNotFound { .. })
     ));
     assert!(
-        art.lock().unwrap().items.contains_key("vendor/base/1.0.0/disk.raw"),
+        art.lock()
+            .unwrap()
+            .items
+            .contains_key("vendor/base/1.0.0/disk.raw"),
         "its files are still there, invisible"
     );
     // Once the store works again, the next run removes them.
@@ -696,7 +985,9 @@ fn action_and_help() {
 /// The digest a registry gives a tag of `images/vendor/base`.
 async fn manifest_digest(addr: &str, tag: &str) -> String {
     let resp = reqwest::Client::new()
-        .head(format!("http://{addr}/v2/images/vendor/base/manifests/{tag}"))
+        .head(format!(
+            "http://{addr}/v2/images/vendor/base/manifests/{tag}"
+        ))
         .header("accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
@@ -738,10 +1029,14 @@ async fn retention_killed_at_any_point_leaves_only_whole_versions_and_is_finishe
             .unwrap();
         assert!(copied.success());
         let out = tokio::task::block_in_place(|| {
-            command(BIN, case.path(), &["retain", "--image", "vendor/base", "--keep", "1", "--apply"])
-                .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
-                .output()
-                .unwrap()
+            command(
+                BIN,
+                case.path(),
+                &["retain", "--image", "vendor/base", "--keep", "1", "--apply"],
+            )
+            .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
+            .output()
+            .unwrap()
         });
         let check_visible = || async {
             for v in store.list_versions(&name).await.unwrap() {

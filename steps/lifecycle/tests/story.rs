@@ -150,8 +150,14 @@ fn vcsp_items(lib: &Path) -> Vec<(String, String)> {
         .iter()
         .map(|i| {
             (
-                i["properties"]["imagepipe.image"].as_str().unwrap().to_string(),
-                i["properties"]["imagepipe.version"].as_str().unwrap().to_string(),
+                i["properties"]["imagepipe.image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                i["properties"]["imagepipe.version"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
@@ -218,20 +224,35 @@ password_env = "VC_PASS"
 
     // 1. A chain, published and promoted, and in both sites' libraries.
     story.publish("vendor/base", "1.0.0", None).await;
-    story.publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0")).await;
-    story.publish("service/app", "3.0.0", Some("global/hardened@2.0.0")).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
+    story
+        .publish("service/app", "3.0.0", Some("global/hardened@2.0.0"))
+        .await;
     for (image, version) in [
         ("vendor/base", "1.0.0"),
         ("global/hardened", "2.0.0"),
         ("service/app", "3.0.0"),
     ] {
         let out = tokio::task::block_in_place(|| {
-            story.lifecycle(&["promote", "--image", image, "--version", version, "--channel", "prod"])
+            story.lifecycle(&[
+                "promote",
+                "--image",
+                image,
+                "--version",
+                version,
+                "--channel",
+                "prod",
+            ])
         });
         assert_exit(&out, 0);
         // Imported by channel.
         let out = tokio::task::block_in_place(|| {
-            story.run(&import_bin, &["--image", image, "--version", "channel:prod"])
+            story.run(
+                &import_bin,
+                &["--image", image, "--version", "channel:prod"],
+            )
         });
         assert_exit(&out, 0);
         assert!(stderr(&out).contains(&format!("channel `prod` of {image} is {version}")));
@@ -241,16 +262,35 @@ password_env = "VC_PASS"
     assert_eq!(vc.items(&vc_library).await.len(), 3);
     // The middle layer's build plan follows its parent's channel.
     let out = tokio::task::block_in_place(|| {
-        story.run(&build_bin, &["--image", "global/hardened", "--version", "2.0.1", "--dry-run"])
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
     });
     assert_exit(&out, 0);
-    assert!(stderr(&out).contains("parent    vendor/base 1.0.0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.0"),
+        "{}",
+        stderr(&out)
+    );
 
     // 2. (The CVE is found by imagepipe-scan's rescan.) 3. Revoke the base with its descendants.
     let out = tokio::task::block_in_place(|| {
         story.lifecycle(&[
-            "revoke", "--image", "vendor/base", "--version", "1.0.0", "--reason",
-            "CVE-2026-0001: remote root in openssh", "--cascade",
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.0",
+            "--reason",
+            "CVE-2026-0001: remote root in openssh",
+            "--cascade",
         ])
     });
     assert_exit(&out, 0);
@@ -258,7 +298,10 @@ password_env = "VC_PASS"
     // replicate-check still checks a revoked version, and says it is revoked.
     let replicate_bin = sibling_bin(BIN, "imagepipe-replicate-check");
     let out = tokio::task::block_in_place(|| {
-        story.run(&replicate_bin, &["--image", "service/app", "--version", "3.0.0"])
+        story.run(
+            &replicate_bin,
+            &["--image", "service/app", "--version", "3.0.0"],
+        )
     });
     assert_exit(&out, 0);
     assert!(
@@ -282,11 +325,24 @@ password_env = "VC_PASS"
     // Again: nothing left to remove.
     let out = tokio::task::block_in_place(|| story.lifecycle(&["prune", "--apply"]));
     assert_exit(&out, 0);
-    assert!(stderr(&out).contains("site dc1: nothing to remove"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("site dc1: nothing to remove"),
+        "{}",
+        stderr(&out)
+    );
 
     // Every build and import refuses them, with the reason.
     let out = tokio::task::block_in_place(|| {
-        story.run(&build_bin, &["--image", "global/hardened", "--version", "2.0.1", "--dry-run"])
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
     });
     assert_exit(&out, 2);
     assert!(
@@ -296,33 +352,62 @@ password_env = "VC_PASS"
         "{}",
         stderr(&out)
     );
-    for (image, version) in [("global/hardened", "channel:prod"), ("service/app", "3.0.0")] {
+    for (image, version) in [
+        ("global/hardened", "channel:prod"),
+        ("service/app", "3.0.0"),
+    ] {
         let out = tokio::task::block_in_place(|| {
             story.run(&import_bin, &["--image", image, "--version", version])
         });
         assert_exit(&out, 2);
         assert!(stderr(&out).contains("is revoked"), "{}", stderr(&out));
     }
-    assert_eq!(vc.items(&vc_library).await, Vec::new(), "nothing was imported");
+    assert_eq!(
+        vc.items(&vc_library).await,
+        Vec::new(),
+        "nothing was imported"
+    );
 
     // 5. A fixed base, promoted: the middle layer's build goes past the parent check, on the
     // channel's version (not the newest: 1.1.0 is not promoted).
     story.publish("vendor/base", "1.0.1", None).await;
     story.publish("vendor/base", "1.1.0", None).await;
     let out = tokio::task::block_in_place(|| {
-        story.lifecycle(&["promote", "--image", "vendor/base", "--version", "1.0.1", "--channel", "prod"])
+        story.lifecycle(&[
+            "promote",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.1",
+            "--channel",
+            "prod",
+        ])
     });
     assert_exit(&out, 0);
     let out = tokio::task::block_in_place(|| {
-        story.run(&build_bin, &["--image", "global/hardened", "--version", "2.0.1", "--dry-run"])
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
     });
     assert_exit(&out, 0);
-    assert!(stderr(&out).contains("parent    vendor/base 1.0.1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Every file an item of a VCSP library names is there.
 fn assert_vcsp_consistent(lib: &Path) {
-    let doc: Value = serde_json::from_slice(&std::fs::read(lib.join("items.json")).unwrap()).unwrap();
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(lib.join("items.json")).unwrap()).unwrap();
     for item in doc["items"].as_array().unwrap() {
         for f in item["files"].as_array().unwrap() {
             let href = f["hrefs"][0].as_str().unwrap();
@@ -346,7 +431,9 @@ async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
     )
     .unwrap();
     story.publish("vendor/base", "1.0.0", None).await;
-    story.publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0")).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
     for (image, version) in [("vendor/base", "1.0.0"), ("global/hardened", "2.0.0")] {
         let out = tokio::task::block_in_place(|| {
             story.run(&import_bin, &["--image", image, "--version", version])
@@ -354,7 +441,15 @@ async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
         assert_exit(&out, 0);
     }
     let out = tokio::task::block_in_place(|| {
-        story.lifecycle(&["revoke", "--image", "global/hardened", "--version", "2.0.0", "--reason", "bad"])
+        story.lifecycle(&[
+            "revoke",
+            "--image",
+            "global/hardened",
+            "--version",
+            "2.0.0",
+            "--reason",
+            "bad",
+        ])
     });
     assert_exit(&out, 0);
     let lib = story.path().join("lib");
@@ -386,7 +481,10 @@ async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
             [("vendor/base".to_string(), "1.0.0".to_string())],
             "at {at}: the re-run finished"
         );
-        assert!(!lib.join("global-hardened").exists(), "at {at}: its folder went");
+        assert!(
+            !lib.join("global-hardened").exists(),
+            "at {at}: its folder went"
+        );
     }
     assert!(kills >= 3, "{kills} points");
     eprintln!("vcsp prune: killed at {kills} points, each whole, each finished by a re-run");

@@ -118,7 +118,10 @@ fn main() -> ExitCode {
                     ))?;
                 }
             }
-            Err(e) => ui.warn(&format!("cannot read the revocations of {}: {e}", image.name)),
+            Err(e) => ui.warn(&format!(
+                "cannot read the revocations of {}: {e}",
+                image.name
+            )),
         }
         let options = CheckOptions {
             concurrency: args.concurrency.into(),
