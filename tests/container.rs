@@ -14,13 +14,14 @@ use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 7] = [
     "imagepipe-build",
     "imagepipe-tag",
     "imagepipe-scan",
     "imagepipe-publish",
     "imagepipe-replicate-check",
     "imagepipe-import",
+    "imagepipe-lifecycle",
 ];
 
 fn run(cmd: &mut Command) -> Output {
