@@ -30,7 +30,7 @@
 set -euo pipefail
 
 repo_url="https://github.com/imagepipe/imagepipe/releases/download"
-binaries=(imagepipe-build imagepipe-tag imagepipe-scan imagepipe-publish imagepipe-replicate-check imagepipe-import imagepipe-fleet)
+binaries=(imagepipe-build imagepipe-tag imagepipe-scan imagepipe-publish imagepipe-replicate-check imagepipe-import imagepipe-fleet imagepipe-lifecycle)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 on_github() { [ "${GITHUB_ACTIONS:-}" = "true" ]; }

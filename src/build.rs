@@ -112,6 +112,8 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    #[error(transparent)]
     Record(#[from] RecordError),
     #[error(
         "the output directory {0} is not empty; pass --force to replace it (this also passes \
@@ -656,6 +658,14 @@ async fn resolve_parent(
             check_req(pin)?;
             pin.clone()
         }
+        _ if spec.channel.is_some() => {
+            let channel = spec.channel.as_deref().unwrap_or_default();
+            ImageRef {
+                name: spec.name.clone(),
+                version: crate::lifecycle::resolve_channel(store.as_ref(), &spec.name, channel)
+                    .await?,
+            }
+        }
         _ => match store::resolve(store.as_ref(), &spec.name, &spec.requirement).await? {
             Some(version) => ImageRef {
                 name: spec.name.clone(),
@@ -683,6 +693,8 @@ async fn resolve_parent(
         },
     };
     let loaded = store.fetch_record(&id).await?;
+    // A revoked parent (a CVE, a bad build) is never built on, whichever way it was named.
+    crate::lifecycle::ensure_not_revoked(store.as_ref(), &id, chrono::Utc::now()).await?;
     // The parent's bytes are what this image is built on: check them before Packer sees them.
     store.verify(&id, &loaded).await?;
     let artifacts = locate_artifacts(&loaded.record, |f| store.artifact_location(&id, f));

@@ -248,6 +248,9 @@ pub struct Image {
 pub struct ParentSpec {
     pub name: ImageName,
     pub requirement: VersionReq,
+    /// `parent_version = "channel:NAME"`: the version the parent's channel points at in the
+    /// primary store (`requirement` is then `*`).
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -883,8 +886,25 @@ impl Resolver<'_> {
                             "an image cannot be its own parent",
                         ));
                     }
+                    let channel = img
+                        .parent_version
+                        .as_ref()
+                        .and_then(|v| crate::image::channel_name(v.get_ref()).map(|c| (v, c)))
+                        .map(|(v, c)| {
+                            if crate::image::is_channel_name(c) {
+                                Ok(c.to_string())
+                            } else {
+                                Err(self.invalid(
+                                    v.span(),
+                                    &key("parent_version"),
+                                    format!("`{c}` is not a channel name: use ASCII letters, digits, `.`, `_` and `-`, as in `channel:prod`"),
+                                ))
+                            }
+                        })
+                        .transpose()?;
                     let requirement = match &img.parent_version {
                         None => VersionReq::STAR,
+                        Some(_) if channel.is_some() => VersionReq::STAR,
                         Some(v) => VersionReq::parse(v.get_ref()).map_err(|e| {
                             self.invalid(
                                 v.span(),
@@ -897,6 +917,7 @@ impl Resolver<'_> {
                     Some(ParentSpec {
                         name: pname,
                         requirement,
+                        channel,
                     })
                 }
             };

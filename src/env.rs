@@ -141,6 +141,31 @@ pub const ALL_PUBLISHED: &str = "IMAGEPIPE_ALL_PUBLISHED";
 /// `imagepipe-scan`: a rescan fails (exit 1) on a new finding at or above this severity.
 pub const FAIL_ON_NEW: &str = "IMAGEPIPE_FAIL_ON_NEW";
 
+/// `imagepipe-lifecycle`: the subcommand (`promote`, `rollback`, `history`, `revoke`,
+/// `prune`, `retain`), for actions and Jenkins, which pass no arguments.
+pub const LIFECYCLE_COMMAND: &str = "IMAGEPIPE_LIFECYCLE_COMMAND";
+/// `imagepipe-lifecycle`: the channel to promote to, roll back or show (`prod`, `dev`).
+pub const CHANNEL: &str = "IMAGEPIPE_CHANNEL";
+/// `imagepipe-lifecycle revoke`: why the version is revoked (shown by builds and imports).
+pub const REASON: &str = "IMAGEPIPE_REASON";
+/// `imagepipe-lifecycle revoke`: revoke every descendant too, when `true`.
+pub const CASCADE: &str = "IMAGEPIPE_CASCADE";
+/// `imagepipe-lifecycle revoke`: the date the revocation takes effect (RFC 3339 or
+/// `YYYY-MM-DD`); default now.
+pub const REVOKE_AT: &str = "IMAGEPIPE_REVOKE_AT";
+/// `imagepipe-lifecycle prune`/`retain`: change the stores and libraries, when `true`;
+/// otherwise only the plan is shown.
+pub const APPLY: &str = "IMAGEPIPE_APPLY";
+/// `imagepipe-lifecycle retain`: how many versions of each image to keep.
+pub const RETAIN: &str = "IMAGEPIPE_RETAIN";
+
+/// Who changes a channel or revokes, in this order: the GitHub user of a workflow run, the
+/// Jenkins user (Build User Vars plugin), the login.
+pub const GITHUB_ACTOR: &str = "GITHUB_ACTOR";
+pub const BUILD_USER_ID: &str = "BUILD_USER_ID";
+pub const BUILD_USER: &str = "BUILD_USER";
+pub const USER: &str = "USER";
+
 /// Extra PEM CA bundle trusted by every HTTP client, in addition to the system roots.
 pub const CA_BUNDLE: &str = "IMAGEPIPE_CA_BUNDLE";
 

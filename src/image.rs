@@ -248,6 +248,25 @@ impl fmt::Display for TagFormat {
     }
 }
 
+/// The prefix that names a channel wherever a version can be named: `channel:prod`.
+pub const CHANNEL_PREFIX: &str = "channel:";
+
+/// The channel a version argument names (`channel:prod` → `prod`), if it names one.
+pub fn channel_name(arg: &str) -> Option<&str> {
+    arg.strip_prefix(CHANNEL_PREFIX)
+}
+
+/// Whether a channel name can be held by every store (a file name, an Artifactory property
+/// key, a registry tag): ASCII letters, digits, `.`, `_` and `-`, a letter or digit first.
+pub fn is_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

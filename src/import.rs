@@ -451,7 +451,7 @@ async fn choose(
 
 /// A VCSP library: a directory (`vcsp:PATH`) or an Artifactory generic repository
 /// (`vcsp:artifactory+https://HOST/artifactory/REPO[/PATH]`), with the library's credentials.
-fn vcsp_library(
+pub(crate) fn vcsp_library(
     site: &Site,
     library: &LibrarySpec,
     url: &LibraryUrl,
@@ -497,7 +497,7 @@ fn library_client(library: &LibrarySpec) -> Result<crate::http::HttpClient, Impo
     })
 }
 
-fn vsphere_client(
+pub(crate) fn vsphere_client(
     site: &Site,
     library: &LibrarySpec,
     url: &str,

@@ -9,7 +9,8 @@
 //! 2. **Parts:** artifact stores ([`store`]), OVA packages ([`ova`]), content libraries
 //!    ([`library`]), git ([`git`]), the GitHub API ([`github`]) and Packer ([`packer`]).
 //! 3. **Orchestration:** what each step does ([`build`], [`tag`], [`publish`], [`replicate`],
-//!    [`import`]).
+//!    [`import`]), and the life of published versions ([`lifecycle`]: channels, revocation,
+//!    pruning, retention).
 //! 4. **The step contract** ([`step`]): flags, outputs, summaries and exit codes, used by the
 //!    binaries and by orchestration that reports to a person.
 //!
@@ -30,6 +31,7 @@ pub mod http;
 pub mod image;
 pub mod import;
 pub mod library;
+pub mod lifecycle;
 pub mod ova;
 pub mod packer;
 pub mod publish;

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const BINARIES: [&str; 7] = [
+const BINARIES: [&str; 8] = [
     "imagepipe-build",
     "imagepipe-tag",
     "imagepipe-scan",
@@ -21,6 +21,7 @@ const BINARIES: [&str; 7] = [
     "imagepipe-replicate-check",
     "imagepipe-import",
     "imagepipe-fleet",
+    "imagepipe-lifecycle",
 ];
 
 fn run(cmd: &mut Command) -> Output {

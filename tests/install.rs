@@ -15,7 +15,7 @@ use std::time::Instant;
 use axum::http::{HeaderMap, StatusCode, Uri};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const BINARIES: [&str; 7] = [
+const BINARIES: [&str; 8] = [
     "imagepipe-build",
     "imagepipe-tag",
     "imagepipe-scan",
@@ -23,6 +23,7 @@ const BINARIES: [&str; 7] = [
     "imagepipe-replicate-check",
     "imagepipe-import",
     "imagepipe-fleet",
+    "imagepipe-lifecycle",
 ];
 const TOKEN: &str = "mirror-token-5f1c9a7e2b";
 

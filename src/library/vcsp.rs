@@ -84,7 +84,9 @@ struct File {
 /// at afterwards. Kept in the library while the documents are written.
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
-    item: Item,
+    /// The item an import writes; `None` for a removal, which writes no item.
+    #[serde(default)]
+    item: Option<Item>,
     items: Items,
     lib: Lib,
     obsolete: Vec<String>,
@@ -556,8 +558,9 @@ impl VcspLibrary {
     /// Writes what a journal says, in the order that keeps every prefix consistent, then
     /// removes the folders it names and the journal itself.
     async fn apply(&self, journal: &Journal) -> Result<(), LibraryError> {
-        self.write_json(&journal.item.self_href, &journal.item)
-            .await?;
+        if let Some(item) = &journal.item {
+            self.write_json(&item.self_href, item).await?;
+        }
         self.write_json("items.json", &journal.items).await?;
         self.write_json("lib.json", &journal.lib).await?;
         for dir in &journal.obsolete {
@@ -611,6 +614,67 @@ impl VcspLibrary {
         Ok(())
     }
 
+    /// One change at a time per directory: the JSON documents are read, changed and
+    /// replaced. (A repository has no lock: let CI run one change per library at a time.)
+    fn lock(&self) -> Result<Option<std::fs::File>, LibraryError> {
+        match &self.tree {
+            Tree::Dir(root) => {
+                std::fs::create_dir_all(root).map_err(self.io(root))?;
+                let path = root.join(".imagepipe.lock");
+                let lock = std::fs::File::create(&path).map_err(self.io(&path))?;
+                lock.lock().map_err(self.io(&path))?;
+                Ok(Some(lock))
+            }
+            Tree::Artifactory { .. } => Ok(None),
+        }
+    }
+
+    /// Removes the items that hold these versions of an image (items imagepipe made, known by
+    /// their `imagepipe.image` and `imagepipe.version` properties); returns their names. Crash
+    /// safe as an import is: a journal first, then `items.json` without them, `lib.json`, and
+    /// their folders last, so a subscriber never sees an item whose files are gone, and a
+    /// killed run is finished by the next change.
+    pub async fn remove_versions(
+        &self,
+        image: &crate::image::ImageName,
+        versions: &std::collections::BTreeSet<semver::Version>,
+    ) -> Result<Vec<String>, LibraryError> {
+        let _lock = self.lock()?;
+        self.recover().await?;
+        let Some(mut lib) = self.read_json::<Lib>("lib.json").await? else {
+            return Ok(Vec::new());
+        };
+        let mut items = self
+            .read_json::<Items>("items.json")
+            .await?
+            .unwrap_or_default();
+        let image = image.to_string();
+        let (gone, kept): (Vec<Item>, Vec<Item>) = items.items.into_iter().partition(|i| {
+            i.properties.get(PROP_IMAGE) == Some(&image)
+                && i.properties
+                    .get(PROP_VERSION)
+                    .and_then(|v| v.parse::<semver::Version>().ok())
+                    .is_some_and(|v| versions.contains(&v))
+        });
+        items.items = kept;
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        lib.version = bump(&lib.version);
+        let mut obsolete: Vec<String> = gone.iter().map(|i| i.name.replace(' ', "_")).collect();
+        obsolete.sort();
+        obsolete.dedup();
+        let journal = Journal {
+            item: None,
+            items,
+            lib,
+            obsolete,
+        };
+        self.write_json(JOURNAL, &journal).await?;
+        self.apply(&journal).await?;
+        Ok(gone.into_iter().map(|i| i.name).collect())
+    }
+
     /// Imports the package as the request's item.
     pub async fn import(
         &self,
@@ -621,16 +685,7 @@ impl VcspLibrary {
     ) -> Result<Imported, LibraryError> {
         // One import at a time per directory: the JSON documents are read, changed and
         // replaced. (A repository has no lock: let CI run one import per library at a time.)
-        let _lock = match &self.tree {
-            Tree::Dir(root) => {
-                std::fs::create_dir_all(root).map_err(self.io(root))?;
-                let path = root.join(".imagepipe.lock");
-                let lock = std::fs::File::create(&path).map_err(self.io(&path))?;
-                lock.lock().map_err(self.io(&path))?;
-                Some(lock)
-            }
-            Tree::Artifactory { .. } => None,
-        };
+        let _lock = self.lock()?;
         self.recover().await?;
         let lib_name = match &self.tree {
             Tree::Dir(root) => root.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -770,7 +825,7 @@ impl VcspLibrary {
         obsolete.sort();
         obsolete.dedup();
         let journal = Journal {
-            item: item.clone(),
+            item: Some(item.clone()),
             items,
             lib,
             obsolete,

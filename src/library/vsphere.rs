@@ -1007,6 +1007,49 @@ impl VSphere {
         Ok(removed)
     }
 
+    /// Deletes the library's items that hold these versions of an image (items imagepipe
+    /// made, known by their description, as retention knows them); returns their names. Log
+    /// in first. An item is deleted whole, in one call.
+    pub async fn remove_versions(
+        &self,
+        image: &crate::image::ImageName,
+        versions: &std::collections::BTreeSet<semver::Version>,
+    ) -> Result<Vec<String>, LibraryError> {
+        let library = self.library_id().await?;
+        let path = self.path(
+            &format!("/content/library/item?library_id={library}"),
+            &format!("/content/library/item?library_id={library}"),
+        );
+        let ids = self.ids(self.call(Method::GET, &path, None).await?, "item list")?;
+        let prefix = format!("{image} ");
+        let mut removed = Vec::new();
+        for id in ids {
+            let item = self.item(&id).await?;
+            let description = item
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            // Items imagepipe made say "<image> <version> (imagepipe record sha256 …)".
+            let version = description
+                .strip_prefix(&prefix)
+                .filter(|_| description.contains("(imagepipe record sha256"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse::<semver::Version>().ok());
+            if version.is_some_and(|v| versions.contains(&v)) {
+                // An update session left on the item (a killed import) would block the delete.
+                self.clear_sessions(&id).await?;
+                self.delete_item(&id).await?;
+                removed.push(
+                    item.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&id)
+                        .to_string(),
+                );
+            }
+        }
+        Ok(removed)
+    }
+
     /// Asks each subscribed library to sync, and waits until it lists the item (by name) or the
     /// deadline passes.
     pub async fn sync_subscribed(

@@ -1106,6 +1106,123 @@ impl Store for ArtifactoryStore {
         )))
     }
 
+    /// `<prefix>/<image>/_lifecycle/<key>.json`, a plain file of the repository.
+    async fn read_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        super::check_lifecycle_key(&self.location(), key)?;
+        let path = self.path(image, super::LIFECYCLE_DIR, &format!("{key}.json"));
+        let url = format!("{}/{}/{path}", self.base, self.repo);
+        let resp = self.send(|c| c.get(&url)).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                resp.bytes()
+                    .await
+                    .map(|b| Some(b.to_vec()))
+                    .map_err(|e| StoreError::Transport {
+                        store: self.location(),
+                        url,
+                        message: e.to_string(),
+                    })
+            }
+            _ => Err(self.fail("GET", &url, resp).await),
+        }
+    }
+
+    /// One deploy, which replaces the file whole (Deploy Artifact; overwriting takes the
+    /// token's Delete/Overwrite permission), checked against the reply's sha256 like a record.
+    async fn write_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        super::check_lifecycle_key(&self.location(), key)?;
+        let path = self.path(image, super::LIFECYCLE_DIR, &format!("{key}.json"));
+        let url = format!("{}/{}/{path}", self.base, self.repo);
+        let sha = Sha256Hex::digest(bytes);
+        let resp = self
+            .send(|c| {
+                c.put(&url)
+                    .header("X-Checksum-Sha256", sha.to_string())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(bytes.to_vec())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("PUT", &url, resp).await);
+        }
+        let reply: FileInfo = self.decode(&url, resp).await?;
+        if reply.checksums.sha256.as_deref() != Some(sha.to_string().as_str()) {
+            return Err(StoreError::Transport {
+                store: self.location(),
+                url,
+                message: "the lifecycle document arrived damaged; run the command again".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Set Item Properties on the version's folder (`imagepipe.channel.<name>`, not
+    /// recursive), and Delete Item Properties on the previous version's:
+    /// <https://jfrog.com/help/r/jfrog-rest-apis/set-item-properties>,
+    /// <https://jfrog.com/help/r/jfrog-rest-apis/delete-item-properties>. Both need the
+    /// token's Annotate permission.
+    async fn mark_channel(
+        &self,
+        image: &ImageRef,
+        channel: &str,
+        previous: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        let key = format!("imagepipe.channel.{channel}");
+        if let Some(prev) = previous.filter(|p| **p != image.version) {
+            let path = self.path(&image.name, &prev.to_string(), "");
+            let url = format!(
+                "{}/api/storage/{}/{path}?properties={}&recursive=0",
+                self.base,
+                self.repo,
+                encode_value(&key)
+            );
+            let resp = self.send(|c| c.delete(&url)).await?;
+            // The previous version may be gone already (pruned): nothing to unmark.
+            if !resp.status().is_success() && resp.status() != StatusCode::NOT_FOUND {
+                return Err(self.fail("DELETE", &url, resp).await);
+            }
+        }
+        let path = self.path(&image.name, &image.version.to_string(), "");
+        let url = format!(
+            "{}/api/storage/{}/{path}?properties={}&recursive=0",
+            self.base,
+            self.repo,
+            encode_value(&format!("{key}={}", image.version))
+        );
+        let resp = self.send(|c| c.put(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("PUT", &url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// Delete Item of the record, then of the version's folder (which takes everything in it):
+    /// <https://jfrog.com/help/r/jfrog-rest-apis/delete-item>. 404 counts as done.
+    async fn delete_version(&self, image: &ImageRef) -> Result<(), StoreError> {
+        let version = image.version.to_string();
+        for path in [
+            self.path(&image.name, &version, record::FILE_NAME),
+            self.path(&image.name, &version, ""),
+        ] {
+            let url = format!("{}/{}/{path}", self.base, self.repo);
+            let resp = self.send(|c| c.delete(&url)).await?;
+            if !resp.status().is_success() && resp.status() != StatusCode::NOT_FOUND {
+                return Err(self.fail("DELETE", &url, resp).await);
+            }
+        }
+        Ok(())
+    }
+
     async fn artifact_digest(
         &self,
         image: &ImageRef,

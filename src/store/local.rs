@@ -28,6 +28,15 @@ impl LocalStore {
             .join(image.version.to_string())
     }
 
+    fn lifecycle_path(&self, image: &ImageName, key: &str) -> Result<PathBuf, StoreError> {
+        super::check_lifecycle_key(&self.location(), key)?;
+        Ok(self
+            .root
+            .join(image.as_str())
+            .join(super::LIFECYCLE_DIR)
+            .join(format!("{key}.json")))
+    }
+
     fn io(&self, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
         let (store, path) = (self.location(), path.to_path_buf());
         move |source| StoreError::Io {
@@ -259,6 +268,80 @@ impl Store for LocalStore {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(self.io(&path)(e)),
+        }
+    }
+
+    /// `<image>/_lifecycle/<key>.json`; `_lifecycle` never parses as a version.
+    async fn read_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.lifecycle_path(image, key)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(&path)(e)),
+        }
+    }
+
+    /// Written beside, synced, then renamed over the old document: readers see one or the
+    /// other whole, and a killed writer leaves only a temporary file.
+    async fn write_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let dest = self.lifecycle_path(image, key)?;
+        let dir = crate::fsutil::parent_dir(&dest);
+        std::fs::create_dir_all(dir).map_err(self.io(dir))?;
+        let mut tmp = crate::fsutil::temp_beside(dir, ".tmp").map_err(self.io(dir))?;
+        tmp.write_all(bytes).map_err(self.io(&dest))?;
+        tmp.as_file().sync_all().map_err(self.io(&dest))?;
+        crate::fsutil::crash_point();
+        tmp.persist(&dest).map_err(|e| self.io(&dest)(e.error))?;
+        Ok(())
+    }
+
+    /// `<image>/.lifecycle.lock`, held with `flock` like a version's lock: lifecycle changes
+    /// of one image (promotions, rollbacks, revocations, prunes) run one after the other.
+    async fn lock_lifecycle(
+        &self,
+        image: &ImageName,
+    ) -> Result<Option<super::VersionLock>, StoreError> {
+        let dir = self.root.join(image.as_str());
+        std::fs::create_dir_all(&dir).map_err(self.io(&dir))?;
+        let path = dir.join(".lifecycle.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(self.io(&path))?;
+        tokio::task::block_in_place(|| file.lock()).map_err(self.io(&path))?;
+        Ok(Some(super::VersionLock::new(file)))
+    }
+
+    /// The record goes first (and the directory is synced), so the version is invisible before
+    /// any artifact goes; then the directory.
+    async fn delete_version(&self, image: &ImageRef) -> Result<(), StoreError> {
+        let dir = self.version_dir(image);
+        let record = dir.join(record::FILE_NAME);
+        match std::fs::remove_file(&record) {
+            Ok(()) => {
+                if let Ok(d) = File::open(&dir) {
+                    d.sync_all().map_err(self.io(&dir))?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(&record)(e)),
+        }
+        crate::fsutil::crash_point();
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(&dir)(e)),
         }
     }
 

@@ -317,6 +317,72 @@ pub trait Store: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// One lifecycle document of an image (a channel with its history, a revocation; see
+    /// `crate::lifecycle`), or `None` when the store holds none under `key`. Keys are plain
+    /// names (`channel-prod`, `revoked-1.2.0`) that never parse as a version, so no listing
+    /// takes them for one.
+    async fn read_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (image, key);
+        Err(StoreError::Unsupported(format!(
+            "lifecycle documents (channels, revocations) on {}",
+            self.location()
+        )))
+    }
+
+    /// Replaces one lifecycle document whole, in one atomic step: a reader sees the old
+    /// document or the new one, never a part (a rename in a local store, one deploy in
+    /// Artifactory, one manifest push in a registry).
+    async fn write_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let _ = (image, key, bytes);
+        Err(StoreError::Unsupported(format!(
+            "lifecycle documents (channels, revocations) on {}",
+            self.location()
+        )))
+    }
+
+    /// Holds off other lifecycle writers of an image until the guard is dropped, where the
+    /// store has a way to (a lock file in a local store); `None` elsewhere, where a writer
+    /// reads its document back to learn whether it won.
+    async fn lock_lifecycle(&self, image: &ImageName) -> Result<Option<VersionLock>, StoreError> {
+        let _ = image;
+        Ok(None)
+    }
+
+    /// Marks a channel on the version itself the store's own way, after the channel document
+    /// was written: an item property in Artifactory, a tag in a registry. `previous` is the
+    /// version the channel pointed at before, whose mark goes. Stores whose channel document
+    /// is the whole story (a local store) do nothing.
+    async fn mark_channel(
+        &self,
+        image: &ImageRef,
+        channel: &str,
+        previous: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        let _ = (image, channel, previous);
+        Ok(())
+    }
+
+    /// Removes a published version: its record first, so that the version stops being
+    /// visible before any of its files goes, then the rest of the version. A run that fails
+    /// half way leaves files of a version nobody sees (no record), never a visible version
+    /// with files missing.
+    async fn delete_version(&self, image: &ImageRef) -> Result<(), StoreError> {
+        let _ = image;
+        Err(StoreError::Unsupported(format!(
+            "deleting versions from {}",
+            self.location()
+        )))
+    }
+
     /// Publishes build-info linking the version's files to a CI build (Artifactory only).
     async fn publish_build_info(
         &self,
@@ -518,6 +584,29 @@ pub(crate) fn error_message(text: &str) -> Option<String> {
             None => e.message,
         })
         .map(|m| crate::secret::scrub(&m).into_owned())
+}
+
+/// The folder of an image that holds its lifecycle documents (never a version).
+pub const LIFECYCLE_DIR: &str = "_lifecycle";
+
+/// A lifecycle document's key must be a plain name every store can hold as a file name and a
+/// registry as a tag: ASCII letters, digits, `.`, `_` and `-`, not starting with `.` or `-`.
+pub(crate) fn check_lifecycle_key(store: &str, key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= 100
+        && !key.starts_with(['.', '-'])
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName {
+            store: store.to_string(),
+            name: key.to_string(),
+            reason: "lifecycle names are ASCII letters, digits, `.`, `_` and `-`",
+        })
+    }
 }
 
 /// The file name an artifact gets in a store: its base name, which must be a plain file name.

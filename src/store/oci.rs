@@ -28,6 +28,12 @@ const ARTIFACT_TYPE: &str = "application/vnd.imagepipe.image.v1";
 const CONFIG_TYPE: &str = "application/vnd.imagepipe.config.v1+json";
 const RECORD_TYPE: &str = "application/vnd.imagepipe.record.v1+json";
 const TITLE: &str = "org.opencontainers.image.title";
+const LIFECYCLE_TYPE: &str = "application/vnd.imagepipe.lifecycle.v1+json";
+
+/// The tag of a lifecycle document: `_` first, which no version tag has.
+fn lifecycle_tag(key: &str) -> String {
+    format!("_lifecycle.{key}")
+}
 
 #[derive(Debug, Clone)]
 pub struct OciStore {
@@ -275,6 +281,71 @@ impl OciStore {
         self.finish_upload(&location, expected, Vec::new()).await
     }
 
+    /// A manifest's bytes by tag or digest, as the registry stores them, with its media type;
+    /// `None` when the reference names nothing.
+    async fn raw_manifest(
+        &self,
+        image: &ImageName,
+        reference: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let url = self.url(image, &format!("manifests/{reference}"));
+        let resp = self
+            .send(Method::GET, &url, Some(MANIFEST_TYPE), None)
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let media = resp
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(MANIFEST_TYPE)
+                    .to_string();
+                let bytes = resp.bytes().await.map_err(|e| StoreError::Transport {
+                    store: self.location(),
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
+                Ok(Some((bytes.to_vec(), media)))
+            }
+            _ => Err(self.fail(&Method::GET, &url, resp).await),
+        }
+    }
+
+    /// Pushes a manifest under a tag; a registry moves a tag in one step.
+    async fn put_manifest(
+        &self,
+        image: &ImageName,
+        tag: &str,
+        media: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let url = self.url(image, &format!("manifests/{tag}"));
+        let resp = self
+            .send(Method::PUT, &url, None, Some((media, bytes)))
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail(&Method::PUT, &url, resp).await);
+        }
+        Ok(())
+    }
+
+    async fn get_blob(&self, image: &ImageName, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let url = self.url(image, &format!("blobs/{digest}"));
+        let resp = self.send(Method::GET, &url, None, None).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail(&Method::GET, &url, resp).await);
+        }
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| StoreError::Transport {
+                store: self.location(),
+                url,
+                message: e.to_string(),
+            })
+    }
+
     async fn manifest(&self, image: &ImageRef) -> Result<Option<Manifest>, StoreError> {
         let url = self.url(
             &image.name,
@@ -476,6 +547,120 @@ impl Store for OciStore {
             return Err(self.fail(&Method::PUT, &url, resp).await);
         }
         Ok(())
+    }
+
+    /// A manifest tagged `_lifecycle.<key>` whose one layer is the document (tags that never
+    /// parse as a version). Pushing the manifest moves the tag in one step.
+    async fn read_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        super::check_lifecycle_key(&self.location(), key)?;
+        let Some((bytes, _)) = self.raw_manifest(image, &lifecycle_tag(key)).await? else {
+            return Ok(None);
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: self.url(image, &format!("manifests/{}", lifecycle_tag(key))),
+                message: format!("not an OCI manifest: {e}"),
+            })?;
+        let Some(layer) = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == LIFECYCLE_TYPE)
+        else {
+            return Err(StoreError::BadAnswer {
+                store: self.location(),
+                url: self.url(image, &format!("manifests/{}", lifecycle_tag(key))),
+                message: "the lifecycle manifest holds no lifecycle document".into(),
+            });
+        };
+        self.get_blob(image, &layer.digest).await.map(Some)
+    }
+
+    async fn write_lifecycle(
+        &self,
+        image: &ImageName,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        super::check_lifecycle_key(&self.location(), key)?;
+        let doc = self.push_bytes(image, bytes).await?;
+        let config = b"{}".to_vec();
+        let config_digest = self.push_bytes(image, &config).await?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": { "mediaType": CONFIG_TYPE, "digest": format!("sha256:{config_digest}"), "size": config.len() },
+            "layers": [{
+                "mediaType": LIFECYCLE_TYPE,
+                "digest": format!("sha256:{doc}"),
+                "size": bytes.len(),
+                "annotations": { TITLE: format!("{key}.json") },
+            }],
+        });
+        let body = serde_json::to_vec(&manifest).unwrap_or_default();
+        self.put_manifest(image, &lifecycle_tag(key), MANIFEST_TYPE, body)
+            .await
+    }
+
+    /// The tag `channel-<name>` is moved onto the version's own manifest, so that a registry
+    /// client pulls the channel's version by it. A tag has one target: the previous one's
+    /// mark goes by itself.
+    async fn mark_channel(
+        &self,
+        image: &ImageRef,
+        channel: &str,
+        _previous: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        let Some((bytes, media)) = self
+            .raw_manifest(&image.name, &version_tag(&image.version))
+            .await?
+        else {
+            return Err(StoreError::VersionNotFound {
+                image: image.clone(),
+                store: self.location(),
+            });
+        };
+        self.put_manifest(&image.name, &format!("channel-{channel}"), &media, bytes)
+            .await
+    }
+
+    /// The version's manifest is deleted by its digest (the record is one of its layers, so
+    /// the version goes in one step); the registry's garbage collection frees the blobs.
+    async fn delete_version(&self, image: &ImageRef) -> Result<(), StoreError> {
+        let url = self.url(
+            &image.name,
+            &format!("manifests/{}", version_tag(&image.version)),
+        );
+        let resp = self
+            .send(Method::HEAD, &url, Some(MANIFEST_TYPE), None)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if !resp.status().is_success() {
+            return Err(self.fail(&Method::HEAD, &url, resp).await);
+        }
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: "no Docker-Content-Digest header: cannot delete by digest".into(),
+            })?;
+        let url = self.url(&image.name, &format!("manifests/{digest}"));
+        let resp = self.send(Method::DELETE, &url, None, None).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.fail(&Method::DELETE, &url, resp).await),
+        }
     }
 
     async fn open_artifact(

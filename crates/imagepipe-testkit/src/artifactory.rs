@@ -163,6 +163,10 @@ pub struct Server {
     pub sneak: Option<(String, Item)>,
     /// Paths whose deploys are refused with 409 (a repository policy).
     pub refuse: Vec<String>,
+    /// Paths whose Delete Item fails with 500 (a storage fault), every time, until removed.
+    pub fail_deletes: Vec<String>,
+    /// Properties of folders (Set Item Properties on a folder), by folder path.
+    pub folder_properties: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// `METHOD path` of every request, in order.
     pub log: Vec<String>,
     /// Body bytes received by deploys and parts.
@@ -726,8 +730,17 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             if let Some(r) = deny(&s, &user, user.delete, "delete", &item_path) {
                 return r;
             }
+            if s.fail_deletes
+                .iter()
+                .any(|p| p.trim_end_matches('/') == item_path.trim_end_matches('/'))
+            {
+                return error(500, "Injected failure");
+            }
             let folder = format!("{}/", item_path.trim_end_matches('/'));
             let before = s.items.len();
+            let gone = item_path.trim_end_matches('/').to_string();
+            s.folder_properties
+                .retain(|p, _| *p != gone && !p.starts_with(&folder));
             s.items
                 .retain(|p, _| *p != item_path && !p.starts_with(&folder));
             if s.items.len() == before {
@@ -886,7 +899,7 @@ async fn deploy(
     answer(201, info)
 }
 
-/// File Info, Folder Info, Item Properties and Set Item Properties.
+/// File Info, Folder Info, Item Properties, Set Item Properties and Delete Item Properties.
 fn storage(
     state: &Shared,
     user: &User,
@@ -899,7 +912,12 @@ fn storage(
     if let Some(r) = deny(&s, user, user.read, "read", path) {
         return r;
     }
-    // Set Item Properties: <https://jfrog.com/help/r/jfrog-rest-apis/set-item-properties>, 204.
+    let folder_prefix = format!("{path}/");
+    let is_folder = !path.is_empty() && s.items.keys().any(|p| p.starts_with(&folder_prefix));
+    // `recursive` defaults to 1: a folder's properties go onto everything under it too.
+    let recursive = !query.split('&').any(|kv| kv == "recursive=0");
+    // Set Item Properties: <https://jfrog.com/help/r/jfrog-rest-apis/set-item-properties>, 204;
+    // on a file or a folder ("item"), which takes Annotate.
     if *method == Method::PUT {
         let Some(list) = query
             .split('&')
@@ -911,14 +929,71 @@ fn storage(
             return r;
         }
         let list = key_value_list(&decode(list, false));
-        let Some(item) = s.items.get_mut(path) else {
+        if let Some(item) = s.items.get_mut(path) {
+            item.properties.extend(list);
+            return empty(204);
+        }
+        if !is_folder {
             return error(404, "Unable to find item");
+        }
+        if recursive {
+            for (_, item) in s
+                .items
+                .iter_mut()
+                .filter(|(p, _)| p.starts_with(&folder_prefix))
+            {
+                item.properties.extend(list.clone());
+            }
+        }
+        s.folder_properties
+            .entry(path.to_string())
+            .or_default()
+            .extend(list);
+        return empty(204);
+    }
+    // Delete Item Properties: `?properties=p1[,p2]`, 204; needs Annotate.
+    // <https://jfrog.com/help/r/jfrog-rest-apis/delete-item-properties>
+    if *method == Method::DELETE {
+        let Some(list) = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("properties="))
+        else {
+            return error(400, "properties are required");
         };
-        item.properties.extend(list);
+        if let Some(r) = deny(&s, user, user.annotate, "annotate", path) {
+            return r;
+        }
+        let keys: Vec<String> = decode(list, false).split(',').map(str::to_string).collect();
+        if let Some(item) = s.items.get_mut(path) {
+            item.properties.retain(|k, _| !keys.contains(k));
+            return empty(204);
+        }
+        if !is_folder {
+            return error(404, "Unable to find item");
+        }
+        if recursive {
+            for (_, item) in s
+                .items
+                .iter_mut()
+                .filter(|(p, _)| p.starts_with(&folder_prefix))
+            {
+                item.properties.retain(|k, _| !keys.contains(k));
+            }
+        }
+        if let Some(props) = s.folder_properties.get_mut(path) {
+            props.retain(|k, _| !keys.contains(k));
+        }
         return empty(204);
     }
     if *method != Method::GET {
         return error(405, "Method Not Allowed");
+    }
+    // Item Properties of a folder.
+    if is_folder && query.starts_with("properties") {
+        return match s.folder_properties.get(path).filter(|p| !p.is_empty()) {
+            Some(props) => answer(200, json!({ "properties": props, "uri": "" })),
+            None => error(404, "No properties could be found."),
+        };
     }
     if let Some(item) = s.items.get(path) {
         // Item Properties: an item without any is 404 "No properties could be found."

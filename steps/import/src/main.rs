@@ -10,6 +10,7 @@ use imagepipe::library::Layout;
 use imagepipe::library::vsphere::Generation;
 use imagepipe::record::{DeployResult, Record};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
+use imagepipe::{lifecycle, store};
 
 /// Import an image version into every site's content library, from the site's own store.
 ///
@@ -25,6 +26,9 @@ use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
 /// removes an item it created, so nothing half-imported remains. Subscribed libraries of the
 /// site are synced afterwards. Sites are imported concurrently (--concurrency at once), so a
 /// slow or dead site costs its own time; results are reported in the configuration's order.
+///
+/// `--version channel:NAME` imports the version a channel points at in the primary store
+/// (see imagepipe-lifecycle). A version revoked there is refused, with the revocation's reason.
 ///
 /// Exit codes: 0 imported (or already there) at every site (and, with --deploy-check, a VM
 /// deployed from it ran); 1 a deploy check failed (vCenter refused to deploy the item, or the
@@ -181,7 +185,27 @@ fn main() -> ExitCode {
     let common = args.common.clone();
     step::run("imagepipe-import", &common, |ui| async move {
         let config = step::load_config(&ui, args.common.config.as_deref())?;
-        let (image, record_path) = args.target.locate(&config)?;
+        // `--version channel:NAME` is the version the channel points at in the primary store.
+        let mut target = args.target.clone();
+        if let (Some(image), Some(channel)) = (
+            target.image.as_deref(),
+            target.version.as_deref().and_then(lifecycle::channel_name),
+        ) {
+            let name = config.image(image)?.name.clone();
+            let version =
+                lifecycle::resolve_channel(store::open(&config.store)?.as_ref(), &name, channel)
+                    .await?;
+            ui.info(&format!("channel `{channel}` of {name} is {version}"));
+            target.version = Some(version.to_string());
+        }
+        let (image, record_path) = target.locate(&config)?;
+        // A revoked version is never imported (its reason is shown, exit 2).
+        lifecycle::ensure_not_revoked(
+            store::open(&config.store)?.as_ref(),
+            &image,
+            lifecycle::now(),
+        )
+        .await?;
         let sites = config.select_sites(&args.sites)?;
         // A bad item name is refused before any site is touched.
         imagepipe::library::item_name(&args.item_name, args.layout.into(), &image)?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use imagepipe::env;
+use imagepipe::lifecycle;
 use imagepipe::record::Record;
 use imagepipe::replicate::{self, CheckOptions, Reference};
 use imagepipe::step::{self, CommonArgs, Outcome, VersionArgs};
@@ -20,7 +21,9 @@ use imagepipe::store;
 /// unauthorised. With --wait, incomplete sites are checked again, with backoff, until they are
 /// complete or the time is up. Sites past their `sla` since the build finished are flagged.
 ///
-/// The results go into the local record's replication section when the record is there.
+/// The results go into the local record's replication section when the record is there. A
+/// version revoked in the primary store (imagepipe-lifecycle revoke) is still checked, and
+/// shown as revoked with its reason.
 ///
 /// Exit codes: 0 every selected site holds the version; 1 a site does not (each is named with
 /// its reason); 2 the check could not run (usage, configuration, the primary store).
@@ -92,6 +95,34 @@ fn main() -> ExitCode {
             .await
             .context("the primary store is the reference; publish the version before checking its replication")?;
 
+        // A revoked version is still checked (its copies are still out there), and shown so.
+        match lifecycle::revocations(primary.as_ref(), &image.name).await {
+            Ok(doc) => {
+                if let Some(r) = doc.get(&image.version) {
+                    let when = if r.is_effective(lifecycle::now()) {
+                        "revoked"
+                    } else {
+                        "scheduled to be revoked"
+                    };
+                    ui.warn(&format!(
+                        "{image} is {when} (by {} at {}): {}",
+                        r.by,
+                        r.effective.to_rfc3339(),
+                        r.reason
+                    ));
+                    ui.summary(&format!(
+                        "> **{image} is {when}** (by {} at {}): {}\n\n",
+                        r.by,
+                        r.effective.to_rfc3339(),
+                        r.reason
+                    ))?;
+                }
+            }
+            Err(e) => ui.warn(&format!(
+                "cannot read the revocations of {}: {e}",
+                image.name
+            )),
+        }
         let options = CheckOptions {
             concurrency: args.concurrency.into(),
             requests_per_site: args.requests_per_site.into(),

@@ -1,0 +1,486 @@
+//! The lifecycle story end to end, with the real step binaries: a chain of three layers is
+//! published, promoted and imported into a VCSP library and govmomi's vCenter simulator; the
+//! base is revoked with its descendants; the revoked items leave both libraries; a build on the
+//! revoked parent and an import of a revoked version are refused; a build on a fixed parent
+//! goes past the parent check. (Finding the CVE by rescanning in place is `imagepipe-scan`'s.)
+//!
+//! It runs `imagepipe-build` and `imagepipe-import` beside this step's binary, which
+//! `cargo test --workspace` builds (or `cargo build -p imagepipe-build -p imagepipe-import`).
+
+#![allow(clippy::unwrap_used)]
+
+use imagepipe_testkit::{built, step, vcsim};
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use imagepipe::image::ImageRef;
+use imagepipe::record::{GateStatus, ParentId, Record};
+use imagepipe::step::{ProgressMode, Ui};
+use imagepipe::store::{LocalStore, Store};
+use serde_json::Value;
+use step::{assert_exit, command, sibling_bin, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-lifecycle");
+
+/// An OVA of a small ext4 disk, made as the example pipeline makes it (mke2fs -d, then
+/// qemu-img and tar in `make-ova`).
+fn ova(dir: &Path, marker: &str) -> Vec<u8> {
+    let work = dir.join(format!("ova-{marker}"));
+    std::fs::create_dir_all(work.join("tree/etc")).unwrap();
+    std::fs::write(work.join("tree/etc/marker"), marker).unwrap();
+    let disk = work.join("disk.raw");
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(Command::new("truncate").args(["-s", "8M"]).arg(&disk));
+    ok(Command::new("/usr/sbin/mke2fs")
+        .args(["-q", "-t", "ext4", "-d"])
+        .arg(work.join("tree"))
+        .arg(&disk));
+    ok(Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/synthetic-pipeline/scripts/make-ova"
+    ))
+    .arg(&disk)
+    .arg("image")
+    .arg(&work));
+    std::fs::read(work.join("image.ova")).unwrap()
+}
+
+/// What `imagepipe-build --dry-run` of the middle layer needs: a template that takes the
+/// parent's disk.
+const TEMPLATE: &str = r#"
+variable "imagepipe_output_dir" {
+  type = string
+}
+variable "imagepipe_manifest" {
+  type = string
+}
+variable "imagepipe_parent_artifact" {
+  type = string
+}
+source "file" "disk" {
+  source = var.imagepipe_parent_artifact
+  target = "${var.imagepipe_output_dir}/disk.raw"
+}
+build {
+  sources = ["source.file.disk"]
+  post-processor "manifest" {
+    output = var.imagepipe_manifest
+  }
+}
+"#;
+
+struct Story {
+    dir: tempfile::TempDir,
+}
+
+impl Story {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> LocalStore {
+        LocalStore::new(self.path().join("primary"))
+    }
+
+    async fn publish(&self, image: &str, version: &str, parent: Option<&str>) {
+        let store = self.store();
+        let parent = match parent {
+            Some(p) => {
+                let pid: ImageRef = p.parse().unwrap();
+                let loaded = store.fetch_record(&pid).await.unwrap();
+                Some(ParentId {
+                    name: pid.name,
+                    version: pid.version,
+                    record_sha256: loaded.sha256,
+                })
+            }
+            None => None,
+        };
+        let bytes = ova(self.path(), &format!("{image}-{version}").replace('/', "-"));
+        let record = built::built_as(
+            &self.path().join("out").join(image).join(version),
+            image,
+            version,
+            parent,
+            &[("image.ova", &bytes)],
+            Some(GateStatus::Passed),
+        );
+        let loaded = Record::read(&record).unwrap();
+        imagepipe::publish::publish(
+            &store,
+            &loaded,
+            &record,
+            None,
+            None,
+            false,
+            &Ui::new("test", false, ProgressMode::None),
+        )
+        .await
+        .unwrap();
+    }
+
+    fn run(&self, binary: &Path, args: &[&str]) -> Output {
+        command(binary.to_str().unwrap(), self.path(), args)
+            .env("VC_USER", vcsim::USER)
+            .env("VC_PASS", vcsim::PASSWORD)
+            .env("GITHUB_ACTOR", "security-team")
+            .output()
+            .unwrap()
+    }
+
+    fn lifecycle(&self, args: &[&str]) -> Output {
+        self.run(Path::new(BIN), args)
+    }
+}
+
+fn vcsp_items(lib: &Path) -> Vec<(String, String)> {
+    let Ok(bytes) = std::fs::read(lib.join("items.json")) else {
+        return Vec::new();
+    };
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut items: Vec<(String, String)> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["properties"]["imagepipe.image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                i["properties"]["imagepipe.version"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    items.sort();
+    items
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_revoke_with_cascade_prune_refuse_and_rebuild_on_a_fixed_parent() {
+    let build_bin = sibling_bin(BIN, "imagepipe-build");
+    let import_bin = sibling_bin(BIN, "imagepipe-import");
+    let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
+    let vc_library = vc.create_library("images").await;
+    let story = Story {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::create_dir_all(story.path().join("images/global")).unwrap();
+    std::fs::write(story.path().join("images/global/global.pkr.hcl"), TEMPLATE).unwrap();
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        format!(
+            r#"[pipeline]
+output_dir = "out"
+
+[store]
+url = "file:primary"
+
+[[image]]
+name = "vendor/base"
+template = "images/vendor"
+
+[[image]]
+name = "global/hardened"
+template = "images/global/global.pkr.hcl"
+parent = "vendor/base"
+parent_version = "channel:prod"
+
+[[image]]
+name = "service/app"
+template = "images/service"
+parent = "global/hardened"
+
+[[site]]
+name = "dc1"
+[site.store]
+url = "file:primary"
+[site.library]
+url = "vcsp:library-dc1"
+
+[[site]]
+name = "dc2"
+[site.store]
+url = "file:primary"
+[site.library]
+url = "{}"
+library = "images"
+username_env = "VC_USER"
+password_env = "VC_PASS"
+"#,
+            vc.url
+        ),
+    )
+    .unwrap();
+
+    // 1. A chain, published and promoted, and in both sites' libraries.
+    story.publish("vendor/base", "1.0.0", None).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
+    story
+        .publish("service/app", "3.0.0", Some("global/hardened@2.0.0"))
+        .await;
+    for (image, version) in [
+        ("vendor/base", "1.0.0"),
+        ("global/hardened", "2.0.0"),
+        ("service/app", "3.0.0"),
+    ] {
+        let out = tokio::task::block_in_place(|| {
+            story.lifecycle(&[
+                "promote",
+                "--image",
+                image,
+                "--version",
+                version,
+                "--channel",
+                "prod",
+            ])
+        });
+        assert_exit(&out, 0);
+        // Imported by channel.
+        let out = tokio::task::block_in_place(|| {
+            story.run(
+                &import_bin,
+                &["--image", image, "--version", "channel:prod"],
+            )
+        });
+        assert_exit(&out, 0);
+        assert!(stderr(&out).contains(&format!("channel `prod` of {image} is {version}")));
+    }
+    let dc1 = story.path().join("library-dc1");
+    assert_eq!(vcsp_items(&dc1).len(), 3);
+    assert_eq!(vc.items(&vc_library).await.len(), 3);
+    // The middle layer's build plan follows its parent's channel.
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
+    });
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 2. (The CVE is found by imagepipe-scan's rescan.) 3. Revoke the base with its descendants.
+    let out = tokio::task::block_in_place(|| {
+        story.lifecycle(&[
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.0",
+            "--reason",
+            "CVE-2026-0001: remote root in openssh",
+            "--cascade",
+        ])
+    });
+    assert_exit(&out, 0);
+
+    // replicate-check still checks a revoked version, and says it is revoked.
+    let replicate_bin = sibling_bin(BIN, "imagepipe-replicate-check");
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &replicate_bin,
+            &["--image", "service/app", "--version", "3.0.0"],
+        )
+    });
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("service/app@3.0.0 is revoked (by security-team")
+            && stderr(&out).contains("CVE-2026-0001"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 4. The revoked items leave every library: the plan first, then --apply.
+    let out = tokio::task::block_in_place(|| story.lifecycle(&["prune"]));
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("plan only"), "{}", stderr(&out));
+    assert_eq!(vcsp_items(&dc1).len(), 3, "a plan changes nothing");
+    let out = tokio::task::block_in_place(|| story.lifecycle(&["prune", "--apply", "--json"]));
+    assert_exit(&out, 0);
+    assert_eq!(vcsp_items(&dc1), Vec::<(String, String)>::new());
+    assert_eq!(vc.items(&vc_library).await, Vec::new());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["sites"].as_array().unwrap().len(), 2);
+    // Again: nothing left to remove.
+    let out = tokio::task::block_in_place(|| story.lifecycle(&["prune", "--apply"]));
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("site dc1: nothing to remove"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every build and import refuses them, with the reason.
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
+    });
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("vendor/base@1.0.0 is revoked")
+            && stderr(&out).contains("CVE-2026-0001: remote root in openssh")
+            && stderr(&out).contains("by security-team"),
+        "{}",
+        stderr(&out)
+    );
+    for (image, version) in [
+        ("global/hardened", "channel:prod"),
+        ("service/app", "3.0.0"),
+    ] {
+        let out = tokio::task::block_in_place(|| {
+            story.run(&import_bin, &["--image", image, "--version", version])
+        });
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("is revoked"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        vc.items(&vc_library).await,
+        Vec::new(),
+        "nothing was imported"
+    );
+
+    // 5. A fixed base, promoted: the middle layer's build goes past the parent check, on the
+    // channel's version (not the newest: 1.1.0 is not promoted).
+    story.publish("vendor/base", "1.0.1", None).await;
+    story.publish("vendor/base", "1.1.0", None).await;
+    let out = tokio::task::block_in_place(|| {
+        story.lifecycle(&[
+            "promote",
+            "--image",
+            "vendor/base",
+            "--version",
+            "1.0.1",
+            "--channel",
+            "prod",
+        ])
+    });
+    assert_exit(&out, 0);
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &build_bin,
+            &[
+                "--image",
+                "global/hardened",
+                "--version",
+                "2.0.1",
+                "--dry-run",
+            ],
+        )
+    });
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Every file an item of a VCSP library names is there.
+fn assert_vcsp_consistent(lib: &Path) {
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(lib.join("items.json")).unwrap()).unwrap();
+    for item in doc["items"].as_array().unwrap() {
+        for f in item["files"].as_array().unwrap() {
+            let href = f["hrefs"][0].as_str().unwrap();
+            assert!(lib.join(href).is_file(), "{href} is named but missing");
+        }
+    }
+}
+
+/// A prune killed at every change it makes to a VCSP library leaves a library whose every
+/// item is whole, and the next prune finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let import_bin = sibling_bin(BIN, "imagepipe-import");
+    let story = Story {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        "[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"t\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"t\"\nparent = \"vendor/base\"\n\n[[site]]\nname = \"dc1\"\n[site.store]\nurl = \"file:primary\"\n[site.library]\nurl = \"vcsp:lib\"\n",
+    )
+    .unwrap();
+    story.publish("vendor/base", "1.0.0", None).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
+    for (image, version) in [("vendor/base", "1.0.0"), ("global/hardened", "2.0.0")] {
+        let out = tokio::task::block_in_place(|| {
+            story.run(&import_bin, &["--image", image, "--version", version])
+        });
+        assert_exit(&out, 0);
+    }
+    let out = tokio::task::block_in_place(|| {
+        story.lifecycle(&[
+            "revoke",
+            "--image",
+            "global/hardened",
+            "--version",
+            "2.0.0",
+            "--reason",
+            "bad",
+        ])
+    });
+    assert_exit(&out, 0);
+    let lib = story.path().join("lib");
+    let start = story.path().join("start");
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(Command::new("cp").arg("-a").arg(&lib).arg(&start));
+    let mut kills = 0;
+    for at in 1.. {
+        let _ = std::fs::remove_dir_all(&lib);
+        ok(Command::new("cp").arg("-a").arg(&start).arg(&lib));
+        let out = tokio::task::block_in_place(|| {
+            command(BIN, story.path(), &["prune", "--apply"])
+                .env("IMAGEPIPE_FAULT_KILL_AT", at.to_string())
+                .output()
+                .unwrap()
+        });
+        if out.status.success() {
+            assert_vcsp_consistent(&lib);
+            break;
+        }
+        assert_eq!(out.status.signal(), Some(9), "at {at}: {}", stderr(&out));
+        kills += 1;
+        assert_vcsp_consistent(&lib);
+        let again = tokio::task::block_in_place(|| story.lifecycle(&["prune", "--apply"]));
+        assert_exit(&again, 0);
+        assert_vcsp_consistent(&lib);
+        assert_eq!(
+            vcsp_items(&lib),
+            [("vendor/base".to_string(), "1.0.0".to_string())],
+            "at {at}: the re-run finished"
+        );
+        assert!(
+            !lib.join("global-hardened").exists(),
+            "at {at}: its folder went"
+        );
+    }
+    assert!(kills >= 3, "{kills} points");
+    eprintln!("vcsp prune: killed at {kills} points, each whole, each finished by a re-run");
+}
