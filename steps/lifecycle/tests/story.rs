@@ -1,10 +1,12 @@
 //! The lifecycle story end to end, with the real step binaries: a chain of three layers is
-//! published, promoted and imported into a VCSP library and govmomi's vCenter simulator; the
-//! base is revoked with its descendants; the revoked items leave both libraries; a build on the
-//! revoked parent and an import of a revoked version are refused; a build on a fixed parent
-//! goes past the parent check. (Finding the CVE by rescanning in place is `imagepipe-scan`'s.)
+//! published, promoted and imported into a VCSP library and govmomi's vCenter simulator; a
+//! rescan in place finds a new critical advisory in the base; the base is revoked with its
+//! descendants; the revoked items leave both libraries; a build on the revoked parent and an
+//! import of a revoked version are refused; a build on a fixed parent goes past the parent
+//! check.
 //!
-//! It runs `imagepipe-build` and `imagepipe-import` beside this step's binary, which
+//! It runs `imagepipe-build`, `imagepipe-import`, `imagepipe-scan` and `imagepipe-replicate-check`
+//! beside this step's binary, which
 //! `cargo test --workspace` builds (or `cargo build -p imagepipe-build -p imagepipe-import`).
 
 #![allow(clippy::unwrap_used)]
@@ -23,12 +25,23 @@ use step::{assert_exit, command, sibling_bin, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-lifecycle");
 
-/// An OVA of a small ext4 disk, made as the example pipeline makes it (mke2fs -d, then
-/// qemu-img and tar in `make-ova`).
+/// An OVA of a small ext4 disk of a Debian 12 system with openssh-server installed, made as the
+/// example pipeline makes it (mke2fs -d, then qemu-img and tar in `make-ova`).
 fn ova(dir: &Path, marker: &str) -> Vec<u8> {
     let work = dir.join(format!("ova-{marker}"));
     std::fs::create_dir_all(work.join("tree/etc")).unwrap();
+    std::fs::create_dir_all(work.join("tree/var/lib/dpkg")).unwrap();
     std::fs::write(work.join("tree/etc/marker"), marker).unwrap();
+    std::fs::write(
+        work.join("tree/etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("tree/var/lib/dpkg/status"),
+        "Package: openssh-server\nStatus: install ok installed\nArchitecture: amd64\nSource: openssh\nVersion: 1:9.2p1-2+deb12u3\n\n",
+    )
+    .unwrap();
     let disk = work.join("disk.raw");
     let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
     ok(Command::new("truncate").args(["-s", "8M"]).arg(&disk));
@@ -275,7 +288,44 @@ password_env = "VC_PASS"
         stderr(&out)
     );
 
-    // 2. (The CVE is found by imagepipe-scan's rescan.) 3. Revoke the base with its descendants.
+    // 2. Today's advisories, rescanned in place from the store (no download): the base has a
+    // new critical finding, which fails the rescan's gate.
+    let osv = story.path().join("osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    std::fs::write(
+        osv.join("DEBIAN-CVE-2026-0001.json"),
+        format!(
+            r#"{{"id":"DEBIAN-CVE-2026-0001","modified":"{}","severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}}],"affected":[{{"package":{{"ecosystem":"Debian:12","name":"openssh"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"1:9.2p1-2+deb12u9"}}]}}]}}]}}"#,
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let scan_bin = sibling_bin(BIN, "imagepipe-scan");
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &scan_bin,
+            &[
+                "--published",
+                "vendor/base@1.0.0",
+                "--osv-db",
+                osv.to_str().unwrap(),
+                "--fail-on-new",
+                "high",
+                "--json",
+            ],
+        )
+    });
+    assert_exit(&out, 1);
+    let rescan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = &rescan["rescans"][0];
+    assert_eq!(
+        base["new_ids"],
+        serde_json::json!(["DEBIAN-CVE-2026-0001"]),
+        "{rescan}"
+    );
+    assert_eq!(base["new_max_severity"], "critical");
+
+    // 3. Revoke the base with its descendants, for the advisory the rescan found.
     let out = tokio::task::block_in_place(|| {
         story.lifecycle(&[
             "revoke",
