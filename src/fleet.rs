@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::image::{ImageName, ImageRef};
+use crate::lifecycle;
 use crate::record::{GateStatus, Record};
 use crate::store::{self, StoreError};
 
@@ -60,10 +61,9 @@ pub struct VersionView {
     pub imports: BTreeMap<String, ImportState>,
     /// Why the primary store's record of this version could not be read, when it could not.
     pub record_error: Option<String>,
-    /// Hook for issue 22 (channels): the channels this version is in. Empty until then.
+    /// The channels that point at this version (`imagepipe-lifecycle promote`).
     pub channels: Vec<String>,
-    /// Hook for issue 22 (revocation): the revocation, when the version is revoked. `None`
-    /// until then.
+    /// The version's revocation, when it has one: when it takes effect, who, and why.
     pub revoked: Option<String>,
 }
 
@@ -172,6 +172,31 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
         Err(_) => BTreeMap::new(),
     };
 
+    // Each image's channels and revocations: two documents per image in the primary store. An
+    // image without lifecycle documents has neither; a document that cannot be read is named
+    // on the image, and its versions show no channel or revocation rather than a wrong one.
+    let lifecycle: Vec<Result<(lifecycle::Channels, lifecycle::Revocations), String>> =
+        match &primary {
+            Ok(p) => {
+                futures_util::stream::iter(config.images.iter().map(|image| {
+                    let p = p.as_ref();
+                    async move {
+                        let channels = lifecycle::channels(p, &image.name).await;
+                        let revocations = lifecycle::revocations(p, &image.name).await;
+                        match (channels, revocations) {
+                            (Ok(c), Ok(r)) => Ok((c, r)),
+                            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                        }
+                    }
+                }))
+                .buffered(concurrency)
+                .collect()
+                .await
+            }
+            Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
+        };
+    let now = lifecycle::now();
+
     // Each site's store: one listing per image.
     let site_lists: Vec<Vec<Result<Vec<Version>, Presence>>> =
         futures_util::stream::iter(config.sites.iter().map(|site| async move {
@@ -202,14 +227,22 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
 
     let mut images = Vec::new();
     for (i, image) in config.images.iter().enumerate() {
-        // The newest parent version the requirement accepts, among the parent's published ones.
+        // The newest parent version the requirement accepts, among the parent's published and
+        // unrevoked ones; with `parent_version = "channel:NAME"`, the version the channel holds.
         let newest_parent = image.parent.as_ref().and_then(|p| {
             let at = config.images.iter().position(|c| c.name == p.name)?;
+            let (channels, revocations) = lifecycle[at].as_ref().ok()?;
+            if let Some(channel) = &p.channel {
+                return channels.channels.get(channel).map(|c| c.version.clone());
+            }
             listed[at]
                 .as_ref()
                 .ok()?
                 .iter()
-                .find(|v| p.requirement.matches(v))
+                .find(|v| {
+                    p.requirement.matches(v)
+                        && !revocations.get(v).is_some_and(|r| r.is_effective(now))
+                })
                 .cloned()
         });
         let mut versions = Vec::new();
@@ -274,8 +307,31 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
                 sites,
                 imports,
                 record_error,
-                channels: Vec::new(),
-                revoked: None,
+                channels: lifecycle[i]
+                    .as_ref()
+                    .map(|(c, _)| {
+                        c.channels
+                            .iter()
+                            .filter(|(_, c)| &c.version == v)
+                            .map(|(name, _)| name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                revoked: lifecycle[i].as_ref().ok().and_then(|(_, r)| {
+                    r.get(v).map(|r| {
+                        let when = if r.is_effective(now) {
+                            "revoked"
+                        } else {
+                            "to be revoked"
+                        };
+                        format!(
+                            "{when} {} by {}: {}",
+                            r.effective.format("%Y-%m-%d"),
+                            r.by,
+                            r.reason
+                        )
+                    })
+                }),
             });
         }
         images.push(ImageView {
@@ -283,7 +339,12 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             parent: image.parent.as_ref().map(|p| p.name.to_string()),
             requirement: image.parent.as_ref().map(|p| p.requirement.to_string()),
             versions,
-            error: listed[i].as_ref().err().cloned(),
+            error: listed[i].as_ref().err().cloned().or_else(|| {
+                lifecycle[i]
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("channels and revocations: {e}"))
+            }),
         });
     }
     Fleet { sites, images }
@@ -334,6 +395,12 @@ impl Fleet {
                     row.push(cell);
                 }
                 let mut notes = Vec::new();
+                if !v.channels.is_empty() {
+                    notes.push(format!("channel {}", v.channels.join(", ")));
+                }
+                if let Some(r) = &v.revoked {
+                    notes.push(r.clone());
+                }
                 if let Some(p) = &v.out_of_date {
                     notes.push(format!("OUT OF DATE: {p} is newer"));
                 }
@@ -409,6 +476,12 @@ impl Fleet {
                     md.push_str(&format!(" {cell}{item} |"));
                 }
                 let mut notes = Vec::new();
+                if !v.channels.is_empty() {
+                    notes.push(format!("channel {}", v.channels.join(", ")));
+                }
+                if let Some(r) = &v.revoked {
+                    notes.push(format!("**{r}**"));
+                }
                 if let Some(p) = &v.out_of_date {
                     notes.push(format!("**out of date**: {p} is newer"));
                 }

@@ -178,6 +178,40 @@ store = {{ url = "artifactory+{refusing}/artifactory/images", token_env = "FLEET
     )
     .unwrap();
 
+    // The lifecycle: vendor 12.9.0 is in `prod`, product 0.1.0 is to be revoked (scheduled, so
+    // that the dates in the table are fixed).
+    let lifecycle_bin = step::sibling_bin(BIN, "imagepipe-lifecycle");
+    for args in [
+        &[
+            "promote",
+            "--image",
+            "vendor/debian-12",
+            "--version",
+            "12.9.0",
+            "--channel",
+            "prod",
+        ][..],
+        &[
+            "revoke",
+            "--image",
+            "product/debian-12-python",
+            "--version",
+            "0.1.0",
+            "--reason",
+            "CVE-2026-0002 in python3",
+            "--at",
+            "2099-01-01",
+        ],
+    ] {
+        let out = tokio::task::block_in_place(|| {
+            command(lifecycle_bin.to_str().unwrap(), p, args)
+                .env("GITHUB_ACTOR", "security-team")
+                .output()
+                .unwrap()
+        });
+        assert_exit(&out, 0);
+    }
+
     let out = tokio::task::block_in_place(|| {
         command(BIN, p, &["--json"])
             .env("FLEET_TOKEN", "wrong-token")
@@ -244,9 +278,17 @@ store = {{ url = "artifactory+{refusing}/artifactory/images", token_env = "FLEET
         "{broken}"
     );
     assert_eq!(version("vendor/debian-12", "12.9.0")["scan"], "passed");
-    // The hooks for channels and revocation are there, empty.
+    // Channels and revocations, from the primary store's lifecycle documents.
+    assert_eq!(
+        version("vendor/debian-12", "12.9.0")["channels"],
+        serde_json::json!(["prod"])
+    );
     assert_eq!(g11["channels"], serde_json::json!([]));
     assert!(g11["revoked"].is_null());
+    assert_eq!(
+        version("product/debian-12-python", "0.1.0")["revoked"],
+        "to be revoked 2099-01-01 by security-team: CVE-2026-0002 in python3"
+    );
 
     // On GitHub: the out-of-date output, and the summary's table and lineage graph.
     let gh = tokio::task::block_in_place(|| {
