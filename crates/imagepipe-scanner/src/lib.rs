@@ -116,6 +116,25 @@ pub fn load_msrc(
     Ok(db)
 }
 
+/// The OSV database and Microsoft's documents, those given.
+type Databases = (Option<osv::Database>, Option<windows::msrc::Database>);
+
+fn load_databases(
+    osv_db: Option<&Path>,
+    msrc_db: Option<&Path>,
+    max_db_age: std::time::Duration,
+    stale_db_fails: bool,
+) -> Result<Databases, ScanError> {
+    Ok((
+        osv_db
+            .map(|p| load_database(p, max_db_age, stale_db_fails))
+            .transpose()?,
+        msrc_db
+            .map(|p| load_msrc(p, max_db_age, stale_db_fails))
+            .transpose()?,
+    ))
+}
+
 fn fresh(
     name: &str,
     path: &Path,
@@ -393,6 +412,26 @@ pub fn section(scan: &report::Scan, reports: Vec<Report>) -> ScanSection {
     }
 }
 
+/// A scanned path's name in the reports (its file name) and, for a file, its sha256 for the
+/// SBOMs (a directory has none).
+fn identify(input: &Path) -> Result<(String, Option<String>), ScanError> {
+    let sha256 = if input.is_file() {
+        let digest =
+            imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
+                image: input.to_path_buf(),
+                source,
+            })?;
+        Some(digest.sha256.to_string())
+    } else {
+        None
+    };
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| input.display().to_string());
+    Ok((name, sha256))
+}
+
 /// Opens what a path holds for scanning, naming the path and what it should be when it is
 /// not something the scan reads.
 fn open_input(input: &Path) -> Result<Box<dyn rootfs::Tree>, ScanError> {
@@ -419,33 +458,15 @@ pub fn scan_record(
 ) -> Result<(report::Scan, Vec<Report>), ScanError> {
     let mut record = Record::read(record_path)?.record;
     let dir = imagepipe::fsutil::parent_dir(record_path).to_path_buf();
-    let db = options
-        .osv_db
-        .as_deref()
-        .map(|p| load_database(p, options.max_db_age, options.stale_db_fails))
-        .transpose()?;
-    let msrc = options
-        .msrc_db
-        .as_deref()
-        .map(|p| load_msrc(p, options.max_db_age, options.stale_db_fails))
-        .transpose()?;
+    let (db, msrc) = load_databases(
+        options.osv_db.as_deref(),
+        options.msrc_db.as_deref(),
+        options.max_db_age,
+        options.stale_db_fails,
+    )?;
     let (name, image_path, sha256) = match &options.input {
         Some(input) => {
-            let sha256 = if input.is_file() {
-                let digest = imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| {
-                    ScanError::Image {
-                        image: input.clone(),
-                        source,
-                    }
-                })?;
-                Some(digest.sha256.to_string())
-            } else {
-                None
-            };
-            let name = input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| input.display().to_string());
+            let (name, sha256) = identify(input)?;
             (name, input.clone(), sha256)
         }
         None => {
@@ -520,30 +541,13 @@ pub struct Standalone {
 pub fn scan_path(options: &StandaloneOptions) -> Result<Standalone, ScanError> {
     let input = &options.input;
     let tree = open_input(input)?;
-    let db = options
-        .osv_db
-        .as_deref()
-        .map(|p| load_database(p, options.max_db_age, options.stale_db_fails))
-        .transpose()?;
-    let msrc = options
-        .msrc_db
-        .as_deref()
-        .map(|p| load_msrc(p, options.max_db_age, options.stale_db_fails))
-        .transpose()?;
-    let sha256 = if input.is_file() {
-        let digest =
-            imagepipe::hash::hash_file(input, &|_| {}).map_err(|source| ScanError::Image {
-                image: input.clone(),
-                source,
-            })?;
-        Some(digest.sha256.to_string())
-    } else {
-        None
-    };
-    let name = input
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| input.display().to_string());
+    let (db, msrc) = load_databases(
+        options.osv_db.as_deref(),
+        options.msrc_db.as_deref(),
+        options.max_db_age,
+        options.stale_db_fails,
+    )?;
+    let (name, sha256) = identify(input)?;
     let rules = policy::rules(&options.policy, &[])?;
     let dir = options.output_dir.clone().unwrap_or_default();
     let scan = evaluate(
