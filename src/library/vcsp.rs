@@ -616,13 +616,20 @@ impl VcspLibrary {
 
     /// One change at a time per directory: the JSON documents are read, changed and
     /// replaced. (A repository has no lock: let CI run one change per library at a time.)
-    fn lock(&self) -> Result<Option<std::fs::File>, LibraryError> {
+    ///
+    /// The wait happens on a blocking thread: sites are imported as futures of one task, and two
+    /// sites sharing a directory would otherwise block the thread the holder needs to finish.
+    async fn lock(&self) -> Result<Option<std::fs::File>, LibraryError> {
         match &self.tree {
             Tree::Dir(root) => {
                 std::fs::create_dir_all(root).map_err(self.io(root))?;
                 let path = root.join(".imagepipe.lock");
                 let lock = std::fs::File::create(&path).map_err(self.io(&path))?;
-                lock.lock().map_err(self.io(&path))?;
+                let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r)
+                    .map_err(self.io(&path))?;
                 Ok(Some(lock))
             }
             Tree::Artifactory { .. } => Ok(None),
@@ -639,7 +646,7 @@ impl VcspLibrary {
         image: &crate::image::ImageName,
         versions: &std::collections::BTreeSet<semver::Version>,
     ) -> Result<Vec<String>, LibraryError> {
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         self.recover().await?;
         let Some(mut lib) = self.read_json::<Lib>("lib.json").await? else {
             return Ok(Vec::new());
@@ -685,7 +692,7 @@ impl VcspLibrary {
     ) -> Result<Imported, LibraryError> {
         // One import at a time per directory: the JSON documents are read, changed and
         // replaced. (A repository has no lock: let CI run one import per library at a time.)
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         self.recover().await?;
         let lib_name = match &self.tree {
             Tree::Dir(root) => root.file_name().map(|n| n.to_string_lossy().into_owned()),

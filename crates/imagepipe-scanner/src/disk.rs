@@ -170,6 +170,13 @@ impl Disk for Raw {
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         past_end(offset, buf.len(), self.src.len())?;
+        // A large read (a package database, a hive) goes straight through, in one request when
+        // the disk is remote: it would only push the small metadata the cache is for out of it.
+        if buf.len() >= RAW_CHUNK as usize {
+            self.src.read_exact_at(buf, offset)?;
+            self.read += buf.len() as u64;
+            return Ok(());
+        }
         let mut done = 0;
         while done < buf.len() {
             let at = offset + done as u64;
@@ -795,6 +802,10 @@ mod tests {
         read(&mut raw, RAW_CHUNK as usize - 10, 20);
         read(&mut raw, len - 1500, 1500);
         assert_eq!(raw.bytes_read(), 3 * RAW_CHUNK + 1000);
+        // A large read goes straight through: its bytes once, nothing cached.
+        let before = raw.bytes_read();
+        read(&mut raw, 10, 2 * RAW_CHUNK as usize);
+        assert_eq!(raw.bytes_read(), before + 2 * RAW_CHUNK);
         // Past the end is an error, not a short read.
         assert!(raw.read_at(len as u64 - 1, &mut [0; 2]).is_err());
     }

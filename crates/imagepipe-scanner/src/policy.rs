@@ -145,6 +145,27 @@ fn parse(text: &str, file: &str) -> Result<Vec<Rule>, PolicyError> {
             file: file.into(),
             message: format!("rule `{}`: {message}", r.id),
         };
+        // A rule is for one platform: a registry check on a Linux image, or a file check on a
+        // Windows one, could only fail.
+        let windows_kind = matches!(
+            r.check,
+            Check::Registry { .. }
+                | Check::WindowsAccountDisabled { .. }
+                | Check::WindowsAutologon {}
+        );
+        if windows_kind != (r.os == Platform::Windows) {
+            return Err(bad(if windows_kind {
+                "this kind reads the Windows registry: add os = \"windows\"".into()
+            } else {
+                "this kind checks Linux files and packages: remove os = \"windows\"".into()
+            }));
+        }
+        if r.os == Platform::Windows && !r.applies_to.is_empty() {
+            return Err(bad(
+                "applies_to names Linux distributions (os-release IDs); a Windows rule takes none"
+                    .into(),
+            ));
+        }
         match &r.check {
             Check::Mode { max_mode, .. } if u32::from_str_radix(max_mode, 8).is_err() => {
                 return Err(bad(format!(
@@ -593,6 +614,39 @@ mod tests {
         assert_eq!(fewer.len(), all.len() - 1);
         let err = rules(&[], &["nope".into()]).unwrap_err().to_string();
         assert!(err.contains("`nope`, which no rule has"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_is_for_the_platform_its_kind_reads() {
+        let err = |text: &str| parse(text, "p.toml").unwrap_err().to_string();
+        let registry = "[[rule]]\nid = \"r\"\ntitle = \"t\"\nlevel = \"error\"\nkind = \"registry\"\nvalues = ['HKLM\\\\X\\\\Y']\nexpect = \"1\"\n";
+        assert!(
+            err(registry).contains("add os = \"windows\""),
+            "{}",
+            err(registry)
+        );
+        let file = "[[rule]]\nid = \"f\"\ntitle = \"t\"\nlevel = \"error\"\nos = \"windows\"\nkind = \"file_absent\"\npaths = [\"/etc/x\"]\n";
+        assert!(
+            err(file).contains("remove os = \"windows\""),
+            "{}",
+            err(file)
+        );
+        let scoped = registry.replace(
+            "kind =",
+            "os = \"windows\"\napplies_to = [\"rhel\"]\nkind =",
+        );
+        assert!(
+            err(&scoped).contains("a Windows rule takes none"),
+            "{}",
+            err(&scoped)
+        );
+        assert!(
+            parse(
+                &registry.replace("kind =", "os = \"windows\"\nkind ="),
+                "p.toml"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -450,7 +450,8 @@ pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
         Some(newest) => {
             let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
             let line = format!(
-                "OSV database: {} records, newest from {}",
+                "{} database: {} records, newest from {}",
+                scan.database,
                 scan.database_records,
                 newest.format("%Y-%m-%d"),
             );
@@ -463,7 +464,17 @@ pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
                 Line::Info(line)
             });
         }
-        None => out.push(Line::Info("OSV database: none".into())),
+        // No database for this image's platform (a standalone scan given none, or only the
+        // other platform's): say so rather than let "no vulnerabilities found" stand alone.
+        None => out.push(Line::Warn(format!(
+            "no {} database for this image: vulnerabilities were not looked for ({})",
+            scan.database,
+            if scan.database == "MSRC" {
+                "--msrc-db"
+            } else {
+                "--osv-db"
+            }
+        ))),
     }
     if scan.findings.is_empty() {
         out.push(Line::Info("no vulnerabilities found".into()));

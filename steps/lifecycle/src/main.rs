@@ -24,8 +24,9 @@ use imagepipe::store::{self, Store};
 ///
 /// `prune` and `retain` only print their plan unless --apply is given.
 ///
-/// Exit codes: 0 done; 1 another promotion or revocation won a race (nothing half applied), or
-/// a library could not be pruned; 2 usage, configuration or store error.
+/// Exit codes: 0 done; 2 usage, configuration or store error, another promotion or revocation
+/// won a race (nothing half applied; run again), or a library could not be pruned (each is
+/// named; the others are still pruned).
 #[derive(Debug, Parser)]
 #[command(
     name = "imagepipe-lifecycle",
@@ -148,24 +149,16 @@ fn main() -> ExitCode {
             Command::Promote => {
                 let image = version_of(&args, &config, primary.as_ref()).await?;
                 let channel = channel_of(&args)?;
-                match lifecycle::promote(primary.as_ref(), &image, channel, &by, now).await {
-                    Ok(p) => report_promotion(&ui, &p, &by),
-                    Err(e @ lifecycle::LifecycleError::LostRace { .. }) => {
-                        Ok(Outcome::CheckFailed(vec![e.to_string()]))
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                // A lost race is exit 2 with the winner named, like any store error: nothing
+                // was checked, and running again decides.
+                let p = lifecycle::promote(primary.as_ref(), &image, channel, &by, now).await?;
+                report_promotion(&ui, &p, &by)
             }
             Command::Rollback => {
                 let image = image_of(&args, &config)?;
                 let channel = channel_of(&args)?;
-                match lifecycle::rollback(primary.as_ref(), &image, channel, &by, now).await {
-                    Ok(p) => report_promotion(&ui, &p, &by),
-                    Err(e @ lifecycle::LifecycleError::LostRace { .. }) => {
-                        Ok(Outcome::CheckFailed(vec![e.to_string()]))
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                let p = lifecycle::rollback(primary.as_ref(), &image, channel, &by, now).await?;
+                report_promotion(&ui, &p, &by)
             }
             Command::History => {
                 let image = image_of(&args, &config)?;
@@ -189,13 +182,7 @@ fn main() -> ExitCode {
                     effective,
                     cascade: args.cascade,
                 };
-                let done = match lifecycle::revoke(primary.as_ref(), &config, &image, &how).await {
-                    Ok(d) => d,
-                    Err(e @ lifecycle::LifecycleError::LostRace { .. }) => {
-                        return Ok(Outcome::CheckFailed(vec![e.to_string()]));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let done = lifecycle::revoke(primary.as_ref(), &config, &image, &how).await?;
                 for r in &done {
                     let when = if r.effective > now {
                         format!("scheduled for {}", r.effective.to_rfc3339())
@@ -262,11 +249,10 @@ fn main() -> ExitCode {
                     "applied": args.apply,
                     "sites": results,
                 }));
-                if failed.is_empty() {
-                    Ok(Outcome::Done)
-                } else {
-                    Ok(Outcome::CheckFailed(failed))
-                }
+                // A library that could not be pruned is an infrastructure error (exit 2), as
+                // a site that could not be imported is; the other sites were still pruned.
+                anyhow::ensure!(failed.is_empty(), "{}", failed.join("\n"));
+                Ok(Outcome::Done)
             }
             Command::Retain => {
                 let keep: usize = args

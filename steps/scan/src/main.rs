@@ -115,7 +115,7 @@ struct Args {
     output_dir: Option<PathBuf>,
 
     /// Rescan this published version in place, from the primary store: IMAGE@VERSION.
-    #[arg(long, env = env::PUBLISHED, value_name = "IMAGE@VERSION", conflicts_with_all = ["record", "image", "tag", "input", "all_published"])]
+    #[arg(long, env = env::PUBLISHED, value_name = "IMAGE@VERSION", conflicts_with_all = ["record", "image", "tag", "input"])]
     published: Option<String>,
 
     /// Rescan every published version of every image of imagepipe.toml in the primary store.
@@ -175,9 +175,12 @@ fn main() -> ExitCode {
             || args.target.image.is_some()
             || args.target.tag.is_some()
             || args.input.is_some();
-        if args.all_published && (args.path.is_some() || record_driven) {
+        // Checked here, not by clap: the action passes IMAGEPIPE_ALL_PUBLISHED=false by default,
+        // which clap would count as given.
+        if args.all_published && (args.path.is_some() || record_driven || args.published.is_some())
+        {
             anyhow::bail!(
-                "--all-published rescans the store's versions; it takes no path, --record, --image, --tag or --input"
+                "--all-published rescans the store's versions; it takes no path, --published, --record, --image, --tag or --input"
             );
         }
         if let Some(path) = args.path.clone() {

@@ -254,6 +254,25 @@ async fn a_local_store_s_versions_are_rescanned_in_place_and_new_findings_gate()
         "{text}"
     );
 
+    // As the action runs it: every input at its default (all-published "false") and the
+    // version in `published`.
+    let dir = case.path().to_path_buf();
+    let db = case.db.clone();
+    let gh = tokio::task::spawn_blocking(move || {
+        let mut cmd = command(BIN, &dir, &[]);
+        cmd.env("IMAGEPIPE_PUBLISHED", "global/debian-12@1.0.0")
+            .env("IMAGEPIPE_OSV_DB", &db);
+        imagepipe_testkit::on_github!(cmd, &dir)
+    })
+    .await
+    .unwrap();
+    assert_exit(&gh.out, 0);
+    assert!(
+        stderr(&gh.out).contains(&format!("new critical {NEW}")),
+        "{}",
+        stderr(&gh.out)
+    );
+
     // A version the store does not hold, and a name that is not IMAGE@VERSION: exit 2.
     let out = case
         .rescan(&["--published", "global/debian-12@9.9.9"])

@@ -274,9 +274,22 @@ impl<'h> Key<'h> {
                 "the value list at {list:#x} claims {count} values, more than its cell holds"
             ));
         }
-        (0..count)
-            .map(|i| Value::at(self.hive, le32(cell, i * 4).unwrap_or(u32::MAX)))
-            .collect()
+        // Each value's data is a cell of its own, so together they cannot exceed the hive: data
+        // cells shared between values (a hostile hive) would multiply what is decoded.
+        let mut total = 0usize;
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let value = Value::at(self.hive, le32(cell, i * 4).unwrap_or(u32::MAX))?;
+            total = total.saturating_add(value.data.len());
+            if total > self.hive.bins.len() {
+                return bad(format!(
+                    "the values of the key at {:#x} hold more data than the whole hive: their data cells are shared",
+                    self.offset
+                ));
+            }
+            out.push(value);
+        }
+        Ok(out)
     }
 
     /// The value named `name` (any case; `""` is the default value).
@@ -387,7 +400,8 @@ impl<'h> Value<'h> {
 fn big_data(hive: &Hive, db: &[u8], len: usize, offset: u32) -> Result<Vec<u8>, HiveError> {
     let count = usize::from(le16(db, 2).unwrap_or(0));
     let list = hive.cell(le32(db, 4).unwrap_or(u32::MAX))?;
-    if count * 4 > list.len() || count * BIG_DATA_SEGMENT < len {
+    // A value cannot hold more than the hive it is in, however its segments alias.
+    if count * 4 > list.len() || count * BIG_DATA_SEGMENT < len || len > hive.bins.len() {
         return bad(format!(
             "the big data cell at {offset:#x} does not hold the {len} bytes its value claims"
         ));

@@ -21,7 +21,10 @@ pub fn registry(
             return Ok(if value.eq_ignore_ascii_case(expect) {
                 (true, String::new())
             } else {
-                (false, format!("{full} is `{value}`, not `{expect}`"))
+                (
+                    false,
+                    format!("{full} is {}, not `{expect}`", shown(name, &value)),
+                )
             });
         }
     }
@@ -34,6 +37,23 @@ pub fn registry(
         ),
         None => (false, format!("{names}: not set (`{expect}` required)")),
     })
+}
+
+/// A registry value as a report may show it: reports are published (SARIF, JUnit, summaries),
+/// so a value whose name suggests a secret is never quoted, and a long one is cut.
+fn shown(name: &str, value: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if ["password", "secret", "key", "token", "credential"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return "set (its value is not shown)".into();
+    }
+    let mut cut: String = value.chars().take(80).collect();
+    if cut.len() < value.len() {
+        cut.push('…');
+    }
+    format!("`{cut}`")
 }
 
 /// `(passed, detail)` of an account rule: the local account with relative id `rid` is
@@ -111,4 +131,20 @@ pub fn autologon(hives: &Hives) -> Result<(bool, String), InventoryError> {
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_quoted_and_long_values_are_cut() {
+        assert_eq!(
+            shown("DefaultPassword", "hunter2"),
+            "set (its value is not shown)"
+        );
+        assert_eq!(shown("EnableFirewall", "0"), "`0`");
+        let long = "x".repeat(200);
+        assert_eq!(shown("Banner", &long), format!("`{}…`", "x".repeat(80)));
+    }
 }
