@@ -317,21 +317,10 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
                             .collect()
                     })
                     .unwrap_or_default(),
-                revoked: lifecycle[i].as_ref().ok().and_then(|(_, r)| {
-                    r.get(v).map(|r| {
-                        let when = if r.is_effective(now) {
-                            "revoked"
-                        } else {
-                            "to be revoked"
-                        };
-                        format!(
-                            "{when} {} by {}: {}",
-                            r.effective.format("%Y-%m-%d"),
-                            r.by,
-                            r.reason
-                        )
-                    })
-                }),
+                revoked: lifecycle[i]
+                    .as_ref()
+                    .ok()
+                    .and_then(|(_, r)| r.get(v).map(|r| r.describe(now))),
             });
         }
         images.push(ImageView {

@@ -146,6 +146,22 @@ impl From<crate::import::ImportError> for LifecycleError {
 }
 
 impl Revocation {
+    /// How views and warnings say it: `revoked 2026-12-02 by alice: CVE-…`, or `to be revoked`
+    /// while a scheduled revocation has not taken effect.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        let when = if self.is_effective(now) {
+            "revoked"
+        } else {
+            "to be revoked"
+        };
+        format!(
+            "{when} {} by {}: {}",
+            self.effective.format("%Y-%m-%d"),
+            self.by,
+            self.reason
+        )
+    }
+
     pub fn is_effective(&self, now: DateTime<Utc>) -> bool {
         self.effective <= now
     }

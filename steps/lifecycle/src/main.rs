@@ -259,6 +259,12 @@ fn main() -> ExitCode {
                     .keep
                     .context("retain needs --keep N: how many versions of each image stay")?
                     .into();
+                // A version deleted from the primary store is no longer listed, so copies left
+                // at sites outside the selection would never be found again.
+                anyhow::ensure!(
+                    !args.apply || args.sites.is_empty(),
+                    "retain --apply works on every site (a version it deletes is no longer listed, so copies at sites left out would stay for good); drop --sites, or plan without --apply"
+                );
                 let sites = config.select_sites(&args.sites)?;
                 let images: Vec<ImageName> = match &args.image {
                     Some(i) => vec![config.image(i)?.name.clone()],

@@ -350,7 +350,8 @@ password_env = "VC_PASS"
     });
     assert_exit(&out, 0);
     assert!(
-        stderr(&out).contains("service/app@3.0.0 is revoked (by security-team")
+        stderr(&out).contains("service/app@3.0.0 is revoked ")
+            && stderr(&out).contains(" by security-team: ")
             && stderr(&out).contains("CVE-2026-0001"),
         "{}",
         stderr(&out)

@@ -99,23 +99,9 @@ fn main() -> ExitCode {
         match lifecycle::revocations(primary.as_ref(), &image.name).await {
             Ok(doc) => {
                 if let Some(r) = doc.get(&image.version) {
-                    let when = if r.is_effective(lifecycle::now()) {
-                        "revoked"
-                    } else {
-                        "scheduled to be revoked"
-                    };
-                    ui.warn(&format!(
-                        "{image} is {when} (by {} at {}): {}",
-                        r.by,
-                        r.effective.to_rfc3339(),
-                        r.reason
-                    ));
-                    ui.summary(&format!(
-                        "> **{image} is {when}** (by {} at {}): {}\n\n",
-                        r.by,
-                        r.effective.to_rfc3339(),
-                        r.reason
-                    ))?;
+                    let said = r.describe(lifecycle::now());
+                    ui.warn(&format!("{image} is {said}"));
+                    ui.summary(&format!("> **{image} is {said}**\n\n"))?;
                 }
             }
             Err(e) => ui.warn(&format!(
