@@ -153,6 +153,9 @@ pub struct Raw {
 /// lookup does not read much past what it needs.
 const RAW_CHUNK: u64 = 32 << 10;
 
+/// Reads this large are not cached.
+const RAW_DIRECT: u64 = 1 << 20;
+
 impl Raw {
     pub fn new(src: Slice) -> Self {
         Self {
@@ -172,7 +175,10 @@ impl Disk for Raw {
         past_end(offset, buf.len(), self.src.len())?;
         // A large read (a package database, a hive) goes straight through, in one request when
         // the disk is remote: it would only push the small metadata the cache is for out of it.
-        if buf.len() >= RAW_CHUNK as usize {
+        // Reads of a few chunks are cached: a filesystem walk repeats them (ext4-view reads
+        // whole runs of inode-table blocks), and a 32 KiB bypass put the baseline's walk back
+        // to 13.7% of the disk read.
+        if buf.len() >= RAW_DIRECT as usize {
             self.src.read_exact_at(buf, offset)?;
             self.read += buf.len() as u64;
             return Ok(());
@@ -802,11 +808,16 @@ mod tests {
         read(&mut raw, RAW_CHUNK as usize - 10, 20);
         read(&mut raw, len - 1500, 1500);
         assert_eq!(raw.bytes_read(), 3 * RAW_CHUNK + 1000);
-        // A large read goes straight through: its bytes once, nothing cached.
-        let before = raw.bytes_read();
-        read(&mut raw, 10, 2 * RAW_CHUNK as usize);
-        assert_eq!(raw.bytes_read(), before + 2 * RAW_CHUNK);
         // Past the end is an error, not a short read.
         assert!(raw.read_at(len as u64 - 1, &mut [0; 2]).is_err());
+
+        // A large read goes straight through: its bytes once, and nothing of it is cached.
+        let mut file = tempfile::tempfile().unwrap();
+        file.set_len(RAW_DIRECT + 10).unwrap();
+        let mut raw = Raw::new(Slice::whole(file).unwrap());
+        raw.read_at(0, &mut vec![0; RAW_DIRECT as usize]).unwrap();
+        assert_eq!(raw.bytes_read(), RAW_DIRECT);
+        raw.read_at(0, &mut [0; 10]).unwrap();
+        assert_eq!(raw.bytes_read(), RAW_DIRECT + RAW_CHUNK);
     }
 }
