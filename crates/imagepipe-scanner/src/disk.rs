@@ -812,7 +812,7 @@ mod tests {
         assert!(raw.read_at(len as u64 - 1, &mut [0; 2]).is_err());
 
         // A large read goes straight through: its bytes once, and nothing of it is cached.
-        let mut file = tempfile::tempfile().unwrap();
+        let file = tempfile::tempfile().unwrap();
         file.set_len(RAW_DIRECT + 10).unwrap();
         let mut raw = Raw::new(Slice::whole(file).unwrap());
         raw.read_at(0, &mut vec![0; RAW_DIRECT as usize]).unwrap();
