@@ -154,6 +154,36 @@ pub struct Finding {
     pub waived: Option<super::waiver::Waiver>,
 }
 
+/// The files under `dir` (searched recursively, each directory's entries in name order) whose
+/// extension is one of `extensions`; an error names the directory it happened in.
+pub(crate) fn files_under(
+    dir: &Path,
+    extensions: &[&str],
+) -> Result<Vec<std::path::PathBuf>, (std::path::PathBuf, std::io::Error)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries = std::fs::read_dir(&d)
+            .and_then(|r| {
+                r.map(|e| e.map(|e| e.path()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| (d.clone(), e))?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|e| extensions.iter().any(|x| e == *x))
+            {
+                files.push(p);
+            }
+        }
+    }
+    Ok(files)
+}
+
 impl Database {
     /// Adds one record from its JSON text.
     pub fn add(&mut self, json: &[u8], file: &str) -> Result<(), OsvError> {
@@ -194,26 +224,15 @@ impl Database {
             }
             return Ok(db);
         }
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let io = |source| OsvError::Io {
-                file: d.display().to_string(),
-                source,
-            };
-            let mut entries = std::fs::read_dir(&d)
-                .map_err(io)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io)?;
-            entries.sort();
-            for path in entries {
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "json") {
-                    db.add_file(&path)?;
-                } else if path.extension().is_some_and(|e| e == "zip") {
-                    db.add_zip(&path)?;
-                }
+        let files = files_under(path, &["json", "zip"]).map_err(|(d, source)| OsvError::Io {
+            file: d.display().to_string(),
+            source,
+        })?;
+        for path in files {
+            if path.extension().is_some_and(|e| e == "json") {
+                db.add_file(&path)?;
+            } else {
+                db.add_zip(&path)?;
             }
         }
         Ok(db)

@@ -131,31 +131,14 @@ impl Database {
     /// Loads every `.json` document under `path` (searched recursively), or one document.
     pub fn load(path: &Path) -> Result<Self, MsrcError> {
         let mut db = Self::default();
-        let mut files = Vec::new();
-        if path.is_dir() {
-            let mut stack = vec![path.to_path_buf()];
-            while let Some(d) = stack.pop() {
-                let io = |source| MsrcError::Io {
-                    file: d.display().to_string(),
-                    source,
-                };
-                let mut entries = std::fs::read_dir(&d)
-                    .map_err(io)?
-                    .map(|e| e.map(|e| e.path()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(io)?;
-                entries.sort();
-                for p in entries {
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if p.extension().is_some_and(|e| e == "json") {
-                        files.push(p);
-                    }
-                }
-            }
+        let files = if path.is_dir() {
+            crate::osv::files_under(path, &["json"]).map_err(|(d, source)| MsrcError::Io {
+                file: d.display().to_string(),
+                source,
+            })?
         } else {
-            files.push(path.to_path_buf());
-        }
+            vec![path.to_path_buf()]
+        };
         for file in files {
             let name = file.display().to_string();
             let io = |source| MsrcError::Io {
