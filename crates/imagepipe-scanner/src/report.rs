@@ -324,26 +324,10 @@ pub fn print(
         scan.packages.len(),
     ));
     match scan.database_newest {
-        Some(newest) => {
-            let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
-            let line = format!(
-                "{} database: {} records, newest from {} ({} old)",
-                scan.database,
-                scan.database_records,
-                newest.format("%Y-%m-%d"),
-                humantime::format_duration(std::time::Duration::from_secs(
-                    age.as_secs() / 3600 * 3600
-                ))
-            );
-            if age > max_db_age {
-                ui.warn(&format!(
-                    "{line}: older than {}; refresh it",
-                    humantime::format_duration(max_db_age)
-                ));
-            } else {
-                ui.info(&line);
-            }
-        }
+        Some(newest) => match database_line(scan, newest, max_db_age, true) {
+            Line::Warn(line) => ui.warn(&line),
+            Line::Info(line) => ui.info(&line),
+        },
         None => ui.warn(&format!(
             "the {} database holds no records: nothing can be found",
             scan.database
@@ -447,23 +431,7 @@ pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
         scan.packages.len(),
     )));
     match scan.database_newest {
-        Some(newest) => {
-            let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
-            let line = format!(
-                "{} database: {} records, newest from {}",
-                scan.database,
-                scan.database_records,
-                newest.format("%Y-%m-%d"),
-            );
-            out.push(if age > max_db_age {
-                Line::Warn(format!(
-                    "{line}: older than {}; refresh it",
-                    humantime::format_duration(max_db_age)
-                ))
-            } else {
-                Line::Info(line)
-            });
-        }
+        Some(newest) => out.push(database_line(scan, newest, max_db_age, false)),
         // No database for this image's platform (a standalone scan given none, or only the
         // other platform's): say so rather than let "no vulnerabilities found" stand alone.
         None => out.push(Line::Warn(format!(
@@ -543,4 +511,35 @@ pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
         if scan.passed { "passed" } else { "FAILED" }
     )));
     out
+}
+
+/// The database's line: its records and newest record (with its age when `with_age`), a
+/// warning once it is older than `max_db_age`.
+fn database_line(
+    scan: &Scan,
+    newest: chrono::DateTime<chrono::Utc>,
+    max_db_age: std::time::Duration,
+    with_age: bool,
+) -> Line {
+    let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
+    let mut line = format!(
+        "{} database: {} records, newest from {}",
+        scan.database,
+        scan.database_records,
+        newest.format("%Y-%m-%d"),
+    );
+    if with_age {
+        line.push_str(&format!(
+            " ({} old)",
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs() / 3600 * 3600))
+        ));
+    }
+    if age > max_db_age {
+        Line::Warn(format!(
+            "{line}: older than {}; refresh it",
+            humantime::format_duration(max_db_age)
+        ))
+    } else {
+        Line::Info(line)
+    }
 }

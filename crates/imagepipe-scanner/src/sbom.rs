@@ -6,19 +6,21 @@ use serde_json::{Value, json};
 use super::inventory::{Os, Package};
 use super::version::Scheme;
 
+/// Percent-encodes a package URL component: everything but unreserved characters.
+pub(crate) fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The package URL of an installed package (<https://github.com/package-url/purl-spec>).
 pub fn purl(os: &Os, p: &Package) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
     if p.scheme == Scheme::Windows {
         // No package type fits a Windows program: the generic type, by name and version.
         let mut purl = format!("pkg:generic/{}@{}", enc(&p.name), enc(&p.version));

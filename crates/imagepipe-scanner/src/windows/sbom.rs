@@ -6,19 +6,7 @@
 use serde_json::{Value, json};
 
 use super::Inventory;
-use crate::sbom::Subject;
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use crate::sbom::{Subject, enc};
 
 /// An installed update's package URL (`pkg:generic/microsoft/KB5044281@20348.2849.1.15`).
 pub fn update_purl(kb: &str, version: &str) -> String {
