@@ -197,7 +197,11 @@ pub fn evaluate(
     subject: Subject,
     judge: Judge<'_>,
 ) -> Result<report::Scan, ScanError> {
-    let windows = windows::inventory(tree)?.map(|(inventory, _)| inventory);
+    // The hives are read once: for the inventory here, and for the Windows rules below.
+    let (windows, hives) = match windows::inventory(tree)? {
+        Some((inventory, hives)) => (Some(inventory), Some(hives)),
+        None => (None, None),
+    };
     let (os, packages, mut findings, database, records, newest) = match &windows {
         Some(inv) => {
             let (os, packages) = inv.as_os_and_packages();
@@ -258,7 +262,7 @@ pub fn evaluate(
         Some(rules) => {
             let rules: Vec<policy::Rule> =
                 rules.iter().filter(|r| r.os == platform).cloned().collect();
-            policy::evaluate(&rules, tree, &packages)?
+            policy::evaluate_with_hives(&rules, tree, &packages, Some(hives))?
         }
         None => Vec::new(),
     };

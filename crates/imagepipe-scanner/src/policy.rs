@@ -374,9 +374,20 @@ pub fn evaluate(
     tree: &dyn Tree,
     packages: &[Package],
 ) -> Result<Vec<RuleResult>, PolicyError> {
+    evaluate_with_hives(rules, tree, packages, None)
+}
+
+/// [`evaluate`] with the image's registry hives already read (`Some(None)`: the image has
+/// none), so that a Windows scan reads them once for its inventory and its rules.
+pub(crate) fn evaluate_with_hives(
+    rules: &[Rule],
+    tree: &dyn Tree,
+    packages: &[Package],
+    hives: Option<Option<crate::windows::Hives>>,
+) -> Result<Vec<RuleResult>, PolicyError> {
     let mut sshd: Option<BTreeMap<String, String>> = None;
     let mut os: Option<Os> = None;
-    let mut hives: Option<Option<crate::windows::Hives>> = None;
+    let mut hives = hives;
     let mut out = Vec::new();
     for r in rules {
         if let Some(windows) = windows_check(&r.check, tree, &mut hives)? {
