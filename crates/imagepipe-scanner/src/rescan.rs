@@ -131,6 +131,19 @@ pub async fn rescan(
             image: what.clone(),
             source,
         };
+        // A Windows image needs Microsoft's documents, which a rescan does not take: said so
+        // by name, rather than the Linux reader's view of an NTFS disk.
+        let probe = disk::open_slice(disk::Slice::part_of(source.clone(), start, len).map_err(image_err)?)
+            .map_err(image_err)?;
+        if super::windows::volume::open_disk(probe)
+            .map_err(image_err)?
+            .is_some()
+        {
+            return Err(ScanError::Usage(format!(
+                "{}: a Windows image is not rescanned in place yet; scan a downloaded copy: imagepipe-scan FILE --msrc-db DIR",
+                what.display()
+            )));
+        }
         let slice = disk::Slice::part_of(source, start, len).map_err(image_err)?;
         let disk = disk::open_slice(slice).map_err(image_err)?;
         let tree = rootfs::ImageTree::from_disk(disk).map_err(image_err)?;
@@ -140,8 +153,7 @@ pub async fn rescan(
             subject,
             Judge {
                 db: Some(&db_for_scan),
-                // A published Windows image is not rescanned in place yet: it needs Microsoft's
-                // documents, which the rescan does not take.
+                // Windows images were refused above.
                 msrc: None,
                 advisories_required: true,
                 fail_on,

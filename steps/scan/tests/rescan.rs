@@ -370,3 +370,39 @@ async fn artifactory_and_a_registry_are_read_with_ranges_and_a_dead_store_is_exi
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_windows_image_is_refused_by_name() {
+    let case = Case::new();
+    case.config("file:primary");
+    let store = LocalStore::new(case.path().join("primary"));
+    let work = case.path().join("work");
+    let hives = imagepipe_testkit::windows::server_2022_hives(&work.join("hives"), 0);
+    let raw = imagepipe_testkit::windows::gpt_disk(
+        &work,
+        &hives,
+        imagepipe_testkit::windows::GPT_BASIC_DATA,
+    );
+    let bytes = std::fs::read(images::qcow2(&raw, true)).unwrap();
+    // Published as if scanned: a rescan has no Microsoft documents to judge it by.
+    let out = case.path().join("out/global/debian-12/3.0.0");
+    let record = built::built(
+        &out,
+        "3.0.0",
+        &[("disk.qcow2", &bytes)],
+        Some(GateStatus::Passed),
+    );
+    let loaded = Record::read(&record).unwrap();
+    imagepipe::publish::publish(&store, &loaded, &record, None, None, false, &ui())
+        .await
+        .unwrap();
+    let out = case
+        .rescan(&["--published", "global/debian-12@3.0.0"])
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("a Windows image is not rescanned in place yet"),
+        "{}",
+        stderr(&out)
+    );
+}
