@@ -535,3 +535,78 @@ async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
     assert!(kills >= 3, "{kills} points");
     eprintln!("vcsp prune: killed at {kills} points, each whole, each finished by a re-run");
 }
+
+/// A version requirement resolves to the newest version that is not revoked, and a parent
+/// named by a record file is looked up in the store too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_skips_revoked_versions_of_a_range_and_refuses_a_revoked_record_file() {
+    let build_bin = sibling_bin(BIN, "imagepipe-build");
+    let story = Story {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::create_dir_all(story.path().join("images/global")).unwrap();
+    std::fs::write(story.path().join("images/global/global.pkr.hcl"), TEMPLATE).unwrap();
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"images/vendor\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"images/global/global.pkr.hcl\"\nparent = \"vendor/base\"\nparent_version = \"^1\"\n",
+    )
+    .unwrap();
+    for v in ["1.0.0", "1.1.0"] {
+        story.publish("vendor/base", v, None).await;
+    }
+    let revoke = |version: &str| {
+        let out = story.lifecycle(&[
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            version,
+            "--reason",
+            "CVE-2026-0002",
+        ]);
+        assert_exit(&out, 0);
+    };
+    let dry_run = |extra: &[&str]| {
+        let mut args = vec![
+            "--image",
+            "global/hardened",
+            "--version",
+            "2.0.1",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        story.run(&build_bin, &args)
+    };
+    tokio::task::block_in_place(|| revoke("1.1.0"));
+    let out = tokio::task::block_in_place(|| dry_run(&[]));
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.0"),
+        "the newest unrevoked version: {}",
+        stderr(&out)
+    );
+
+    // A record file of a revoked version (here the one its publish left) is refused.
+    let record = story
+        .path()
+        .join("out/vendor/base/1.1.0/imagepipe-record.json");
+    let record = record.to_str().unwrap();
+    let out = tokio::task::block_in_place(|| dry_run(&["--parent-record", record]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("vendor/base@1.1.0 is revoked")
+            && stderr(&out).contains("CVE-2026-0002"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With every accepted version revoked, nothing is built, and the list says why.
+    tokio::task::block_in_place(|| revoke("1.0.0"));
+    let out = tokio::task::block_in_place(|| dry_run(&[]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("(published: 1.0.0 (revoked), 1.1.0 (revoked))"),
+        "{}",
+        stderr(&out)
+    );
+}
