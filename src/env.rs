@@ -140,6 +140,9 @@ pub const PUBLISHED: &str = "IMAGEPIPE_PUBLISHED";
 pub const ALL_PUBLISHED: &str = "IMAGEPIPE_ALL_PUBLISHED";
 /// `imagepipe-scan`: a rescan fails (exit 1) on a new finding at or above this severity.
 pub const FAIL_ON_NEW: &str = "IMAGEPIPE_FAIL_ON_NEW";
+/// `imagepipe-scan`: a rescan revokes (with descendants) a version with a new finding at or
+/// above this severity.
+pub const REVOKE_ON_NEW: &str = "IMAGEPIPE_REVOKE_ON_NEW";
 
 /// `imagepipe-lifecycle`: the subcommand (`promote`, `rollback`, `history`, `revoke`,
 /// `prune`, `retain`), for actions and Jenkins, which pass no arguments.

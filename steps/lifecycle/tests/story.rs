@@ -610,3 +610,107 @@ async fn a_build_skips_revoked_versions_of_a_range_and_refuses_a_revoked_record_
         stderr(&out)
     );
 }
+
+/// A rescan with `--revoke-on-new` revokes an affected version with its descendants, naming
+/// the advisory; one below the bar is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rescan_revokes_what_it_finds_at_or_above_the_bar_with_its_descendants() {
+    let scan_bin = sibling_bin(BIN, "imagepipe-scan");
+    let story = Story {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"t\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"t\"\nparent = \"vendor/base\"\n",
+    )
+    .unwrap();
+    story.publish("vendor/base", "1.0.0", None).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
+    let osv = story.path().join("osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    // openssh in every layer, high (CVSS 7.5).
+    std::fs::write(
+        osv.join("DEBIAN-CVE-2026-0003.json"),
+        format!(
+            r#"{{"id":"DEBIAN-CVE-2026-0003","modified":"{}","severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}}],"affected":[{{"package":{{"ecosystem":"Debian:12","name":"openssh"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"1:9.2p1-2+deb12u9"}}]}}]}}]}}"#,
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let rescan = |bar: &str| {
+        story.run(
+            &scan_bin,
+            &[
+                "--published",
+                "vendor/base@1.0.0",
+                "--osv-db",
+                osv.to_str().unwrap(),
+                "--revoke-on-new",
+                bar,
+                "--json",
+            ],
+        )
+    };
+    let revoked = |image: &str| {
+        let dir = story.path().join("primary").join(image).join("_lifecycle");
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("revoked-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+
+    // Below the bar: reported, nothing revoked, exit 0.
+    let out = tokio::task::block_in_place(|| rescan("critical"));
+    assert_exit(&out, 0);
+    assert_eq!(revoked("vendor/base"), Vec::<String>::new());
+
+    // At the bar: the version and its child are revoked, the rescan fails.
+    let out = tokio::task::block_in_place(|| rescan("high"));
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc["revoked"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{doc}");
+    assert_eq!(
+        (&list[0]["image"], &list[0]["version"], &list[0]["changed"]),
+        (
+            &Value::from("vendor/base"),
+            &Value::from("1.0.0"),
+            &Value::from(true)
+        )
+    );
+    assert_eq!(list[1]["cascaded_from"], "vendor/base@1.0.0");
+    assert!(
+        stderr(&out).contains("vendor/base@1.0.0: revoked with 1 descendant (rescan found DEBIAN-CVE-2026-0003 (high, openssh-server)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(revoked("vendor/base"), ["revoked-1.0.0.json"]);
+    assert_eq!(revoked("global/hardened"), ["revoked-2.0.0.json"]);
+    let store = story.store();
+    let r = imagepipe::lifecycle::revocation(
+        &store,
+        &"global/hardened".parse().unwrap(),
+        &semver::Version::new(2, 0, 0),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(r.reason.contains("DEBIAN-CVE-2026-0003"), "{}", r.reason);
+    assert_eq!(r.by, "security-team");
+
+    // Again: revoked already, still failing (the version is still affected).
+    let out = tokio::task::block_in_place(|| rescan("high"));
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("vendor/base@1.0.0: already revoked"),
+        "{}",
+        stderr(&out)
+    );
+}
