@@ -161,6 +161,8 @@ pub const REVOKE_AT: &str = "IMAGEPIPE_REVOKE_AT";
 pub const APPLY: &str = "IMAGEPIPE_APPLY";
 /// `imagepipe-lifecycle retain`: how many versions of each image to keep.
 pub const RETAIN: &str = "IMAGEPIPE_RETAIN";
+/// `imagepipe-lifecycle retain`: how many assignments of each channel's history stay.
+pub const RETAIN_HISTORY: &str = "IMAGEPIPE_RETAIN_HISTORY";
 
 /// Who changes a channel or revokes, in this order: the GitHub user of a workflow run, the
 /// Jenkins user (Build User Vars plugin), the login.

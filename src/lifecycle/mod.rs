@@ -33,7 +33,10 @@ use crate::store::{Store, StoreError};
 
 pub use libraries::revoked_versions;
 pub use libraries::{LibraryPrune, prune_libraries, remove_from_libraries, remove_from_library};
-pub use retain::{Retained, RetentionPlan, RetentionResult, apply_retention, plan_retention};
+pub use retain::{
+    HistoryTrim, Retained, RetentionPlan, RetentionResult, apply_history, apply_retention,
+    plan_history, plan_retention,
+};
 
 pub use crate::image::{CHANNEL_PREFIX, channel_name};
 

@@ -1211,3 +1211,89 @@ async fn a_revocation_is_never_replaced_by_a_racing_revocation_of_another_versio
         .await
         .unwrap_err();
 }
+
+/// `retain --keep-history N` shortens each channel's history to its newest N assignments (a
+/// plan first, then --apply, idempotent), in a local store and in Artifactory; a rollback
+/// still works over the shortened history.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_shortens_channel_histories_and_rollback_still_works() {
+    let (url, _art) = artifactory::start("os-images");
+    for primary in [
+        "file:primary".to_string(),
+        format!("artifactory+{url}/os-images"),
+    ] {
+        let case = Case::new(&primary, "");
+        let store: Box<dyn Store> = if primary.starts_with("file:") {
+            Box::new(case.local())
+        } else {
+            artifactory_store(case.path(), &url)
+        };
+        let versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"];
+        for v in versions {
+            case.publish(store.as_ref(), "vendor/base", v, None).await;
+        }
+        let name = "vendor/base".parse().unwrap();
+        for v in versions {
+            lifecycle::promote(
+                store.as_ref(),
+                &id(&format!("vendor/base@{v}")),
+                "prod",
+                "t",
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        }
+        let history_len = |doc: &lifecycle::Channels| doc.channels["prod"].history.len();
+
+        let out = tokio::task::block_in_place(|| case.run(&["retain", "--keep-history", "2"]));
+        assert_exit(&out, 0);
+        assert!(
+            stderr(&out).contains("vendor/base: channel prod history 4 → 2 assignments"),
+            "{primary}: {}",
+            stderr(&out)
+        );
+        let doc = lifecycle::channels(store.as_ref(), &name).await.unwrap();
+        assert_eq!(history_len(&doc), 4, "{primary}: a plan changes nothing");
+
+        let out = tokio::task::block_in_place(|| {
+            case.run(&["retain", "--keep-history", "2", "--apply", "--json"])
+        });
+        assert_exit(&out, 0);
+        assert_eq!(
+            json(&out)["images"][0]["history"][0]["after"],
+            2,
+            "{primary}"
+        );
+        let doc = lifecycle::channels(store.as_ref(), &name).await.unwrap();
+        let kept: Vec<String> = doc.channels["prod"]
+            .history
+            .iter()
+            .map(|a| a.version.to_string())
+            .collect();
+        assert_eq!(kept, ["1.2.0", "1.3.0"], "{primary}");
+        assert_eq!(doc.channels["prod"].version.to_string(), "1.3.0");
+        // Again: nothing to do.
+        let out = tokio::task::block_in_place(|| {
+            case.run(&["retain", "--keep-history", "2", "--apply", "--json"])
+        });
+        assert_exit(&out, 0);
+        assert_eq!(json(&out)["images"][0]["history"], serde_json::json!([]));
+        // Two rollbacks: back to 1.2.0, then to 1.1.0 (the shortened history's first
+        // `previous`), each one undoing one promotion.
+        for to in ["1.2.0", "1.1.0"] {
+            let out = tokio::task::block_in_place(|| {
+                case.run(&[
+                    "rollback",
+                    "--image",
+                    "vendor/base",
+                    "--channel",
+                    "prod",
+                    "--json",
+                ])
+            });
+            assert_exit(&out, 0);
+            assert_eq!(json(&out)["image"]["version"], to, "{primary}");
+        }
+    }
+}
