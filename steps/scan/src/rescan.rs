@@ -24,6 +24,16 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
     let db = tokio::task::spawn_blocking(move || scan::load_database(&osv_db, max_age, stale))
         .await
         .context("loading the OSV database stopped")??;
+    // A stale database finds nothing new: say so before the versions are read (with
+    // --stale-db fail it stopped above).
+    match db.newest {
+        Some(newest) => match scan::report::database_note("OSV", db.records, newest, max_age, true)
+        {
+            scan::report::Line::Warn(line) => ui.warn(&line),
+            scan::report::Line::Info(line) => ui.info(&line),
+        },
+        None => ui.warn("the OSV database holds no records: nothing can be found"),
+    }
     let db = Arc::new(db);
 
     let versions: Vec<ImageRef> = match &args.published {
