@@ -786,6 +786,18 @@ mod tests {
     }
 
     #[test]
+    fn revocation_keys_are_store_names_and_read_back() {
+        for v in ["1.2.0", "1.2.0-rc.1", "1.2.0+build.7", "1.2.0-rc.1+b-2"] {
+            let v = Version::parse(v).unwrap();
+            let key = revocation_key(&v);
+            crate::store::check_lifecycle_key("test", &key).unwrap();
+            assert_eq!(revocation_key_version(&key), Some(v));
+        }
+        assert_eq!(revocation_key_version("channels"), None);
+        assert_eq!(revocation_key_version("revoked-x"), None);
+    }
+
+    #[test]
     fn rollbacks_undo_one_promotion_each() {
         let v = |s: &str| Version::parse(s).unwrap();
         let at: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().unwrap();

@@ -457,6 +457,10 @@ async fn channels_in_a_real_registry_are_tags_on_the_version() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CVE-2026-1"), "{err}");
+    // Listed from the registry's tag list, not taken for a version.
+    let listed = lifecycle::revocations(store.as_ref(), &name).await.unwrap();
+    assert_eq!(listed.versions.keys().collect::<Vec<_>>(), ["1.0.0"]);
+    assert_eq!(store.list_versions(&name).await.unwrap().len(), 2);
     case.publish(store.as_ref(), "vendor/base", "1.2.0", None)
         .await;
     let (plan, _) = lifecycle::apply_retention(store.as_ref(), &config, &[], &name, 1, now)
