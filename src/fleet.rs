@@ -9,6 +9,8 @@
 //! is shown as such for every version, never as "absent"; a record that does not parse is
 //! named, and the rest of the view still renders.
 
+mod html;
+
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt as _;

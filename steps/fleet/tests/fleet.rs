@@ -17,7 +17,11 @@ use step::{assert_exit, command, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagepipe-fleet");
 
-/// A server that answers every request with 401, as an Artifactory that refuses the token.
+/// What the refusing server says: a server's words are not trusted, and this one tries to put a
+/// script into the HTML page.
+const REFUSAL: &str = r#"{"errors":[{"status":403,"message":"Bad token <script>document.title=42</script>"}]}"#;
+
+/// A server that answers every request with 403, as an Artifactory that refuses the token.
 async fn refusing_server() -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -29,7 +33,13 @@ async fn refusing_server() -> String {
                 let mut buf = vec![0u8; 8192];
                 let _ = conn.read(&mut buf).await;
                 let _ = conn
-                    .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 51\r\nconnection: close\r\n\r\n{\"errors\":[{\"status\":401,\"message\":\"Bad token\"}]}")
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{REFUSAL}",
+                            REFUSAL.len()
+                        )
+                        .as_bytes(),
+                    )
                     .await;
             });
         }
@@ -213,7 +223,7 @@ store = {{ url = "artifactory+{refusing}/artifactory/images", token_env = "FLEET
     }
 
     let out = tokio::task::block_in_place(|| {
-        command(BIN, p, &["--json"])
+        command(BIN, p, &["--json", "--html", "fleet.html"])
             .env("FLEET_TOKEN", "wrong-token")
             .output()
             .unwrap()
@@ -316,9 +326,113 @@ store = {{ url = "artifactory+{refusing}/artifactory/images", token_env = "FLEET
         gh.summary
     );
 
+    // The HTML page, in a real browser: the DOM Chromium builds from it, and a screenshot.
+    check_html(&p.join("fleet.html"));
+
     let table = stderr(&out).replace(&p.display().to_string(), "[dir]");
     let port = refusing.rsplit(':').next().unwrap();
     insta::assert_snapshot!("table", table.replace(port, "[port]"));
+}
+
+/// The `<tr>` of `image@version` in the DOM Chromium built.
+fn row<'a>(dom: &'a str, image: &str, version: &str) -> &'a str {
+    let at = dom
+        .find(&format!("<section class=\"image\" data-image=\"{image}\">"))
+        .unwrap_or_else(|| panic!("no section for {image}:\n{dom}"));
+    let section = &dom[at..at + dom[at..].find("</section>").unwrap()];
+    let marker = format!("data-version=\"{version}\">");
+    let end = section
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row for {image}@{version}:\n{section}"));
+    let start = section[..end].rfind("<tr ").unwrap();
+    &section[start..end + section[end..].find("</tr>").unwrap()]
+}
+
+fn check_html(page: &Path) {
+    use imagepipe_testkit::browser::{self, Png};
+    let html = std::fs::read_to_string(page).unwrap();
+    // Self-contained: nothing fetched, no script of its own (URLs in error texts are text).
+    for banned in ["<script", "<link", "src=", "href=", "url(", "@import"] {
+        assert!(!html.contains(banned), "the page has {banned}:\n{html}");
+    }
+    let dom = browser::dump_dom(page);
+    // The refusing server's script is text on the page, and did not run.
+    assert!(dom.contains("<title>imagepipe fleet</title>"), "{dom}");
+    assert!(!dom.contains("<script"), "{dom}");
+    assert!(
+        dom.contains("Bad token &lt;script&gt;document.title=42&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<li class=\"unreachable\" data-site=\"dc3-down\"><b>dc3-down</b>: unreachable ("),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<li class=\"unauthorised\" data-site=\"dc4-denied\"><b>dc4-denied</b>: unauthorised ("),
+        "{dom}"
+    );
+    // Four images over three layers, each its own table.
+    assert_eq!(dom.matches("<section class=\"image\"").count(), 4, "{dom}");
+    // The version missing at dc2, present at dc1, and the two sites that could not say.
+    let g11 = row(&dom, "global/debian-12", "1.1.0");
+    for cell in [
+        r#"<td class="site present" data-site="dc1">yes</td>"#,
+        r#"<td class="site absent" data-site="dc2">ABSENT</td>"#,
+        r#"<td class="site unreachable" data-site="dc3-down">unreachable</td>"#,
+        r#"<td class="site unauthorised" data-site="dc4-denied">unauthorised</td>"#,
+        r#"<td class="scan scan-passed">passed</td>"#,
+        r#"<td class="parent">vendor/debian-12@12.9.0</td>"#,
+    ] {
+        assert!(g11.contains(cell), "{cell} not in {g11}");
+    }
+    assert!(g11.starts_with("<tr class=\"version\" "), "{g11}");
+    assert!(
+        row(&dom, "global/debian-12", "1.0.0")
+            .contains(r#"<td class="site present" data-site="dc2">yes</td>"#)
+    );
+    // The out-of-date child, and only its newest version.
+    let stale = row(&dom, "service/hello-api", "2.0.0");
+    assert!(stale.starts_with("<tr class=\"version out-of-date\" "), "{stale}");
+    assert!(
+        stale.contains("OUT OF DATE: global/debian-12@1.1.0 is newer"),
+        "{stale}"
+    );
+    assert!(
+        row(&dom, "service/hello-api", "1.9.0").starts_with("<tr class=\"version\" "),
+        "{dom}"
+    );
+    // Channels, the revocation, the unreadable record.
+    assert!(
+        row(&dom, "vendor/debian-12", "12.9.0").contains(r#"<span class="channel">prod</span>"#)
+    );
+    let revoked = row(&dom, "product/debian-12-python", "0.1.0");
+    assert!(revoked.starts_with("<tr class=\"version revocation\" "), "{revoked}");
+    assert!(revoked.contains("to be revoked 2099-01-01 by security-team"));
+    let broken = row(&dom, "vendor/debian-12", "12.7.0");
+    assert!(broken.starts_with("<tr class=\"version unreadable\" "), "{broken}");
+    assert!(broken.contains("record unreadable: "), "{broken}");
+
+    // The screenshot, kept under target/tmp for people to look at: the size asked for, and the
+    // page's colours actually drawn: present, absent, the out-of-date row and the blind sites.
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet-view.png");
+    browser::screenshot(page, &png, 1400, 1000);
+    let shot = Png::read(&png);
+    assert_eq!((shot.width, shot.height), (1400, 1000));
+    for (what, colour) in [
+        ("a present cell", [0xcd, 0xec, 0xcd]),
+        ("the absent cell", [0xff, 0xd2, 0x7f]),
+        ("the out-of-date row", [0xff, 0x8a, 0x8a]),
+        ("the unreachable and unauthorised cells", [0xc8, 0xc8, 0xc8]),
+        ("the channel badge", [0x2a, 0x62, 0xc9]),
+    ] {
+        assert!(
+            shot.count(colour) > 200,
+            "{what} ({colour:02x?}) is not in the screenshot {}",
+            png.display()
+        );
+    }
+    // One absent cell against many present ones.
+    assert!(shot.count([0xff, 0xd2, 0x7f]) < shot.count([0xcd, 0xec, 0xcd]) / 4);
 }
 
 #[test]
