@@ -2,9 +2,9 @@
 //! which sites' stores hold them and what their records say about library imports, and which
 //! children were built on a parent older than the newest their requirement accepts.
 //!
-//! Each store is asked once per image for what it holds (`list_versions`: an AQL query on
-//! Artifactory, the tag list on an OCI registry, a directory walk on a local store), never once
-//! per version and site. Only the primary store's records are read, one per version, for the
+//! Each store is asked once for what it holds (`Store::list_held`: one AQL query for the whole
+//! repository on Artifactory, the tag list of each image's repository on an OCI registry, a
+//! directory walk on a local store), never once per version and site. Only the primary store's records are read, one per version, for the
 //! scan state and the parent. A site whose store does not answer, or refuses the credentials,
 //! is shown as such for every version, never as "absent"; a record that does not parse is
 //! named, and the rest of the view still renders.
@@ -111,21 +111,20 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     let primary = store::open(&config.store);
     let sites: Vec<String> = config.sites.iter().map(|s| s.name.clone()).collect();
 
-    // The primary store's versions per image.
+    // The primary store's versions per image: one "what do you hold" query.
+    let names: Vec<ImageName> = config.images.iter().map(|i| i.name.clone()).collect();
     let listed: Vec<Result<Vec<Version>, String>> = match &primary {
-        Ok(p) => {
-            futures_util::stream::iter(config.images.iter().map(|i| {
-                let p = p.as_ref();
-                async move {
-                    let mut v = p.list_versions(&i.name).await.map_err(|e| e.to_string())?;
+        Ok(p) => match p.list_held(&names).await {
+            Ok(mut held) => names
+                .iter()
+                .map(|n| {
+                    let mut v = held.remove(n).unwrap_or_default();
                     v.sort_by(|a, b| b.cmp(a));
                     Ok(v)
-                }
-            }))
-            .buffered(concurrency)
-            .collect()
-            .await
-        }
+                })
+                .collect(),
+            Err(e) => names.iter().map(|_| Err(e.to_string())).collect(),
+        },
         Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
     };
 
@@ -199,29 +198,24 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
         };
     let now = lifecycle::now();
 
-    // Each site's store: one listing per image.
+    // Each site's store: one "what do you hold" query for all the images (one AQL query on
+    // Artifactory, a tag list per repository on a registry, a directory walk on a local store).
     let site_lists: Vec<Vec<Result<Vec<Version>, Presence>>> =
-        futures_util::stream::iter(config.sites.iter().map(|site| async move {
-            let store = match store::open(&site.store) {
-                Ok(s) => s,
-                Err(e) => {
-                    return config
-                        .images
+        futures_util::stream::iter(config.sites.iter().map(|site| {
+            let names = &names;
+            async move {
+                let held = match store::open(&site.store) {
+                    Ok(s) => s.list_held(names).await,
+                    Err(e) => Err(e),
+                };
+                match held {
+                    Ok(mut held) => names
                         .iter()
-                        .map(|_| Err(presence_of_error(&e)))
-                        .collect();
+                        .map(|n| Ok(held.remove(n).unwrap_or_default()))
+                        .collect(),
+                    Err(e) => names.iter().map(|_| Err(presence_of_error(&e))).collect(),
                 }
-            };
-            let mut out = Vec::new();
-            for image in &config.images {
-                out.push(
-                    store
-                        .list_versions(&image.name)
-                        .await
-                        .map_err(|e| presence_of_error(&e)),
-                );
             }
-            out
         }))
         .buffered(concurrency)
         .collect()

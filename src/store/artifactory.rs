@@ -20,6 +20,7 @@
 //! checked after, by this step's own digest whatever the repository's checksum policy: bytes that
 //! are not the record's are deleted again, never left at the path.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -101,7 +102,20 @@ struct SystemVersion {
 #[derive(Debug, Deserialize)]
 struct AqlAnswer {
     results: Vec<AqlItem>,
+    #[serde(default)]
+    range: AqlRange,
 }
+
+#[derive(Debug, Default, Deserialize)]
+struct AqlRange {
+    /// "AQL query reached the search hard limit, results are trimmed."
+    #[serde(default)]
+    notification: Option<String>,
+}
+
+/// Records asked for per AQL page of the whole-repository listing. Far below the SaaS hard
+/// limit (500,000), and a self-managed server's own lower one is noticed by its notification.
+const AQL_PAGE: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 struct AqlItem {
@@ -777,6 +791,69 @@ impl Store for ArtifactoryStore {
                     .and_then(|v| Version::parse(v).ok())
             })
             .collect())
+    }
+
+    /// One AQL query for every record under the store's prefix, paged with `sort`, `offset`
+    /// and `limit` (which JFrog documents for includes of item fields only, as here:
+    /// <https://jfrog.com/help/r/jfrog-artifactory-documentation/display-limits-and-pagination>).
+    /// A page trimmed by the server's search hard limit says so in `range.notification`
+    /// (<https://docs.jfrog.com/artifactory/docs/aql-performance>); the next page goes on
+    /// from what arrived.
+    async fn list_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<BTreeMap<ImageName, Vec<Version>>, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let mut held: BTreeMap<ImageName, Vec<Version>> =
+            images.iter().map(|i| (i.clone(), Vec::new())).collect();
+        let root = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut offset = 0;
+        loop {
+            let query = format!(
+                r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("repo","path","name").sort({{"$asc":["path","name"]}}).offset({offset}).limit({AQL_PAGE})"#,
+                serde_json::Value::from(self.repo.clone()),
+                serde_json::Value::from(format!("{root}*")),
+                serde_json::Value::from(record::FILE_NAME)
+            );
+            let resp = self
+                .send(|c| {
+                    c.post(&url)
+                        .header(CONTENT_TYPE, "text/plain")
+                        .body(query.clone())
+                })
+                .await?;
+            if !resp.status().is_success() {
+                return Err(self.fail("POST", &url, resp).await);
+            }
+            let answer: AqlAnswer = self.decode(&url, resp).await?;
+            let n = answer.results.len();
+            for item in answer.results {
+                // `<prefix>/<image>/<version>`; an image name has slashes of its own.
+                let Some((image, version)) = item
+                    .path
+                    .strip_prefix(&root)
+                    .and_then(|p| p.rsplit_once('/'))
+                else {
+                    continue;
+                };
+                let (Ok(image), Ok(version)) =
+                    (image.parse::<ImageName>(), Version::parse(version))
+                else {
+                    continue;
+                };
+                if let Some(list) = held.get_mut(&image) {
+                    list.push(version);
+                }
+            }
+            offset += n;
+            if n == 0 || (n < AQL_PAGE && answer.range.notification.is_none()) {
+                return Ok(held);
+            }
+        }
     }
 
     async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {

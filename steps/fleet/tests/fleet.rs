@@ -447,3 +447,121 @@ fn help_and_action() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("imagepipe.toml"), "{}", stderr(&out));
 }
+
+/// Each site's store is asked once for everything it holds: on Artifactory one AQL query for the
+/// whole repository, whatever the number of images, and paged when the server's search hard
+/// limit trims an answer (a trimmed page must not read as versions absent).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_artifactory_site_is_asked_in_one_query() {
+    use imagepipe_testkit::artifactory;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let (whole_url, whole) = artifactory::start("images");
+    let (paged_url, paged) = artifactory::start("images");
+    paged.lock().unwrap().aql_hard_limit = Some(2);
+    std::fs::write(
+        p.join("imagepipe.toml"),
+        format!(
+            r#"[store]
+url = "file:primary"
+
+[[image]]
+name = "vendor/debian-12"
+template = "t"
+
+[[image]]
+name = "global/debian-12"
+template = "t"
+
+[[image]]
+name = "service/hello-api"
+template = "t"
+
+[[site]]
+name = "whole"
+store = {{ url = "artifactory+{whole_url}/images/os", token_env = "ART_TOKEN" }}
+
+[[site]]
+name = "paged"
+store = {{ url = "artifactory+{paged_url}/images/os", token_env = "ART_TOKEN" }}
+"#
+        ),
+    )
+    .unwrap();
+    let primary = LocalStore::new(p.join("primary"));
+    let versions = [
+        ("vendor/debian-12", "12.8.0"),
+        ("vendor/debian-12", "12.9.0"),
+        ("global/debian-12", "1.0.0"),
+        ("global/debian-12", "1.1.0"),
+        ("service/hello-api", "2.0.0"),
+        ("service/hello-api", "2.1.0"),
+    ];
+    for (image, version) in versions {
+        publish(p, image, version, None, &[&primary]).await;
+        let record =
+            std::fs::read(p.join(format!("primary/{image}/{version}/imagepipe-record.json")))
+                .unwrap();
+        // The paged site lacks service 2.1.0; another repository's and another prefix's
+        // records are not the site's.
+        for (server, held) in [
+            (&whole, true),
+            (&paged, (image, version) != ("service/hello-api", "2.1.0")),
+        ] {
+            let mut s = server.lock().unwrap();
+            if held {
+                s.items.insert(
+                    format!("os/{image}/{version}/imagepipe-record.json"),
+                    artifactory::Item::new(record.clone()),
+                );
+            }
+            s.items.insert(
+                format!("other/{image}/9.9.9/imagepipe-record.json"),
+                artifactory::Item::new(record.clone()),
+            );
+        }
+    }
+
+    let out = tokio::task::block_in_place(|| {
+        command(BIN, p, &["--json"])
+            .env("ART_TOKEN", artifactory::TOKEN)
+            .output()
+            .unwrap()
+    });
+    assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = Vec::new();
+    for image in json["images"].as_array().unwrap() {
+        for v in image["versions"].as_array().unwrap() {
+            seen.push(format!(
+                "{}@{} whole={} paged={}",
+                image["name"].as_str().unwrap(),
+                v["version"].as_str().unwrap(),
+                v["sites"]["whole"]["state"].as_str().unwrap(),
+                v["sites"]["paged"]["state"].as_str().unwrap()
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "vendor/debian-12@12.9.0 whole=present paged=present",
+            "vendor/debian-12@12.8.0 whole=present paged=present",
+            "global/debian-12@1.1.0 whole=present paged=present",
+            "global/debian-12@1.0.0 whole=present paged=present",
+            "service/hello-api@2.1.0 whole=present paged=absent",
+            "service/hello-api@2.0.0 whole=present paged=present",
+        ]
+    );
+    let aql = |s: &artifactory::Shared| {
+        s.lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.ends_with("api/search/aql"))
+            .count()
+    };
+    // Three images, one query; five records two at a time, three pages.
+    assert_eq!(aql(&whole), 1);
+    assert_eq!(aql(&paged), 3);
+}
