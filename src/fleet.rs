@@ -97,6 +97,56 @@ pub struct Fleet {
     pub images: Vec<ImageView>,
 }
 
+/// What the view takes from a version's record.
+struct Summary {
+    /// `passed`, `failed`, `overridden`, or `None` when the record has no scan section.
+    scan: Option<String>,
+    parent: Option<Parent>,
+    import: Option<crate::record::ImportSection>,
+}
+
+struct Parent {
+    name: ImageName,
+    version: Version,
+}
+
+impl Summary {
+    fn of(r: Record) -> Self {
+        Self {
+            scan: r.scan.as_ref().map(|s| gate(s.status).to_string()),
+            parent: r.parent.map(|p| Parent {
+                name: p.name,
+                version: p.version,
+            }),
+            import: r.import,
+        }
+    }
+
+    /// From the record's properties (`crate::publish::properties`), when it has both.
+    fn from_properties(props: &BTreeMap<String, String>) -> Option<Self> {
+        let scan = match props.get("scan.status")?.as_str() {
+            "none" => None,
+            s @ ("passed" | "failed" | "overridden") => Some(s.to_string()),
+            _ => return None,
+        };
+        let parent = match props.get("image.parent")?.as_str() {
+            "" => None,
+            p => {
+                let (name, version) = p.rsplit_once('@')?;
+                Some(Parent {
+                    name: name.parse().ok()?,
+                    version: version.parse().ok()?,
+                })
+            }
+        };
+        Some(Self {
+            scan,
+            parent,
+            import: None,
+        })
+    }
+}
+
 /// How a store's failure shows in the view.
 fn presence_of_error(e: &StoreError) -> Presence {
     match e {
@@ -128,8 +178,22 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
         Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
     };
 
-    // Every version's record in the primary store (the local record wins for the import
-    // section, which imagepipe-import writes only there).
+    // What the view takes from each version's record: the scan state and the parent. Where the
+    // primary store gives every record's properties in one query (Artifactory's AQL), they are
+    // taken from there: `imagepipe-publish` sets `scan.status` and `image.parent` on the record
+    // from the record itself, and a published record is never rewritten. A version without
+    // them (published without the Annotate permission, which drops properties, or by an older
+    // release) has its record read, as every version is on other stores. The local record
+    // under output_dir adds the import section, which imagepipe-import writes only there.
+    let properties = match &primary {
+        Ok(p) => p
+            .record_properties(&names)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        Err(_) => BTreeMap::new(),
+    };
     let wanted: Vec<ImageRef> = config
         .images
         .iter()
@@ -141,27 +205,38 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             })
         })
         .collect();
-    let records: BTreeMap<(String, Version), Result<Record, String>> = match &primary {
+    let records: BTreeMap<(String, Version), Result<Summary, String>> = match &primary {
         Ok(p) => {
             futures_util::stream::iter(wanted.iter().map(|id| {
                 let p = p.as_ref();
+                let known = properties
+                    .get(&(id.name.clone(), id.version.clone()))
+                    .and_then(Summary::from_properties);
                 async move {
-                    let stored = p
-                        .fetch_record(id)
-                        .await
-                        .map(|l| l.record)
-                        .map_err(|e| e.to_string());
+                    let stored = match known {
+                        Some(s) => Ok(s),
+                        None => p
+                            .fetch_record(id)
+                            .await
+                            .map(|l| Summary::of(l.record))
+                            .map_err(|e| e.to_string()),
+                    };
                     let local = config
                         .output_dir
                         .join(id.name.as_str())
                         .join(id.version.to_string())
                         .join(crate::record::FILE_NAME);
-                    let stored = match (stored, Record::read(&local)) {
-                        (Ok(mut r), Ok(l)) if l.record.id() == *id && l.record.import.is_some() => {
-                            r.import = l.record.import;
+                    let stored = match stored {
+                        Ok(mut r) if local.is_file() => {
+                            if let Ok(l) = Record::read(&local)
+                                && l.record.id() == *id
+                                && l.record.import.is_some()
+                            {
+                                r.import = l.record.import;
+                            }
                             Ok(r)
                         }
-                        (other, _) => other,
+                        other => other,
                     };
                     ((id.name.to_string(), id.version.clone()), stored)
                 }
@@ -176,12 +251,24 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     // Each image's channels and revocations: two documents per image in the primary store. An
     // image without lifecycle documents has neither; a document that cannot be read is named
     // on the image, and its versions show no channel or revocation rather than a wrong one.
+    // Where the store tells in one query which images have any (Artifactory), the others'
+    // documents are not asked for.
+    let with_lifecycle = match &primary {
+        Ok(p) => p.lifecycle_held(&names).await.ok().flatten(),
+        Err(_) => None,
+    };
     let lifecycle: Vec<Result<(lifecycle::Channels, lifecycle::Revocations), String>> =
         match &primary {
             Ok(p) => {
                 futures_util::stream::iter(config.images.iter().map(|image| {
                     let p = p.as_ref();
+                    let none = with_lifecycle
+                        .as_ref()
+                        .is_some_and(|held| !held.contains(&image.name));
                     async move {
+                        if none {
+                            return Ok(Default::default());
+                        }
                         let channels = lifecycle::channels(p, &image.name).await;
                         let revocations = lifecycle::revocations(p, &image.name).await;
                         match (channels, revocations) {
@@ -250,7 +337,7 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             let record = records.get(&(id.name.to_string(), id.version.clone()));
             let (scan, parent, imports, record_error) = match record {
                 Some(Ok(r)) => (
-                    r.scan.as_ref().map(|s| gate(s.status).to_string()),
+                    r.scan.clone(),
                     r.parent.as_ref(),
                     r.import
                         .iter()

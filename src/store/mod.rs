@@ -233,6 +233,29 @@ pub trait Store: Send + Sync + fmt::Debug {
             .collect()
     }
 
+    /// The images among `images` that have any lifecycle document (channels, revocations),
+    /// where the store can tell in one query (Artifactory's AQL); `None` where it cannot, and
+    /// each image's documents are read to find out.
+    async fn lifecycle_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<std::collections::BTreeSet<ImageName>>, StoreError> {
+        let _ = images;
+        Ok(None)
+    }
+
+    /// The properties stored with the published records of `images`, by image and version,
+    /// where the store keeps properties and can give them all in one query (Artifactory's
+    /// AQL); `None` where it cannot. Versions the answer lacks are simply not in it.
+    async fn record_properties(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError>
+    {
+        let _ = images;
+        Ok(None)
+    }
+
     /// The record of a published version, with the digest of its stored bytes.
     async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError>;
 

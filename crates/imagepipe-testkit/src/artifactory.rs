@@ -1141,6 +1141,13 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
     let Ok(criteria) = serde_json::from_str::<Value>(find) else {
         return text(400, "Failed to parse query");
     };
+    // Sort, limit and offset "only work" when the include names fields of the primary domain
+    // alone (<https://jfrog.com/help/r/jfrog-artifactory-documentation/display-limits-and-pagination>):
+    // refused here, so that no client relies on them with properties.
+    let with_properties = fields.iter().any(|f| f == "property.*");
+    if with_properties && (sort.is_some() || offset > 0 || limit.is_some()) {
+        return text(400, "sort, offset and limit work only with fields of the primary domain");
+    }
     // Items a user may not read are left out of the results.
     let readable = user.read;
     let mut results: Vec<Value> = s
@@ -1154,7 +1161,20 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
                 && criteria["path"]["$match"]
                     .as_str()
                     .is_none_or(|m| glob(m, dir));
-            ok.then(|| json!({ "repo": s.repo, "path": dir, "name": name, "type": "file" }))
+            ok.then(|| {
+                let mut r = json!({ "repo": s.repo, "path": dir, "name": name, "type": "file" });
+                // `.include("property.*")`: each item's properties as key/value pairs, one pair
+                // per value.
+                if with_properties {
+                    let props: Vec<Value> = s.items[p]
+                        .properties
+                        .iter()
+                        .flat_map(|(k, vs)| vs.iter().map(move |v| json!({ "key": k, "value": v })))
+                        .collect();
+                    r["properties"] = json!(props);
+                }
+                r
+            })
         })
         .collect();
     // Items are kept in path order; `{"$asc": ["path", …]}` is that order, and it is the only

@@ -565,3 +565,132 @@ store = {{ url = "artifactory+{paged_url}/images/os", token_env = "ART_TOKEN" }}
     assert_eq!(aql(&whole), 1);
     assert_eq!(aql(&paged), 3);
 }
+
+/// On an Artifactory primary the records' properties come in one AQL query, and only a record
+/// without them (published without the Annotate permission) is read; one more query says which
+/// images have lifecycle documents, and only theirs are read.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_artifactory_primary_gives_the_records_properties_in_one_query() {
+    use imagepipe_testkit::artifactory;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let (url, primary) = artifactory::start("images");
+    std::fs::write(
+        p.join("imagepipe.toml"),
+        format!(
+            r#"[store]
+url = "artifactory+{url}/images"
+token_env = "ART_TOKEN"
+
+[[image]]
+name = "vendor/debian-12"
+template = "t"
+
+[[image]]
+name = "global/debian-12"
+template = "t"
+parent = "vendor/debian-12"
+parent_version = "^12"
+"#
+        ),
+    )
+    .unwrap();
+    let scratch = LocalStore::new(p.join("scratch"));
+    let versions = [
+        ("vendor/debian-12", "12.8.0", None),
+        ("vendor/debian-12", "12.9.0", None),
+        ("global/debian-12", "1.0.0", Some(("vendor/debian-12", "12.8.0"))),
+        ("global/debian-12", "1.1.0", Some(("vendor/debian-12", "12.8.0"))),
+    ];
+    for (image, version, parent) in versions {
+        publish(p, image, version, parent, &[&scratch]).await;
+        let path = p.join(format!("scratch/{image}/{version}/imagepipe-record.json"));
+        let record = Record::read(&path).unwrap();
+        let mut item = artifactory::Item::new(std::fs::read(&path).unwrap());
+        // global 1.1.0 was published without Annotate: its record has no properties.
+        if version != "1.1.0" {
+            for (k, v) in imagepipe::publish::properties(&record.record, None, None) {
+                item.properties.insert(k, vec![v]);
+            }
+        }
+        primary
+            .lock()
+            .unwrap()
+            .items
+            .insert(format!("{image}/{version}/imagepipe-record.json"), item);
+    }
+
+    // vendor 12.9.0 is in `prod`: only vendor has lifecycle documents.
+    let lifecycle_bin = step::sibling_bin(BIN, "imagepipe-lifecycle");
+    let out = tokio::task::block_in_place(|| {
+        command(
+            lifecycle_bin.to_str().unwrap(),
+            p,
+            &[
+                "promote",
+                "--image",
+                "vendor/debian-12",
+                "--version",
+                "12.9.0",
+                "--channel",
+                "prod",
+            ],
+        )
+        .env("ART_TOKEN", artifactory::TOKEN)
+        .output()
+        .unwrap()
+    });
+    assert_exit(&out, 0);
+    primary.lock().unwrap().log.clear();
+
+    let out = tokio::task::block_in_place(|| {
+        command(BIN, p, &["--json"])
+            .env("ART_TOKEN", artifactory::TOKEN)
+            .output()
+            .unwrap()
+    });
+    assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = Vec::new();
+    for image in json["images"].as_array().unwrap() {
+        for v in image["versions"].as_array().unwrap() {
+            seen.push(format!(
+                "{}@{} scan={} parent={} out_of_date={} channels={}",
+                image["name"].as_str().unwrap(),
+                v["version"].as_str().unwrap(),
+                v["scan"],
+                v["parent"],
+                v["out_of_date"],
+                v["channels"]
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "vendor/debian-12@12.9.0 scan=\"passed\" parent=null out_of_date=null channels=[\"prod\"]",
+            "vendor/debian-12@12.8.0 scan=\"passed\" parent=null out_of_date=null channels=[]",
+            "global/debian-12@1.1.0 scan=\"passed\" parent=\"vendor/debian-12@12.8.0\" out_of_date=\"vendor/debian-12@12.9.0\" channels=[]",
+            "global/debian-12@1.0.0 scan=\"passed\" parent=\"vendor/debian-12@12.8.0\" out_of_date=null channels=[]",
+        ]
+    );
+    let log = primary.lock().unwrap().log.clone();
+    let record_reads: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("GET ") && l.ends_with("/imagepipe-record.json"))
+        .collect();
+    assert_eq!(
+        record_reads,
+        ["GET /artifactory/images/global/debian-12/1.1.0/imagepipe-record.json"],
+        "{log:#?}"
+    );
+    // The lifecycle documents of vendor only: the query said global has none.
+    let lifecycle_reads: Vec<&String> = log.iter().filter(|l| l.contains("/_lifecycle/")).collect();
+    assert!(!lifecycle_reads.is_empty(), "{log:#?}");
+    assert!(
+        lifecycle_reads
+            .iter()
+            .all(|l| l.starts_with("GET /artifactory/images/vendor/debian-12/_lifecycle/")),
+        "{log:#?}"
+    );
+}
