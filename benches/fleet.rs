@@ -94,7 +94,11 @@ fn main() {
         token.display()
     );
     for i in 0..images {
-        let _ = write!(toml, "\n[[image]]\nname = \"{}\"\ntemplate = \"t\"\n", name(i));
+        let _ = write!(
+            toml,
+            "\n[[image]]\nname = \"{}\"\ntemplate = \"t\"\n",
+            name(i)
+        );
     }
     for (n, url) in site_urls.iter().enumerate() {
         let _ = write!(
@@ -113,7 +117,10 @@ fn main() {
         let image = config.images[1].name.clone();
         rt.block_on(site.list_versions(&image)).unwrap();
         bench::best(5, || {
-            assert_eq!(rt.block_on(site.list_versions(&image)).unwrap().len(), versions);
+            assert_eq!(
+                rt.block_on(site.list_versions(&image)).unwrap().len(),
+                versions
+            );
         })
     };
 

@@ -77,6 +77,9 @@ pub struct ImportState {
     pub imported_at: String,
     /// `running`, `refused`, `not_running`, `error`, when a deploy check ran.
     pub deploy_check: Option<String>,
+    /// vCenter's reason when the deploy check did not pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,20 +166,73 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
 
     // The primary store's versions per image: one "what do you hold" query.
     let names: Vec<ImageName> = config.images.iter().map(|i| i.name.clone()).collect();
-    let listed: Vec<Result<Vec<Version>, String>> = match &primary {
-        Ok(p) => match p.list_held(&names).await {
-            Ok(mut held) => names
-                .iter()
-                .map(|n| {
-                    let mut v = held.remove(n).unwrap_or_default();
-                    v.sort_by(|a, b| b.cmp(a));
-                    Ok(v)
-                })
-                .collect(),
-            Err(e) => names.iter().map(|_| Err(e.to_string())).collect(),
-        },
-        Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
+    let listed = async {
+        let listed: Vec<Result<Vec<Version>, String>> = match &primary {
+            Ok(p) => match p.list_held(&names).await {
+                Ok(mut held) => names
+                    .iter()
+                    .map(|n| {
+                        let mut v = held.remove(n).unwrap_or_default();
+                        v.sort_by(|a, b| b.cmp(a));
+                        Ok(v)
+                    })
+                    .collect(),
+                Err(e) => names.iter().map(|_| Err(e.to_string())).collect(),
+            },
+            Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        listed
     };
+
+    let properties = async {
+        match &primary {
+            Ok(p) => p
+                .record_properties(&names)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        }
+    };
+
+    let with_lifecycle = async {
+        match &primary {
+            Ok(p) => p.lifecycle_held(&names).await.ok().flatten(),
+            Err(_) => None,
+        }
+    };
+
+    // Each site's store: one "what do you hold" query for all the images (one AQL query on
+    // Artifactory, a tag list per repository on a registry, a directory walk on a local store).
+    let site_lists = futures_util::stream::iter(config.sites.iter().map(|site| {
+        let names = &names;
+        async move {
+            let held = match store::open(&site.store) {
+                Ok(s) => s.list_held(names).await,
+                Err(e) => Err(e),
+            };
+            match held {
+                Ok(mut held) => names
+                    .iter()
+                    .map(|n| Ok(held.remove(n).unwrap_or_default()))
+                    .collect(),
+                Err(e) => names.iter().map(|_| Err(presence_of_error(&e))).collect(),
+            }
+        }
+    }))
+    .buffered(concurrency)
+    .collect::<Vec<_>>();
+
+    // The four queries that need nothing from each other go at once: the primary's listing,
+    // its records' properties, which images have lifecycle documents, and every site's
+    // listing.
+    let (listed, properties, with_lifecycle, site_lists): (
+        Vec<Result<Vec<Version>, String>>,
+        _,
+        _,
+        Vec<Vec<Result<Vec<Version>, Presence>>>,
+    ) = futures_util::join!(listed, properties, with_lifecycle, site_lists);
 
     // What the view takes from each version's record: the scan state and the parent. Where the
     // primary store gives every record's properties in one query (Artifactory's AQL), they are
@@ -185,15 +241,6 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     // them (published without the Annotate permission, which drops properties, or by an older
     // release) has its record read, as every version is on other stores. The local record
     // under output_dir adds the import section, which imagepipe-import writes only there.
-    let properties = match &primary {
-        Ok(p) => p
-            .record_properties(&names)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-        Err(_) => BTreeMap::new(),
-    };
     let wanted: Vec<ImageRef> = config
         .images
         .iter()
@@ -253,10 +300,6 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     // on the image, and its versions show no channel or revocation rather than a wrong one.
     // Where the store tells in one query which images have any (Artifactory), the others'
     // documents are not asked for.
-    let with_lifecycle = match &primary {
-        Ok(p) => p.lifecycle_held(&names).await.ok().flatten(),
-        Err(_) => None,
-    };
     let lifecycle: Vec<Result<(lifecycle::Channels, lifecycle::Revocations), String>> =
         match &primary {
             Ok(p) => {
@@ -284,29 +327,6 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
         };
     let now = lifecycle::now();
-
-    // Each site's store: one "what do you hold" query for all the images (one AQL query on
-    // Artifactory, a tag list per repository on a registry, a directory walk on a local store).
-    let site_lists: Vec<Vec<Result<Vec<Version>, Presence>>> =
-        futures_util::stream::iter(config.sites.iter().map(|site| {
-            let names = &names;
-            async move {
-                let held = match store::open(&site.store) {
-                    Ok(s) => s.list_held(names).await,
-                    Err(e) => Err(e),
-                };
-                match held {
-                    Ok(mut held) => names
-                        .iter()
-                        .map(|n| Ok(held.remove(n).unwrap_or_default()))
-                        .collect(),
-                    Err(e) => names.iter().map(|_| Err(presence_of_error(&e))).collect(),
-                }
-            }
-        }))
-        .buffered(concurrency)
-        .collect()
-        .await;
 
     let mut images = Vec::new();
     for (i, image) in config.images.iter().enumerate() {
@@ -353,6 +373,10 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
                                         .deploy_check
                                         .as_ref()
                                         .map(|d| d.result.as_str().to_string()),
+                                    deploy_reason: s
+                                        .deploy_check
+                                        .as_ref()
+                                        .and_then(|d| d.reason.clone()),
                                 },
                             )
                         })

@@ -117,7 +117,9 @@ impl Fleet {
             if let Some(e) = &image.error {
                 let _ = writeln!(h, "<p class=\"error\">{}</p>", escape(e));
             }
-            h.push_str("<table>\n<thead><tr><th>version</th><th>scan</th><th>parent</th><th>channels</th>");
+            h.push_str(
+                "<table>\n<thead><tr><th>version</th><th>scan</th><th>parent</th><th>channels</th>",
+            );
             for s in &self.sites {
                 let _ = write!(h, "<th>{}</th>", escape(s));
             }
@@ -173,6 +175,9 @@ impl Fleet {
                             let d = escape(d);
                             let _ = write!(class, " deploy-{d}");
                             let _ = write!(item, " · deploy {d}");
+                            if let Some(why) = &i.deploy_reason {
+                                let _ = write!(item, ": {}", escape(why));
+                            }
                         }
                         item.push_str("</span>");
                     }

@@ -909,8 +909,7 @@ impl Store for ArtifactoryStore {
     async fn record_properties(
         &self,
         images: &[ImageName],
-    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError>
-    {
+    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError> {
         let url = format!("{}/api/search/aql", self.base);
         let root = self.root();
         let query = format!(

@@ -250,8 +250,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn record_properties(
         &self,
         images: &[ImageName],
-    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError>
-    {
+    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError> {
         let _ = images;
         Ok(None)
     }

@@ -1146,7 +1146,10 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
     // refused here, so that no client relies on them with properties.
     let with_properties = fields.iter().any(|f| f == "property.*");
     if with_properties && (sort.is_some() || offset > 0 || limit.is_some()) {
-        return text(400, "sort, offset and limit work only with fields of the primary domain");
+        return text(
+            400,
+            "sort, offset and limit work only with fields of the primary domain",
+        );
     }
     // Items a user may not read are left out of the results.
     let readable = user.read;
@@ -1192,13 +1195,15 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
     // The search hard limit (`aql.search.query.max.limit`, 500,000 on SaaS): more results are
     // trimmed, with a notification
     // (<https://docs.jfrog.com/artifactory/docs/aql-performance>).
-    let mut range = json!({ "start_pos": offset, "end_pos": offset + results.len(), "total": total });
+    let mut range =
+        json!({ "start_pos": offset, "end_pos": offset + results.len(), "total": total });
     if let Some(hard) = s.aql_hard_limit
         && results.len() > hard
     {
         results.truncate(hard);
         range["end_pos"] = json!(offset + hard);
-        range["notification"] = json!("AQL query reached the search hard limit, results are trimmed.");
+        range["notification"] =
+            json!("AQL query reached the search hard limit, results are trimmed.");
     }
     if let Some(l) = limit {
         range["limit"] = json!(l);

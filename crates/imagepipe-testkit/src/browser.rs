@@ -28,7 +28,12 @@ pub fn chromium() -> PathBuf {
 fn run(args: &[String], profile: &Path) -> std::process::Output {
     let out = Command::new(chromium())
         // Root in a container has no user namespace for the sandbox; the page is our own.
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(Stdio::null())
@@ -49,10 +54,7 @@ fn file_url(page: &Path) -> String {
 /// The DOM Chromium built from the page (after any script on it ran), serialised.
 pub fn dump_dom(page: &Path) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let out = run(
-        &["--dump-dom".to_string(), file_url(page)],
-        profile.path(),
-    );
+    let out = run(&["--dump-dom".to_string(), file_url(page)], profile.path());
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -70,7 +72,11 @@ pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
         ],
         profile.path(),
     );
-    assert!(png.is_file(), "chromium wrote no screenshot at {}", png.display());
+    assert!(
+        png.is_file(),
+        "chromium wrote no screenshot at {}",
+        png.display()
+    );
 }
 
 /// A decoded 8-bit RGB(A) PNG: its size and its pixels as RGB.
@@ -86,7 +92,12 @@ impl Png {
     /// scanline filters of the PNG specification (section 9).
     pub fn read(path: &Path) -> Png {
         let data = std::fs::read(path).unwrap();
-        assert_eq!(&data[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+        assert_eq!(
+            &data[..8],
+            b"\x89PNG\r\n\x1a\n",
+            "{} is not a PNG",
+            path.display()
+        );
         let (mut width, mut height, mut channels) = (0u32, 0u32, 0usize);
         let mut idat = Vec::new();
         let mut at = 8;
@@ -134,7 +145,11 @@ impl Png {
                     3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
                     4 => {
                         let p = i16::from(a) + i16::from(b) - i16::from(c);
-                        let (pa, pb, pc) = ((p - i16::from(a)).abs(), (p - i16::from(b)).abs(), (p - i16::from(c)).abs());
+                        let (pa, pb, pc) = (
+                            (p - i16::from(a)).abs(),
+                            (p - i16::from(b)).abs(),
+                            (p - i16::from(c)).abs(),
+                        );
                         if pa <= pb && pa <= pc {
                             a
                         } else if pb <= pc {
