@@ -150,6 +150,9 @@ impl Summary {
     }
 }
 
+/// Per site, per image: the versions its store holds, or why it could not say.
+type SiteLists = Vec<Vec<Result<Vec<Version>, Presence>>>;
+
 /// How a store's failure shows in the view.
 fn presence_of_error(e: &StoreError) -> Presence {
     match e {
@@ -222,17 +225,13 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
         }
     }))
     .buffered(concurrency)
-    .collect::<Vec<_>>();
+    .collect::<SiteLists>();
 
     // The four queries that need nothing from each other go at once: the primary's listing,
     // its records' properties, which images have lifecycle documents, and every site's
     // listing.
-    let (listed, properties, with_lifecycle, site_lists): (
-        Vec<Result<Vec<Version>, String>>,
-        _,
-        _,
-        Vec<Vec<Result<Vec<Version>, Presence>>>,
-    ) = futures_util::join!(listed, properties, with_lifecycle, site_lists);
+    let (listed, properties, with_lifecycle, site_lists) =
+        futures_util::join!(listed, properties, with_lifecycle, site_lists);
 
     // What the view takes from each version's record: the scan state and the parent. Where the
     // primary store gives every record's properties in one query (Artifactory's AQL), they are
