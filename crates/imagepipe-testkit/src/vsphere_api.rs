@@ -129,6 +129,8 @@ pub struct Server {
     /// VMs deployed from items (`/api/vcenter/ovf/library-item/{id}?action=deploy`): id →
     /// (name, power state `POWERED_OFF` or `POWERED_ON`).
     pub vms: BTreeMap<String, (String, String)>,
+    /// VM deletes fail (500), as on a host that has lost its datastore: a VM is left behind.
+    pub fail_vm_delete: bool,
     next: u32,
 }
 
@@ -1329,6 +1331,7 @@ fn vcenter(
             Some((_, state)) if state == "POWERED_ON" => {
                 error(400, "RESOURCE_BUSY", "The VM is powered on")
             }
+            Some(_) if s.fail_vm_delete => error(500, "ERROR", "The datastore is not accessible"),
             Some(_) => {
                 s.vms.remove(*vm);
                 empty(204)

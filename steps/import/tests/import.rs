@@ -2114,3 +2114,36 @@ async fn the_api_generation_runs_the_deploy_check() {
     assert_eq!(site["deploy_check"]["result"], "refused");
     assert!(vc.lock().unwrap().vms.is_empty(), "nothing is left behind");
 }
+
+/// A deploy check whose VM cannot be deleted says so, naming the VM to delete by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_check_vm_left_behind_is_named() {
+    let (url, vc) = vsphere_api::start();
+    vc.lock().unwrap().fail_vm_delete = true;
+    let site = format!(
+        "{}deploy = {{ resource_pool = \"resgroup-8\" }}\n",
+        api_site(&url)
+    );
+    let p = Pipeline::new(&site);
+    let store = LocalStore::new(p.path().join("dc7"));
+    let record = p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    let out = run_api(&p, &["--version", "1.0.0", "--deploy-check", "--json"]);
+    let left: Vec<String> = vc
+        .lock()
+        .unwrap()
+        .vms
+        .values()
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the deploy check's VM {} (", left[0]))
+            && err.contains("delete it by hand"),
+        "{err}"
+    );
+    let check = &read_json(&record)["import"]["sites"][0]["deploy_check"];
+    assert_eq!(check["result"], "error", "{check}");
+    assert_eq!(check["vm_name"], left[0].as_str());
+    assert_ne!(out.status.code(), Some(0));
+}
