@@ -93,6 +93,8 @@ pub const WAIT: &str = "IMAGEPIPE_WAIT";
 pub const POLL_INTERVAL: &str = "IMAGEPIPE_POLL_INTERVAL";
 /// `imagepipe-replicate-check` and `imagepipe-import`: sites worked on at once.
 pub const CONCURRENCY: &str = "IMAGEPIPE_CONCURRENCY";
+/// `imagepipe-fleet`: also write the view as a static HTML page at this path.
+pub const HTML: &str = "IMAGEPIPE_HTML";
 /// `imagepipe-replicate-check`: requests in flight per site.
 pub const REQUESTS_PER_SITE: &str = "IMAGEPIPE_REQUESTS_PER_SITE";
 /// `imagepipe-replicate-check`: a site that has not answered within this is unreachable.

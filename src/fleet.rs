@@ -2,12 +2,14 @@
 //! which sites' stores hold them and what their records say about library imports, and which
 //! children were built on a parent older than the newest their requirement accepts.
 //!
-//! Each store is asked once per image for what it holds (`list_versions`: an AQL query on
-//! Artifactory, the tag list on an OCI registry, a directory walk on a local store), never once
-//! per version and site. Only the primary store's records are read, one per version, for the
+//! Each store is asked once for what it holds (`Store::list_held`: one AQL query for the whole
+//! repository on Artifactory, the tag list of each image's repository on an OCI registry, a
+//! directory walk on a local store), never once per version and site. Only the primary store's records are read, one per version, for the
 //! scan state and the parent. A site whose store does not answer, or refuses the credentials,
 //! is shown as such for every version, never as "absent"; a record that does not parse is
 //! named, and the rest of the view still renders.
+
+mod html;
 
 use std::collections::BTreeMap;
 
@@ -75,6 +77,9 @@ pub struct ImportState {
     pub imported_at: String,
     /// `running`, `refused`, `not_running`, `error`, when a deploy check ran.
     pub deploy_check: Option<String>,
+    /// vCenter's reason when the deploy check did not pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +100,59 @@ pub struct Fleet {
     pub images: Vec<ImageView>,
 }
 
+/// What the view takes from a version's record.
+struct Summary {
+    /// `passed`, `failed`, `overridden`, or `None` when the record has no scan section.
+    scan: Option<String>,
+    parent: Option<Parent>,
+    import: Option<crate::record::ImportSection>,
+}
+
+struct Parent {
+    name: ImageName,
+    version: Version,
+}
+
+impl Summary {
+    fn of(r: Record) -> Self {
+        Self {
+            scan: r.scan.as_ref().map(|s| gate(s.status).to_string()),
+            parent: r.parent.map(|p| Parent {
+                name: p.name,
+                version: p.version,
+            }),
+            import: r.import,
+        }
+    }
+
+    /// From the record's properties (`crate::publish::properties`), when it has both.
+    fn from_properties(props: &BTreeMap<String, String>) -> Option<Self> {
+        let scan = match props.get("scan.status")?.as_str() {
+            "none" => None,
+            s @ ("passed" | "failed" | "overridden") => Some(s.to_string()),
+            _ => return None,
+        };
+        let parent = match props.get("image.parent")?.as_str() {
+            "" => None,
+            p => {
+                let (name, version) = p.rsplit_once('@')?;
+                Some(Parent {
+                    name: name.parse().ok()?,
+                    version: version.parse().ok()?,
+                })
+            }
+        };
+        Some(Self {
+            scan,
+            parent,
+            import: None,
+        })
+    }
+}
+
+/// Per site, per image: the versions its store holds, or why it could not say.
+type SiteLists = Vec<Vec<Result<Vec<Version>, Presence>>>;
+
 /// How a store's failure shows in the view.
 fn presence_of_error(e: &StoreError) -> Presence {
     match e {
@@ -109,26 +167,79 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     let primary = store::open(&config.store);
     let sites: Vec<String> = config.sites.iter().map(|s| s.name.clone()).collect();
 
-    // The primary store's versions per image.
-    let listed: Vec<Result<Vec<Version>, String>> = match &primary {
-        Ok(p) => {
-            futures_util::stream::iter(config.images.iter().map(|i| {
-                let p = p.as_ref();
-                async move {
-                    let mut v = p.list_versions(&i.name).await.map_err(|e| e.to_string())?;
-                    v.sort_by(|a, b| b.cmp(a));
-                    Ok(v)
-                }
-            }))
-            .buffered(concurrency)
-            .collect()
-            .await
-        }
-        Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
+    // The primary store's versions per image: one "what do you hold" query.
+    let names: Vec<ImageName> = config.images.iter().map(|i| i.name.clone()).collect();
+    let listed = async {
+        let listed: Vec<Result<Vec<Version>, String>> = match &primary {
+            Ok(p) => match p.list_held(&names).await {
+                Ok(mut held) => names
+                    .iter()
+                    .map(|n| {
+                        let mut v = held.remove(n).unwrap_or_default();
+                        v.sort_by(|a, b| b.cmp(a));
+                        Ok(v)
+                    })
+                    .collect(),
+                Err(e) => names.iter().map(|_| Err(e.to_string())).collect(),
+            },
+            Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        listed
     };
 
-    // Every version's record in the primary store (the local record wins for the import
-    // section, which imagepipe-import writes only there).
+    let properties = async {
+        match &primary {
+            Ok(p) => p
+                .record_properties(&names)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        }
+    };
+
+    let with_lifecycle = async {
+        match &primary {
+            Ok(p) => p.lifecycle_held(&names).await.ok().flatten(),
+            Err(_) => None,
+        }
+    };
+
+    // Each site's store: one "what do you hold" query for all the images (one AQL query on
+    // Artifactory, a tag list per repository on a registry, a directory walk on a local store).
+    let site_lists = futures_util::stream::iter(config.sites.iter().map(|site| {
+        let names = &names;
+        async move {
+            let held = match store::open(&site.store) {
+                Ok(s) => s.list_held(names).await,
+                Err(e) => Err(e),
+            };
+            match held {
+                Ok(mut held) => names
+                    .iter()
+                    .map(|n| Ok(held.remove(n).unwrap_or_default()))
+                    .collect(),
+                Err(e) => names.iter().map(|_| Err(presence_of_error(&e))).collect(),
+            }
+        }
+    }))
+    .buffered(concurrency)
+    .collect::<SiteLists>();
+
+    // The four queries that need nothing from each other go at once: the primary's listing,
+    // its records' properties, which images have lifecycle documents, and every site's
+    // listing.
+    let (listed, properties, with_lifecycle, site_lists) =
+        futures_util::join!(listed, properties, with_lifecycle, site_lists);
+
+    // What the view takes from each version's record: the scan state and the parent. Where the
+    // primary store gives every record's properties in one query (Artifactory's AQL), they are
+    // taken from there: `imagepipe-publish` sets `scan.status` and `image.parent` on the record
+    // from the record itself, and a published record is never rewritten. A version without
+    // them (published without the Annotate permission, which drops properties, or by an older
+    // release) has its record read, as every version is on other stores. The local record
+    // under output_dir adds the import section, which imagepipe-import writes only there.
     let wanted: Vec<ImageRef> = config
         .images
         .iter()
@@ -140,27 +251,38 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             })
         })
         .collect();
-    let records: BTreeMap<(String, Version), Result<Record, String>> = match &primary {
+    let records: BTreeMap<(String, Version), Result<Summary, String>> = match &primary {
         Ok(p) => {
             futures_util::stream::iter(wanted.iter().map(|id| {
                 let p = p.as_ref();
+                let known = properties
+                    .get(&(id.name.clone(), id.version.clone()))
+                    .and_then(Summary::from_properties);
                 async move {
-                    let stored = p
-                        .fetch_record(id)
-                        .await
-                        .map(|l| l.record)
-                        .map_err(|e| e.to_string());
+                    let stored = match known {
+                        Some(s) => Ok(s),
+                        None => p
+                            .fetch_record(id)
+                            .await
+                            .map(|l| Summary::of(l.record))
+                            .map_err(|e| e.to_string()),
+                    };
                     let local = config
                         .output_dir
                         .join(id.name.as_str())
                         .join(id.version.to_string())
                         .join(crate::record::FILE_NAME);
-                    let stored = match (stored, Record::read(&local)) {
-                        (Ok(mut r), Ok(l)) if l.record.id() == *id && l.record.import.is_some() => {
-                            r.import = l.record.import;
+                    let stored = match stored {
+                        Ok(mut r) if local.is_file() => {
+                            if let Ok(l) = Record::read(&local)
+                                && l.record.id() == *id
+                                && l.record.import.is_some()
+                            {
+                                r.import = l.record.import;
+                            }
                             Ok(r)
                         }
-                        (other, _) => other,
+                        other => other,
                     };
                     ((id.name.to_string(), id.version.clone()), stored)
                 }
@@ -172,15 +294,24 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
         Err(_) => BTreeMap::new(),
     };
 
-    // Each image's channels and revocations: two documents per image in the primary store. An
+    // Each image's channels and revocations: its channels document and one document per revoked
+    // version in the primary store (a listing finds those). An
     // image without lifecycle documents has neither; a document that cannot be read is named
     // on the image, and its versions show no channel or revocation rather than a wrong one.
+    // Where the store tells in one query which images have any (Artifactory), the others'
+    // documents are not asked for.
     let lifecycle: Vec<Result<(lifecycle::Channels, lifecycle::Revocations), String>> =
         match &primary {
             Ok(p) => {
                 futures_util::stream::iter(config.images.iter().map(|image| {
                     let p = p.as_ref();
+                    let none = with_lifecycle
+                        .as_ref()
+                        .is_some_and(|held| !held.contains(&image.name));
                     async move {
+                        if none {
+                            return Ok(Default::default());
+                        }
                         let channels = lifecycle::channels(p, &image.name).await;
                         let revocations = lifecycle::revocations(p, &image.name).await;
                         match (channels, revocations) {
@@ -196,34 +327,6 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             Err(e) => config.images.iter().map(|_| Err(e.to_string())).collect(),
         };
     let now = lifecycle::now();
-
-    // Each site's store: one listing per image.
-    let site_lists: Vec<Vec<Result<Vec<Version>, Presence>>> =
-        futures_util::stream::iter(config.sites.iter().map(|site| async move {
-            let store = match store::open(&site.store) {
-                Ok(s) => s,
-                Err(e) => {
-                    return config
-                        .images
-                        .iter()
-                        .map(|_| Err(presence_of_error(&e)))
-                        .collect();
-                }
-            };
-            let mut out = Vec::new();
-            for image in &config.images {
-                out.push(
-                    store
-                        .list_versions(&image.name)
-                        .await
-                        .map_err(|e| presence_of_error(&e)),
-                );
-            }
-            out
-        }))
-        .buffered(concurrency)
-        .collect()
-        .await;
 
     let mut images = Vec::new();
     for (i, image) in config.images.iter().enumerate() {
@@ -254,7 +357,7 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             let record = records.get(&(id.name.to_string(), id.version.clone()));
             let (scan, parent, imports, record_error) = match record {
                 Some(Ok(r)) => (
-                    r.scan.as_ref().map(|s| gate(s.status).to_string()),
+                    r.scan.clone(),
                     r.parent.as_ref(),
                     r.import
                         .iter()
@@ -270,6 +373,10 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
                                         .deploy_check
                                         .as_ref()
                                         .map(|d| d.result.as_str().to_string()),
+                                    deploy_reason: s
+                                        .deploy_check
+                                        .as_ref()
+                                        .and_then(|d| d.reason.clone()),
                                 },
                             )
                         })

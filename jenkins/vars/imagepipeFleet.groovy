@@ -5,5 +5,6 @@ def call(Map args = [:]) {
     return imagepipeStep('imagepipe-fleet', args, [
         concurrency: 'IMAGEPIPE_CONCURRENCY',
         config     : 'IMAGEPIPE_CONFIG',
+        html       : 'IMAGEPIPE_HTML',
     ])
 }

@@ -20,6 +20,7 @@
 //! checked after, by this step's own digest whatever the repository's checksum policy: bytes that
 //! are not the record's are deleted again, never left at the path.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -101,13 +102,36 @@ struct SystemVersion {
 #[derive(Debug, Deserialize)]
 struct AqlAnswer {
     results: Vec<AqlItem>,
+    #[serde(default)]
+    range: AqlRange,
 }
+
+#[derive(Debug, Default, Deserialize)]
+struct AqlRange {
+    /// "AQL query reached the search hard limit, results are trimmed."
+    #[serde(default)]
+    notification: Option<String>,
+}
+
+/// Records asked for per AQL page of the whole-repository listing. Far below the SaaS hard
+/// limit (500,000), and a self-managed server's own lower one is noticed by its notification.
+const AQL_PAGE: usize = 10_000;
 
 #[derive(Debug, Deserialize)]
 struct AqlItem {
     path: String,
     #[serde(default)]
     name: Option<String>,
+    /// With `.include("property.*")`: one key/value pair per value.
+    #[serde(default)]
+    properties: Vec<AqlProperty>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AqlProperty {
+    key: String,
+    #[serde(default)]
+    value: String,
 }
 
 /// `;k=v` matrix parameters for a deploy. Artifactory 6.x splits the raw parameters at `;`
@@ -193,6 +217,48 @@ impl ArtifactoryStore {
                 store: self.location(),
                 source,
             })
+    }
+
+    /// `<prefix>/`, or nothing without a prefix.
+    fn root(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
+    /// The folder paths of every item an AQL `items.find(criteria)` finds, paged with `sort`,
+    /// `offset` and `limit` (which JFrog documents for includes of item fields only, as here:
+    /// <https://jfrog.com/help/r/jfrog-artifactory-documentation/display-limits-and-pagination>).
+    /// A page trimmed by the server's search hard limit says so in `range.notification`
+    /// (<https://docs.jfrog.com/artifactory/docs/aql-performance>); the next page goes on from
+    /// what arrived.
+    async fn aql_paths(&self, criteria: &str) -> Result<Vec<String>, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let mut paths = Vec::new();
+        loop {
+            let query = format!(
+                r#"items.find({criteria}).include("repo","path","name").sort({{"$asc":["path","name"]}}).offset({}).limit({AQL_PAGE})"#,
+                paths.len()
+            );
+            let resp = self
+                .send(|c| {
+                    c.post(&url)
+                        .header(CONTENT_TYPE, "text/plain")
+                        .body(query.clone())
+                })
+                .await?;
+            if !resp.status().is_success() {
+                return Err(self.fail("POST", &url, resp).await);
+            }
+            let answer: AqlAnswer = self.decode(&url, resp).await?;
+            let n = answer.results.len();
+            paths.extend(answer.results.into_iter().map(|r| r.path));
+            if n == 0 || (n < AQL_PAGE && answer.range.notification.is_none()) {
+                return Ok(paths);
+            }
+        }
     }
 
     async fn fail(&self, method: &str, url: &str, resp: Response) -> StoreError {
@@ -779,6 +845,116 @@ impl Store for ArtifactoryStore {
                     .and_then(|v| Version::parse(v).ok())
             })
             .collect())
+    }
+
+    /// One AQL query for every record under the store's prefix, paged (`aql_items`).
+    async fn list_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<BTreeMap<ImageName, Vec<Version>>, StoreError> {
+        let mut held: BTreeMap<ImageName, Vec<Version>> =
+            images.iter().map(|i| (i.clone(), Vec::new())).collect();
+        let root = self.root();
+        let criteria = format!(
+            r#"{{"repo":{},"path":{{"$match":{}}},"name":{}}}"#,
+            serde_json::Value::from(self.repo.clone()),
+            serde_json::Value::from(format!("{root}*")),
+            serde_json::Value::from(record::FILE_NAME)
+        );
+        for path in self.aql_paths(&criteria).await? {
+            // `<prefix>/<image>/<version>`; an image name has slashes of its own.
+            let Some((image, version)) = path.strip_prefix(&root).and_then(|p| p.rsplit_once('/'))
+            else {
+                continue;
+            };
+            let (Ok(image), Ok(version)) = (image.parse::<ImageName>(), Version::parse(version))
+            else {
+                continue;
+            };
+            if let Some(list) = held.get_mut(&image) {
+                list.push(version);
+            }
+        }
+        Ok(held)
+    }
+
+    /// One AQL query (paged) for every `_lifecycle` folder's documents under the prefix.
+    async fn lifecycle_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<std::collections::BTreeSet<ImageName>>, StoreError> {
+        let root = self.root();
+        let criteria = format!(
+            r#"{{"repo":{},"path":{{"$match":{}}}}}"#,
+            serde_json::Value::from(self.repo.clone()),
+            serde_json::Value::from(format!("{root}*/{}", super::LIFECYCLE_DIR)),
+        );
+        Ok(Some(
+            self.aql_paths(&criteria)
+                .await?
+                .iter()
+                .filter_map(|p| {
+                    p.strip_prefix(&root)?
+                        .strip_suffix(&format!("/{}", super::LIFECYCLE_DIR))?
+                        .parse::<ImageName>()
+                        .ok()
+                })
+                .filter(|i| images.contains(i))
+                .collect(),
+        ))
+    }
+
+    /// One AQL query for every record under the prefix with its properties. JFrog's sort,
+    /// offset and limit do not work with an include of another domain's fields, so this one
+    /// is not paged: an answer trimmed by the search hard limit gives what it has, and the
+    /// versions it lacks are read from their records.
+    async fn record_properties(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let root = self.root();
+        let query = format!(
+            r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("repo","path","name","property.*")"#,
+            serde_json::Value::from(self.repo.clone()),
+            serde_json::Value::from(format!("{root}*")),
+            serde_json::Value::from(record::FILE_NAME)
+        );
+        let resp = self
+            .send(|c| {
+                c.post(&url)
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(query.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &url, resp).await);
+        }
+        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        let mut out = BTreeMap::new();
+        for item in answer.results {
+            let Some((image, version)) = item
+                .path
+                .strip_prefix(&root)
+                .and_then(|p| p.rsplit_once('/'))
+            else {
+                continue;
+            };
+            let (Ok(image), Ok(version)) = (image.parse::<ImageName>(), Version::parse(version))
+            else {
+                continue;
+            };
+            if images.contains(&image) {
+                out.insert(
+                    (image, version),
+                    item.properties
+                        .into_iter()
+                        .map(|p| (p.key, p.value))
+                        .collect(),
+                );
+            }
+        }
+        Ok(Some(out))
     }
 
     async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {

@@ -9,6 +9,7 @@ mod local;
 mod oci;
 mod reader;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -205,6 +206,54 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Published versions of an image (those whose record is present), in no particular order.
     async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError>;
+
+    /// The published versions of each of `images` (every one of them is a key), in as few
+    /// requests as the store has a way to: the fleet view's "what do you hold". By default one
+    /// listing per image, eight at once: a registry has no cheaper honest query (its catalog
+    /// names repositories, not tags, so each repository's tag list is still one request) and a
+    /// local store's listing is a directory walk. Artifactory answers for the whole repository
+    /// with one AQL query (paged).
+    async fn list_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<BTreeMap<ImageName, Vec<Version>>, StoreError> {
+        use futures_util::StreamExt as _;
+        // Made up front: a closure in the stream would need a bound the compiler cannot show
+        // for the trait's boxed futures.
+        let queries: Vec<_> = images.iter().map(|i| self.list_versions(i)).collect();
+        let lists: Vec<Result<Vec<Version>, StoreError>> = futures_util::stream::iter(queries)
+            .buffered(8)
+            .collect()
+            .await;
+        images
+            .iter()
+            .cloned()
+            .zip(lists)
+            .map(|(i, l)| l.map(|l| (i, l)))
+            .collect()
+    }
+
+    /// The images among `images` that have any lifecycle document (channels, revocations),
+    /// where the store can tell in one query (Artifactory's AQL); `None` where it cannot, and
+    /// each image's documents are read to find out.
+    async fn lifecycle_held(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<std::collections::BTreeSet<ImageName>>, StoreError> {
+        let _ = images;
+        Ok(None)
+    }
+
+    /// The properties stored with the published records of `images`, by image and version,
+    /// where the store keeps properties and can give them all in one query (Artifactory's
+    /// AQL); `None` where it cannot. Versions the answer lacks are simply not in it.
+    async fn record_properties(
+        &self,
+        images: &[ImageName],
+    ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError> {
+        let _ = images;
+        Ok(None)
+    }
 
     /// The record of a published version, with the digest of its stored bytes.
     async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError>;

@@ -154,6 +154,9 @@ pub struct Server {
     /// `artifactory.search.userQueryLimit` (default 1000): the most files a non-admin's
     /// replication run copies ("Pull/Push Replication", Security).
     pub user_query_limit: Option<usize>,
+    /// `aql.search.query.max.limit`: the most results one AQL answer carries (trimmed beyond,
+    /// with a notification); none by default, as on a self-managed Artifactory.
+    pub aql_hard_limit: Option<usize>,
     pub repo: String,
     pub uploads: BTreeMap<String, Upload>,
     pub items: BTreeMap<String, Item>,
@@ -1102,8 +1105,26 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
     else {
         return text(400, "Failed to parse query");
     };
+    // `.include(…)` may be followed by `.sort({…})`, `.offset(n)` and `.limit(n)` (AQL Syntax:
+    // <https://jfrog.com/help/r/jfrog-artifactory-documentation/aql-syntax>).
+    let mut modifiers = include.trim_end().trim_end_matches(')').split(").");
+    let include = modifiers.next().unwrap_or("");
+    let (mut sort, mut offset, mut limit) = (None, 0usize, None);
+    for m in modifiers {
+        if let Some(v) = m.strip_prefix("sort(") {
+            let Ok(v) = serde_json::from_str::<Value>(v) else {
+                return text(400, "Failed to parse query");
+            };
+            sort = Some(v);
+        } else if let Some(Ok(n)) = m.strip_prefix("offset(").map(str::parse) {
+            offset = n;
+        } else if let Some(Ok(n)) = m.strip_prefix("limit(").map(str::parse::<usize>) {
+            limit = Some(n);
+        } else {
+            return text(400, "Failed to parse query");
+        }
+    }
     let fields: Vec<String> = include
-        .trim_end_matches(')')
         .split(',')
         .map(|f| f.trim().trim_matches('"').to_string())
         .collect();
@@ -1120,9 +1141,19 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
     let Ok(criteria) = serde_json::from_str::<Value>(find) else {
         return text(400, "Failed to parse query");
     };
+    // Sort, limit and offset "only work" when the include names fields of the primary domain
+    // alone (<https://jfrog.com/help/r/jfrog-artifactory-documentation/display-limits-and-pagination>):
+    // refused here, so that no client relies on them with properties.
+    let with_properties = fields.iter().any(|f| f == "property.*");
+    if with_properties && (sort.is_some() || offset > 0 || limit.is_some()) {
+        return text(
+            400,
+            "sort, offset and limit work only with fields of the primary domain",
+        );
+    }
     // Items a user may not read are left out of the results.
     let readable = user.read;
-    let results: Vec<Value> = s
+    let mut results: Vec<Value> = s
         .items
         .keys()
         .filter(|_| readable)
@@ -1133,14 +1164,51 @@ fn aql(state: &Shared, user: &User, query: &str) -> Response {
                 && criteria["path"]["$match"]
                     .as_str()
                     .is_none_or(|m| glob(m, dir));
-            ok.then(|| json!({ "repo": s.repo, "path": dir, "name": name, "type": "file" }))
+            ok.then(|| {
+                let mut r = json!({ "repo": s.repo, "path": dir, "name": name, "type": "file" });
+                // `.include("property.*")`: each item's properties as key/value pairs, one pair
+                // per value.
+                if with_properties {
+                    let props: Vec<Value> = s.items[p]
+                        .properties
+                        .iter()
+                        .flat_map(|(k, vs)| vs.iter().map(move |v| json!({ "key": k, "value": v })))
+                        .collect();
+                    r["properties"] = json!(props);
+                }
+                r
+            })
         })
         .collect();
-    let n = results.len();
-    answer(
-        200,
-        json!({ "results": results, "range": { "start_pos": 0, "end_pos": n, "total": n } }),
-    )
+    // Items are kept in path order; `{"$asc": ["path", …]}` is that order, and it is the only
+    // sort imagepipe asks for.
+    if let Some(sort) = &sort
+        && sort["$asc"].get(0).and_then(Value::as_str) != Some("path")
+    {
+        return text(400, "Failed to parse query");
+    }
+    let total = results.len();
+    let mut results: Vec<Value> = results.drain(..).skip(offset).collect();
+    if let Some(l) = limit {
+        results.truncate(l);
+    }
+    // The search hard limit (`aql.search.query.max.limit`, 500,000 on SaaS): more results are
+    // trimmed, with a notification
+    // (<https://docs.jfrog.com/artifactory/docs/aql-performance>).
+    let mut range =
+        json!({ "start_pos": offset, "end_pos": offset + results.len(), "total": total });
+    if let Some(hard) = s.aql_hard_limit
+        && results.len() > hard
+    {
+        results.truncate(hard);
+        range["end_pos"] = json!(offset + hard);
+        range["notification"] =
+            json!("AQL query reached the search hard limit, results are trimmed.");
+    }
+    if let Some(l) = limit {
+        range["limit"] = json!(l);
+    }
+    answer(200, json!({ "results": results, "range": range }))
 }
 
 /// Scheduled Replication Status and Pull/Push Replication (`POST /api/replication/execute/…`),

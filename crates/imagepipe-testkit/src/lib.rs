@@ -29,6 +29,7 @@
 
 pub mod artifactory;
 pub mod bench;
+pub mod browser;
 pub mod built;
 pub mod dpkg;
 pub mod echo;

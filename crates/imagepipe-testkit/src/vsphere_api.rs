@@ -126,6 +126,11 @@ pub struct Server {
     /// Tokens seen: `(path, token)` → the id that create made.
     tokens: BTreeMap<(String, String), String>,
     pub log: Vec<String>,
+    /// VMs deployed from items (`/api/vcenter/ovf/library-item/{id}?action=deploy`): id →
+    /// (name, power state `POWERED_OFF` or `POWERED_ON`).
+    pub vms: BTreeMap<String, (String, String)>,
+    /// VM deletes fail (500), as on a host that has lost its datastore: a VM is left behind.
+    pub fail_vm_delete: bool,
     next: u32,
 }
 
@@ -517,6 +522,10 @@ async fn handle(State(state): State<Shared>, req: Request) -> Response {
             s.tokens.insert((path.clone(), t.clone()), id.to_string());
         }
     };
+
+    if let Some(rest) = path.strip_prefix("/api/vcenter/") {
+        return vcenter(&mut s, &method, rest, &action, &query, &body);
+    }
 
     match (method.clone(), parts.as_slice(), action.as_str()) {
         // Spec `ContentLibraryFindSpec`: name (case-insensitive) and type; 400 when neither.
@@ -1223,5 +1232,122 @@ mod base64_engine {
             }
         }
         out
+    }
+}
+
+/// Resource types (DMTF CIM `ResourceType`) of the devices vCenter makes for an OVF's virtual
+/// hardware: other, processor, memory, IDE/SCSI/SATA controllers, ethernet, floppy, CD/DVD,
+/// disk, USB, sound, parallel SCSI HBA and the rest of the VMware OVF set.
+const DEVICE_TYPES: &[u32] = &[1, 3, 4, 5, 6, 10, 14, 15, 16, 17, 20, 21, 23, 24, 35];
+
+/// The VM calls of `/api/vcenter` the deploy check uses (vSphere Automation API: "Ovf Library
+/// Item deploy", "VM Power", "VM delete/get/list"). A deploy answers 200 with an
+/// `OvfLibraryItemDeploymentResult`: `succeeded`, `resource_id`, and `error.errors[]` when
+/// vCenter cannot deploy the descriptor; the reason's wording here is this server's own.
+fn vcenter(
+    s: &mut Server,
+    method: &Method,
+    rest: &str,
+    action: &str,
+    query: &str,
+    body: &Value,
+) -> Response {
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method.clone(), parts.as_slice(), action) {
+        (Method::POST, ["ovf", "library-item", item], "deploy") => {
+            let Some(item) = s.items.get(*item) else {
+                return error(404, "NOT_FOUND", "The library item does not exist");
+            };
+            let Some(name) = body["deployment_spec"]["name"].as_str() else {
+                return error(400, "INVALID_ARGUMENT", "deployment_spec.name is required");
+            };
+            if body["target"]["resource_pool_id"].as_str().is_none() {
+                return error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "target.resource_pool_id is required",
+                );
+            }
+            let descriptor = item
+                .files
+                .iter()
+                .find(|(n, _)| n.ends_with(".ovf"))
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let unsupported: Vec<u32> = descriptor
+                .split("<rasd:ResourceType>")
+                .skip(1)
+                .filter_map(|t| t.split('<').next()?.trim().parse().ok())
+                .filter(|t| !DEVICE_TYPES.contains(t))
+                .collect();
+            if let Some(t) = unsupported.first() {
+                return answer(
+                    200,
+                    json!({
+                        "succeeded": false,
+                        "error": { "errors": [{
+                            "category": "VALIDATION",
+                            "error": { "messages": [message(&format!("unsupported virtual hardware: resource type {t}"))] },
+                        }], "warnings": [], "information": [] },
+                    }),
+                );
+            }
+            let id = next_id(s, "vm");
+            s.vms
+                .insert(id.clone(), (name.to_string(), "POWERED_OFF".into()));
+            answer(
+                200,
+                json!({
+                    "succeeded": true,
+                    "resource_id": { "type": "VirtualMachine", "id": id },
+                    "error": { "errors": [], "warnings": [], "information": [] },
+                }),
+            )
+        }
+        (Method::POST, ["vm", vm, "power"], a @ ("start" | "stop")) => match s.vms.get_mut(*vm) {
+            Some((_, state)) => {
+                let want = if a == "start" {
+                    "POWERED_ON"
+                } else {
+                    "POWERED_OFF"
+                };
+                if state == want {
+                    return error(400, "ALREADY_IN_DESIRED_STATE", "The VM is already so");
+                }
+                *state = want.into();
+                empty(204)
+            }
+            None => error(404, "NOT_FOUND", "The VM does not exist"),
+        },
+        (Method::GET, ["vm", vm, "power"], "") => match s.vms.get(*vm) {
+            Some((_, state)) => answer(200, json!({ "state": state })),
+            None => error(404, "NOT_FOUND", "The VM does not exist"),
+        },
+        (Method::GET, ["vm", vm], "") => match s.vms.get(*vm) {
+            Some((name, state)) => answer(200, json!({ "name": name, "power_state": state })),
+            None => error(404, "NOT_FOUND", "The VM does not exist"),
+        },
+        (Method::DELETE, ["vm", vm], "") => match s.vms.get(*vm) {
+            Some((_, state)) if state == "POWERED_ON" => {
+                error(400, "RESOURCE_BUSY", "The VM is powered on")
+            }
+            Some(_) if s.fail_vm_delete => error(500, "ERROR", "The datastore is not accessible"),
+            Some(_) => {
+                s.vms.remove(*vm);
+                empty(204)
+            }
+            None => error(404, "NOT_FOUND", "The VM does not exist"),
+        },
+        (Method::GET, ["vm"], "") => {
+            let names = param(query, "names");
+            let list: Vec<Value> = s
+                .vms
+                .iter()
+                .filter(|(_, (n, _))| names.as_deref().is_none_or(|w| w == n))
+                .map(|(id, (n, st))| json!({ "vm": id, "name": n, "power_state": st }))
+                .collect();
+            answer(200, json!(list))
+        }
+        _ => error(404, "NOT_FOUND", "Not found"),
     }
 }

@@ -1,6 +1,9 @@
 //! `imagepipe-fleet`: what is where, for every image of the configuration.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
 
 use clap::Parser;
 use imagepipe::env;
@@ -19,7 +22,8 @@ use imagepipe::step::{self, CommonArgs, Outcome};
 /// be read is named, and the rest of the view is still shown.
 ///
 /// The table goes to stderr, --json to stdout, and the step summary gets the table and a
-/// Mermaid graph of the lineage.
+/// Mermaid graph of the lineage. --html also writes the view as one self-contained static HTML
+/// page (inline CSS, no script, nothing fetched): per image a table of versions by sites.
 ///
 /// Exit codes: 0 the view was shown (what it found is reported, not judged); 2 a usage or
 /// configuration error.
@@ -34,6 +38,11 @@ struct Args {
     /// Store queries in flight at once.
     #[arg(long, env = env::CONCURRENCY, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+
+    /// Also write the view as one static HTML page at PATH (self-contained: inline CSS, no
+    /// script), to archive or serve as it is.
+    #[arg(long, env = env::HTML, value_name = "PATH")]
+    html: Option<PathBuf>,
 
     #[command(flatten)]
     common: CommonArgs,
@@ -68,6 +77,11 @@ fn main() -> ExitCode {
                     .map(move |v| format!("{}@{}", i.name, v.version))
             })
             .collect();
+        if let Some(path) = &args.html {
+            std::fs::write(path, fleet.html())
+                .with_context(|| format!("writing the HTML page {}", path.display()))?;
+            ui.line(&format!("the view as HTML: {}", path.display()));
+        }
         ui.output("out-of-date", &stale.join(","))?;
         ui.summary(&fleet.summary())?;
         ui.json(&serde_json::to_value(&fleet)?);

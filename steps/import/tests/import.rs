@@ -2057,3 +2057,93 @@ async fn sites_are_imported_concurrently_and_reported_in_order() {
     assert_eq!(sites.as_array().unwrap().len(), 1);
     assert_eq!(sites[0]["site"], "b-fast");
 }
+
+/// The deploy check on a vCenter of the `/api` generation (7.0U2 and later): deploy, power on,
+/// wait for it to run, power off and delete; and a descriptor it refuses fails the step naming
+/// the site and vCenter's reason. Nothing is left behind either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_generation_runs_the_deploy_check() {
+    let (url, vc) = vsphere_api::start();
+    let site = format!(
+        "{}deploy = {{ resource_pool = \"resgroup-8\" }}\n",
+        api_site(&url)
+    );
+    let p = Pipeline::new(&site);
+    let store = LocalStore::new(p.path().join("dc7"));
+    let record = p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    let out = run_api(&p, &["--version", "1.0.0", "--deploy-check", "--json"]);
+    assert_exit(&out, 0);
+    let check = &json(&out)["sites"][0]["deploy_check"];
+    assert_eq!(check["result"], "running", "{check}");
+    assert_eq!(
+        read_json(&record)["import"]["sites"][0]["deploy_check"]["result"],
+        "running"
+    );
+    {
+        let s = vc.lock().unwrap();
+        assert!(s.vms.is_empty(), "the check's VM is gone: {:?}", s.vms);
+        for call in [
+            "/api/vcenter/ovf/library-item/",
+            "/power?action=start",
+            "/power?action=stop",
+        ] {
+            assert!(
+                s.log.iter().any(|l| l.contains(call)),
+                "{call}: {:#?}",
+                s.log
+            );
+        }
+    }
+
+    let refused = ova_with_descriptor(p.path(), "refused", |ovf| {
+        ovf.replace(
+            "</VirtualHardwareSection>",
+            "  <Item><rasd:ElementName>Mystery device</rasd:ElementName><rasd:InstanceID>9</rasd:InstanceID><rasd:ResourceType>99</rasd:ResourceType></Item>\n    </VirtualHardwareSection>",
+        )
+    });
+    let record = p.publish(&store, "1.1.0", &refused).await;
+    let out = run_api(&p, &["--version", "1.1.0", "--deploy-check", "--json"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("site dc7: vCenter cannot deploy"), "{err}");
+    assert!(
+        err.contains("unsupported virtual hardware: resource type 99"),
+        "{err}"
+    );
+    let site = &read_json(&record)["import"]["sites"][0];
+    assert_eq!(site["deploy_check"]["result"], "refused");
+    assert!(vc.lock().unwrap().vms.is_empty(), "nothing is left behind");
+}
+
+/// A deploy check whose VM cannot be deleted says so, naming the VM to delete by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_check_vm_left_behind_is_named() {
+    let (url, vc) = vsphere_api::start();
+    vc.lock().unwrap().fail_vm_delete = true;
+    let site = format!(
+        "{}deploy = {{ resource_pool = \"resgroup-8\" }}\n",
+        api_site(&url)
+    );
+    let p = Pipeline::new(&site);
+    let store = LocalStore::new(p.path().join("dc7"));
+    let record = p.publish(&store, "1.0.0", &ova(p.path(), "one")).await;
+    let out = run_api(&p, &["--version", "1.0.0", "--deploy-check", "--json"]);
+    let left: Vec<String> = vc
+        .lock()
+        .unwrap()
+        .vms
+        .values()
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the deploy check's VM {} (", left[0]))
+            && err.contains("delete it by hand"),
+        "{err}"
+    );
+    let check = &read_json(&record)["import"]["sites"][0]["deploy_check"];
+    assert_eq!(check["result"], "error", "{check}");
+    assert_eq!(check["vm_name"], left[0].as_str());
+    assert_ne!(out.status.code(), Some(0));
+}
