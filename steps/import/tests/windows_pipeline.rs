@@ -346,3 +346,24 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The example's `minimal-hive` (Perl, for a build host without Rust) writes the bytes the
+/// tests' generator writes, which hivex opens and the scan's tests check.
+#[test]
+fn the_example_s_minimal_hive_is_the_tests_minimal_hive() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["CMI-CreateHive{SOFTWARE}", "CMI-CreateHive{SAM}", "x"] {
+        let out = dir.path().join("hive");
+        let status = Command::new(example().join("images/vendor/windows-2022/minimal-hive"))
+            .arg(name)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            imagepipe_testkit::windows::minimal_hive(name),
+            "{name}"
+        );
+    }
+}
