@@ -24,6 +24,15 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
         .await
         .context("loading the OSV database stopped")??;
     let db = Arc::new(db);
+    // Microsoft's documents, for the Windows images among the versions.
+    let msrc = match args.msrc_db.clone() {
+        Some(path) => Some(Arc::new(
+            tokio::task::spawn_blocking(move || scan::load_msrc(&path, max_age, stale))
+                .await
+                .context("loading Microsoft's security update documents stopped")??,
+        )),
+        None => None,
+    };
 
     let versions: Vec<ImageRef> = match &args.published {
         Some(named) => {
@@ -65,6 +74,7 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
             artifact: args.artifact.clone(),
             waivers,
             fail_on: image.scan.fail_on,
+            msrc: msrc.clone(),
         };
         match scan::rescan::rescan(store.as_ref(), id, db.clone(), &options).await {
             Ok(r) => {
