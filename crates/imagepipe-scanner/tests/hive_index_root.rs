@@ -60,7 +60,11 @@ fn split_into_index_root(hive: &mut Vec<u8>) {
     let count = usize::from(u16::from_le_bytes([hive[cell_at + 2], hive[cell_at + 3]]));
     assert_eq!(count, SUBKEYS);
     let entries: Vec<[u8; 8]> = (0..count)
-        .map(|i| hive[cell_at + 4 + i * 8..cell_at + 12 + i * 8].try_into().unwrap())
+        .map(|i| {
+            hive[cell_at + 4 + i * 8..cell_at + 12 + i * 8]
+                .try_into()
+                .unwrap()
+        })
         .collect();
 
     let bins_size = u32_at(hive, 40) as usize;
@@ -99,13 +103,11 @@ fn split_into_index_root(hive: &mut Vec<u8>) {
     hive.extend_from_slice(&bin);
     put(hive, list_field, ri_offset);
     // The old list's cell is freed (a positive size), as Windows frees a replaced list.
-    let old_size = (i32::from_le_bytes(hive[BASE + old..BASE + old + 4].try_into().unwrap()))
-        .unsigned_abs();
+    let old_size =
+        (i32::from_le_bytes(hive[BASE + old..BASE + old + 4].try_into().unwrap())).unsigned_abs();
     put(hive, BASE + old, old_size);
     put(hive, 40, (bins_size + bin_size) as u32);
-    let sum = (0..508)
-        .step_by(4)
-        .fold(0u32, |x, at| x ^ u32_at(hive, at));
+    let sum = (0..508).step_by(4).fold(0u32, |x, at| x ^ u32_at(hive, at));
     put(hive, 508, sum.clamp(1, u32::MAX - 1));
 }
 
@@ -144,7 +146,12 @@ fn a_subkey_index_root_lists_what_hivex_lists() {
     let big = hive.root().unwrap().path("Big").unwrap().unwrap();
     let mut got = BTreeMap::new();
     for key in big.subkeys().unwrap() {
-        let n = key.value("CurrentState").unwrap().unwrap().number().unwrap();
+        let n = key
+            .value("CurrentState")
+            .unwrap()
+            .unwrap()
+            .number()
+            .unwrap();
         got.insert(key.name(), n);
     }
     assert_eq!(got, want);

@@ -167,7 +167,10 @@ async fn a_windows_image_goes_through_build_scan_publish_replicate_check_and_imp
     ] {
         let to = pipeline.path().join(rel);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        ok(Command::new("cp").arg("-a").arg(example().join(rel)).arg(&to));
+        ok(Command::new("cp")
+            .arg("-a")
+            .arg(example().join(rel))
+            .arg(&to));
     }
 
     // 1. Build: Packer runs the template; the record names the qcow2 disk and the OVA.

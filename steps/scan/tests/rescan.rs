@@ -404,7 +404,9 @@ async fn a_published_windows_image_is_rescanned_against_microsoft_s_documents() 
         .await;
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("is a Windows image: say where Microsoft's security update documents are: --msrc-db"),
+        stderr(&out).contains(
+            "is a Windows image: say where Microsoft's security update documents are: --msrc-db"
+        ),
         "{}",
         stderr(&out)
     );
