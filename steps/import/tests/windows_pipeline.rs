@@ -7,7 +7,8 @@
 //! while the verdict fails and publishes it once the example's configuration (one rule left to
 //! a layer above, two findings waived) passes it, a copy fills the second site's store,
 //! `imagepipe-replicate-check` proves both sites hold it, and `imagepipe-import` puts the OVA
-//! into a VCSP library and a content library of govmomi's vCenter simulator.
+//! into a VCSP library and a content library of govmomi's vCenter simulator. A month later, a
+//! rescan in place with a new Microsoft document finds the CVE it adds.
 //!
 //! Needs root and /dev/fuse (ntfs-3g), as the scan's Windows tests do, and the other steps'
 //! binaries beside this one, which `cargo test --workspace` builds (or `cargo build -p
@@ -94,18 +95,25 @@ password_env = "VC_PASS"
         .unwrap();
     }
 
+    /// `step` on the Windows image's version.
     fn run(&self, step: &str, args: &[&str]) -> Output {
-        let bin = sibling_bin(BIN, step);
         let mut full = args.to_vec();
         full.extend(["--image", IMAGE, "--version", VERSION]);
+        self.run_as_is(step, &full)
+    }
+
+    fn run_as_is(&self, step: &str, full: &[&str]) -> Output {
+        let bin = sibling_bin(BIN, step);
         let path = format!(
             "{}:/usr/sbin:/sbin",
             std::env::var("PATH").unwrap_or_default()
         );
         tokio::task::block_in_place(|| {
-            command(bin.to_str().unwrap(), self.path(), &full)
+            command(bin.to_str().unwrap(), self.path(), full)
                 .env("PATH", path)
                 .env("IMAGEPIPE_MSRC_DB", self.path().join("msrc"))
+                // A rescan takes the OSV database for the Linux versions a store holds.
+                .env("IMAGEPIPE_OSV_DB", self.path().join("osv"))
                 // The example's documents carry Microsoft's release dates, months old.
                 .env("IMAGEPIPE_MAX_DB_AGE", "100years")
                 .env("VC_USER", vcsim::USER)
@@ -163,6 +171,7 @@ async fn a_windows_image_goes_through_build_scan_publish_replicate_check_and_imp
         "images/vendor/windows-2022",
         "scripts/make-ova",
         "msrc",
+        "osv",
         "waivers.toml",
     ] {
         let to = pipeline.path().join(rel);
@@ -335,6 +344,41 @@ async fn a_windows_image_goes_through_build_scan_publish_replicate_check_and_imp
         ovf.contains(r#"vmw:osType="windows2019srvNext_64Guest""#),
         "{ovf}"
     );
+
+    // 6. February's update guide arrives: a rescan of the published version, in place in the
+    // store, finds the CVE it fixes new (the two the publish-time scan knew are not).
+    let month = serde_json::json!({
+        "DocumentTitle": {"Value": "February 2025 Security Updates"},
+        "DocumentTracking": {"Identification": {"ID": {"Value": "2025-Feb"}}, "Status": 2, "Version": "1.0",
+                             "InitialReleaseDate": "2025-02-11T08:00:00Z", "CurrentReleaseDate": "2025-02-11T08:00:00Z"},
+        "ProductTree": {"FullProductName": [{"ProductID": "11923", "Value": "Windows Server 2022"}]},
+        "Vulnerability": [{
+            "CVE": "CVE-2025-21418",
+            "Title": {"Value": "Windows Ancillary Function Driver for WinSock Elevation of Privilege Vulnerability"},
+            "CVSSScoreSets": [{"BaseScore": 7.8, "Vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H", "ProductID": ["11923"]}],
+            "Remediations": [{"Description": {"Value": "5051979"}, "ProductID": ["11923"], "Type": 2, "FixedBuild": "10.0.20348.3207"}],
+        }],
+    });
+    std::fs::write(
+        pipeline.path().join("msrc/cvrf/2025-Feb.json"),
+        month.to_string(),
+    )
+    .unwrap();
+    let published = format!("{IMAGE}@{VERSION}");
+    let out = pipeline.run_as_is(
+        "imagepipe-scan",
+        &["--published", &published, "--fail-on-new", "high", "--json"],
+    );
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rescan = &doc["rescans"][0];
+    assert_eq!(
+        rescan["new_ids"],
+        serde_json::json!(["CVE-2025-21418"]),
+        "{doc}"
+    );
+    assert_eq!(rescan["new_max_severity"], "high");
+    assert_eq!(rescan["findings"].as_array().unwrap().len(), 3);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
