@@ -635,6 +635,10 @@ async fn resolve_parent(
             });
         }
         check_req(&found)?;
+        // A record file may be of a version the primary store has since revoked: it is looked
+        // up there too (a version never published has no revocation).
+        let store = store::open(&config.store)?;
+        crate::lifecycle::ensure_not_revoked(store.as_ref(), &found, chrono::Utc::now()).await?;
         let dir = crate::fsutil::parent_dir(path);
         let artifacts =
             locate_artifacts(&loaded.record, |f| dir.join(&f.path).display().to_string());
@@ -666,31 +670,53 @@ async fn resolve_parent(
                     .await?,
             }
         }
-        _ => match store::resolve(store.as_ref(), &spec.name, &spec.requirement).await? {
-            Some(version) => ImageRef {
-                name: spec.name.clone(),
-                version,
-            },
-            None => {
-                let mut published = store.list_versions(&spec.name).await?;
-                published.sort();
-                let published = if published.is_empty() {
-                    "none".to_string()
-                } else {
-                    published
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                return Err(BuildError::ParentUnsatisfiable {
-                    parent: spec.name.clone(),
-                    requirement: spec.requirement.clone(),
-                    store: store.location(),
-                    published,
-                });
+        _ => {
+            // The newest accepted version that is not revoked: a revoked version is not one
+            // the requirement accepts, so the build goes to the newest good one below it (as
+            // the fleet view's "out of date" judges).
+            let now = chrono::Utc::now();
+            let revoked = crate::lifecycle::revocations(store.as_ref(), &spec.name).await?;
+            let is_revoked = |v: &semver::Version| {
+                revoked
+                    .get(v)
+                    .is_some_and(|r: &crate::lifecycle::Revocation| r.is_effective(now))
+            };
+            let mut published = store.list_versions(&spec.name).await?;
+            published.sort();
+            match published
+                .iter()
+                .rev()
+                .find(|v| spec.requirement.matches(v) && !is_revoked(v))
+            {
+                Some(version) => ImageRef {
+                    name: spec.name.clone(),
+                    version: version.clone(),
+                },
+                None => {
+                    let published = if published.is_empty() {
+                        "none".to_string()
+                    } else {
+                        published
+                            .iter()
+                            .map(|v| {
+                                if is_revoked(v) {
+                                    format!("{v} (revoked)")
+                                } else {
+                                    v.to_string()
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    return Err(BuildError::ParentUnsatisfiable {
+                        parent: spec.name.clone(),
+                        requirement: spec.requirement.clone(),
+                        store: store.location(),
+                        published,
+                    });
+                }
             }
-        },
+        }
     };
     let loaded = store.fetch_record(&id).await?;
     // A revoked parent (a CVE, a bad build) is never built on, whichever way it was named.

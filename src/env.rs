@@ -140,6 +140,9 @@ pub const PUBLISHED: &str = "IMAGEPIPE_PUBLISHED";
 pub const ALL_PUBLISHED: &str = "IMAGEPIPE_ALL_PUBLISHED";
 /// `imagepipe-scan`: a rescan fails (exit 1) on a new finding at or above this severity.
 pub const FAIL_ON_NEW: &str = "IMAGEPIPE_FAIL_ON_NEW";
+/// `imagepipe-scan`: a rescan revokes (with descendants) a version with a new finding at or
+/// above this severity.
+pub const REVOKE_ON_NEW: &str = "IMAGEPIPE_REVOKE_ON_NEW";
 
 /// `imagepipe-lifecycle`: the subcommand (`promote`, `rollback`, `history`, `revoke`,
 /// `prune`, `retain`), for actions and Jenkins, which pass no arguments.
@@ -158,6 +161,8 @@ pub const REVOKE_AT: &str = "IMAGEPIPE_REVOKE_AT";
 pub const APPLY: &str = "IMAGEPIPE_APPLY";
 /// `imagepipe-lifecycle retain`: how many versions of each image to keep.
 pub const RETAIN: &str = "IMAGEPIPE_RETAIN";
+/// `imagepipe-lifecycle retain`: how many assignments of each channel's history stay.
+pub const RETAIN_HISTORY: &str = "IMAGEPIPE_RETAIN_HISTORY";
 
 /// Who changes a channel or revokes, in this order: the GitHub user of a workflow run, the
 /// Jenkins user (Build User Vars plugin), the login.

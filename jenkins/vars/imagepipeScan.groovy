@@ -4,7 +4,8 @@
 // Exit code 1 (the gate failed) fails the build before publish; with onCheckFailure: 'unstable'
 // it marks it UNSTABLE, and imagepipePublish then refuses. A rescan of published versions in
 // place (published: 'IMAGE@VERSION' or allPublished: true, a timer job) returns
-// [store, rescans, errors]; exit code 1 there is a new finding at or above failOnNew.
+// [store, rescans, revoked, errors]; exit code 1 there is a new finding at or above failOnNew
+// (or revokeOnNew, which also revokes that version with its descendants).
 def call(Map args = [:]) {
     return imagepipeStep('imagepipe-scan', args, [
         record  : 'IMAGEPIPE_RECORD',
@@ -20,6 +21,7 @@ def call(Map args = [:]) {
         published   : 'IMAGEPIPE_PUBLISHED',
         allPublished: 'IMAGEPIPE_ALL_PUBLISHED',
         failOnNew   : 'IMAGEPIPE_FAIL_ON_NEW',
+        revokeOnNew : 'IMAGEPIPE_REVOKE_ON_NEW',
         store       : 'IMAGEPIPE_STORE',
         config  : 'IMAGEPIPE_CONFIG',
     ])

@@ -1,19 +1,21 @@
 //! The lifecycle of published image versions: channels, revocation, library pruning and
 //! retention (`imagepipe-lifecycle`, see `docs/lifecycle.md`).
 //!
-//! Everything here is kept in the stores themselves, as two small JSON documents per image
-//! that every backend replaces atomically ([`Store::write_lifecycle`]):
+//! Everything here is kept in the stores themselves, as small JSON documents that every
+//! backend replaces atomically ([`Store::write_lifecycle`]):
 //!
-//! - `channels`: each channel's version and the history of its assignments (who, when, the
-//!   version before), so that a rollback is one command. Each store also marks the channel on
-//!   the version its own way ([`Store::mark_channel`]): an item property in Artifactory, a tag
-//!   in a registry.
-//! - `revocations`: each revoked version with who, when, why and from when it is effective.
+//! - `channels`, one per image: each channel's version and the history of its assignments
+//!   (who, when, the version before), so that a rollback is one command. Each store also marks
+//!   the channel on the version its own way ([`Store::mark_channel`]): an item property in
+//!   Artifactory, a tag in a registry.
+//! - `revoked-<version>`, one per revoked version: who, when, why and from when it holds.
+//!   Revocations of different versions never write the same document, so none can replace
+//!   another on a store without locks.
 //!
 //! A change reads the document, changes it and writes it whole. A local store serialises the
 //! writers of an image with a lock; elsewhere the writer reads the document back after writing
-//! it, and a writer whose change is not there lost a race: it says so, and the document is the
-//! other writer's, whole (never a mix of both).
+//! it, and a promotion whose change is not there lost a race: it says so, and the document is
+//! the other writer's, whole (never a mix of both).
 
 mod libraries;
 mod retain;
@@ -21,6 +23,7 @@ mod retain;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +33,26 @@ use crate::store::{Store, StoreError};
 
 pub use libraries::revoked_versions;
 pub use libraries::{LibraryPrune, prune_libraries, remove_from_libraries, remove_from_library};
-pub use retain::{Retained, RetentionPlan, RetentionResult, apply_retention, plan_retention};
+pub use retain::{
+    HistoryTrim, Retained, RetentionPlan, RetentionResult, apply_history, apply_retention,
+    plan_history, plan_retention,
+};
 
 pub use crate::image::{CHANNEL_PREFIX, channel_name};
 
 const CHANNELS_KEY: &str = "channels";
-const REVOCATIONS_KEY: &str = "revocations";
+/// Each revoked version has its own document, `revoked-<version>` (`+` as `_`, as a registry
+/// tag must): revocations of different versions never write the same document, so none can
+/// replace another, and a cascade's versions are each one write.
+const REVOKED_PREFIX: &str = "revoked-";
+
+fn revocation_key(version: &Version) -> String {
+    format!("{REVOKED_PREFIX}{}", version.to_string().replace('+', "_"))
+}
+
+fn revocation_key_version(key: &str) -> Option<Version> {
+    Version::parse(&key.strip_prefix(REVOKED_PREFIX)?.replace('_', "+")).ok()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -97,6 +114,15 @@ pub enum LifecycleError {
     Import(Box<crate::import::ImportError>),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "the revocation stopped half way: {done} revoked, {left} not yet ({source}); run the \
+         same command again to finish it"
+    )]
+    PartlyRevoked {
+        done: String,
+        left: String,
+        source: Box<LifecycleError>,
+    },
 }
 
 /// One assignment of a channel: the version it pointed at from then on.
@@ -256,12 +282,56 @@ pub async fn channels(store: &dyn Store, image: &ImageName) -> Result<Channels, 
     read_doc(store, image, CHANNELS_KEY, "channels").await
 }
 
-/// The revocations of an image in a store.
+/// The revocations of an image in a store: one listing, then each revoked version's document.
 pub async fn revocations(
     store: &dyn Store,
     image: &ImageName,
 ) -> Result<Revocations, LifecycleError> {
-    read_doc(store, image, REVOCATIONS_KEY, "revocations").await
+    let versions: Vec<Version> = store
+        .list_lifecycle(image)
+        .await?
+        .iter()
+        .filter_map(|k| revocation_key_version(k))
+        .collect();
+    let read: Vec<(Version, Result<Option<Revocation>, LifecycleError>)> =
+        futures_util::stream::iter(versions.into_iter().map(|v| async move {
+            let r = revocation(store, image, &v).await;
+            (v, r)
+        }))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut doc = Revocations::default();
+    for (v, r) in read {
+        // A document listed, then gone before it was read, belonged to a version retention
+        // deleted in between: it no longer counts.
+        if let Some(r) = r? {
+            doc.versions.insert(v.to_string(), r);
+        }
+    }
+    Ok(doc)
+}
+
+/// One version's revocation, if it has one: a single read.
+pub async fn revocation(
+    store: &dyn Store,
+    image: &ImageName,
+    version: &Version,
+) -> Result<Option<Revocation>, LifecycleError> {
+    let key = revocation_key(version);
+    match store.read_lifecycle(image, &key).await? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| LifecycleError::BadDocument {
+                    store: store.location(),
+                    image: image.clone(),
+                    what: "revocation",
+                    message: format!("{key}: {e}"),
+                })
+        }
+    }
 }
 
 /// The version a channel of an image points at.
@@ -303,8 +373,8 @@ pub async fn ensure_not_revoked(
     image: &ImageRef,
     now: DateTime<Utc>,
 ) -> Result<(), LifecycleError> {
-    match revocations(store, &image.name).await?.get(&image.version) {
-        Some(r) if r.is_effective(now) => Err(revoked(store, image, r)),
+    match revocation(store, &image.name, &image.version).await? {
+        Some(r) if r.is_effective(now) => Err(revoked(store, image, &r)),
         _ => Ok(()),
     }
 }
@@ -452,21 +522,42 @@ pub async fn rollback(
             channel: channel.to_string(),
             store: store.location(),
         })?;
-    let target = ch
-        .history
-        .last()
-        .and_then(|a| a.previous.clone())
-        .ok_or_else(|| LifecycleError::NothingToRollBack {
-            image: image.clone(),
-            channel: channel.to_string(),
-            store: store.location(),
-            history: describe_history(ch),
-        })?;
+    let target = rollback_target(ch).ok_or_else(|| LifecycleError::NothingToRollBack {
+        image: image.clone(),
+        channel: channel.to_string(),
+        store: store.location(),
+        history: describe_history(ch),
+    })?;
     let target = ImageRef {
         name: image.clone(),
         version: target,
     };
     assign(store, &target, channel, by, now, true).await
+}
+
+/// The version a rollback goes back to. The history is replayed as a stack: a promotion
+/// pushes its version, a rollback pops the one it undid. So a second rollback goes further
+/// back (as an undo does), instead of back to the version the first one left. A history that
+/// retention shortened starts from its first entry's `previous`.
+fn rollback_target(ch: &Channel) -> Option<Version> {
+    let mut stack: Vec<Version> = ch
+        .history
+        .first()
+        .and_then(|a| a.previous.clone())
+        .into_iter()
+        .collect();
+    for a in &ch.history {
+        if a.rollback {
+            stack.pop();
+            if stack.last() != Some(&a.version) {
+                stack.push(a.version.clone());
+            }
+        } else {
+            stack.push(a.version.clone());
+        }
+    }
+    stack.pop();
+    stack.pop()
 }
 
 fn describe_history(ch: &Channel) -> String {
@@ -578,80 +669,79 @@ pub async fn revoke(
             targets.push((d, Some(image.to_string())));
         }
     }
-    // One document per image: the versions of one image are written together.
-    let mut by_image: BTreeMap<ImageName, Vec<(Version, Option<String>)>> = BTreeMap::new();
-    for (t, from) in targets {
-        by_image.entry(t.name).or_default().push((t.version, from));
-    }
+    // The version asked for first, then its descendants, parents before children: a run
+    // that stops half way has revoked the root of the trouble, and says what is left.
     let mut done = Vec::new();
-    for (name, versions) in by_image {
-        let _lock = store.lock_lifecycle(&name).await?;
-        // Revocations of other versions merge: a document another revoker replaced this one
-        // with is read again and this change made on it, a few times.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut doc = revocations(store, &name).await?;
-            let mut results = Vec::new();
-            for (version, from) in &versions {
-                let key = version.to_string();
-                let changed = match doc.versions.get(&key) {
-                    Some(r) if r.effective <= effective => false,
-                    _ => {
-                        doc.versions.insert(
-                            key.clone(),
-                            Revocation {
-                                reason: reason.to_string(),
-                                by: by.to_string(),
-                                at: now,
-                                effective,
-                                cascaded_from: from.clone(),
-                            },
-                        );
-                        true
-                    }
+    for (n, (target, from)) in targets.iter().enumerate() {
+        let wanted = Revocation {
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at: now,
+            effective,
+            cascaded_from: from.clone(),
+        };
+        match revoke_one(store, target, &wanted).await {
+            Ok(r) => done.push(r),
+            Err(e) if done.is_empty() => return Err(e),
+            Err(e) => {
+                let list = |v: &[ImageRef]| {
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                results.push(Revoked {
-                    effective: doc.versions[&key].effective,
-                    image: ImageRef {
-                        name: name.clone(),
-                        version: version.clone(),
-                    },
-                    changed,
+                let done: Vec<ImageRef> = done.iter().map(|r: &Revoked| r.image.clone()).collect();
+                let left: Vec<ImageRef> = targets[n..].iter().map(|(t, _)| t.clone()).collect();
+                return Err(LifecycleError::PartlyRevoked {
+                    done: list(&done),
+                    left: list(&left),
+                    source: Box::new(e),
                 });
-            }
-            if results.iter().all(|r| !r.changed) {
-                done.extend(results);
-                break;
-            }
-            let holds = |d: &Revocations| {
-                versions
-                    .iter()
-                    .all(|(v, _)| d.get(v).is_some_and(|r| r.effective <= effective))
-            };
-            match write_doc(store, &name, REVOCATIONS_KEY, "revocations", &doc, holds).await? {
-                None => {
-                    done.extend(results);
-                    break;
-                }
-                Some(_) if attempt < 5 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        50 + fastrand::u64(0..200),
-                    ))
-                    .await;
-                }
-                Some(now) => {
-                    return Err(LifecycleError::LostRace {
-                        what: "revocation",
-                        image: name.clone(),
-                        store: store.location(),
-                        now: format!("{} revoked versions", now.versions.len()),
-                    });
-                }
             }
         }
     }
     Ok(done)
+}
+
+/// Writes one version's revocation unless it has one that takes effect as early already.
+/// Only revocations write this document, and each writes only when what is there takes
+/// effect later than its own, so racing revokers of one version end with the earliest; the
+/// document is read back to see that (a store without a lock offers no compare-and-swap).
+async fn revoke_one(
+    store: &dyn Store,
+    image: &ImageRef,
+    wanted: &Revocation,
+) -> Result<Revoked, LifecycleError> {
+    let _lock = store.lock_lifecycle(&image.name).await?;
+    let key = revocation_key(&image.version);
+    let mut wrote = false;
+    for attempt in 0..=5 {
+        if let Some(r) = revocation(store, &image.name, &image.version).await?
+            && r.effective <= wanted.effective
+        {
+            return Ok(Revoked {
+                image: image.clone(),
+                effective: r.effective,
+                changed: wrote,
+            });
+        }
+        if attempt == 5 {
+            break;
+        }
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50 + fastrand::u64(0..200))).await;
+        }
+        let mut bytes = serde_json::to_vec_pretty(wanted).unwrap_or_default();
+        bytes.push(b'\n');
+        store.write_lifecycle(&image.name, &key, &bytes).await?;
+        wrote = true;
+    }
+    Err(LifecycleError::LostRace {
+        what: "revocation",
+        image: image.name.clone(),
+        store: store.location(),
+        now: format!("a revocation of {image} that takes effect later, after five tries"),
+    })
 }
 
 #[cfg(test)]
@@ -693,6 +783,53 @@ mod tests {
             err.contains("imagepipe.toml:8") && err.contains("`a/b` is not a channel name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn revocation_keys_are_store_names_and_read_back() {
+        for v in ["1.2.0", "1.2.0-rc.1", "1.2.0+build.7", "1.2.0-rc.1+b-2"] {
+            let v = Version::parse(v).unwrap();
+            let key = revocation_key(&v);
+            crate::store::check_lifecycle_key("test", &key).unwrap();
+            assert_eq!(revocation_key_version(&key), Some(v));
+        }
+        assert_eq!(revocation_key_version("channels"), None);
+        assert_eq!(revocation_key_version("revoked-x"), None);
+    }
+
+    #[test]
+    fn rollbacks_undo_one_promotion_each() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        let at: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().unwrap();
+        let mut ch = Channel {
+            version: v("1.0.0"),
+            history: Vec::new(),
+        };
+        let apply = |ch: &mut Channel, to: &str, rollback: bool| {
+            ch.history.push(Assignment {
+                version: v(to),
+                by: "me".into(),
+                at,
+                previous: Some(ch.version.clone()).filter(|_| !ch.history.is_empty()),
+                rollback,
+            });
+            ch.version = v(to);
+        };
+        apply(&mut ch, "1.0.0", false);
+        assert_eq!(rollback_target(&ch), None);
+        apply(&mut ch, "1.1.0", false);
+        apply(&mut ch, "1.2.0", false);
+        assert_eq!(rollback_target(&ch), Some(v("1.1.0")));
+        apply(&mut ch, "1.1.0", true);
+        // A second rollback goes further back, not forward to the version the first undid.
+        assert_eq!(rollback_target(&ch), Some(v("1.0.0")));
+        apply(&mut ch, "1.0.0", true);
+        assert_eq!(rollback_target(&ch), None);
+        apply(&mut ch, "1.3.0", false);
+        assert_eq!(rollback_target(&ch), Some(v("1.0.0")));
+        // A history retention shortened starts from its first entry's `previous`.
+        ch.history.drain(..ch.history.len() - 1);
+        assert_eq!(rollback_target(&ch), Some(v("1.0.0")));
     }
 
     #[test]

@@ -211,3 +211,77 @@ async fn delete_all(
     }
     Ok(deleted)
 }
+
+/// A channel whose history retention shortens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryTrim {
+    pub channel: String,
+    /// Assignments before, and after.
+    pub before: usize,
+    pub after: usize,
+}
+
+/// The channels of an image whose history has more than `keep` assignments.
+pub async fn plan_history(
+    store: &dyn Store,
+    image: &ImageName,
+    keep: usize,
+) -> Result<Vec<HistoryTrim>, LifecycleError> {
+    Ok(trims(&super::channels(store, image).await?, keep))
+}
+
+fn trims(doc: &super::Channels, keep: usize) -> Vec<HistoryTrim> {
+    doc.channels
+        .iter()
+        .filter(|(_, c)| c.history.len() > keep)
+        .map(|(name, c)| HistoryTrim {
+            channel: name.clone(),
+            before: c.history.len(),
+            after: keep,
+        })
+        .collect()
+}
+
+/// Keeps the newest `keep` assignments of each channel's history (at least one: the current
+/// one). The oldest kept entry's `previous` still names the version before it, so a rollback
+/// over the shortened history still has somewhere to go. Like a promotion, it reads the
+/// document back: one that a promotion replaced in between is that promotion's, and is
+/// shortened by the next run.
+pub async fn apply_history(
+    store: &dyn Store,
+    image: &ImageName,
+    keep: usize,
+) -> Result<Vec<HistoryTrim>, LifecycleError> {
+    let keep = keep.max(1);
+    let _lock = store.lock_lifecycle(image).await?;
+    let mut doc = super::channels(store, image).await?;
+    let trimmed = trims(&doc, keep);
+    if trimmed.is_empty() {
+        return Ok(trimmed);
+    }
+    for c in doc.channels.values_mut() {
+        let extra = c.history.len().saturating_sub(keep);
+        c.history.drain(..extra);
+    }
+    let expect = doc.clone();
+    if let Some(now) = super::write_doc(store, image, super::CHANNELS_KEY, "channels", &doc, |d| {
+        *d == expect
+    })
+    .await?
+    {
+        return Err(LifecycleError::LostRace {
+            what: "channel history retention",
+            image: image.clone(),
+            store: store.location(),
+            now: format!(
+                "channels {}",
+                now.channels
+                    .iter()
+                    .map(|(n, c)| format!("{n} → {}", c.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(trimmed)
+}

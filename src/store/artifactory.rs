@@ -106,6 +106,8 @@ struct AqlAnswer {
 #[derive(Debug, Deserialize)]
 struct AqlItem {
     path: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `;k=v` matrix parameters for a deploy. Artifactory 6.x splits the raw parameters at `;`
@@ -1130,6 +1132,36 @@ impl Store for ArtifactoryStore {
             }
             _ => Err(self.fail("GET", &url, resp).await),
         }
+    }
+
+    /// One AQL query for the files of `<prefix>/<image>/_lifecycle` (a `$match` without
+    /// wildcards is the folder itself, not its subfolders).
+    async fn list_lifecycle(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let dir = self.path(image, super::LIFECYCLE_DIR, "");
+        let query = format!(
+            r#"items.find({{"repo":{},"path":{{"$match":{}}}}}).include("repo","path","name")"#,
+            serde_json::Value::from(self.repo.clone()),
+            serde_json::Value::from(dir.clone()),
+        );
+        let resp = self
+            .send(|c| {
+                c.post(&url)
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(query.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &url, resp).await);
+        }
+        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        Ok(answer
+            .results
+            .into_iter()
+            .filter(|r| r.path == dir)
+            .filter_map(|r| r.name?.strip_suffix(".json").map(str::to_string))
+            .filter(|k| super::check_lifecycle_key("", k).is_ok())
+            .collect())
     }
 
     /// One deploy, which replaces the file whole (Deploy Artifact; overwriting takes the

@@ -285,6 +285,29 @@ impl Store for LocalStore {
         }
     }
 
+    async fn list_lifecycle(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join(image.as_str()).join(super::LIFECYCLE_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(&dir)(e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(self.io(&dir))?;
+            // Temporary files of a writer (`.tmp…`) and anything else are not documents.
+            if let Some(key) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                && super::check_lifecycle_key("", key).is_ok()
+            {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    }
+
     /// Written beside, synced, then renamed over the old document: readers see one or the
     /// other whole, and a killed writer leaves only a temporary file.
     async fn write_lifecycle(

@@ -319,7 +319,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// One lifecycle document of an image (a channel with its history, a revocation; see
     /// `crate::lifecycle`), or `None` when the store holds none under `key`. Keys are plain
-    /// names (`channel-prod`, `revoked-1.2.0`) that never parse as a version, so no listing
+    /// names (`channels`, `revoked-1.2.0`) that never parse as a version, so no listing
     /// takes them for one.
     async fn read_lifecycle(
         &self,
@@ -327,6 +327,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let _ = (image, key);
+        Err(StoreError::Unsupported(format!(
+            "lifecycle documents (channels, revocations) on {}",
+            self.location()
+        )))
+    }
+
+    /// The keys of an image's lifecycle documents, in no order (empty when it has none): one
+    /// query however many there are (a directory read, an AQL query, the tag list).
+    async fn list_lifecycle(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
+        let _ = image;
         Err(StoreError::Unsupported(format!(
             "lifecycle documents (channels, revocations) on {}",
             self.location()

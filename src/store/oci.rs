@@ -283,6 +283,38 @@ impl OciStore {
 
     /// A manifest's bytes by tag or digest, as the registry stores them, with its media type;
     /// `None` when the reference names nothing.
+    /// Every tag of the image's repository, page by page (`Link` headers); none when the
+    /// repository does not exist yet.
+    async fn tags(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
+        let mut tags = Vec::new();
+        let mut url = self.url(image, "tags/list?n=1000");
+        for _ in 0..1000 {
+            let resp = self.send(Method::GET, &url, None, None).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !resp.status().is_success() {
+                return Err(self.fail(&Method::GET, &url, resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::http::next_link);
+            let list: TagList = resp.json().await.map_err(|e| StoreError::BadAnswer {
+                store: self.location(),
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            tags.extend(list.tags.unwrap_or_default());
+            match next {
+                Some(path) => url = format!("{}{path}", self.base),
+                None => break,
+            }
+        }
+        Ok(tags)
+    }
+
     async fn raw_manifest(
         &self,
         image: &ImageName,
@@ -387,38 +419,12 @@ impl Store for OciStore {
     }
 
     async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError> {
-        let mut versions = Vec::new();
-        let mut url = self.url(image, "tags/list?n=1000");
-        for _ in 0..1000 {
-            let resp = self.send(Method::GET, &url, None, None).await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                return Ok(versions);
-            }
-            if !resp.status().is_success() {
-                return Err(self.fail(&Method::GET, &url, resp).await);
-            }
-            let next = resp
-                .headers()
-                .get(reqwest::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::http::next_link);
-            let list: TagList = resp.json().await.map_err(|e| StoreError::BadAnswer {
-                store: self.location(),
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-            versions.extend(
-                list.tags
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| tag_version(t)),
-            );
-            match next {
-                Some(path) => url = format!("{}{path}", self.base),
-                None => break,
-            }
-        }
-        Ok(versions)
+        Ok(self
+            .tags(image)
+            .await?
+            .iter()
+            .filter_map(|t| tag_version(t))
+            .collect())
     }
 
     async fn fetch_record(&self, image: &ImageRef) -> Result<LoadedRecord, StoreError> {
@@ -578,6 +584,17 @@ impl Store for OciStore {
             });
         };
         self.get_blob(image, &layer.digest).await.map(Some)
+    }
+
+    /// The `_lifecycle.<key>` tags of the repository's tag list.
+    async fn list_lifecycle(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .tags(image)
+            .await?
+            .into_iter()
+            .filter_map(|t| t.strip_prefix(&lifecycle_tag("")).map(str::to_string))
+            .filter(|k| super::check_lifecycle_key("", k).is_ok())
+            .collect())
     }
 
     async fn write_lifecycle(

@@ -88,12 +88,7 @@ fn xfs_absent<T>(r: Result<Option<T>, imagepipe_xfs::Error>) -> io::Result<Optio
 /// refused before it is called), and a hostile image must end in a clear error and exit 2, not
 /// an abort. The reader's state after a panic is not trusted again: the error ends the scan.
 fn guarded<T>(what: &str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+    crate::guard::quietly(f).unwrap_or_else(|why| {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{what}: the filesystem is corrupt (its reader failed: {why})"),

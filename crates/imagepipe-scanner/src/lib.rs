@@ -13,6 +13,7 @@
 
 pub mod disk;
 mod filesystem;
+mod guard;
 pub mod inventory;
 pub mod lvm;
 pub mod osv;

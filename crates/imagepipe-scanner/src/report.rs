@@ -521,11 +521,26 @@ fn database_line(
     max_db_age: std::time::Duration,
     with_age: bool,
 ) -> Line {
+    database_note(
+        &scan.database,
+        scan.database_records,
+        newest,
+        max_db_age,
+        with_age,
+    )
+}
+
+/// [`database_line`] for a database on its own (a rescan's, before any version is read).
+pub fn database_note(
+    database: &str,
+    records: usize,
+    newest: chrono::DateTime<chrono::Utc>,
+    max_db_age: std::time::Duration,
+    with_age: bool,
+) -> Line {
     let age = (chrono::Utc::now() - newest).to_std().unwrap_or_default();
     let mut line = format!(
-        "{} database: {} records, newest from {}",
-        scan.database,
-        scan.database_records,
+        "{database} database: {records} records, newest from {}",
         newest.format("%Y-%m-%d"),
     );
     if with_age {

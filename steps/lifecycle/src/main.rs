@@ -77,6 +77,11 @@ struct Args {
     #[arg(long, env = env::RETAIN, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     keep: Option<u16>,
 
+    /// How many assignments of each channel's history retain keeps (the newest; a rollback
+    /// needs two).
+    #[arg(long, env = env::RETAIN_HISTORY, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    keep_history: Option<u16>,
+
     /// Only these sites' libraries and stores (repeat, or separate with commas); default every
     /// site (prune, retain).
     #[arg(long = "site", env = env::SITES, value_name = "NAME", value_delimiter = ',', global = true)]
@@ -104,7 +109,7 @@ enum Command {
     /// Remove every revoked version's items from the sites' content libraries.
     Prune,
     /// Keep the newest --keep versions of --image (or of every image) in every store and
-    /// library.
+    /// library, and the newest --keep-history assignments of each channel's history.
     Retain,
 }
 
@@ -255,10 +260,10 @@ fn main() -> ExitCode {
                 Ok(Outcome::Done)
             }
             Command::Retain => {
-                let keep: usize = args
-                    .keep
-                    .context("retain needs --keep N: how many versions of each image stay")?
-                    .into();
+                anyhow::ensure!(
+                    args.keep.is_some() || args.keep_history.is_some(),
+                    "retain needs --keep N (how many versions of each image stay), --keep-history N (how many assignments of each channel's history stay), or both"
+                );
                 // A version deleted from the primary store is no longer listed, so copies left
                 // at sites outside the selection would never be found again.
                 anyhow::ensure!(
@@ -272,6 +277,23 @@ fn main() -> ExitCode {
                 };
                 let mut json = Vec::new();
                 for image in &images {
+                    let history = match args.keep_history.map(usize::from) {
+                        Some(n) if args.apply => {
+                            lifecycle::apply_history(primary.as_ref(), image, n).await?
+                        }
+                        Some(n) => lifecycle::plan_history(primary.as_ref(), image, n).await?,
+                        None => Vec::new(),
+                    };
+                    for t in &history {
+                        ui.info(&format!(
+                            "{image}: channel {} history {} → {} assignments",
+                            t.channel, t.before, t.after
+                        ));
+                    }
+                    let Some(keep) = args.keep.map(usize::from) else {
+                        json.push(serde_json::json!({ "image": image, "history": history }));
+                        continue;
+                    };
                     if args.apply {
                         let (plan, result) = lifecycle::apply_retention(
                             primary.as_ref(),
@@ -297,13 +319,15 @@ fn main() -> ExitCode {
                                 ));
                             }
                         }
-                        json.push(serde_json::json!({ "plan": plan, "result": result }));
+                        json.push(serde_json::json!({ "image": image, "history": history, "plan": plan, "result": result }));
                     } else {
                         let plan =
                             lifecycle::plan_retention(primary.as_ref(), &config, image, keep, now)
                                 .await?;
                         ui.info(&plan.describe());
-                        json.push(serde_json::json!({ "plan": plan }));
+                        json.push(
+                            serde_json::json!({ "image": image, "history": history, "plan": plan }),
+                        );
                     }
                 }
                 if !args.apply {

@@ -457,6 +457,10 @@ async fn channels_in_a_real_registry_are_tags_on_the_version() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CVE-2026-1"), "{err}");
+    // Listed from the registry's tag list, not taken for a version.
+    let listed = lifecycle::revocations(store.as_ref(), &name).await.unwrap();
+    assert_eq!(listed.versions.keys().collect::<Vec<_>>(), ["1.0.0"]);
+    assert_eq!(store.list_versions(&name).await.unwrap().len(), 2);
     case.publish(store.as_ref(), "vendor/base", "1.2.0", None)
         .await;
     let (plan, _) = lifecycle::apply_retention(store.as_ref(), &config, &[], &name, 1, now)
@@ -1058,4 +1062,242 @@ async fn retention_killed_at_any_point_leaves_only_whole_versions_and_is_finishe
     }
     assert!(kills >= 4, "{kills} points");
     eprintln!("retention: killed at {kills} points, each left only whole versions");
+}
+
+/// A local store that takes no lock (as Artifactory and registries offer none), and whose
+/// first lifecycle read can be held back: the read is made at once, its answer returned only
+/// when the test says so. That stages the interleaving a read-back cannot see: one revoker
+/// reads, another writes and checks its write, then the first writes on what it read.
+#[derive(Debug)]
+struct Unlocked {
+    inner: LocalStore,
+    hold: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl Store for Unlocked {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn list_versions(
+        &self,
+        image: &imagepipe::image::ImageName,
+    ) -> Result<Vec<semver::Version>, store::StoreError> {
+        self.inner.list_versions(image).await
+    }
+    async fn fetch_record(
+        &self,
+        image: &ImageRef,
+    ) -> Result<imagepipe::record::LoadedRecord, store::StoreError> {
+        self.inner.fetch_record(image).await
+    }
+    fn artifact_location(&self, image: &ImageRef, a: &imagepipe::record::FileArtifact) -> String {
+        self.inner.artifact_location(image, a)
+    }
+    fn record_location(&self, image: &ImageRef) -> String {
+        self.inner.record_location(image)
+    }
+    async fn put_artifact(
+        &self,
+        image: &ImageRef,
+        path: &Path,
+        a: &imagepipe::record::FileArtifact,
+        p: &store::Properties,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<store::PutOutcome, store::StoreError> {
+        self.inner.put_artifact(image, path, a, p, progress).await
+    }
+    async fn put_record(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        p: &store::Properties,
+    ) -> Result<(), store::StoreError> {
+        self.inner.put_record(image, bytes, p).await
+    }
+    async fn artifact_digest(
+        &self,
+        image: &ImageRef,
+        a: &imagepipe::record::FileArtifact,
+    ) -> Result<Option<store::StoredFile>, store::StoreError> {
+        self.inner.artifact_digest(image, a).await
+    }
+    async fn open_artifact(
+        &self,
+        image: &ImageRef,
+        a: &imagepipe::record::FileArtifact,
+    ) -> Result<Box<dyn store::ArtifactReader>, store::StoreError> {
+        self.inner.open_artifact(image, a).await
+    }
+    async fn read_lifecycle(
+        &self,
+        image: &imagepipe::image::ImageName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, store::StoreError> {
+        let read = self.inner.read_lifecycle(image, key).await;
+        let hold = self.hold.lock().unwrap().take();
+        if let Some((said, resume)) = hold {
+            said.send(()).unwrap();
+            resume.await.unwrap();
+        }
+        read
+    }
+    async fn list_lifecycle(
+        &self,
+        image: &imagepipe::image::ImageName,
+    ) -> Result<Vec<String>, store::StoreError> {
+        self.inner.list_lifecycle(image).await
+    }
+    async fn write_lifecycle(
+        &self,
+        image: &imagepipe::image::ImageName,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), store::StoreError> {
+        self.inner.write_lifecycle(image, key, bytes).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_is_never_replaced_by_a_racing_revocation_of_another_version() {
+    let case = Case::new("file:primary", "");
+    let local = case.local();
+    case.publish(&local, "vendor/base", "1.0.0", None).await;
+    case.publish(&local, "vendor/base", "1.1.0", None).await;
+    let config = case.config();
+    let now = chrono::Utc::now();
+    let how = lifecycle::RevokeOptions {
+        reason: "cve",
+        by: "t",
+        now,
+        effective: now,
+        cascade: false,
+    };
+    let (said, read_made) = tokio::sync::oneshot::channel();
+    let (resume, resumed) = tokio::sync::oneshot::channel();
+    let slow = std::sync::Arc::new(Unlocked {
+        inner: case.local(),
+        hold: std::sync::Mutex::new(Some((said, resumed))),
+    });
+    let fast = Unlocked {
+        inner: case.local(),
+        hold: std::sync::Mutex::new(None),
+    };
+    // The slow revoker reads what is revoked (nothing), and waits.
+    let task = {
+        let (slow, config) = (slow.clone(), config.clone());
+        tokio::spawn(async move {
+            lifecycle::revoke(slow.as_ref(), &config, &id("vendor/base@1.1.0"), &how).await
+        })
+    };
+    read_made.await.unwrap();
+    // The other revokes 1.0.0, checks its write, and is done.
+    let done = lifecycle::revoke(&fast, &config, &id("vendor/base@1.0.0"), &how)
+        .await
+        .unwrap();
+    assert!(done[0].changed);
+    // Then the slow one writes on what it read.
+    resume.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let name = "vendor/base".parse().unwrap();
+    let revoked = lifecycle::revocations(&local, &name).await.unwrap();
+    assert_eq!(
+        revoked.versions.keys().collect::<Vec<_>>(),
+        ["1.0.0", "1.1.0"],
+        "both revocations hold"
+    );
+    lifecycle::ensure_not_revoked(&local, &id("vendor/base@1.0.0"), chrono::Utc::now())
+        .await
+        .unwrap_err();
+}
+
+/// `retain --keep-history N` shortens each channel's history to its newest N assignments (a
+/// plan first, then --apply, idempotent), in a local store and in Artifactory; a rollback
+/// still works over the shortened history.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_shortens_channel_histories_and_rollback_still_works() {
+    let (url, _art) = artifactory::start("os-images");
+    for primary in [
+        "file:primary".to_string(),
+        format!("artifactory+{url}/os-images"),
+    ] {
+        let case = Case::new(&primary, "");
+        let store: Box<dyn Store> = if primary.starts_with("file:") {
+            Box::new(case.local())
+        } else {
+            artifactory_store(case.path(), &url)
+        };
+        let versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"];
+        for v in versions {
+            case.publish(store.as_ref(), "vendor/base", v, None).await;
+        }
+        let name = "vendor/base".parse().unwrap();
+        for v in versions {
+            lifecycle::promote(
+                store.as_ref(),
+                &id(&format!("vendor/base@{v}")),
+                "prod",
+                "t",
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        }
+        let history_len = |doc: &lifecycle::Channels| doc.channels["prod"].history.len();
+
+        let out = tokio::task::block_in_place(|| case.run(&["retain", "--keep-history", "2"]));
+        assert_exit(&out, 0);
+        assert!(
+            stderr(&out).contains("vendor/base: channel prod history 4 → 2 assignments"),
+            "{primary}: {}",
+            stderr(&out)
+        );
+        let doc = lifecycle::channels(store.as_ref(), &name).await.unwrap();
+        assert_eq!(history_len(&doc), 4, "{primary}: a plan changes nothing");
+
+        let out = tokio::task::block_in_place(|| {
+            case.run(&["retain", "--keep-history", "2", "--apply", "--json"])
+        });
+        assert_exit(&out, 0);
+        assert_eq!(
+            json(&out)["images"][0]["history"][0]["after"],
+            2,
+            "{primary}"
+        );
+        let doc = lifecycle::channels(store.as_ref(), &name).await.unwrap();
+        let kept: Vec<String> = doc.channels["prod"]
+            .history
+            .iter()
+            .map(|a| a.version.to_string())
+            .collect();
+        assert_eq!(kept, ["1.2.0", "1.3.0"], "{primary}");
+        assert_eq!(doc.channels["prod"].version.to_string(), "1.3.0");
+        // Again: nothing to do.
+        let out = tokio::task::block_in_place(|| {
+            case.run(&["retain", "--keep-history", "2", "--apply", "--json"])
+        });
+        assert_exit(&out, 0);
+        assert_eq!(json(&out)["images"][0]["history"], serde_json::json!([]));
+        // Two rollbacks: back to 1.2.0, then to 1.1.0 (the shortened history's first
+        // `previous`), each one undoing one promotion.
+        for to in ["1.2.0", "1.1.0"] {
+            let out = tokio::task::block_in_place(|| {
+                case.run(&[
+                    "rollback",
+                    "--image",
+                    "vendor/base",
+                    "--channel",
+                    "prod",
+                    "--json",
+                ])
+            });
+            assert_exit(&out, 0);
+            assert_eq!(json(&out)["image"]["version"], to, "{primary}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! The lifecycle story end to end, with the real step binaries: a chain of three layers is
-//! published, promoted and imported into a VCSP library and govmomi's vCenter simulator; a
+//! The lifecycle story end to end, with the real step binaries, on each kind of store (a local
+//! store, the Artifactory test server, Debian's real `docker-registry`): a chain of three
+//! layers is published, promoted and imported into a VCSP library and govmomi's vCenter
+//! simulator; a
 //! rescan in place finds a new critical advisory in the base; the base is revoked with its
 //! descendants; the revoked items leave both libraries; a build on the revoked parent and an
 //! import of a revoked version are refused; a build on a fixed parent goes past the parent
@@ -11,15 +13,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use imagepipe_testkit::{built, step, vcsim};
+use imagepipe_testkit::{artifactory, built, registry, step, vcsim};
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use imagepipe::config::{Credentials, StoreSpec, TlsSpec};
 use imagepipe::image::ImageRef;
 use imagepipe::record::{GateStatus, ParentId, Record};
 use imagepipe::step::{ProgressMode, Ui};
-use imagepipe::store::{LocalStore, Store};
+use imagepipe::store::{Store, StoreUrl};
 use serde_json::Value;
 use step::{assert_exit, command, sibling_bin, stderr};
 
@@ -85,19 +88,54 @@ build {
 
 struct Story {
     dir: tempfile::TempDir,
+    /// The primary store (and every site's): `file:primary`, the Artifactory test server or a
+    /// real registry.
+    url: String,
 }
 
 impl Story {
+    fn new() -> Self {
+        Self::on("file:primary")
+    }
+
+    fn on(url: &str) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+        }
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn store(&self) -> LocalStore {
-        LocalStore::new(self.path().join("primary"))
+    /// The `[store]` table of imagepipe.toml (and of each site).
+    fn store_toml(&self) -> String {
+        let token = if self.url.starts_with("artifactory+") {
+            "token_env = \"ART_TOKEN\"\n"
+        } else {
+            ""
+        };
+        format!("url = \"{}\"\n{token}", self.url)
+    }
+
+    fn store(&self) -> Box<dyn Store> {
+        let token = self.path().join("token");
+        std::fs::write(&token, artifactory::TOKEN).unwrap();
+        imagepipe::store::open(&StoreSpec {
+            url: StoreUrl::parse(&self.url, self.path()).unwrap(),
+            credentials: Credentials {
+                token_file: self.url.starts_with("artifactory+").then_some(token),
+                ..Credentials::default()
+            },
+            tls: TlsSpec::default(),
+        })
+        .unwrap()
     }
 
     async fn publish(&self, image: &str, version: &str, parent: Option<&str>) {
         let store = self.store();
+        let store = store.as_ref();
         let parent = match parent {
             Some(p) => {
                 let pid: ImageRef = p.parse().unwrap();
@@ -121,7 +159,7 @@ impl Story {
         );
         let loaded = Record::read(&record).unwrap();
         imagepipe::publish::publish(
-            &store,
+            store,
             &loaded,
             &record,
             None,
@@ -138,6 +176,7 @@ impl Story {
             .env("VC_USER", vcsim::USER)
             .env("VC_PASS", vcsim::PASSWORD)
             .env("GITHUB_ACTOR", "security-team")
+            .env("ART_TOKEN", artifactory::TOKEN)
             .output()
             .unwrap()
     }
@@ -174,14 +213,30 @@ fn vcsp_items(lib: &Path) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn promote_revoke_with_cascade_prune_refuse_and_rebuild_on_a_fixed_parent() {
+async fn the_story_on_a_local_store() {
+    the_story(Story::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_story_on_artifactory() {
+    let (url, _art) = artifactory::start("os-images");
+    the_story(Story::on(&format!("artifactory+{url}/os-images"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_story_on_a_real_registry() {
+    let reg = tokio::task::block_in_place(registry::Registry::start);
+    the_story(Story::on(&reg.url())).await;
+}
+
+/// Promote a chain, find a CVE by rescanning in place, revoke with the cascade, see the
+/// revoked items leave every library and every build and import refuse them, rebuild on a
+/// fixed parent: the issue's story, with every step's real binary.
+async fn the_story(story: Story) {
     let build_bin = sibling_bin(BIN, "imagepipe-build");
     let import_bin = sibling_bin(BIN, "imagepipe-import");
     let vc = tokio::task::block_in_place(vcsim::Vcsim::start);
     let vc_library = vc.create_library("images").await;
-    let story = Story {
-        dir: tempfile::tempdir().unwrap(),
-    };
     std::fs::create_dir_all(story.path().join("images/global")).unwrap();
     std::fs::write(story.path().join("images/global/global.pkr.hcl"), TEMPLATE).unwrap();
     std::fs::write(
@@ -191,8 +246,7 @@ async fn promote_revoke_with_cascade_prune_refuse_and_rebuild_on_a_fixed_parent(
 output_dir = "out"
 
 [store]
-url = "file:primary"
-
+{store}
 [[image]]
 name = "vendor/base"
 template = "images/vendor"
@@ -211,21 +265,20 @@ parent = "global/hardened"
 [[site]]
 name = "dc1"
 [site.store]
-url = "file:primary"
-[site.library]
+{store}[site.library]
 url = "vcsp:library-dc1"
 
 [[site]]
 name = "dc2"
 [site.store]
-url = "file:primary"
-[site.library]
+{store}[site.library]
 url = "{}"
 library = "images"
 username_env = "VC_USER"
 password_env = "VC_PASS"
 "#,
-            vc.url
+            vc.url,
+            store = story.store_toml(),
         ),
     )
     .unwrap();
@@ -468,9 +521,7 @@ fn assert_vcsp_consistent(lib: &Path) {
 async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
     use std::os::unix::process::ExitStatusExt as _;
     let import_bin = sibling_bin(BIN, "imagepipe-import");
-    let story = Story {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let story = Story::new();
     std::fs::write(
         story.path().join("imagepipe.toml"),
         "[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"t\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"t\"\nparent = \"vendor/base\"\n\n[[site]]\nname = \"dc1\"\n[site.store]\nurl = \"file:primary\"\n[site.library]\nurl = \"vcsp:lib\"\n",
@@ -534,4 +585,179 @@ async fn a_prune_killed_at_any_point_leaves_a_whole_vcsp_library() {
     }
     assert!(kills >= 3, "{kills} points");
     eprintln!("vcsp prune: killed at {kills} points, each whole, each finished by a re-run");
+}
+
+/// A version requirement resolves to the newest version that is not revoked, and a parent
+/// named by a record file is looked up in the store too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_skips_revoked_versions_of_a_range_and_refuses_a_revoked_record_file() {
+    let build_bin = sibling_bin(BIN, "imagepipe-build");
+    let story = Story::new();
+    std::fs::create_dir_all(story.path().join("images/global")).unwrap();
+    std::fs::write(story.path().join("images/global/global.pkr.hcl"), TEMPLATE).unwrap();
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"images/vendor\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"images/global/global.pkr.hcl\"\nparent = \"vendor/base\"\nparent_version = \"^1\"\n",
+    )
+    .unwrap();
+    for v in ["1.0.0", "1.1.0"] {
+        story.publish("vendor/base", v, None).await;
+    }
+    let revoke = |version: &str| {
+        let out = story.lifecycle(&[
+            "revoke",
+            "--image",
+            "vendor/base",
+            "--version",
+            version,
+            "--reason",
+            "CVE-2026-0002",
+        ]);
+        assert_exit(&out, 0);
+    };
+    let dry_run = |extra: &[&str]| {
+        let mut args = vec![
+            "--image",
+            "global/hardened",
+            "--version",
+            "2.0.1",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        story.run(&build_bin, &args)
+    };
+    tokio::task::block_in_place(|| revoke("1.1.0"));
+    let out = tokio::task::block_in_place(|| dry_run(&[]));
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("parent    vendor/base 1.0.0"),
+        "the newest unrevoked version: {}",
+        stderr(&out)
+    );
+
+    // A record file of a revoked version (here the one its publish left) is refused.
+    let record = story
+        .path()
+        .join("out/vendor/base/1.1.0/imagepipe-record.json");
+    let record = record.to_str().unwrap();
+    let out = tokio::task::block_in_place(|| dry_run(&["--parent-record", record]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("vendor/base@1.1.0 is revoked")
+            && stderr(&out).contains("CVE-2026-0002"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With every accepted version revoked, nothing is built, and the list says why.
+    tokio::task::block_in_place(|| revoke("1.0.0"));
+    let out = tokio::task::block_in_place(|| dry_run(&[]));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("(published: 1.0.0 (revoked), 1.1.0 (revoked))"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A rescan with `--revoke-on-new` revokes an affected version with its descendants, naming
+/// the advisory; one below the bar is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rescan_revokes_what_it_finds_at_or_above_the_bar_with_its_descendants() {
+    let scan_bin = sibling_bin(BIN, "imagepipe-scan");
+    let story = Story::new();
+    std::fs::write(
+        story.path().join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/base\"\ntemplate = \"t\"\n\n[[image]]\nname = \"global/hardened\"\ntemplate = \"t\"\nparent = \"vendor/base\"\n",
+    )
+    .unwrap();
+    story.publish("vendor/base", "1.0.0", None).await;
+    story
+        .publish("global/hardened", "2.0.0", Some("vendor/base@1.0.0"))
+        .await;
+    let osv = story.path().join("osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    // openssh in every layer, high (CVSS 7.5).
+    std::fs::write(
+        osv.join("DEBIAN-CVE-2026-0003.json"),
+        format!(
+            r#"{{"id":"DEBIAN-CVE-2026-0003","modified":"{}","severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}}],"affected":[{{"package":{{"ecosystem":"Debian:12","name":"openssh"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"1:9.2p1-2+deb12u9"}}]}}]}}]}}"#,
+            chrono::Utc::now().to_rfc3339()
+        ),
+    )
+    .unwrap();
+    let rescan = |bar: &str| {
+        story.run(
+            &scan_bin,
+            &[
+                "--published",
+                "vendor/base@1.0.0",
+                "--osv-db",
+                osv.to_str().unwrap(),
+                "--revoke-on-new",
+                bar,
+                "--json",
+            ],
+        )
+    };
+    let revoked = |image: &str| {
+        let dir = story.path().join("primary").join(image).join("_lifecycle");
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("revoked-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+
+    // Below the bar: reported, nothing revoked, exit 0.
+    let out = tokio::task::block_in_place(|| rescan("critical"));
+    assert_exit(&out, 0);
+    assert_eq!(revoked("vendor/base"), Vec::<String>::new());
+
+    // At the bar: the version and its child are revoked, the rescan fails.
+    let out = tokio::task::block_in_place(|| rescan("high"));
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = doc["revoked"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{doc}");
+    assert_eq!(
+        (&list[0]["image"], &list[0]["version"], &list[0]["changed"]),
+        (
+            &Value::from("vendor/base"),
+            &Value::from("1.0.0"),
+            &Value::from(true)
+        )
+    );
+    assert_eq!(list[1]["cascaded_from"], "vendor/base@1.0.0");
+    assert!(
+        stderr(&out).contains("vendor/base@1.0.0: revoked with 1 descendant (rescan found DEBIAN-CVE-2026-0003 (high, openssh-server)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(revoked("vendor/base"), ["revoked-1.0.0.json"]);
+    assert_eq!(revoked("global/hardened"), ["revoked-2.0.0.json"]);
+    let store = story.store();
+    let r = imagepipe::lifecycle::revocation(
+        store.as_ref(),
+        &"global/hardened".parse().unwrap(),
+        &semver::Version::new(2, 0, 0),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(r.reason.contains("DEBIAN-CVE-2026-0003"), "{}", r.reason);
+    assert_eq!(r.by, "security-team");
+
+    // Again: revoked already, still failing (the version is still affected).
+    let out = tokio::task::block_in_place(|| rescan("high"));
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("vendor/base@1.0.0: already revoked"),
+        "{}",
+        stderr(&out)
+    );
 }

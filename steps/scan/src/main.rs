@@ -48,7 +48,8 @@ mod standalone;
 /// where the primary store keeps them (only the blocks needed, with ranged reads), matches them
 /// against today's database and reports the findings their publish-time scan did not have.
 ///
-/// Exit codes: 0 passed; 1 the gate failed (a rescan: a new finding at or above --fail-on-new);
+/// Exit codes: 0 passed; 1 the gate failed (a rescan: a new finding at or above --fail-on-new
+/// or --revoke-on-new);
 /// 2 usage, configuration, image, store or database error.
 #[derive(Debug, Parser)]
 #[command(
@@ -127,6 +128,13 @@ struct Args {
     /// With --published or --all-published: exit 1 when a new finding is at or above this.
     #[arg(long, env = env::FAIL_ON_NEW, value_name = "SEVERITY", value_parser = severity)]
     fail_on_new: Option<Severity>,
+
+    /// With --published or --all-published: revoke a version whose new finding is at or above
+    /// this, with every image built on it, in the store rescanned (as `imagepipe-lifecycle
+    /// revoke --cascade` does, the advisories as the reason); such a version also fails the
+    /// rescan (exit 1).
+    #[arg(long, env = env::REVOKE_ON_NEW, value_name = "SEVERITY", value_parser = severity)]
+    revoke_on_new: Option<Severity>,
 
     /// With --published or --all-published: this store instead of imagepipe.toml's primary.
     #[arg(long, env = env::STORE, value_name = "URL")]

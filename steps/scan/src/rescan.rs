@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use imagepipe::image::ImageRef;
+use imagepipe::lifecycle;
 use imagepipe::step::{self, Outcome, Ui};
 use imagepipe_scanner::rescan::{Rescan, RescanOptions};
 use imagepipe_scanner::{self as scan, Severity};
@@ -23,14 +24,34 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
     let db = tokio::task::spawn_blocking(move || scan::load_database(&osv_db, max_age, stale))
         .await
         .context("loading the OSV database stopped")??;
+    // A stale database finds nothing new: say so before the versions are read (with
+    // --stale-db fail it stopped above).
+    match db.newest {
+        Some(newest) => match scan::report::database_note("OSV", db.records, newest, max_age, true)
+        {
+            scan::report::Line::Warn(line) => ui.warn(&line),
+            scan::report::Line::Info(line) => ui.info(&line),
+        },
+        None => ui.warn("the OSV database holds no records: nothing can be found"),
+    }
     let db = Arc::new(db);
     // Microsoft's documents, for the Windows images among the versions.
     let msrc = match args.msrc_db.clone() {
-        Some(path) => Some(Arc::new(
-            tokio::task::spawn_blocking(move || scan::load_msrc(&path, max_age, stale))
+        Some(path) => {
+            let msrc = tokio::task::spawn_blocking(move || scan::load_msrc(&path, max_age, stale))
                 .await
-                .context("loading Microsoft's security update documents stopped")??,
-        )),
+                .context("loading Microsoft's security update documents stopped")??;
+            match msrc.newest {
+                Some(newest) => {
+                    match scan::report::database_note("MSRC", msrc.records, newest, max_age, true) {
+                        scan::report::Line::Warn(line) => ui.warn(&line),
+                        scan::report::Line::Info(line) => ui.info(&line),
+                    }
+                }
+                None => ui.warn("Microsoft's documents hold no release date: nothing can be found"),
+            }
+            Some(Arc::new(msrc))
+        }
         None => None,
     };
 
@@ -90,10 +111,16 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
         }
     }
 
-    ui.summary(&summary(&done, &errors))?;
+    let revoked = match args.revoke_on_new {
+        Some(threshold) => revoke(ui, store.as_ref(), &config, &done, threshold).await?,
+        None => Vec::new(),
+    };
+
+    ui.summary(&summary(&done, &errors, &revoked))?;
     ui.json(&serde_json::json!({
         "store": store.location(),
         "rescans": done,
+        "revoked": revoked.iter().map(Revoked::json).collect::<Vec<_>>(),
         "errors": errors.iter().map(|(id, e)| serde_json::json!({
             "image": id.name.to_string(),
             "version": id.version.to_string(),
@@ -129,11 +156,110 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
             .collect(),
         None => Vec::new(),
     };
+    let failing: Vec<String> = failing
+        .into_iter()
+        .chain(
+            revoked
+                .iter()
+                .filter(|r| r.cascaded_from.is_none())
+                .map(|r| format!("{}: revoked{} ({})", r.image, r.cascade, r.reason)),
+        )
+        .collect();
     Ok(if failing.is_empty() {
         Outcome::Done
     } else {
         Outcome::CheckFailed(failing)
     })
+}
+
+/// A revocation a rescan made (or found made already).
+#[derive(Debug)]
+struct Revoked {
+    image: ImageRef,
+    reason: String,
+    /// The rescanned version whose revocation cascaded to this one.
+    cascaded_from: Option<String>,
+    /// False when it was revoked already.
+    changed: bool,
+    /// How the failure line names the descendants: ` with 2 descendants`, or nothing.
+    cascade: String,
+}
+
+impl Revoked {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "image": self.image.name.to_string(),
+            "version": self.image.version.to_string(),
+            "reason": self.reason,
+            "cascaded_from": self.cascaded_from,
+            "changed": self.changed,
+        })
+    }
+}
+
+/// Revokes, with their descendants, the versions with a new finding at or above
+/// `threshold`, naming those advisories as the reason.
+async fn revoke(
+    ui: &Ui,
+    store: &dyn imagepipe::store::Store,
+    config: &imagepipe::config::Config,
+    done: &[Rescan],
+    threshold: Severity,
+) -> anyhow::Result<Vec<Revoked>> {
+    let by = lifecycle::actor();
+    let now = lifecycle::now();
+    let mut out = Vec::new();
+    for r in done.iter().filter(|r| r.new_at_or_above(threshold)) {
+        let id: ImageRef = format!("{}@{}", r.image, r.version).parse()?;
+        let mut advisories: Vec<String> = r
+            .new_findings
+            .iter()
+            .filter(|f| f.severity >= threshold)
+            .map(|f| format!("{} ({}, {})", f.id, f.severity.as_str(), f.package))
+            .collect();
+        advisories.sort();
+        advisories.dedup();
+        let reason = format!(
+            "rescan found {}, at or above --revoke-on-new {}",
+            advisories.join(", "),
+            threshold.as_str()
+        );
+        let how = lifecycle::RevokeOptions {
+            reason: &reason,
+            by: &by,
+            now,
+            effective: now,
+            cascade: true,
+        };
+        let made = lifecycle::revoke(store, config, &id, &how)
+            .await
+            .with_context(|| format!("revoking {id}, which the rescan found affected"))?;
+        let descendants = made.len().saturating_sub(1);
+        for (n, m) in made.into_iter().enumerate() {
+            ui.warn(&format!(
+                "{}: {} ({reason})",
+                m.image,
+                if m.changed {
+                    "revoked"
+                } else {
+                    "already revoked"
+                }
+            ));
+            out.push(Revoked {
+                cascaded_from: (n > 0).then(|| id.to_string()),
+                cascade: match descendants {
+                    _ if n > 0 => String::new(),
+                    0 => String::new(),
+                    1 => " with 1 descendant".into(),
+                    d => format!(" with {d} descendants"),
+                },
+                image: m.image,
+                reason: reason.clone(),
+                changed: m.changed,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn percent(part: u64, whole: u64) -> String {
@@ -178,7 +304,7 @@ fn show(ui: &Ui, r: &Rescan) {
     }
 }
 
-fn summary(done: &[Rescan], errors: &[(ImageRef, String)]) -> String {
+fn summary(done: &[Rescan], errors: &[(ImageRef, String)], revoked: &[Revoked]) -> String {
     let mut out = String::from(
         "### imagepipe-scan: rescan in place\n\n| version | findings | new | highest new | new advisories | read |\n| --- | --- | --- | --- | --- | --- |\n",
     );
@@ -202,6 +328,17 @@ fn summary(done: &[Rescan], errors: &[(ImageRef, String)]) -> String {
     }
     for (id, e) in errors {
         out.push_str(&format!("| `{id}` | error: {e} | | | | |\n"));
+    }
+    if !revoked.is_empty() {
+        out.push_str("\nRevoked (`--revoke-on-new`):\n\n");
+        for r in revoked {
+            let how = match (&r.cascaded_from, r.changed) {
+                (_, false) => " (revoked already)".to_string(),
+                (Some(from), true) => format!(" (built on {from})"),
+                (None, true) => String::new(),
+            };
+            out.push_str(&format!("- `{}`{how}: {}\n", r.image, r.reason));
+        }
     }
     out
 }

@@ -282,6 +282,34 @@ async fn a_local_store_s_versions_are_rescanned_in_place_and_new_findings_gate()
     let out = case.rescan(&["--published", "global/debian-12"]).await;
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("IMAGE@VERSION"), "{}", stderr(&out));
+
+    // A database nobody refreshed finds nothing new: the rescan says so, or with
+    // --stale-db fail stops before reading anything.
+    for entry in std::fs::read_dir(&case.db).unwrap() {
+        let path = entry.unwrap().path();
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        doc["modified"] = "2020-01-01T00:00:00Z".into();
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    }
+    let out = case
+        .rescan(&["--published", "global/debian-12@1.0.0"])
+        .await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("OSV database: 2 records, newest from 2020-01-01")
+            && stderr(&out).contains("older than 7days; refresh it"),
+        "{}",
+        stderr(&out)
+    );
+    let out = case
+        .rescan(&[
+            "--published",
+            "global/debian-12@1.0.0",
+            "--stale-db",
+            "fail",
+        ])
+        .await;
+    assert_exit(&out, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

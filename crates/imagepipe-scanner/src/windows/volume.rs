@@ -208,12 +208,7 @@ fn ntfs_err(what: &str, e: ntfs::NtfsError) -> io::Error {
 /// turned into an error naming the volume and path, like any other corrupt structure. Our own
 /// state survives: the reader is positioned anew by every operation.
 fn guarded<T>(what: &str, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+    crate::guard::quietly(op).unwrap_or_else(|message| {
         Err(invalid(format!(
             "{what}: corrupt NTFS structures ({message}); the volume cannot be read"
         )))
