@@ -81,11 +81,13 @@ impl Rescan {
 }
 
 /// Rescans `image` where `store` keeps it. Call it on a multi-threaded runtime: the disk
-/// readers run on a blocking thread and wait for each ranged read there.
+/// readers run on a blocking thread and wait for each ranged read there. `db` is the OSV
+/// database; a Linux image without it is refused by name, as a Windows image is without
+/// `options.msrc`.
 pub async fn rescan(
     store: &dyn Store,
     image: &ImageRef,
-    db: Arc<Database>,
+    db: Option<Arc<Database>>,
     options: &RescanOptions,
 ) -> Result<Rescan, ScanError> {
     let started = std::time::Instant::now();
@@ -152,7 +154,7 @@ pub async fn rescan(
                 &what,
                 subject,
                 Judge {
-                    db: Some(&db_for_scan),
+                    db: db_for_scan.as_deref(),
                     msrc: Some(msrc),
                     advisories_required: true,
                     fail_on,
@@ -169,7 +171,7 @@ pub async fn rescan(
             &what,
             subject,
             Judge {
-                db: Some(&db_for_scan),
+                db: db_for_scan.as_deref(),
                 // Windows images were judged above.
                 msrc: None,
                 advisories_required: true,
