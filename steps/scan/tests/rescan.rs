@@ -480,4 +480,40 @@ async fn a_published_windows_image_is_rescanned_against_microsoft_s_documents() 
     assert_eq!(r["new_max_severity"], "critical");
     assert_eq!(r["packages"], imagepipe_testkit::windows::PROGRAMS.len());
     assert_eq!(r["artifact_size"], size);
+
+    // A store of both kinds, rescanned with Microsoft's documents alone: the Windows version
+    // is rescanned, the Linux one is refused by name (it needs --osv-db), and the step fails.
+    let raw = raw_disk(case.path());
+    case.publish(&store, "1.0.0", "disk.qcow2", &images::qcow2(&raw, false))
+        .await;
+    let dir = case.path().to_path_buf();
+    let msrc_arg = msrc.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        command(
+            BIN,
+            &dir,
+            &["--all-published", "--msrc-db", &msrc_arg, "--json"],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_exit(&out, 2);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rescanned: Vec<&str> = doc["rescans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(rescanned, ["3.0.0"], "{doc}");
+    assert_eq!(doc["errors"][0]["version"], "1.0.0");
+    assert!(
+        doc["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is a Linux image: say where the OSV database is: --osv-db"),
+        "{doc}"
+    );
 }
