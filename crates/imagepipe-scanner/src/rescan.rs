@@ -28,6 +28,9 @@ pub struct RescanOptions {
     pub waivers: Vec<waiver::Waiver>,
     /// The image's gate threshold, for the reports.
     pub fail_on: Severity,
+    /// Microsoft's security update documents, which a Windows image is matched against; without
+    /// them a Windows image is refused by name.
+    pub msrc: Option<Arc<super::windows::msrc::Database>>,
 }
 
 /// What the publish-time scan knew.
@@ -78,11 +81,13 @@ impl Rescan {
 }
 
 /// Rescans `image` where `store` keeps it. Call it on a multi-threaded runtime: the disk
-/// readers run on a blocking thread and wait for each ranged read there.
+/// readers run on a blocking thread and wait for each ranged read there. `db` is the OSV
+/// database; a Linux image without it is refused by name, as a Windows image is without
+/// `options.msrc`.
 pub async fn rescan(
     store: &dyn Store,
     image: &ImageRef,
-    db: Arc<Database>,
+    db: Option<Arc<Database>>,
     options: &RescanOptions,
 ) -> Result<Rescan, ScanError> {
     let started = std::time::Instant::now();
@@ -126,23 +131,37 @@ pub async fn rescan(
     let what = PathBuf::from(&location);
     let source = Arc::new(RemoteSource::new(reader, runtime, counters.clone()));
     let db_for_scan = db.clone();
+    let msrc = options.msrc.clone();
     let scan = tokio::task::spawn_blocking(move || {
         let image_err = |source: std::io::Error| ScanError::Image {
             image: what.clone(),
             source,
         };
-        // A Windows image needs Microsoft's documents, which a rescan does not take: said so
-        // by name, rather than the Linux reader's view of an NTFS disk.
+        // A Windows image is read from its NTFS OS volume and matched against Microsoft's
+        // documents; without them it is refused by name, rather than left to the Linux
+        // reader's view of an NTFS disk.
         let probe = disk::open_slice(disk::Slice::part_of(source.clone(), start, len).map_err(image_err)?)
             .map_err(image_err)?;
-        if super::windows::volume::open_disk(probe)
-            .map_err(image_err)?
-            .is_some()
-        {
-            return Err(ScanError::Usage(format!(
-                "{}: a Windows image is not rescanned in place yet; scan a downloaded copy: imagepipe-scan FILE --msrc-db DIR",
-                what.display()
-            )));
+        if let Some(windows) = super::windows::volume::open_disk(probe).map_err(image_err)? {
+            let Some(msrc) = msrc.as_deref() else {
+                return Err(ScanError::Usage(format!(
+                    "{} is a Windows image: say where Microsoft's security update documents are: --msrc-db PATH (a directory of CVRF or CSAF 2.0 JSON documents)",
+                    what.display()
+                )));
+            };
+            return super::evaluate(
+                &windows,
+                &what,
+                subject,
+                Judge {
+                    db: db_for_scan.as_deref(),
+                    msrc: Some(msrc),
+                    advisories_required: true,
+                    fail_on,
+                    waivers: &waivers,
+                    rules: None,
+                },
+            );
         }
         let slice = disk::Slice::part_of(source, start, len).map_err(image_err)?;
         let disk = disk::open_slice(slice).map_err(image_err)?;
@@ -152,8 +171,8 @@ pub async fn rescan(
             &what,
             subject,
             Judge {
-                db: Some(&db_for_scan),
-                // Windows images were refused above.
+                db: db_for_scan.as_deref(),
+                // Windows images were judged above.
                 msrc: None,
                 advisories_required: true,
                 fail_on,

@@ -236,6 +236,11 @@ fn preflight_names_a_missing_qemu_and_how_to_install_it() {
         "ssh-keygen",
         "jq",
         "fakeroot",
+        // The Windows image's, checked as root with /dev/fuse.
+        "mkntfs",
+        "ntfs-3g",
+        "fusermount",
+        "hivexregedit",
     ] {
         if let Some(p) = on_path(tool) {
             std::os::unix::fs::symlink(p, bin.path().join(tool)).unwrap();

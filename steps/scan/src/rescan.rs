@@ -14,27 +14,56 @@ use super::{Args, StaleDb};
 
 pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
     let config = step::load_config(ui, args.common.config.as_deref())?;
-    let osv_db = args.osv_db.clone().context(
-        "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps)",
-    )?;
+    // Linux versions are matched against the OSV database, Windows versions against
+    // Microsoft's documents: a store of either kind needs only its own.
+    anyhow::ensure!(
+        args.osv_db.is_some() || args.msrc_db.is_some(),
+        "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps); for Windows images, Microsoft's documents: --msrc-db PATH"
+    );
     let spec = config.primary_store(args.store.as_deref())?;
     let store = imagepipe::store::open(&spec)?;
     let stale = args.stale_db == StaleDb::Fail;
     let max_age = args.max_db_age;
-    let db = tokio::task::spawn_blocking(move || scan::load_database(&osv_db, max_age, stale))
-        .await
-        .context("loading the OSV database stopped")??;
-    // A stale database finds nothing new: say so before the versions are read (with
-    // --stale-db fail it stopped above).
-    match db.newest {
-        Some(newest) => match scan::report::database_note("OSV", db.records, newest, max_age, true)
-        {
-            scan::report::Line::Warn(line) => ui.warn(&line),
-            scan::report::Line::Info(line) => ui.info(&line),
-        },
-        None => ui.warn("the OSV database holds no records: nothing can be found"),
-    }
-    let db = Arc::new(db);
+    let db = match args.osv_db.clone() {
+        Some(osv_db) => {
+            let db =
+                tokio::task::spawn_blocking(move || scan::load_database(&osv_db, max_age, stale))
+                    .await
+                    .context("loading the OSV database stopped")??;
+            // A stale database finds nothing new: say so before the versions are read (with
+            // --stale-db fail it stopped above).
+            match db.newest {
+                Some(newest) => {
+                    match scan::report::database_note("OSV", db.records, newest, max_age, true) {
+                        scan::report::Line::Warn(line) => ui.warn(&line),
+                        scan::report::Line::Info(line) => ui.info(&line),
+                    }
+                }
+                None => ui.warn("the OSV database holds no records: nothing can be found"),
+            }
+            Some(Arc::new(db))
+        }
+        None => None,
+    };
+    // Microsoft's documents, for the Windows images among the versions.
+    let msrc = match args.msrc_db.clone() {
+        Some(path) => {
+            let msrc = tokio::task::spawn_blocking(move || scan::load_msrc(&path, max_age, stale))
+                .await
+                .context("loading Microsoft's security update documents stopped")??;
+            match msrc.newest {
+                Some(newest) => {
+                    match scan::report::database_note("MSRC", msrc.records, newest, max_age, true) {
+                        scan::report::Line::Warn(line) => ui.warn(&line),
+                        scan::report::Line::Info(line) => ui.info(&line),
+                    }
+                }
+                None => ui.warn("Microsoft's documents hold no release date: nothing can be found"),
+            }
+            Some(Arc::new(msrc))
+        }
+        None => None,
+    };
 
     let versions: Vec<ImageRef> = match &args.published {
         Some(named) => {
@@ -76,6 +105,7 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
             artifact: args.artifact.clone(),
             waivers,
             fail_on: image.scan.fail_on,
+            msrc: msrc.clone(),
         };
         match scan::rescan::rescan(store.as_ref(), id, db.clone(), &options).await {
             Ok(r) => {

@@ -400,7 +400,7 @@ async fn artifactory_and_a_registry_are_read_with_ranges_and_a_dead_store_is_exi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_published_windows_image_is_refused_by_name() {
+async fn a_published_windows_image_is_rescanned_against_microsoft_s_documents() {
     let case = Case::new();
     case.config("file:primary");
     let store = LocalStore::new(case.path().join("primary"));
@@ -412,7 +412,8 @@ async fn a_published_windows_image_is_refused_by_name() {
         imagepipe_testkit::windows::GPT_BASIC_DATA,
     );
     let bytes = std::fs::read(images::qcow2(&raw, true)).unwrap();
-    // Published as if scanned: a rescan has no Microsoft documents to judge it by.
+    let size = bytes.len() as u64;
+    // Published as if scanned, before records listed findings: every finding counts as new.
     let out = case.path().join("out/global/debian-12/3.0.0");
     let record = built::built(
         &out,
@@ -424,13 +425,95 @@ async fn a_published_windows_image_is_refused_by_name() {
     imagepipe::publish::publish(&store, &loaded, &record, None, None, false, &ui())
         .await
         .unwrap();
+
+    // Without Microsoft's documents, refused by name.
     let out = case
         .rescan(&["--published", "global/debian-12@3.0.0"])
         .await;
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("a Windows image is not rescanned in place yet"),
+        stderr(&out).contains(
+            "is a Windows image: say where Microsoft's security update documents are: --msrc-db"
+        ),
         "{}",
         stderr(&out)
+    );
+
+    // With them (a CVRF document as the Security Update Guide's API serves it, cut down to
+    // what the scan reads): the CVE fixed above 10.0.20348.2849 is new, the one fixed at it
+    // is not a finding.
+    let msrc = case.path().join("msrc");
+    std::fs::create_dir_all(&msrc).unwrap();
+    let vuln = |cve: &str, build: &str, kb: &str| {
+        serde_json::json!({"CVE": cve, "Title": {"Value": cve},
+            "CVSSScoreSets": [{"BaseScore": 9.8, "Vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "ProductID": ["11923"]}],
+            "Remediations": [{"Description": {"Value": kb}, "ProductID": ["11923"], "Type": 2, "FixedBuild": build}]})
+    };
+    std::fs::write(
+        msrc.join("2024-Dec.json"),
+        serde_json::json!({
+            "DocumentTitle": {"Value": "December 2024 Security Updates"},
+            "DocumentTracking": {"Identification": {"ID": {"Value": "2024-Dec"}}, "Status": 2, "Version": "1.0",
+                                 "InitialReleaseDate": "2024-12-10T08:00:00Z",
+                                 "CurrentReleaseDate": chrono::Utc::now().to_rfc3339()},
+            "ProductTree": {"FullProductName": [{"ProductID": "11923", "Value": "Windows Server 2022"}]},
+            "Vulnerability": [vuln("CVE-2024-49112", "10.0.20348.2966", "5048654"),
+                              vuln("CVE-2024-43451", "10.0.20348.2849", "5046616")],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = case
+        .rescan(&[
+            "--published",
+            "global/debian-12@3.0.0",
+            "--msrc-db",
+            msrc.to_str().unwrap(),
+            "--fail-on-new",
+            "high",
+        ])
+        .await;
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &doc["rescans"][0];
+    assert_eq!(r["new_ids"], serde_json::json!(["CVE-2024-49112"]), "{doc}");
+    assert_eq!(r["new_max_severity"], "critical");
+    assert_eq!(r["packages"], imagepipe_testkit::windows::PROGRAMS.len());
+    assert_eq!(r["artifact_size"], size);
+
+    // A store of both kinds, rescanned with Microsoft's documents alone: the Windows version
+    // is rescanned, the Linux one is refused by name (it needs --osv-db), and the step fails.
+    let raw = raw_disk(case.path());
+    case.publish(&store, "1.0.0", "disk.qcow2", &images::qcow2(&raw, false))
+        .await;
+    let dir = case.path().to_path_buf();
+    let msrc_arg = msrc.to_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        command(
+            BIN,
+            &dir,
+            &["--all-published", "--msrc-db", &msrc_arg, "--json"],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_exit(&out, 2);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rescanned: Vec<&str> = doc["rescans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(rescanned, ["3.0.0"], "{doc}");
+    assert_eq!(doc["errors"][0]["version"], "1.0.0");
+    assert!(
+        doc["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is a Linux image: say where the OSV database is: --osv-db"),
+        "{doc}"
     );
 }
