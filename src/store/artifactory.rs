@@ -235,30 +235,46 @@ impl ArtifactoryStore {
     /// (<https://docs.jfrog.com/artifactory/docs/aql-performance>); the next page goes on from
     /// what arrived.
     async fn aql_paths(&self, criteria: &str) -> Result<Vec<String>, StoreError> {
-        let url = format!("{}/api/search/aql", self.base);
         let mut paths = Vec::new();
-        loop {
+        // A server that never stops answering full pages is not believed past ten million
+        // items: the listing ends in an error instead of growing without bound.
+        for _ in 0..1000 {
             let query = format!(
                 r#"items.find({criteria}).include("repo","path","name").sort({{"$asc":["path","name"]}}).offset({}).limit({AQL_PAGE})"#,
                 paths.len()
             );
-            let resp = self
-                .send(|c| {
-                    c.post(&url)
-                        .header(CONTENT_TYPE, "text/plain")
-                        .body(query.clone())
-                })
-                .await?;
-            if !resp.status().is_success() {
-                return Err(self.fail("POST", &url, resp).await);
-            }
-            let answer: AqlAnswer = self.decode(&url, resp).await?;
+            let answer = self.aql(query).await?;
             let n = answer.results.len();
             paths.extend(answer.results.into_iter().map(|r| r.path));
             if n == 0 || (n < AQL_PAGE && answer.range.notification.is_none()) {
                 return Ok(paths);
             }
         }
+        Err(StoreError::BadAnswer {
+            store: self.location(),
+            url: format!("{}/api/search/aql", self.base),
+            message: format!(
+                "the AQL listing went on past {} items; check the repository",
+                paths.len()
+            ),
+        })
+    }
+
+    /// One AQL query (`POST /api/search/aql`, the query as plain text) and its answer.
+    async fn aql(&self, query: String) -> Result<AqlAnswer, StoreError> {
+        let url = format!("{}/api/search/aql", self.base);
+        let resp = self
+            .send(|c| {
+                c.post(&url)
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(query.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("POST", &url, resp).await);
+        }
+        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        Ok(answer)
     }
 
     async fn fail(&self, method: &str, url: &str, resp: Response) -> StoreError {
@@ -817,7 +833,6 @@ impl Store for ArtifactoryStore {
     }
 
     async fn list_versions(&self, image: &ImageName) -> Result<Vec<Version>, StoreError> {
-        let url = format!("{}/api/search/aql", self.base);
         let dir = self.path(image, "", "");
         let query = format!(
             r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("repo","path","name")"#,
@@ -825,17 +840,8 @@ impl Store for ArtifactoryStore {
             serde_json::Value::from(format!("{dir}/*")),
             serde_json::Value::from(record::FILE_NAME)
         );
-        let resp = self
-            .send(|c| {
-                c.post(&url)
-                    .header(CONTENT_TYPE, "text/plain")
-                    .body(query.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", &url, resp).await);
-        }
-        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        let answer = self.aql(query).await?;
+
         Ok(answer
             .results
             .iter()
@@ -912,7 +918,6 @@ impl Store for ArtifactoryStore {
         &self,
         images: &[ImageName],
     ) -> Result<Option<BTreeMap<(ImageName, Version), BTreeMap<String, String>>>, StoreError> {
-        let url = format!("{}/api/search/aql", self.base);
         let root = self.root();
         let query = format!(
             r#"items.find({{"repo":{},"path":{{"$match":{}}},"name":{}}}).include("repo","path","name","property.*")"#,
@@ -920,17 +925,8 @@ impl Store for ArtifactoryStore {
             serde_json::Value::from(format!("{root}*")),
             serde_json::Value::from(record::FILE_NAME)
         );
-        let resp = self
-            .send(|c| {
-                c.post(&url)
-                    .header(CONTENT_TYPE, "text/plain")
-                    .body(query.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", &url, resp).await);
-        }
-        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        let answer = self.aql(query).await?;
+
         let mut out = BTreeMap::new();
         for item in answer.results {
             let Some((image, version)) = item
@@ -1313,24 +1309,14 @@ impl Store for ArtifactoryStore {
     /// One AQL query for the files of `<prefix>/<image>/_lifecycle` (a `$match` without
     /// wildcards is the folder itself, not its subfolders).
     async fn list_lifecycle(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
-        let url = format!("{}/api/search/aql", self.base);
         let dir = self.path(image, super::LIFECYCLE_DIR, "");
         let query = format!(
             r#"items.find({{"repo":{},"path":{{"$match":{}}}}}).include("repo","path","name")"#,
             serde_json::Value::from(self.repo.clone()),
             serde_json::Value::from(dir.clone()),
         );
-        let resp = self
-            .send(|c| {
-                c.post(&url)
-                    .header(CONTENT_TYPE, "text/plain")
-                    .body(query.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.fail("POST", &url, resp).await);
-        }
-        let answer: AqlAnswer = self.decode(&url, resp).await?;
+        let answer = self.aql(query).await?;
+
         Ok(answer
             .results
             .into_iter()
