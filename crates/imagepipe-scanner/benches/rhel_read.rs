@@ -9,11 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::process::Command;
-
 use imagepipe_scanner::inventory;
 use imagepipe_scanner::rootfs::{ImageTree, Tree as _};
-use imagepipe_testkit::images::{self, run};
+use imagepipe_testkit::images;
 use imagepipe_testkit::{bench, rhel, rpmdb};
 
 const ROCKY_8: &str = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n";
@@ -68,15 +66,7 @@ fn main() {
         ("VMDK stream-optimized", &vmdk),
     ] {
         let size = std::fs::metadata(path).unwrap().len();
-        let copy = dir.path().join("copy.raw");
-        let baseline = bench::best(3, || {
-            let _ = std::fs::remove_file(&copy);
-            run(Command::new("qemu-img")
-                .args(["convert", "-q", "-O", "raw"])
-                .arg(path)
-                .arg(&copy));
-        });
-        let _ = std::fs::remove_file(&copy);
+        let baseline = bench::qemu_img_convert(path, dir.path());
         let mut read = 0;
         let ours = bench::best(5, || {
             let t = ImageTree::open(path).unwrap();

@@ -105,30 +105,7 @@ fn main() {
     );
     for (name, image) in [("raw", &raw), ("qcow2 (compressed)", &qcow2), ("OVA", &ova)] {
         let file_size = std::fs::metadata(image).unwrap().len();
-        let copy = dir.path().join("copy.raw");
-        // qemu-img cannot open an OVA: the baseline unpacks its disk first, as a script would.
-        let is_ova = image.extension().is_some_and(|e| e == "ova");
-        let unpacked = dir.path().join("bench-disk1.vmdk");
-        let baseline = bench::best(3, || {
-            let _ = std::fs::remove_file(&copy);
-            let source = if is_ova {
-                run(Command::new("tar")
-                    .arg("-xf")
-                    .arg(image)
-                    .arg("-C")
-                    .arg(dir.path())
-                    .arg("bench-disk1.vmdk"));
-                &unpacked
-            } else {
-                image
-            };
-            run(Command::new("qemu-img")
-                .args(["convert", "-q", "-O", "raw"])
-                .arg(source)
-                .arg(&copy));
-        });
-        let _ = std::fs::remove_file(&copy);
-        let _ = std::fs::remove_file(&unpacked);
+        let baseline = bench::qemu_img_convert(image, dir.path());
         let mut read = 0;
         let ours = bench::best(5, || {
             let tree = rootfs::open(image).unwrap();
