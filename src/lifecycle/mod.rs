@@ -503,8 +503,8 @@ async fn assign(
     })
 }
 
-/// Points a channel back at the version it had before its current assignment (which must
-/// still be published and not revoked).
+/// Undoes a channel's last promotion that is not undone yet ([`rollback_target`]); the version
+/// it goes back to must still be published and not revoked.
 pub async fn rollback(
     store: &dyn Store,
     image: &ImageName,

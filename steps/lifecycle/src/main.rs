@@ -77,8 +77,8 @@ struct Args {
     #[arg(long, env = env::RETAIN, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     keep: Option<u16>,
 
-    /// How many assignments of each channel's history retain keeps (the newest; a rollback
-    /// needs two).
+    /// How many assignments of each channel's history retain keeps (the newest; each one kept
+    /// allows one rollback).
     #[arg(long, env = env::RETAIN_HISTORY, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..))]
     keep_history: Option<u16>,
 
@@ -99,7 +99,7 @@ struct Args {
 enum Command {
     /// Point --channel at --image --version (published, not revoked), keeping the history.
     Promote,
-    /// Point --channel back at the version it had before its last assignment.
+    /// Undo --channel's last promotion (again: the one before it).
     Rollback,
     /// Show the channels of --image (or only --channel) with every assignment, and its
     /// revoked versions.

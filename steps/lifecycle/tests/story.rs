@@ -752,11 +752,37 @@ async fn a_rescan_revokes_what_it_finds_at_or_above_the_bar_with_its_descendants
     assert!(r.reason.contains("DEBIAN-CVE-2026-0003"), "{}", r.reason);
     assert_eq!(r.by, "security-team");
 
-    // Again: revoked already, still failing (the version is still affected).
+    // The next night: revoked already, so nothing is revoked again and the job is green (a
+    // nightly job fails once, on the night it revokes).
     let out = tokio::task::block_in_place(|| rescan("high"));
-    assert_exit(&out, 1);
+    assert_exit(&out, 0);
     assert!(
-        stderr(&out).contains("vendor/base@1.0.0: already revoked"),
+        stderr(&out).contains("vendor/base@1.0.0: revoked ")
+            && stderr(&out).contains("by security-team: rescan found DEBIAN-CVE-2026-0003"),
+        "{}",
+        stderr(&out)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["revoked"], serde_json::json!([]));
+
+    // A revocation goes where builds and imports look: not into another store.
+    let out = tokio::task::block_in_place(|| {
+        story.run(
+            &scan_bin,
+            &[
+                "--all-published",
+                "--store",
+                "file:replica",
+                "--osv-db",
+                osv.to_str().unwrap(),
+                "--revoke-on-new",
+                "high",
+            ],
+        )
+    });
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("is not imagepipe.toml's primary store"),
         "{}",
         stderr(&out)
     );

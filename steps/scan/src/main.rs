@@ -130,9 +130,9 @@ struct Args {
     fail_on_new: Option<Severity>,
 
     /// With --published or --all-published: revoke a version whose new finding is at or above
-    /// this, with every image built on it, in the store rescanned (as `imagepipe-lifecycle
-    /// revoke --cascade` does, the advisories as the reason); such a version also fails the
-    /// rescan (exit 1).
+    /// this, with every image built on it, in the primary store (as `imagepipe-lifecycle
+    /// revoke --cascade` does, the advisories as the reason); a version it revokes fails the
+    /// rescan (exit 1), one revoked already is left alone.
     #[arg(long, env = env::REVOKE_ON_NEW, value_name = "SEVERITY", value_parser = severity)]
     revoke_on_new: Option<Severity>,
 

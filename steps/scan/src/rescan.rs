@@ -21,6 +21,14 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
         "say where the OSV database is: --osv-db PATH (a directory of OSV JSON records or all.zip dumps); for Windows images, Microsoft's documents: --msrc-db PATH"
     );
     let spec = config.primary_store(args.store.as_deref())?;
+    // Builds and imports look for revocations in the primary store only: one written into
+    // another store (a site's replica) would be reported and then ignored.
+    anyhow::ensure!(
+        args.revoke_on_new.is_none() || spec.url == config.store.url,
+        "--revoke-on-new revokes in the primary store, which builds and imports ask; --store {} is not imagepipe.toml's primary store ({}): rescan the primary, or leave out --revoke-on-new",
+        spec.url,
+        config.store.url
+    );
     let store = imagepipe::store::open(&spec)?;
     let stale = args.stale_db == StaleDb::Fail;
     let max_age = args.max_db_age;
@@ -121,8 +129,10 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
         }
     }
 
+    // A revocation that fails is an error like a version that could not be rescanned: the
+    // others are still made, and the report and JSON are still written.
     let revoked = match args.revoke_on_new {
-        Some(threshold) => revoke(ui, store.as_ref(), &config, &done, threshold).await?,
+        Some(threshold) => revoke(ui, store.as_ref(), &config, &done, threshold, &mut errors).await,
         None => Vec::new(),
     };
 
@@ -139,7 +149,7 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
     }));
     if !errors.is_empty() {
         anyhow::bail!(
-            "{} of {} versions could not be rescanned: {}",
+            "{} of {} versions could not be rescanned or revoked: {}",
             errors.len(),
             versions.len(),
             errors
@@ -171,7 +181,7 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
         .chain(
             revoked
                 .iter()
-                .filter(|r| r.cascaded_from.is_none())
+                .filter(|r| r.cascaded_from.is_none() && r.changed)
                 .map(|r| format!("{}: revoked{} ({})", r.image, r.cascade, r.reason)),
         )
         .collect();
@@ -208,19 +218,39 @@ impl Revoked {
 }
 
 /// Revokes, with their descendants, the versions with a new finding at or above
-/// `threshold`, naming those advisories as the reason.
+/// `threshold`, naming those advisories as the reason. A version revoked already (by an
+/// earlier night's rescan, or by this run's cascade from its parent) is left as it is: a
+/// nightly job fails once, on the night it revokes.
 async fn revoke(
     ui: &Ui,
     store: &dyn imagepipe::store::Store,
     config: &imagepipe::config::Config,
     done: &[Rescan],
     threshold: Severity,
-) -> anyhow::Result<Vec<Revoked>> {
+    errors: &mut Vec<(ImageRef, String)>,
+) -> Vec<Revoked> {
     let by = lifecycle::actor();
     let now = lifecycle::now();
-    let mut out = Vec::new();
+    let mut out: Vec<Revoked> = Vec::new();
     for r in done.iter().filter(|r| r.new_at_or_above(threshold)) {
-        let id: ImageRef = format!("{}@{}", r.image, r.version).parse()?;
+        let Ok(id) = format!("{}@{}", r.image, r.version).parse::<ImageRef>() else {
+            continue;
+        };
+        if out.iter().any(|o| o.image == id) {
+            continue;
+        }
+        match lifecycle::revocation(store, &id.name, &id.version).await {
+            Ok(Some(known)) if known.is_effective(now) => {
+                ui.info(&format!("{id}: {}", known.describe(now)));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ui.error(&format!("{id}: {e}"));
+                errors.push((id, e.to_string()));
+                continue;
+            }
+        }
         let mut advisories: Vec<String> = r
             .new_findings
             .iter()
@@ -241,9 +271,15 @@ async fn revoke(
             effective: now,
             cascade: true,
         };
-        let made = lifecycle::revoke(store, config, &id, &how)
-            .await
-            .with_context(|| format!("revoking {id}, which the rescan found affected"))?;
+        let made = match lifecycle::revoke(store, config, &id, &how).await {
+            Ok(made) => made,
+            Err(e) => {
+                let e = format!("revoking it, which the rescan found affected: {e}");
+                ui.error(&format!("{id}: {e}"));
+                errors.push((id, e));
+                continue;
+            }
+        };
         let descendants = made.len().saturating_sub(1);
         for (n, m) in made.into_iter().enumerate() {
             ui.warn(&format!(
@@ -269,7 +305,7 @@ async fn revoke(
             });
         }
     }
-    Ok(out)
+    out
 }
 
 fn percent(part: u64, whole: u64) -> String {
