@@ -175,8 +175,14 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
                 Ok(mut held) => names
                     .iter()
                     .map(|n| {
-                        let mut v = held.remove(n).unwrap_or_default();
+                        let mut v = held
+                            .remove(n)
+                            .unwrap_or(Ok(Vec::new()))
+                            .map_err(|e| e.to_string())?;
+                        // Newest first, each once (a page boundary moved by a publish can
+                        // repeat one).
                         v.sort_by(|a, b| b.cmp(a));
+                        v.dedup();
                         Ok(v)
                     })
                     .collect(),
@@ -218,7 +224,11 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             match held {
                 Ok(mut held) => names
                     .iter()
-                    .map(|n| Ok(held.remove(n).unwrap_or_default()))
+                    .map(|n| {
+                        held.remove(n)
+                            .unwrap_or(Ok(Vec::new()))
+                            .map_err(|e| presence_of_error(&e))
+                    })
                     .collect(),
                 Err(e) => names.iter().map(|_| Err(presence_of_error(&e))).collect(),
             }

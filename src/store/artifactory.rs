@@ -854,10 +854,7 @@ impl Store for ArtifactoryStore {
     }
 
     /// One AQL query for every record under the store's prefix, paged (`aql_items`).
-    async fn list_held(
-        &self,
-        images: &[ImageName],
-    ) -> Result<BTreeMap<ImageName, Vec<Version>>, StoreError> {
+    async fn list_held(&self, images: &[ImageName]) -> Result<super::Held, StoreError> {
         let mut held: BTreeMap<ImageName, Vec<Version>> =
             images.iter().map(|i| (i.clone(), Vec::new())).collect();
         let root = self.root();
@@ -881,7 +878,7 @@ impl Store for ArtifactoryStore {
                 list.push(version);
             }
         }
-        Ok(held)
+        Ok(held.into_iter().map(|(i, v)| (i, Ok(v))).collect())
     }
 
     /// One AQL query (paged) for every `_lifecycle` folder's documents under the prefix.

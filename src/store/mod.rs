@@ -212,11 +212,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// listing per image, eight at once: a registry has no cheaper honest query (its catalog
     /// names repositories, not tags, so each repository's tag list is still one request) and a
     /// local store's listing is a directory walk. Artifactory answers for the whole repository
-    /// with one AQL query (paged).
-    async fn list_held(
-        &self,
-        images: &[ImageName],
-    ) -> Result<BTreeMap<ImageName, Vec<Version>>, StoreError> {
+    /// with one AQL query (paged). Each image has its own answer: one repository a registry
+    /// refuses fails that image only; an error for the whole store is the outer one.
+    async fn list_held(&self, images: &[ImageName]) -> Result<Held, StoreError> {
         use futures_util::StreamExt as _;
         // Made up front: a closure in the stream would need a bound the compiler cannot show
         // for the trait's boxed futures.
@@ -225,12 +223,7 @@ pub trait Store: Send + Sync + fmt::Debug {
             .buffered(8)
             .collect()
             .await;
-        images
-            .iter()
-            .cloned()
-            .zip(lists)
-            .map(|(i, l)| l.map(|l| (i, l)))
-            .collect()
+        Ok(images.iter().cloned().zip(lists).collect())
     }
 
     /// The images among `images` that have any lifecycle document (channels, revocations),
@@ -644,6 +637,10 @@ pub(crate) fn error_message(text: &str) -> Option<String> {
         })
         .map(|m| crate::secret::scrub(&m).into_owned())
 }
+
+/// What [`Store::list_held`] answers: each image's published versions, or why that image
+/// could not be listed.
+pub type Held = BTreeMap<ImageName, Result<Vec<Version>, StoreError>>;
 
 /// The folder of an image that holds its lifecycle documents (never a version).
 pub const LIFECYCLE_DIR: &str = "_lifecycle";

@@ -281,8 +281,6 @@ impl OciStore {
         self.finish_upload(&location, expected, Vec::new()).await
     }
 
-    /// A manifest's bytes by tag or digest, as the registry stores them, with its media type;
-    /// `None` when the reference names nothing.
     /// Every tag of the image's repository, page by page (`Link` headers); none when the
     /// repository does not exist yet.
     async fn tags(&self, image: &ImageName) -> Result<Vec<String>, StoreError> {
@@ -315,6 +313,8 @@ impl OciStore {
         Ok(tags)
     }
 
+    /// A manifest's bytes by tag or digest, as the registry stores them, with its media type;
+    /// `None` when the reference names nothing.
     async fn raw_manifest(
         &self,
         image: &ImageName,

@@ -26,13 +26,18 @@ pub fn chromium() -> PathBuf {
 }
 
 fn run(args: &[String], profile: &Path) -> std::process::Output {
-    let out = Command::new(chromium())
-        // Root in a container has no user namespace for the sandbox; the page is our own.
+    // `timeout` bounds a browser that hangs: the test fails naming it instead of hanging.
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(chromium())
+        // Root in a container has no user namespace for the sandbox; the page is our own. The
+        // colour profile is fixed so the screenshot's pixels are the page's CSS colours.
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
+            "--force-color-profile=srgb",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)

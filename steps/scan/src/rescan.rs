@@ -40,15 +40,12 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
                     .context("loading the OSV database stopped")??;
             // A stale database finds nothing new: say so before the versions are read (with
             // --stale-db fail it stopped above).
-            match db.newest {
-                Some(newest) => {
-                    match scan::report::database_note("OSV", db.records, newest, max_age, true) {
-                        scan::report::Line::Warn(line) => ui.warn(&line),
-                        scan::report::Line::Info(line) => ui.info(&line),
-                    }
-                }
-                None => ui.warn("the OSV database holds no records: nothing can be found"),
-            }
+            show_database(
+                ui,
+                ("OSV", db.records, db.newest),
+                max_age,
+                "the OSV database holds no records: nothing can be found",
+            );
             Some(Arc::new(db))
         }
         None => None,
@@ -59,15 +56,12 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
             let msrc = tokio::task::spawn_blocking(move || scan::load_msrc(&path, max_age, stale))
                 .await
                 .context("loading Microsoft's security update documents stopped")??;
-            match msrc.newest {
-                Some(newest) => {
-                    match scan::report::database_note("MSRC", msrc.records, newest, max_age, true) {
-                        scan::report::Line::Warn(line) => ui.warn(&line),
-                        scan::report::Line::Info(line) => ui.info(&line),
-                    }
-                }
-                None => ui.warn("Microsoft's documents hold no release date: nothing can be found"),
-            }
+            show_database(
+                ui,
+                ("MSRC", msrc.records, msrc.newest),
+                max_age,
+                "Microsoft's documents hold no release date: nothing can be found",
+            );
             Some(Arc::new(msrc))
         }
         None => None,
@@ -306,6 +300,20 @@ async fn revoke(
         }
     }
     out
+}
+
+/// A database's line (records, newest, age), a warning when it is stale or empty.
+fn show_database(
+    ui: &Ui,
+    (name, records, newest): (&str, usize, Option<chrono::DateTime<chrono::Utc>>),
+    max_age: std::time::Duration,
+    empty: &str,
+) {
+    match newest.map(|n| scan::report::database_note(name, records, n, max_age, true)) {
+        Some(scan::report::Line::Warn(line)) => ui.warn(&line),
+        Some(scan::report::Line::Info(line)) => ui.info(&line),
+        None => ui.warn(empty),
+    }
 }
 
 fn percent(part: u64, whole: u64) -> String {
