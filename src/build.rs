@@ -676,18 +676,9 @@ async fn resolve_parent(
             // the fleet view's "out of date" judges).
             let now = chrono::Utc::now();
             let revoked = crate::lifecycle::revocations(store.as_ref(), &spec.name).await?;
-            let is_revoked = |v: &semver::Version| {
-                revoked
-                    .get(v)
-                    .is_some_and(|r: &crate::lifecycle::Revocation| r.is_effective(now))
-            };
             let mut published = store.list_versions(&spec.name).await?;
             published.sort();
-            match published
-                .iter()
-                .rev()
-                .find(|v| spec.requirement.matches(v) && !is_revoked(v))
-            {
+            match revoked.newest_accepted(&published, &spec.requirement, now) {
                 Some(version) => ImageRef {
                     name: spec.name.clone(),
                     version: version.clone(),
@@ -699,7 +690,7 @@ async fn resolve_parent(
                         published
                             .iter()
                             .map(|v| {
-                                if is_revoked(v) {
+                                if revoked.is_revoked(v, now) {
                                     format!("{v} (revoked)")
                                 } else {
                                     v.to_string()

@@ -348,14 +348,8 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
             if let Some(channel) = &p.channel {
                 return channels.channels.get(channel).map(|c| c.version.clone());
             }
-            listed[at]
-                .as_ref()
-                .ok()?
-                .iter()
-                .find(|v| {
-                    p.requirement.matches(v)
-                        && !revocations.get(v).is_some_and(|r| r.is_effective(now))
-                })
+            revocations
+                .newest_accepted(listed[at].as_ref().ok()?, &p.requirement, now)
                 .cloned()
         });
         let mut versions = Vec::new();

@@ -204,6 +204,25 @@ impl Revocations {
         self.versions.get(&version.to_string())
     }
 
+    /// Whether `version` is revoked at `now`.
+    pub fn is_revoked(&self, version: &Version, now: DateTime<Utc>) -> bool {
+        self.get(version).is_some_and(|r| r.is_effective(now))
+    }
+
+    /// The newest of `versions` that `req` accepts and that is not revoked at `now`: the
+    /// version a build takes as its parent, and the one the fleet view calls up to date.
+    pub fn newest_accepted<'a>(
+        &self,
+        versions: impl IntoIterator<Item = &'a Version>,
+        req: &semver::VersionReq,
+        now: DateTime<Utc>,
+    ) -> Option<&'a Version> {
+        versions
+            .into_iter()
+            .filter(|v| req.matches(v) && !self.is_revoked(v, now))
+            .max()
+    }
+
     /// The versions revoked at `now` (scheduled ones whose date has passed included).
     pub fn effective(&self, now: DateTime<Utc>) -> Vec<Version> {
         self.versions

@@ -81,7 +81,7 @@ pub async fn plan_retention(
         }
         let revoked = super::revocations(store, &child_image.name).await?;
         for v in store.list_versions(&child_image.name).await? {
-            if revoked.get(&v).is_some_and(|r| r.is_effective(now)) {
+            if revoked.is_revoked(&v, now) {
                 continue;
             }
             let child = ImageRef {
