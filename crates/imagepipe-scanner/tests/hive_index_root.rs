@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use imagepipe_scanner::windows::hive::Hive;
-use imagepipe_testkit::windows::{self, Exported, Reg};
+use imagepipe_testkit::windows::{self, Exported, Reg, cell};
 
 const BASE: usize = 4096;
 const SUBKEYS: usize = 600;
@@ -22,15 +22,6 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 fn put(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-/// A cell of `data`, its size negative (allocated) and a multiple of 8.
-fn cell(data: &[u8]) -> Vec<u8> {
-    let len = (4 + data.len()).div_ceil(8) * 8;
-    let mut out = (-(len as i32)).to_le_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(len, 0);
-    out
 }
 
 /// The offset (from the first bin) of `key`'s subkey list field's cell, and the list's offset.

@@ -17,7 +17,7 @@ use crate::images::{run, sbin};
 const ROOT_CELL: u32 = 0x20;
 
 /// A cell: its size (negative: allocated), then `data`, padded to a multiple of 8.
-fn cell(data: &[u8]) -> Vec<u8> {
+pub fn cell(data: &[u8]) -> Vec<u8> {
     let len = (4 + data.len()).div_ceil(8) * 8;
     let mut out = (-(len as i32)).to_le_bytes().to_vec();
     out.extend_from_slice(data);
