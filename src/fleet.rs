@@ -308,22 +308,33 @@ pub async fn gather(config: &Config, concurrency: usize) -> Fleet {
     // version in the primary store (a listing finds those). An
     // image without lifecycle documents has neither; a document that cannot be read is named
     // on the image, and its versions show no channel or revocation rather than a wrong one.
-    // Where the store tells in one query which images have any (Artifactory), the others'
-    // documents are not asked for.
+    // Where the store lists every image's documents in one query (Artifactory), no image is
+    // listed again and only the documents that exist are read.
     let lifecycle: Vec<Result<(lifecycle::Channels, lifecycle::Revocations), String>> =
         match &primary {
             Ok(p) => {
                 futures_util::stream::iter(config.images.iter().map(|image| {
                     let p = p.as_ref();
-                    let none = with_lifecycle
+                    // The keys the one query found (none: the image has no documents), or
+                    // `None` where the store has no such query and each image is listed.
+                    let keys = with_lifecycle
                         .as_ref()
-                        .is_some_and(|held| !held.contains(&image.name));
+                        .map(|held| held.get(&image.name).cloned().unwrap_or_default());
                     async move {
-                        if none {
-                            return Ok(Default::default());
-                        }
-                        let channels = lifecycle::channels(p, &image.name).await;
-                        let revocations = lifecycle::revocations(p, &image.name).await;
+                        let (channels, revocations) = match &keys {
+                            Some(keys) => (
+                                if lifecycle::has_channels(keys) {
+                                    lifecycle::channels(p, &image.name).await
+                                } else {
+                                    Ok(Default::default())
+                                },
+                                lifecycle::revocations_among(p, &image.name, keys).await,
+                            ),
+                            None => (
+                                lifecycle::channels(p, &image.name).await,
+                                lifecycle::revocations(p, &image.name).await,
+                            ),
+                        };
                         match (channels, revocations) {
                             (Ok(c), Ok(r)) => Ok((c, r)),
                             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),

@@ -296,6 +296,11 @@ async fn write_doc<T: Serialize + for<'de> Deserialize<'de> + Default>(
     Ok(if holds(&back) { None } else { Some(back) })
 }
 
+/// Whether lifecycle document keys include the channels document.
+pub fn has_channels(keys: &[String]) -> bool {
+    keys.iter().any(|k| k == CHANNELS_KEY)
+}
+
 /// The channels of an image in a store.
 pub async fn channels(store: &dyn Store, image: &ImageName) -> Result<Channels, LifecycleError> {
     read_doc(store, image, CHANNELS_KEY, "channels").await
@@ -306,9 +311,18 @@ pub async fn revocations(
     store: &dyn Store,
     image: &ImageName,
 ) -> Result<Revocations, LifecycleError> {
-    let versions: Vec<Version> = store
-        .list_lifecycle(image)
-        .await?
+    let keys = store.list_lifecycle(image).await?;
+    revocations_among(store, image, &keys).await
+}
+
+/// The revocations of an image whose lifecycle document keys are known already (the fleet
+/// view has every image's from one query): each revoked version's document.
+pub async fn revocations_among(
+    store: &dyn Store,
+    image: &ImageName,
+    keys: &[String],
+) -> Result<Revocations, LifecycleError> {
+    let versions: Vec<Version> = keys
         .iter()
         .filter_map(|k| revocation_key_version(k))
         .collect();

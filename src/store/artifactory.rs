@@ -113,6 +113,12 @@ struct AqlRange {
     notification: Option<String>,
 }
 
+/// The lifecycle document key a file `<key>.json` of a `_lifecycle` folder holds.
+fn lifecycle_key(file: &str) -> Option<&str> {
+    file.strip_suffix(".json")
+        .filter(|k| super::check_lifecycle_key("", k).is_ok())
+}
+
 /// Records asked for per AQL page of the whole-repository listing. Far below the SaaS hard
 /// limit (500,000), and a self-managed server's own lower one is noticed by its notification.
 const AQL_PAGE: usize = 10_000;
@@ -228,26 +234,26 @@ impl ArtifactoryStore {
         }
     }
 
-    /// The folder paths of every item an AQL `items.find(criteria)` finds, paged with `sort`,
+    /// Every item (folder path and name) an AQL `items.find(criteria)` finds, paged with `sort`,
     /// `offset` and `limit` (which JFrog documents for includes of item fields only, as here:
     /// <https://jfrog.com/help/r/jfrog-artifactory-documentation/display-limits-and-pagination>).
     /// A page trimmed by the server's search hard limit says so in `range.notification`
     /// (<https://docs.jfrog.com/artifactory/docs/aql-performance>); the next page goes on from
     /// what arrived.
-    async fn aql_paths(&self, criteria: &str) -> Result<Vec<String>, StoreError> {
-        let mut paths = Vec::new();
+    async fn aql_items(&self, criteria: &str) -> Result<Vec<AqlItem>, StoreError> {
+        let mut items = Vec::new();
         // A server that never stops answering full pages is not believed past ten million
         // items: the listing ends in an error instead of growing without bound.
         for _ in 0..1000 {
             let query = format!(
                 r#"items.find({criteria}).include("repo","path","name").sort({{"$asc":["path","name"]}}).offset({}).limit({AQL_PAGE})"#,
-                paths.len()
+                items.len()
             );
             let answer = self.aql(query).await?;
             let n = answer.results.len();
-            paths.extend(answer.results.into_iter().map(|r| r.path));
+            items.extend(answer.results);
             if n == 0 || (n < AQL_PAGE && answer.range.notification.is_none()) {
-                return Ok(paths);
+                return Ok(items);
             }
         }
         Err(StoreError::BadAnswer {
@@ -255,7 +261,7 @@ impl ArtifactoryStore {
             url: format!("{}/api/search/aql", self.base),
             message: format!(
                 "the AQL listing went on past {} items; check the repository",
-                paths.len()
+                items.len()
             ),
         })
     }
@@ -864,7 +870,7 @@ impl Store for ArtifactoryStore {
             serde_json::Value::from(format!("{root}*")),
             serde_json::Value::from(record::FILE_NAME)
         );
-        for path in self.aql_paths(&criteria).await? {
+        for AqlItem { path, .. } in self.aql_items(&criteria).await? {
             // `<prefix>/<image>/<version>`; an image name has slashes of its own.
             let Some((image, version)) = path.strip_prefix(&root).and_then(|p| p.rsplit_once('/'))
             else {
@@ -885,26 +891,28 @@ impl Store for ArtifactoryStore {
     async fn lifecycle_held(
         &self,
         images: &[ImageName],
-    ) -> Result<Option<std::collections::BTreeSet<ImageName>>, StoreError> {
+    ) -> Result<Option<BTreeMap<ImageName, Vec<String>>>, StoreError> {
         let root = self.root();
         let criteria = format!(
             r#"{{"repo":{},"path":{{"$match":{}}}}}"#,
             serde_json::Value::from(self.repo.clone()),
             serde_json::Value::from(format!("{root}*/{}", super::LIFECYCLE_DIR)),
         );
-        Ok(Some(
-            self.aql_paths(&criteria)
-                .await?
-                .iter()
-                .filter_map(|p| {
-                    p.strip_prefix(&root)?
-                        .strip_suffix(&format!("/{}", super::LIFECYCLE_DIR))?
-                        .parse::<ImageName>()
-                        .ok()
-                })
-                .filter(|i| images.contains(i))
-                .collect(),
-        ))
+        let wanted: std::collections::BTreeSet<&ImageName> = images.iter().collect();
+        let mut held: BTreeMap<ImageName, Vec<String>> = BTreeMap::new();
+        for item in self.aql_items(&criteria).await? {
+            let image = item
+                .path
+                .strip_prefix(&root)
+                .and_then(|p| p.strip_suffix(&format!("/{}", super::LIFECYCLE_DIR)))
+                .and_then(|p| p.parse::<ImageName>().ok());
+            if let (Some(image), Some(key)) = (image, item.name.as_deref().and_then(lifecycle_key))
+                && wanted.contains(&image)
+            {
+                held.entry(image).or_default().push(key.to_string());
+            }
+        }
+        Ok(Some(held))
     }
 
     /// One AQL query for every record under the prefix with its properties. JFrog's sort,
@@ -1318,8 +1326,12 @@ impl Store for ArtifactoryStore {
             .results
             .into_iter()
             .filter(|r| r.path == dir)
-            .filter_map(|r| r.name?.strip_suffix(".json").map(str::to_string))
-            .filter(|k| super::check_lifecycle_key("", k).is_ok())
+            .filter_map(|r| {
+                r.name
+                    .as_deref()
+                    .and_then(lifecycle_key)
+                    .map(str::to_string)
+            })
             .collect())
     }
 

@@ -226,13 +226,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         Ok(images.iter().cloned().zip(lists).collect())
     }
 
-    /// The images among `images` that have any lifecycle document (channels, revocations),
-    /// where the store can tell in one query (Artifactory's AQL); `None` where it cannot, and
-    /// each image's documents are read to find out.
+    /// The keys of the lifecycle documents of each of `images` that has any (channels,
+    /// revocations), where the store can tell for all of them in one query (Artifactory's
+    /// AQL); `None` where it cannot, and each image's documents are listed to find out.
     async fn lifecycle_held(
         &self,
         images: &[ImageName],
-    ) -> Result<Option<std::collections::BTreeSet<ImageName>>, StoreError> {
+    ) -> Result<Option<BTreeMap<ImageName, Vec<String>>>, StoreError> {
         let _ = images;
         Ok(None)
     }

@@ -20,6 +20,15 @@ pub struct Os {
 }
 
 impl Os {
+    /// How reports name the OS: `PRETTY_NAME`, else `ID`.
+    pub fn display_name(&self) -> &str {
+        if self.pretty_name.is_empty() {
+            &self.id
+        } else {
+            &self.pretty_name
+        }
+    }
+
     /// Whether the OS is `id` or derives from it (os-release's `ID` or `ID_LIKE`).
     pub fn is_like(&self, id: &str) -> bool {
         self.id == id || self.id_like.iter().any(|l| l == id)

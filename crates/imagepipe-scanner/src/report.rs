@@ -236,11 +236,7 @@ pub fn markdown(scan: &Scan) -> String {
         scan.image,
         scan.version,
         if scan.passed { "passed" } else { "**failed**" },
-        if scan.os.pretty_name.is_empty() {
-            &scan.os.id
-        } else {
-            &scan.os.pretty_name
-        },
+        scan.os.display_name(),
         scan.os.ecosystem.as_deref().unwrap_or("unknown ecosystem"),
         scan.packages.len(),
         scan.findings.len(),
@@ -315,11 +311,7 @@ pub fn print(
         "{} {}: {} ({}), {} packages; {read}",
         scan.image,
         scan.version,
-        if scan.os.pretty_name.is_empty() {
-            &scan.os.id
-        } else {
-            &scan.os.pretty_name
-        },
+        scan.os.display_name(),
         scan.os.ecosystem.as_deref().unwrap_or("-"),
         scan.packages.len(),
     ));
@@ -422,11 +414,7 @@ pub fn table(scan: &Scan, max_db_age: std::time::Duration) -> Vec<Line> {
     out.push(Line::Info(format!(
         "{}: {} ({}), {} packages{read}",
         scan.artifact,
-        if scan.os.pretty_name.is_empty() {
-            &scan.os.id
-        } else {
-            &scan.os.pretty_name
-        },
+        scan.os.display_name(),
         scan.os.ecosystem.as_deref().unwrap_or("-"),
         scan.packages.len(),
     )));

@@ -176,7 +176,19 @@ pub(crate) async fn run(ui: &Ui, args: &Args) -> anyhow::Result<Outcome> {
             revoked
                 .iter()
                 .filter(|r| r.cascaded_from.is_none() && r.changed)
-                .map(|r| format!("{}: revoked{} ({})", r.image, r.cascade, r.reason)),
+                .map(|r| {
+                    let root = r.image.to_string();
+                    let descendants = revoked
+                        .iter()
+                        .filter(|d| d.cascaded_from.as_deref() == Some(root.as_str()))
+                        .count();
+                    let with = match descendants {
+                        0 => String::new(),
+                        1 => " with 1 descendant".into(),
+                        d => format!(" with {d} descendants"),
+                    };
+                    format!("{root}: revoked{with} ({})", r.reason)
+                }),
         )
         .collect();
     Ok(if failing.is_empty() {
@@ -195,8 +207,6 @@ struct Revoked {
     cascaded_from: Option<String>,
     /// False when it was revoked already.
     changed: bool,
-    /// How the failure line names the descendants: ` with 2 descendants`, or nothing.
-    cascade: String,
 }
 
 impl Revoked {
@@ -274,7 +284,6 @@ async fn revoke(
                 continue;
             }
         };
-        let descendants = made.len().saturating_sub(1);
         for (n, m) in made.into_iter().enumerate() {
             ui.warn(&format!(
                 "{}: {} ({reason})",
@@ -287,12 +296,6 @@ async fn revoke(
             ));
             out.push(Revoked {
                 cascaded_from: (n > 0).then(|| id.to_string()),
-                cascade: match descendants {
-                    _ if n > 0 => String::new(),
-                    0 => String::new(),
-                    1 => " with 1 descendant".into(),
-                    d => format!(" with {d} descendants"),
-                },
                 image: m.image,
                 reason: reason.clone(),
                 changed: m.changed,
