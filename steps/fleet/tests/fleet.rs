@@ -757,3 +757,38 @@ parent_version = "^12"
         "{log:#?}"
     );
 }
+
+/// One image a site's store cannot list (here a local store whose image folder is a file, as a
+/// registry refusing one repository would be) is unreachable for that image only: the site's
+/// other images are still shown as they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_a_site_cannot_list_fails_that_image_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("imagepipe.toml"),
+        "[pipeline]\noutput_dir = \"out\"\n\n[store]\nurl = \"file:primary\"\n\n[[image]]\nname = \"vendor/debian-12\"\ntemplate = \"t\"\n\n[[image]]\nname = \"vendor/rocky-9\"\ntemplate = \"t\"\n\n[[site]]\nname = \"dc1\"\nstore = { url = \"file:dc1\" }\n",
+    )
+    .unwrap();
+    let primary = LocalStore::new(p.join("primary"));
+    let dc1 = LocalStore::new(p.join("dc1"));
+    publish(p, "vendor/debian-12", "12.8.0", None, &[&primary, &dc1]).await;
+    publish(p, "vendor/rocky-9", "9.4.0", None, &[&primary]).await;
+    std::fs::create_dir_all(p.join("dc1/vendor")).unwrap();
+    std::fs::write(p.join("dc1/vendor/rocky-9"), "not a folder").unwrap();
+
+    let out = tokio::task::block_in_place(|| command(BIN, p, &["--json"]).output().unwrap());
+    assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let at_dc1 = |name: &str| {
+        json["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap()["versions"][0]["sites"]["dc1"]["state"]
+            .clone()
+    };
+    assert_eq!(at_dc1("vendor/debian-12"), "present", "{json}");
+    assert_eq!(at_dc1("vendor/rocky-9"), "unreachable", "{json}");
+}
